@@ -1,0 +1,53 @@
+/**
+ * One table of error codes, as API.md lists them (Fastify's lib/errors.js habit): every refusal anywhere in
+ * iommud is an IommuError with one of these codes, so the HTTP status is never decided ad hoc.
+ */
+export const ERROR_STATUS = {
+  BAD_REQUEST: 400,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  UNALIGNED: 400,
+  OUT_OF_RANGE: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  NOT_MAPPED: 404,
+  ALREADY_MAPPED: 409,
+  DEVICE_BUSY: 409,
+  DOMAIN_ATTACHED: 409,
+  NOT_ATTACHED: 409,
+  PARTIAL_UNMAP: 409,
+  DOMAIN_TYPE: 409,
+  DMA_DEBUG: 409,
+  NO_SPACE: 507,
+  PAYLOAD_TOO_LARGE: 413,
+  LIMIT: 429,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export class IommuError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'IommuError';
+    this.code = code;
+    this.status = ERROR_STATUS[code];
+    this.details = details;
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } } {
+    return { error: { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) } };
+  }
+}
+
+export function fail(code: ErrorCode, message: string, details?: Record<string, unknown>): never {
+  throw new IommuError(code, message, details);
+}
+
+/** Lower-case hex with 0x, not zero-padded: the API's one spelling of addresses and register values. */
+export function hex(n: number): string {
+  return '0x' + (n >>> 0 === n ? n : Math.trunc(n)).toString(16);
+}

@@ -1,0 +1,75 @@
+import type { EventBody, EventSink, EventType } from './types.js';
+
+export interface IommuEvent extends EventBody {
+  seq: number;
+  time: string;
+  /** Who caused it: the token's role and label (API.md: every mutation names its user). */
+  by?: { role: string; label: string | null };
+}
+
+export type Listener = (ev: IommuEvent) => void;
+
+/**
+ * A session's event stream: a monotonic seq, a retained ring for `since` replays and live listeners. Delivery
+ * policy (backpressure, gaps) belongs to each subscriber; the bus never blocks a producer.
+ */
+export class EventBus implements EventSink {
+  private seq = 0;
+  /** Seq before the first event this bus emitted (a restored session continues from it). */
+  private baseSeq = 0;
+  private readonly ring: Array<IommuEvent | undefined>;
+  private readonly listeners = new Set<Listener>();
+  actor: { role: string; label: string | null } | null = null;
+  readonly counts = new Map<EventType, number>();
+
+  constructor(readonly retain = 10_000, firstSeq = 0) {
+    this.ring = new Array(retain);
+    this.seq = firstSeq;
+    this.baseSeq = firstSeq;
+  }
+
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /** Oldest seq still retained (lastSeq + 1 when nothing is). */
+  get firstRetained(): number {
+    return Math.max(1, this.seq - this.retain + 1, this.seq + 1 - this.retainedCount());
+  }
+
+  emit(body: EventBody): void {
+    const ev = { seq: ++this.seq, time: new Date().toISOString(), ...body } as IommuEvent;
+    if (this.actor) ev.by = this.actor;
+    this.ring[this.seq % this.retain] = ev;
+    this.counts.set(body.type, (this.counts.get(body.type) ?? 0) + 1);
+    for (const l of this.listeners) l(ev);
+  }
+
+  subscribe(l: Listener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  get subscriberCount(): number {
+    return this.listeners.size;
+  }
+
+  /** Retained events with seq > since, in order, and the range lost to the ring before them (if any). */
+  replay(since: number): { gap: { from: number; to: number } | null; events: IommuEvent[] } {
+    const first = this.firstRetained;
+    const events: IommuEvent[] = [];
+    for (let s = Math.max(since + 1, first); s <= this.seq; s++) events.push(this.ring[s % this.retain]!);
+    const gap = since + 1 < first ? { from: since + 1, to: first - 1 } : null;
+    return { gap, events };
+  }
+
+  /** Events by seq (used by a subscriber catching up after falling behind). */
+  get(seq: number): IommuEvent | undefined {
+    if (seq < this.firstRetained || seq > this.seq) return undefined;
+    return this.ring[seq % this.retain];
+  }
+
+  private retainedCount(): number {
+    return Math.min(this.seq - this.baseSeq, this.retain);
+  }
+}

@@ -1,0 +1,89 @@
+import type { FaultKind } from './regs.js';
+
+export type AccessKind = 'read' | 'write' | 'exec';
+export const ACCESS_READ = 0;
+export const ACCESS_WRITE = 1;
+export const ACCESS_EXEC = 2;
+export const ACCESS_NAMES: readonly AccessKind[] = ['read', 'write', 'exec'];
+
+/** The fault as the API and the event stream report it: register fields hold the values after this fault. */
+export interface FaultRecord {
+  smmu: string;
+  context: number;
+  device: string | null;
+  domain: string | null;
+  iova: string;
+  access: AccessKind;
+  priv: boolean;
+  /** IOMMU_FAULT_READ 0x0 / IOMMU_FAULT_WRITE 0x1, as a fault handler receives them. */
+  flags: number;
+  kind: FaultKind;
+  fsr: string;
+  fsrBits: string[];
+  far: string;
+  fsynr0: string;
+  fsynr1: string;
+  stall?: string;
+}
+
+export interface Stall {
+  id: string;
+  bank: number;
+  iova: number;
+  access: number;
+  priv: boolean;
+  mid: number;
+  fault: FaultRecord;
+  createdAt: number;
+}
+
+/**
+ * One context bank: its register file and what is tied to it (stalled transactions, settings the API keeps
+ * across attach/detach, a fault armed for injection). Registers are plain fields named as the hardware names them.
+ */
+export class ContextBank {
+  SCTLR = 0;
+  ACTLR = 0;
+  CONTEXTIDR = 0;
+  TTBR0 = 0;
+  TTBR1 = 0;
+  TTBCR = 0;
+  PAR = 0;
+  FSR = 0;
+  FSRRESTORE = 0;
+  FAR = 0;
+  FSYNR0 = 0;
+  FSYNR1 = 0;
+  PRRR = 0;
+  NMRR = 0;
+  TLBLCKR = 0;
+  V2PSR = 0;
+  CBACR = 0;
+
+  /** Per-context settings (API.md): attach programs ACTLR.CFCFG / CFEIE from them. */
+  faultMode: 'terminate' | 'stall' = 'terminate';
+  faultInterrupt = true;
+  /** Domain attached through the IOMMU API (an opaque tag for events), null when none. */
+  domain: string | null = null;
+  readonly stalls: Stall[] = [];
+  /** A fault forced on the next transaction (test hook: external abort, multi-hit, TLB-miss fault). */
+  injected: FaultKind | null = null;
+  transactions = 0;
+  faults = 0;
+
+  constructor(
+    readonly smmu: string,
+    readonly index: number,
+    readonly name: string | null,
+    readonly mids: readonly number[],
+  ) {}
+
+  /** The driver's reset: every register 0 (msm_iommu's __reset_context). */
+  reset(): void {
+    this.SCTLR = this.ACTLR = this.CONTEXTIDR = this.TTBR0 = this.TTBR1 = this.TTBCR = 0;
+    this.PAR = this.FSR = this.FSRRESTORE = this.FAR = this.FSYNR0 = this.FSYNR1 = 0;
+    this.PRRR = this.NMRR = this.TLBLCKR = this.V2PSR = 0;
+  }
+}
+
+export type { FaultKind };

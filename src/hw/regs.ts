@@ -1,0 +1,135 @@
+/** MSM SMMU register layout (msm_iommu_hw-8xxx.h), offsets and fields as HARDWARE.md lists them. */
+
+// Context bank registers, offsets inside the bank's 4 KiB window.
+export const SCTLR = 0x000;
+export const ACTLR = 0x004;
+export const CONTEXTIDR = 0x008;
+export const TTBR0 = 0x010;
+export const TTBR1 = 0x014;
+export const TTBCR = 0x018;
+export const PAR = 0x01c;
+export const FSR = 0x020;
+export const FSRRESTORE = 0x024;
+export const FAR = 0x028;
+export const FSYNR0 = 0x02c;
+export const FSYNR1 = 0x030;
+export const PRRR = 0x034;
+export const NMRR = 0x038;
+export const TLBLCKR = 0x03c;
+export const V2PSR = 0x040;
+export const CTX_TLBIALL = 0x800;
+export const TLBIASID = 0x804;
+export const TLBIVA = 0x808;
+export const TLBIVAA = 0x80c;
+export const V2PPR = 0x810;
+export const V2PPW = 0x814;
+export const V2PUR = 0x818;
+export const V2PUW = 0x81c;
+export const RESUME = 0x820;
+
+/** The context registers that hold state, in the order the API reports them. */
+export const CONTEXT_REGISTERS = {
+  SCTLR,
+  ACTLR,
+  CONTEXTIDR,
+  TTBR0,
+  TTBR1,
+  TTBCR,
+  PAR,
+  FSR,
+  FSRRESTORE,
+  FAR,
+  FSYNR0,
+  FSYNR1,
+  PRRR,
+  NMRR,
+  TLBLCKR,
+  V2PSR,
+} as const;
+export type ContextRegister = keyof typeof CONTEXT_REGISTERS;
+
+// Global registers (offsets inside the SMMU's 1 MiB window).
+export const GLOBAL_BASE = 0xff000;
+export const M2VCBR_N = 0xff000;
+export const CBACR_N = 0xff800;
+export const GLOBAL_TLBIALL = 0xfff00;
+export const CR = 0xfff80;
+export const ESR = 0xfff88;
+export const REV = 0xffff4;
+export const IDR = 0xffff8;
+/** Master IDs the M2VCBR table covers. */
+export const NUM_MIDS = 256;
+
+// SCTLR fields.
+export const SCTLR_M = 1 << 0;
+export const SCTLR_TRE = 1 << 1;
+export const SCTLR_AFE = 1 << 2;
+
+// ACTLR fields.
+export const ACTLR_CFERE = 1 << 0;
+export const ACTLR_CFEIE = 1 << 1;
+export const ACTLR_TLBMCFG_SHIFT = 12;
+export const ACTLR_TLBMCFG_WALK = 3;
+export const ACTLR_CFCFG = 1 << 14;
+export const ACTLR_V2PCFG_SHIFT = 16;
+
+// FSR bits.
+export const FSR_TF = 0x2;
+export const FSR_AFF = 0x4;
+export const FSR_APF = 0x8;
+export const FSR_TLBMF = 0x10;
+export const FSR_HTWDEEF = 0x20;
+export const FSR_HTWSEEF = 0x40;
+export const FSR_MHF = 0x80;
+export const FSR_SL = 0x10000;
+export const FSR_SS = 0x40000000;
+export const FSR_MULTI = 0x80000000;
+/** The bits that make "a fault is pending": MULTI and SS alone do not. */
+export const FSR_FAULT_BITS = FSR_TF | FSR_AFF | FSR_APF | FSR_TLBMF | FSR_HTWDEEF | FSR_HTWSEEF | FSR_MHF;
+export const FSR_WRITABLE = FSR_FAULT_BITS | FSR_SL | FSR_SS | FSR_MULTI;
+
+export const FSR_BIT_NAMES: ReadonlyArray<[number, string]> = [
+  [FSR_TF, 'TF'],
+  [FSR_AFF, 'AFF'],
+  [FSR_APF, 'APF'],
+  [FSR_TLBMF, 'TLBMF'],
+  [FSR_HTWDEEF, 'HTWDEEF'],
+  [FSR_HTWSEEF, 'HTWSEEF'],
+  [FSR_MHF, 'MHF'],
+  [FSR_SL, 'SL'],
+  [FSR_SS, 'SS'],
+  [FSR_MULTI, 'MULTI'],
+];
+
+export function fsrBitNames(fsr: number): string[] {
+  return FSR_BIT_NAMES.filter(([bit]) => (fsr & bit) !== 0).map(([, n]) => n);
+}
+
+// FSYNR1 fields.
+export const FSYNR1_APRIV = 1 << 5;
+export const FSYNR1_AINST = 1 << 7;
+export const FSYNR1_AWRITE = 1 << 8;
+
+// PAR fields.
+export const PAR_FAULT = 1 << 0;
+export const PAR_SS = 1 << 1;
+
+/** Values io-pgtable-v7s computes and the driver programs on attach. */
+export const TTBR0_WALK_ATTRS = 0x6a;
+export const PRRR_ATTACH = 0x800b8204;
+export const NMRR_ATTACH = 0x40004000;
+export const SCTLR_ATTACH = SCTLR_M | SCTLR_TRE | SCTLR_AFE;
+
+/** The version this model reports in REV (major 1, minor 0: the 8x60 SMMU generation). */
+export const REV_VALUE = 0x10000;
+
+export type FaultKind = 'translation' | 'permission' | 'access-flag' | 'external' | 'multi-hit' | 'tlb-miss';
+
+export const FAULT_KIND_BIT: Record<FaultKind, number> = {
+  translation: FSR_TF,
+  permission: FSR_APF,
+  'access-flag': FSR_AFF,
+  external: FSR_HTWSEEF,
+  'multi-hit': FSR_MHF,
+  'tlb-miss': FSR_TLBMF,
+};

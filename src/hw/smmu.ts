@@ -1,0 +1,426 @@
+/**
+ * The MSM SMMU hardware: context banks, M2VCBR routing, the TLB and the one transaction path (TLB → walk →
+ * permission → ok | fault | stall) that every front end (IOMMU API, MMIO, device access, stream) shares.
+ */
+import { IommuError, hex } from '../errors.js';
+import type { EventSink } from '../events/types.js';
+import type { PhysMemory } from '../memory/phys.js';
+import { PERM_AP0, PERM_AP1, PERM_AP2, PERM_XN, permToProt, protToNames, SZ_4K } from '../pgtable/desc.js';
+import { WALK_EXTERNAL, WALK_OK, WalkResult, walk } from '../pgtable/v7s.js';
+import { ACCESS_EXEC, ACCESS_NAMES, ACCESS_WRITE, ContextBank, type FaultRecord, type Stall } from './context.js';
+import type { SmmuSpec } from './profile.js';
+import {
+  ACTLR_CFCFG,
+  ACTLR_CFEIE,
+  ACTLR_TLBMCFG_SHIFT,
+  ACTLR_TLBMCFG_WALK,
+  FAULT_KIND_BIT,
+  FSR_FAULT_BITS,
+  FSR_MULTI,
+  FSR_SS,
+  FSYNR1_AINST,
+  FSYNR1_APRIV,
+  FSYNR1_AWRITE,
+  NUM_MIDS,
+  PAR_FAULT,
+  PAR_SS,
+  SCTLR_AFE,
+  SCTLR_M,
+  fsrBitNames,
+  type FaultKind,
+} from './regs.js';
+import { MULTI_HIT, Tlb, TlbEntry, tlbKey, type TlbPolicy } from './tlb.js';
+
+export const OUTCOME_OK = 0;
+export const OUTCOME_FAULT = 1;
+export const OUTCOME_STALLED = 2;
+export const TLB_HIT = 0;
+export const TLB_MISS = 1;
+export const TLB_BYPASS = 2;
+export const TLB_STATE_NAMES = ['hit', 'miss', 'bypass'] as const;
+
+/** Reusable result of one transaction: read it before the next transaction on the same SMMU. */
+export class TxnResult {
+  outcome = OUTCOME_OK;
+  paddr = 0;
+  tlb = TLB_MISS;
+  stale = false;
+  pageSize = 0;
+  fault: FaultRecord | null = null;
+  stall: string | null = null;
+}
+
+/** What the SMMUs share within one SoC: RAM, the event sink, stall ids and the IOMMU layer's fault hook. */
+export interface HwEnv {
+  mem: PhysMemory;
+  sink: EventSink;
+  nextStallId(): string;
+  maxStallsPerContext: number;
+  /** The IOMMU API's report_iommu_fault: may answer a stall with retry or terminate. */
+  faultHook: ((bank: ContextBank, fault: FaultRecord) => 'retry' | 'terminate' | void) | null;
+}
+
+export interface TransferRequest {
+  iova: number;
+  access: number;
+  priv: boolean;
+  mid: number;
+  size: number;
+  data?: Uint8Array | undefined;
+}
+
+export interface Segment {
+  iova: number;
+  paddr: number;
+  size: number;
+  tlb: 'hit' | 'miss' | 'bypass';
+  unbacked?: boolean;
+}
+
+export type AccessResult =
+  | {
+      outcome: 'ok';
+      paddr: number;
+      tlb: 'hit' | 'miss' | 'bypass';
+      stale?: true;
+      unbacked?: true;
+      data?: Uint8Array;
+      segments?: Segment[];
+    }
+  | { outcome: 'fault'; fault: FaultRecord }
+  | { outcome: 'stalled'; stall: string; fault: FaultRecord }
+  | { outcome: 'terminated' };
+
+export class Smmu {
+  readonly name: string;
+  readonly base: number;
+  readonly banks: ContextBank[];
+  /** M2VCBR_N per master ID: CBNDX (15:8) names the bank a MID's transactions go to. */
+  readonly m2vcbr = new Uint32Array(NUM_MIDS);
+  readonly tlb: Tlb;
+  CR = 0;
+  ESR = 0;
+  readonly res = new TxnResult();
+  private readonly w = new WalkResult();
+  private readonly env: HwEnv;
+  /** Stalled transfers with their original request, so a retry re-runs the whole transfer. */
+  private readonly stalledRequests = new Map<string, TransferRequest>();
+
+  constructor(spec: SmmuSpec, tlbEntries: number, tlbPolicy: TlbPolicy, env: HwEnv) {
+    this.name = spec.name;
+    this.base = spec.base;
+    this.env = env;
+    this.banks = Array.from({ length: spec.banks }, (_, i) => {
+      const c = spec.contexts.find((x) => x.index === i);
+      return new ContextBank(spec.name, i, c?.name ?? null, c?.mids ?? []);
+    });
+    this.tlb = new Tlb(tlbEntries, tlbPolicy, spec.banks);
+    // Routing as the driver leaves it: each listed MID to its context's bank; others to bank 0.
+    for (const b of this.banks) for (const m of b.mids) this.m2vcbr[m] = b.index << 8;
+  }
+
+  /** The bank a master's transactions go to (M2VCBR_N.CBNDX). */
+  bankOfMid(mid: number): ContextBank | undefined {
+    return this.banks[(this.m2vcbr[mid]! >>> 8) & 0xff];
+  }
+
+  /**
+   * One transaction of one page through a context bank. Allocation-free on the ok path; the result lives in
+   * this.res until the next transaction.
+   */
+  translate(bank: ContextBank, iova: number, access: number, priv: boolean, mid: number): TxnResult {
+    const r = this.res;
+    r.stale = false;
+    r.fault = null;
+    r.stall = null;
+    bank.transactions++;
+    if ((bank.SCTLR & SCTLR_M) === 0) {
+      r.outcome = OUTCOME_OK;
+      r.paddr = iova;
+      r.tlb = TLB_BYPASS;
+      r.pageSize = SZ_4K;
+      return r;
+    }
+    if (bank.injected !== null) {
+      const kind = bank.injected;
+      bank.injected = null;
+      r.tlb = TLB_MISS;
+      return this.fault(bank, kind, iova, access, priv, mid);
+    }
+    const asid = bank.CONTEXTIDR & 0xff;
+    const tlb = this.tlb;
+    const e = tlb.lookup(bank.index, asid, iova);
+    if (e === MULTI_HIT) {
+      r.tlb = TLB_HIT;
+      return this.fault(bank, 'multi-hit', iova, access, priv, mid);
+    }
+    let perm: number;
+    if (e !== null) {
+      tlb.stats.hits++;
+      tlb.bankStats[bank.index]!.hits++;
+      r.tlb = TLB_HIT;
+      const v = this.env.mem.versions;
+      if (e.ttbr0 !== bank.TTBR0 || v[e.c1] !== e.v1 || (e.c2 >= 0 && v[e.c2] !== e.v2)) this.revalidate(bank, e, iova);
+      r.paddr = e.paBase + (iova - e.vaBase);
+      r.pageSize = e.size;
+      perm = e.perm;
+    } else {
+      tlb.stats.misses++;
+      tlb.bankStats[bank.index]!.misses++;
+      r.tlb = TLB_MISS;
+      if (((bank.ACTLR >>> ACTLR_TLBMCFG_SHIFT) & 3) !== ACTLR_TLBMCFG_WALK) return this.fault(bank, 'tlb-miss', iova, access, priv, mid);
+      const w = walk(this.env.mem, bank.TTBR0, iova, this.w);
+      if (w.status !== WALK_OK) return this.fault(bank, w.status === WALK_EXTERNAL ? 'external' : 'translation', iova, access, priv, mid);
+      // A successful walk fills the TLB even when the permission check then fails.
+      this.fill(bank, asid, w);
+      r.paddr = w.paddr;
+      r.pageSize = w.size;
+      perm = w.perm;
+    }
+    const denied = checkPerm(bank.SCTLR, perm, access, priv);
+    if (denied !== null) return this.fault(bank, denied, iova, access, priv, mid);
+    r.outcome = OUTCOME_OK;
+    return r;
+  }
+
+  /**
+   * A whole transfer: every 4 KiB page translated first (each its own TLB lookup), then the bytes moved. A fault
+   * on any page moves nothing.
+   */
+  transfer(bank: ContextBank, req: TransferRequest): AccessResult {
+    const { iova, access, priv, mid } = req;
+    const size = req.data ? req.data.length : req.size;
+    const segments: Segment[] = [];
+    let stale = false;
+    for (let a = iova; a < iova + size; ) {
+      const len = Math.min(iova + size - a, SZ_4K - (a & (SZ_4K - 1)));
+      const r = this.translate(bank, a, access, priv, mid);
+      if (r.outcome !== OUTCOME_OK) {
+        if (r.outcome === OUTCOME_STALLED) {
+          this.stalledRequests.set(r.stall!, req);
+          return this.afterStall(bank, r.stall!, r.fault!);
+        }
+        const fault = r.fault!;
+        this.notifyFault(bank, fault);
+        return { outcome: 'fault', fault };
+      }
+      stale ||= r.stale;
+      segments.push({ iova: a, paddr: r.paddr, size: len, tlb: TLB_STATE_NAMES[r.tlb]! });
+      a += len;
+    }
+    const mem = this.env.mem;
+    let unbacked = false;
+    let out: Uint8Array | undefined;
+    if (access !== ACCESS_WRITE && req.size > 0 && !req.data) out = new Uint8Array(size);
+    let o = 0;
+    for (const s of segments) {
+      if (!mem.isRamRange(s.paddr, s.size)) {
+        s.unbacked = true;
+        unbacked = true;
+      } else if (req.data && access === ACCESS_WRITE) mem.writeBytes(s.paddr, req.data.subarray(o, o + s.size));
+      else if (out) mem.readBytes(s.paddr, s.size, out, o);
+      o += s.size;
+    }
+    const first = segments[0]!;
+    return {
+      outcome: 'ok',
+      paddr: first.paddr,
+      tlb: first.tlb,
+      ...(stale ? { stale: true as const } : {}),
+      ...(unbacked ? { unbacked: true as const } : {}),
+      ...(out ? { data: out } : {}),
+      ...(segments.length > 1 ? { segments } : {}),
+    };
+  }
+
+  /** Resolves a stalled transaction: retry re-runs it (a re-walk), terminate aborts it. */
+  resume(bank: ContextBank, stallId: string, action: 'retry' | 'terminate' | 'timeout'): AccessResult {
+    const i = bank.stalls.findIndex((s) => s.id === stallId);
+    if (i < 0) throw new IommuError('NOT_FOUND', `no stalled transaction ${stallId} on this context`, { stall: stallId });
+    const [stall] = bank.stalls.splice(i, 1);
+    const req = this.stalledRequests.get(stallId)!;
+    this.stalledRequests.delete(stallId);
+    if (bank.stalls.length === 0) bank.FSR = (bank.FSR & ~FSR_SS) >>> 0;
+    let result: AccessResult = { outcome: 'terminated' };
+    if (action === 'retry') result = this.transfer(bank, req);
+    this.env.sink.emit({
+      type: 'resume',
+      smmu: this.name,
+      context: bank.index,
+      device: bank.name,
+      domain: bank.domain,
+      stall: stall!.id,
+      action,
+      outcome: result.outcome,
+    });
+    return result;
+  }
+
+  /** Terminates every stalled transaction of a bank (detach, reset). */
+  terminateStalls(bank: ContextBank): void {
+    while (bank.stalls.length) this.resume(bank, bank.stalls[0]!.id, 'terminate');
+  }
+
+  /**
+   * A V2P probe (V2PPR/V2PPW/V2PUR/V2PUW): the TLB answers first (never filled by a probe), else a walk; the
+   * result and any fault go to PAR only.
+   */
+  probe(bank: ContextBank, va: number, priv: boolean, write: boolean): number {
+    let par: number;
+    if ((bank.SCTLR & SCTLR_M) === 0) par = (va & 0xfffff000) >>> 0;
+    else {
+      const e = this.tlb.lookup(bank.index, bank.CONTEXTIDR & 0xff, va);
+      let size: number;
+      let pa: number;
+      let perm: number;
+      let fault = 0;
+      if (e === MULTI_HIT) fault = FAULT_KIND_BIT['multi-hit'];
+      else if (e !== null) {
+        size = e.size;
+        pa = e.paBase + (va - e.vaBase);
+        perm = e.perm;
+      } else {
+        const w = walk(this.env.mem, bank.TTBR0, va, this.w);
+        if (w.status !== WALK_OK) fault = FAULT_KIND_BIT[w.status === WALK_EXTERNAL ? 'external' : 'translation'];
+        else {
+          size = w.size;
+          pa = w.paddr;
+          perm = w.perm;
+        }
+      }
+      if (!fault) {
+        const denied = checkPerm(bank.SCTLR, perm!, write ? ACCESS_WRITE : 0, priv);
+        if (denied) fault = FAULT_KIND_BIT[denied];
+      }
+      if (fault) par = (PAR_FAULT | fault) >>> 0;
+      else if (size! === 0x1000000) par = ((pa! & 0xff000000) | PAR_SS) >>> 0;
+      else par = (pa! & 0xfffff000) >>> 0;
+    }
+    bank.PAR = par;
+    return par;
+  }
+
+  private fill(bank: ContextBank, asid: number, w: WalkResult): void {
+    const v = this.env.mem.versions;
+    const sizeIdx = w.size === 0x1000 ? 0 : w.size === 0x10000 ? 1 : w.size === 0x100000 ? 2 : 3;
+    const c1 = w.l1Addr >>> 16;
+    const c2 = w.l2Addr >= 0 ? w.l2Addr >>> 16 : -1;
+    this.tlb.insert(
+      new TlbEntry(bank.index, asid, tlbKey(asid, w.vaBase, sizeIdx), sizeIdx, w.vaBase, w.size, w.paBase, w.perm, bank.TTBR0, c1, v[c1]!, c2, c2 >= 0 ? v[c2]! : 0),
+    );
+  }
+
+  /**
+   * The stale-TLB detector: the descriptors (or TTBR0) behind a hit may have changed. Re-walk; if the table still
+   * gives the same translation the entry is refreshed, otherwise the hit is stale and reported (the transaction
+   * still uses the entry, as hardware would).
+   */
+  private revalidate(bank: ContextBank, e: TlbEntry, iova: number): void {
+    const w = walk(this.env.mem, bank.TTBR0, iova, this.w);
+    const paddr = e.paBase + (iova - e.vaBase);
+    const prot = permToProt(e.perm);
+    if (w.status === WALK_OK && w.paddr === paddr && permToProt(w.perm) === prot) {
+      const v = this.env.mem.versions;
+      e.ttbr0 = bank.TTBR0;
+      e.c1 = w.l1Addr >>> 16;
+      e.v1 = v[e.c1]!;
+      e.c2 = w.l2Addr >= 0 ? w.l2Addr >>> 16 : -1;
+      e.v2 = e.c2 >= 0 ? v[e.c2]! : 0;
+      return;
+    }
+    this.res.stale = true;
+    this.env.sink.emit({
+      type: 'stale-tlb-hit',
+      smmu: this.name,
+      context: bank.index,
+      device: bank.name,
+      domain: bank.domain,
+      iova: hex(iova),
+      stale: { paddr: hex(paddr), prot: protToNames(prot) },
+      current: w.status === WALK_OK ? { paddr: hex(w.paddr), prot: protToNames(permToProt(w.perm)) } : null,
+    });
+  }
+
+  /** Records a fault in FSR/FAR/FSYNR as the hardware does and, in stall mode, stalls the transaction. */
+  private fault(bank: ContextBank, kind: FaultKind, iova: number, access: number, priv: boolean, mid: number): TxnResult {
+    const r = this.res;
+    const stallMode = (bank.ACTLR & ACTLR_CFCFG) !== 0;
+    if (stallMode && bank.stalls.length >= this.env.maxStallsPerContext) {
+      throw new IommuError('LIMIT', `context ${bank.name ?? bank.index} already holds ${bank.stalls.length} stalled transactions`, {
+        limit: this.env.maxStallsPerContext,
+      });
+    }
+    bank.faults++;
+    if (bank.FSR & FSR_FAULT_BITS) bank.FSR = (bank.FSR | FSR_MULTI) >>> 0;
+    else {
+      bank.FSR = (bank.FSR | FAULT_KIND_BIT[kind]) >>> 0;
+      bank.FAR = iova >>> 0;
+      bank.FSYNR0 = mid & 0xff;
+      bank.FSYNR1 = (access === ACCESS_WRITE ? FSYNR1_AWRITE : 0) | (priv ? FSYNR1_APRIV : 0) | (access === ACCESS_EXEC ? FSYNR1_AINST : 0);
+    }
+    let stallId: string | null = null;
+    if (stallMode) {
+      stallId = this.env.nextStallId();
+      bank.FSR = (bank.FSR | FSR_SS) >>> 0;
+    }
+    const fault: FaultRecord = {
+      smmu: this.name,
+      context: bank.index,
+      device: bank.name,
+      domain: bank.domain,
+      iova: hex(iova),
+      access: ACCESS_NAMES[access]!,
+      priv,
+      flags: access === ACCESS_WRITE ? 1 : 0,
+      kind,
+      fsr: hex(bank.FSR),
+      fsrBits: fsrBitNames(bank.FSR),
+      far: hex(bank.FAR),
+      fsynr0: hex(bank.FSYNR0),
+      fsynr1: hex(bank.FSYNR1),
+      ...(stallId ? { stall: stallId } : {}),
+    };
+    if (stallId) bank.stalls.push({ id: stallId, bank: bank.index, iova, access, priv, mid, fault, createdAt: Date.now() });
+    r.fault = fault;
+    r.stall = stallId;
+    r.outcome = stallId ? OUTCOME_STALLED : OUTCOME_FAULT;
+    if (bank.ACTLR & ACTLR_CFEIE) {
+      this.env.sink.emit({ type: 'fault', ...fault });
+      if (stallId) this.env.sink.emit({ type: 'stall', stall: stallId, smmu: this.name, context: bank.index, device: bank.name, domain: bank.domain, fault });
+    }
+    return r;
+  }
+
+  /** After a stall: the IOMMU layer's fault handler may resolve it at once (one retry per transfer). */
+  private afterStall(bank: ContextBank, stallId: string, fault: FaultRecord): AccessResult {
+    const hook = this.env.faultHook;
+    const answer = hook && bank.ACTLR & ACTLR_CFEIE ? hook(bank, fault) : undefined;
+    if (answer === 'retry' || answer === 'terminate') return this.resume(bank, stallId, answer);
+    return { outcome: 'stalled', stall: stallId, fault };
+  }
+
+  /** Non-stalling faults reach the IOMMU layer's handler too (report_iommu_fault). */
+  notifyFault(bank: ContextBank, fault: FaultRecord): void {
+    if (this.env.faultHook && bank.ACTLR & ACTLR_CFEIE) this.env.faultHook(bank, fault);
+  }
+}
+
+/**
+ * The permission check, in HARDWARE.md's order: access flag, privilege, write to read-only, exec through XN.
+ * With SCTLR.AFE set AP[0] is the access flag (the simplified model the driver uses); clear, the full AP[2:0].
+ */
+export function checkPerm(sctlr: number, perm: number, access: number, priv: boolean): FaultKind | null {
+  if (sctlr & SCTLR_AFE) {
+    if (!(perm & PERM_AP0)) return 'access-flag';
+    if (!priv && !(perm & PERM_AP1)) return 'permission';
+    if (access === ACCESS_WRITE && perm & PERM_AP2) return 'permission';
+  } else {
+    const ap = ((perm & PERM_AP2) >>> 0) | (perm & 3);
+    // AP[2:0]: 0 none, 1 priv RW, 2 priv RW/user RO, 3 RW, 4 reserved, 5 priv RO, 6/7 RO.
+    const canRead = priv ? ap !== 0 && ap !== 4 : ap === 2 || ap === 3 || ap >= 6;
+    const canWrite = priv ? ap >= 1 && ap <= 3 : ap === 3;
+    if (!canRead || (access === ACCESS_WRITE && !canWrite)) return 'permission';
+  }
+  if (access === ACCESS_EXEC && perm & PERM_XN) return 'permission';
+  return null;
+}

@@ -1,0 +1,64 @@
+import type { DeviceRef } from '../hw/soc.js';
+import type { PageCounts, PgtableConfig, V7sTable } from '../pgtable/v7s.js';
+
+export type FlushPolicy = 'strict' | 'deferred';
+export type DomainType = 'unmanaged' | 'dma';
+
+/** A fault handler as iommu_set_fault_handler takes it; 'retry' asks to retry a stalled transaction. */
+export type FaultHandler = (info: { domain: string; device: string; iova: number; flags: number }) => 'retry' | 'terminate' | void;
+
+export interface IovaRange {
+  iova: number;
+  size: number;
+}
+
+/** An iommu_domain: one page table plus the policies the API attaches to it. */
+export class Domain {
+  readonly attached = new Set<DeviceRef>();
+  /** Ranges unmapped but not yet invalidated (deferred policy): the iotlb_gather waiting for iotlb_sync. */
+  pending: IovaRange[] = [];
+  readonly pages: PageCounts = [0, 0, 0, 0];
+  faultHandler: FaultHandler | null = null;
+
+  constructor(
+    readonly id: string,
+    readonly type: DomainType,
+    readonly cfg: PgtableConfig,
+    readonly flushPolicy: FlushPolicy,
+    readonly table: V7sTable,
+    readonly label: string | null,
+  ) {}
+
+  get mappedBytes(): number {
+    const p = this.pages;
+    return p[0] * 0x1000 + p[1] * 0x10000 + p[2] * 0x100000 + p[3] * 0x1000000;
+  }
+
+  get leafCount(): number {
+    return this.pages[0] + this.pages[1] + this.pages[2] + this.pages[3];
+  }
+}
+
+/** Adds a range to a sorted, merged list of ranges (overlapping or touching ranges coalesce). */
+export function addRange(list: IovaRange[], iova: number, size: number): IovaRange[] {
+  const out: IovaRange[] = [];
+  let a = iova;
+  let b = iova + size;
+  let placed = false;
+  for (const r of list) {
+    const re = r.iova + r.size;
+    if (re < a) out.push(r);
+    else if (r.iova > b) {
+      if (!placed) {
+        out.push({ iova: a, size: b - a });
+        placed = true;
+      }
+      out.push(r);
+    } else {
+      a = Math.min(a, r.iova);
+      b = Math.max(b, re);
+    }
+  }
+  if (!placed) out.push({ iova: a, size: b - a });
+  return out;
+}

@@ -1,0 +1,311 @@
+/**
+ * The Linux IOMMU API over the emulated hardware: domain_alloc/free, attach/detach, map/unmap (all or nothing),
+ * iova_to_phys, flush_iotlb_all / range flush, iotlb_sync, and report_iommu_fault to a domain's handler.
+ */
+import { IommuError, hex } from '../errors.js';
+import type { EventSink } from '../events/types.js';
+import type { ContextBank, FaultRecord } from '../hw/context.js';
+import * as R from '../hw/regs.js';
+import type { DeviceRef, Soc } from '../hw/soc.js';
+import { PGSIZES, PGSIZE_NAMES, permToProt, protToNames } from '../pgtable/desc.js';
+import { V7sTable, WALK_OK, WalkResult, walk, type FlushOps, type PageCounts } from '../pgtable/v7s.js';
+import { Domain, addRange, type DomainType, type FaultHandler, type FlushPolicy, type IovaRange } from './domain.js';
+
+export interface DomainOptions {
+  pgsizes?: number[];
+  flushPolicy?: FlushPolicy;
+  partialUnmap?: 'split' | 'refuse';
+  label?: string | null;
+  type?: DomainType;
+}
+
+export type BatchOp =
+  | { op: 'map'; iova: number; paddr: number; size: number; prot: number }
+  | { op: 'unmap'; iova: number; size: number };
+
+export type BatchResult = { op: 'map'; iova: number; size: number; pages: PageCounts } | { op: 'unmap'; unmapped: number };
+
+export interface IommuLimits {
+  maxDomains: number;
+  /** Leaf descriptors (pages of any size) mapped across the session's domains. */
+  maxMappedPages: number;
+}
+
+/** Collects what one operation asks to invalidate; applied only once the operation has succeeded. */
+class Gather implements FlushOps {
+  ranges: IovaRange[] = [];
+  addPage(iova: number, size: number): void {
+    this.ranges = addRange(this.ranges, iova, size);
+  }
+  flushWalk(): void {
+    // No walk cache is modelled (HARDWARE.md): leaf invalidation via addPage is what the TLB needs.
+  }
+}
+
+export class Iommu {
+  readonly domains = new Map<string, Domain>();
+  private domainSeq = 0;
+  private readonly w = new WalkResult();
+
+  constructor(
+    readonly soc: Soc,
+    private readonly sink: EventSink,
+    readonly limits: IommuLimits = { maxDomains: 1024, maxMappedPages: 4 * 1024 * 1024 },
+  ) {
+    soc.env.faultHook = (bank, fault) => this.reportFault(bank, fault);
+  }
+
+  domain(id: string): Domain {
+    const d = this.domains.get(id);
+    if (!d) throw new IommuError('NOT_FOUND', `no domain ${id}`, { domain: id });
+    return d;
+  }
+
+  /** The domain a device is attached to, or null. */
+  domainOf(device: string): Domain | null {
+    const bank = this.soc.devices.get(device)?.bank;
+    return bank?.domain ? (this.domains.get(bank.domain) ?? null) : null;
+  }
+
+  domainAlloc(opts: DomainOptions = {}): Domain {
+    if (this.domains.size >= this.limits.maxDomains) {
+      throw new IommuError('LIMIT', `a session holds at most ${this.limits.maxDomains} domains`, { limit: this.limits.maxDomains });
+    }
+    const pgsizes = opts.pgsizes ?? [...PGSIZES];
+    let bitmap = 0;
+    for (const s of pgsizes) {
+      if (!(PGSIZES as readonly number[]).includes(s)) {
+        throw new IommuError('BAD_REQUEST', `page size ${s} is not one of 4K, 64K, 1M, 16M`, { pgsizes });
+      }
+      bitmap |= s;
+    }
+    if (bitmap === 0) throw new IommuError('BAD_REQUEST', 'pgsizes must name at least one page size', { pgsizes });
+    const table = this.soc.mem.atomically(() => new V7sTable(this.soc.mem, this.soc.ptPool));
+    const id = `dom-${++this.domainSeq}`;
+    const d = new Domain(
+      id,
+      opts.type ?? 'unmanaged',
+      { pgsizeBitmap: bitmap, partialUnmap: opts.partialUnmap ?? 'split' },
+      opts.flushPolicy ?? 'strict',
+      table,
+      opts.label ?? null,
+    );
+    this.domains.set(id, d);
+    this.sink.emit({ type: 'domain', action: 'alloc', domain: id, ttbr0: hex(table.l1) });
+    return d;
+  }
+
+  domainFree(id: string): void {
+    const d = this.domain(id);
+    if (d.attached.size) {
+      throw new IommuError('DOMAIN_ATTACHED', `domain ${id} still has devices attached`, { attached: [...d.attached].map((x) => x.name) });
+    }
+    this.soc.mem.atomically(() => d.table.free());
+    this.domains.delete(id);
+    this.sink.emit({ type: 'domain', action: 'free', domain: id });
+  }
+
+  /** iommu_attach_device: programs the context bank with the driver's sequence. */
+  attach(id: string, deviceName: string, replace = false): Domain {
+    const d = this.domain(id);
+    const dev = this.soc.device(deviceName);
+    const cur = dev.bank.domain;
+    if (cur === id) return d;
+    if (cur !== null && !replace) {
+      throw new IommuError('DEVICE_BUSY', `device ${deviceName} is attached to ${cur}`, { device: deviceName, domain: cur });
+    }
+    if (d.type === 'dma' && d.attached.size) {
+      throw new IommuError('DOMAIN_TYPE', `DMA domain ${id} belongs to another device`, { domain: id });
+    }
+    if (cur !== null) {
+      // Switching page tables on the fly: the context stays enabled, its TLB entries go.
+      const old = this.domains.get(cur)!;
+      old.attached.delete(dev);
+      d.attached.add(dev);
+      dev.bank.domain = id;
+      dev.bank.TTBR0 = (d.table.l1 | R.TTBR0_WALK_ATTRS) >>> 0;
+      dev.smmu.tlb.invalidateAll(dev.bank.index);
+      this.sink.emit({ type: 'attach', domain: id, device: deviceName, replaced: cur, ttbr0: hex(dev.bank.TTBR0) });
+      return d;
+    }
+    programContext(dev, d);
+    d.attached.add(dev);
+    this.sink.emit({ type: 'attach', domain: id, device: deviceName, ttbr0: hex(dev.bank.TTBR0) });
+    return d;
+  }
+
+  /** iommu_detach_device: stalls terminated, bank reset to 0, its TLB entries invalidated. */
+  detach(id: string, deviceName: string): Domain {
+    const d = this.domain(id);
+    const dev = this.soc.device(deviceName);
+    if (dev.bank.domain !== id) {
+      throw new IommuError('NOT_ATTACHED', `device ${deviceName} is not attached to ${id}`, { device: deviceName, domain: id });
+    }
+    this.sink.emit({ type: 'detach', domain: id, device: deviceName });
+    dev.smmu.terminateStalls(dev.bank);
+    dev.bank.reset();
+    dev.bank.domain = null;
+    dev.smmu.tlb.invalidateAll(dev.bank.index);
+    d.attached.delete(dev);
+    return d;
+  }
+
+  map(id: string, iova: number, paddr: number, size: number, prot: number): { iova: number; size: number; pages: PageCounts } {
+    const [r] = this.batch(id, [{ op: 'map', iova, paddr, size, prot }]);
+    return r as { op: 'map'; iova: number; size: number; pages: PageCounts };
+  }
+
+  unmap(id: string, iova: number, size: number): number {
+    const [r] = this.batch(id, [{ op: 'unmap', iova, size }]);
+    return (r as { unmapped: number }).unmapped;
+  }
+
+  /**
+   * Map and unmap operations applied in order, all or nothing: any refusal rolls the page table and the pool
+   * back; invalidations and events happen only once everything has succeeded.
+   */
+  batch(id: string, ops: readonly BatchOp[], allowDma = false): BatchResult[] {
+    const d = this.domain(id);
+    if (d.type === 'dma' && !allowDma) {
+      throw new IommuError('DOMAIN_TYPE', `domain ${id} is managed by the DMA API`, { domain: id });
+    }
+    const gather = new Gather();
+    const delta: PageCounts = [0, 0, 0, 0];
+    const results = this.soc.mem.atomically(() => {
+      const out: BatchResult[] = [];
+      ops.forEach((op, i) => {
+        try {
+          if (op.op === 'map') {
+            const pages: PageCounts = [0, 0, 0, 0];
+            d.table.map(d.cfg, op.iova, op.paddr, op.size, op.prot, pages);
+            for (let k = 0; k < 4; k++) delta[k]! += pages[k]!;
+            out.push({ op: 'map', iova: op.iova, size: op.size, pages });
+          } else {
+            out.push({ op: 'unmap', unmapped: d.table.unmap(d.cfg, op.iova, op.size, delta, gather) });
+          }
+        } catch (e) {
+          if (e instanceof IommuError && ops.length > 1) {
+            throw new IommuError(e.code, `op ${i}: ${e.message}`, { ...e.details, op: i });
+          }
+          throw e;
+        }
+      });
+      const total = this.totalLeaves() + delta[0] + delta[1] + delta[2] + delta[3];
+      if (total > this.limits.maxMappedPages) {
+        throw new IommuError('LIMIT', `a session maps at most ${this.limits.maxMappedPages} pages`, { limit: this.limits.maxMappedPages });
+      }
+      return out;
+    });
+    for (let k = 0; k < 4; k++) d.pages[k]! += delta[k]!;
+    this.applyGather(d, gather.ranges);
+    ops.forEach((op, i) => {
+      const r = results[i]!;
+      if (op.op === 'map') {
+        this.sink.emit({ type: 'map', domain: id, iova: hex(op.iova), paddr: hex(op.paddr), size: op.size, prot: protToNames(op.prot), pages: pageCountsObject((r as { pages: PageCounts }).pages) });
+      } else {
+        this.sink.emit({ type: 'unmap', domain: id, iova: hex(op.iova), size: op.size, unmapped: (r as { unmapped: number }).unmapped });
+      }
+    });
+    return results;
+  }
+
+  iovaToPhys(id: string, iova: number): { iova: number; paddr: number; pageSize: number; prot: number } {
+    const d = this.domain(id);
+    const w = walk(this.soc.mem, d.table.l1, iova, this.w);
+    if (w.status !== WALK_OK) throw new IommuError('NOT_MAPPED', `iova ${hex(iova)} is not mapped`, { iova: hex(iova) });
+    return { iova, paddr: w.paddr, pageSize: w.size, prot: permToProt(w.perm) };
+  }
+
+  /** flush_iotlb_all, or a range flush, on every attached context. */
+  flush(id: string, iova?: number, size?: number): { contexts: number; invalidated: number } {
+    const d = this.domain(id);
+    let invalidated = 0;
+    for (const dev of d.attached) {
+      invalidated +=
+        iova === undefined ? dev.smmu.tlb.invalidateAll(dev.bank.index) : dev.smmu.tlb.invalidateRange(dev.bank.index, iova, size ?? 0x1000);
+    }
+    if (iova === undefined) d.pending = [];
+    this.sink.emit({ type: 'flush', domain: id, ...(iova !== undefined ? { iova: hex(iova), size: size ?? 0x1000 } : {}), contexts: d.attached.size, invalidated });
+    return { contexts: d.attached.size, invalidated };
+  }
+
+  /** iotlb_sync: applies the gathered invalidations of a deferred domain. */
+  sync(id: string): { invalidated: number; ranges: IovaRange[] } {
+    const d = this.domain(id);
+    const ranges = d.pending;
+    d.pending = [];
+    const invalidated = this.invalidateRanges(d, ranges);
+    this.sink.emit({ type: 'sync', domain: id, ranges: ranges.map((r) => ({ iova: hex(r.iova), size: r.size })), invalidated });
+    return { invalidated, ranges };
+  }
+
+  /** Mappings merged into extents: adjacent pages with contiguous paddr and equal prot. */
+  mappings(id: string, from = 0, to = 2 ** 32, limit = 1000): Array<{ iova: number; paddr: number; size: number; pageSize: number; prot: number }> {
+    const d = this.domain(id);
+    const out: Array<{ iova: number; paddr: number; size: number; pageSize: number; prot: number }> = [];
+    d.table.forEachLeaf(from, to, (iova, paddr, size, prot) => {
+      const last = out[out.length - 1];
+      if (last && last.iova + last.size === iova && last.paddr + last.size === paddr && last.prot === prot) {
+        last.size += size;
+        if (size > last.pageSize) last.pageSize = size;
+        return;
+      }
+      if (out.length === limit) return false;
+      out.push({ iova, paddr, size, pageSize: size, prot });
+    });
+    return out;
+  }
+
+  setFaultHandler(id: string, handler: FaultHandler | null): void {
+    this.domain(id).faultHandler = handler;
+  }
+
+  private reportFault(bank: ContextBank, fault: FaultRecord): 'retry' | 'terminate' | void {
+    const d = bank.domain ? this.domains.get(bank.domain) : undefined;
+    if (!d?.faultHandler || !bank.name) return;
+    return d.faultHandler({ domain: d.id, device: bank.name, iova: Number(fault.iova), flags: fault.flags });
+  }
+
+  private applyGather(d: Domain, ranges: IovaRange[]): void {
+    if (ranges.length === 0) return;
+    if (d.flushPolicy === 'strict') this.invalidateRanges(d, ranges);
+    else for (const r of ranges) d.pending = addRange(d.pending, r.iova, r.size);
+  }
+
+  private invalidateRanges(d: Domain, ranges: IovaRange[]): number {
+    let n = 0;
+    for (const dev of d.attached) for (const r of ranges) n += dev.smmu.tlb.invalidateRange(dev.bank.index, r.iova, r.size);
+    return n;
+  }
+
+  private totalLeaves(): number {
+    let n = 0;
+    for (const d of this.domains.values()) n += d.leafCount;
+    return n;
+  }
+}
+
+/** The driver's context programming on attach (HARDWARE.md), through the same register fields MMIO reads. */
+export function programContext(dev: DeviceRef, d: Domain): void {
+  const { bank, smmu } = dev;
+  bank.reset();
+  bank.ACTLR =
+    (R.ACTLR_TLBMCFG_WALK << R.ACTLR_TLBMCFG_SHIFT) |
+    (3 << R.ACTLR_V2PCFG_SHIFT) |
+    (bank.faultInterrupt ? R.ACTLR_CFEIE : 0) |
+    (bank.faultMode === 'stall' ? R.ACTLR_CFCFG : 0);
+  bank.TTBCR = 0;
+  bank.TTBR0 = (d.table.l1 | R.TTBR0_WALK_ATTRS) >>> 0;
+  bank.TTBR1 = 0;
+  bank.PRRR = R.PRRR_ATTACH;
+  bank.NMRR = R.NMRR_ATTACH;
+  bank.CONTEXTIDR = bank.index;
+  for (const mid of bank.mids) smmu.m2vcbr[mid] = bank.index << 8;
+  smmu.tlb.invalidateAll(bank.index);
+  bank.SCTLR = R.SCTLR_ATTACH;
+  bank.domain = d.id;
+}
+
+export function pageCountsObject(p: PageCounts): Record<(typeof PGSIZE_NAMES)[number], number> {
+  return { '4K': p[0], '64K': p[1], '1M': p[2], '16M': p[3] };
+}

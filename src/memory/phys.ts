@@ -1,0 +1,209 @@
+import { IommuError } from '../errors.js';
+import { UndoLog } from './undo.js';
+
+export interface MemoryRegion {
+  name: string;
+  base: number;
+  size: number;
+}
+
+/** Sparse RAM is held in 64 KiB chunks allocated on first write; never-written memory reads as zero. */
+export const CHUNK_SHIFT = 16;
+export const CHUNK_SIZE = 1 << CHUNK_SHIFT;
+const CHUNK_COUNT = 2 ** 32 / CHUNK_SIZE;
+const WORD_MASK = (CHUNK_SIZE - 1) >>> 2 << 2;
+
+if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
+  // Descriptors are little-endian words; the typed-array fast path assumes a little-endian host.
+  throw new Error('iommud needs a little-endian host');
+}
+
+/**
+ * The session's emulated physical memory: a 32-bit physical space with RAM only where the profile has regions.
+ * Every write bumps the version of its chunk, which lets a TLB entry check cheaply whether the descriptors it
+ * was filled from may have changed (the stale-TLB detector).
+ */
+export class PhysMemory {
+  readonly regions: readonly MemoryRegion[];
+  private readonly words: Array<Uint32Array | null> = new Array(CHUNK_COUNT).fill(null);
+  private readonly bytes: Array<Uint8Array | null> = new Array(CHUNK_COUNT).fill(null);
+  /** Per chunk: 1 = wholly RAM, 2 = partly RAM (ask the regions), 0 = none. */
+  private readonly ramMap = new Uint8Array(CHUNK_COUNT);
+  readonly versions = new Uint32Array(CHUNK_COUNT);
+  private chunkCount = 0;
+  undo: UndoLog | null = null;
+
+  constructor(regions: readonly MemoryRegion[]) {
+    this.regions = regions.map((r) => ({ ...r }));
+    for (const r of this.regions) {
+      const end = r.base + r.size;
+      for (let c = Math.floor(r.base / CHUNK_SIZE); c * CHUNK_SIZE < end; c++) {
+        const whole = c * CHUNK_SIZE >= r.base && (c + 1) * CHUNK_SIZE <= end;
+        this.ramMap[c] = whole ? 1 : Math.max(this.ramMap[c]!, 2);
+      }
+    }
+  }
+
+  isRam(addr: number): boolean {
+    const m = this.ramMap[addr >>> CHUNK_SHIFT];
+    if (m !== 2) return m === 1;
+    for (const r of this.regions) if (addr >= r.base && addr < r.base + r.size) return true;
+    return false;
+  }
+
+  /** True when every byte of [addr, addr+size) is RAM. */
+  isRamRange(addr: number, size: number): boolean {
+    if (size <= 0) return false;
+    for (const r of this.regions) {
+      if (addr >= r.base && addr + size <= r.base + r.size) return true;
+    }
+    // A range may span adjacent regions.
+    let a = addr;
+    const end = addr + size;
+    while (a < end) {
+      const r = this.regions.find((x) => a >= x.base && a < x.base + x.size);
+      if (!r) return false;
+      a = r.base + r.size;
+    }
+    return true;
+  }
+
+  read32(addr: number): number {
+    const w = this.words[addr >>> CHUNK_SHIFT];
+    return w ? w[(addr & WORD_MASK) >>> 2]! : 0;
+  }
+
+  write32(addr: number, value: number): void {
+    const ci = addr >>> CHUNK_SHIFT;
+    const w = this.words[ci] ?? this.allocChunk(ci);
+    const i = (addr & WORD_MASK) >>> 2;
+    if (this.undo) this.undo.words.push(addr, w[i]!);
+    w[i] = value;
+    this.versions[ci]!++;
+  }
+
+  /** Zeroes [addr, addr+len); chunks never written stay unallocated (they already read as zero). */
+  zero(addr: number, len: number): void {
+    let a = addr;
+    const end = addr + len;
+    while (a < end) {
+      const ci = a >>> CHUNK_SHIFT;
+      const stop = Math.min(end, (ci + 1) * CHUNK_SIZE);
+      const b = this.bytes[ci];
+      if (b) {
+        const from = a & (CHUNK_SIZE - 1);
+        const to = from + (stop - a);
+        if (this.undo) {
+          const saved = b.slice(from, to);
+          this.undo.addAction(() => b.set(saved, from));
+        }
+        b.fill(0, from, to);
+        this.versions[ci]!++;
+      }
+      a = stop;
+    }
+  }
+
+  readBytes(addr: number, len: number, out: Uint8Array = new Uint8Array(len), outOffset = 0): Uint8Array {
+    let a = addr;
+    let o = outOffset;
+    const end = addr + len;
+    while (a < end) {
+      const ci = a >>> CHUNK_SHIFT;
+      const stop = Math.min(end, (ci + 1) * CHUNK_SIZE);
+      const b = this.bytes[ci];
+      const from = a & (CHUNK_SIZE - 1);
+      if (b) out.set(b.subarray(from, from + (stop - a)), o);
+      else out.fill(0, o, o + (stop - a));
+      o += stop - a;
+      a = stop;
+    }
+    return out;
+  }
+
+  writeBytes(addr: number, data: Uint8Array): void {
+    let a = addr;
+    let o = 0;
+    const end = addr + data.length;
+    while (a < end) {
+      const ci = a >>> CHUNK_SHIFT;
+      const stop = Math.min(end, (ci + 1) * CHUNK_SIZE);
+      if (!this.bytes[ci]) this.allocChunk(ci);
+      const b = this.bytes[ci]!;
+      const from = a & (CHUNK_SIZE - 1);
+      if (this.undo) {
+        const saved = b.slice(from, from + (stop - a));
+        this.undo.addAction(() => b.set(saved, from));
+      }
+      b.set(data.subarray(o, o + (stop - a)), from);
+      this.versions[ci]!++;
+      o += stop - a;
+      a = stop;
+    }
+  }
+
+  /** Bytes of host memory the emulated RAM holds (allocated chunks). */
+  get bytesHeld(): number {
+    return this.chunkCount * CHUNK_SIZE;
+  }
+
+  /** Opens an undo log; nested calls join the outer one. Returns whether this call owns it. */
+  begin(): boolean {
+    if (this.undo) return false;
+    this.undo = new UndoLog();
+    return true;
+  }
+
+  commit(): void {
+    this.undo = null;
+  }
+
+  rollback(): void {
+    const log = this.undo;
+    this.undo = null;
+    if (!log) return;
+    const { words, actions } = log;
+    let ai = actions.length - 1;
+    for (let i = words.length - 2; i >= -2; i -= 2) {
+      // Closures registered after word i/2 run before that word is restored: exact reverse order.
+      while (ai >= 0 && actions[ai]!.at > i + 1) actions[ai--]!.undo();
+      if (i < 0) break;
+      const addr = words[i]!;
+      const ci = addr >>> CHUNK_SHIFT;
+      this.words[ci]![(addr & WORD_MASK) >>> 2] = words[i + 1]!;
+      this.versions[ci]!++;
+    }
+    while (ai >= 0) actions[ai--]!.undo();
+  }
+
+  /** Runs fn all-or-nothing: any throw rolls memory (and registered allocator actions) back. */
+  atomically<T>(fn: () => T): T {
+    const owner = this.begin();
+    try {
+      const r = fn();
+      if (owner) this.commit();
+      return r;
+    } catch (e) {
+      if (owner) this.rollback();
+      throw e;
+    }
+  }
+
+  private allocChunk(ci: number): Uint32Array {
+    const buf = new ArrayBuffer(CHUNK_SIZE);
+    const w = new Uint32Array(buf);
+    this.words[ci] = w;
+    this.bytes[ci] = new Uint8Array(buf);
+    this.chunkCount++;
+    return w;
+  }
+}
+
+export function checkRange(addr: number, size: number, what: string): void {
+  if (!Number.isInteger(addr) || addr < 0 || addr > 0xffffffff) {
+    throw new IommuError('OUT_OF_RANGE', `${what} is outside the 32-bit space`, { [what]: addr });
+  }
+  if (!Number.isInteger(size) || size <= 0 || addr + size > 2 ** 32) {
+    throw new IommuError('OUT_OF_RANGE', `${what} + size is outside the 32-bit space or size is zero`, { [what]: addr, size });
+  }
+}
