@@ -19,6 +19,7 @@ export class EventBus implements EventSink {
   private baseSeq = 0;
   private readonly ring: Array<IommuEvent | undefined>;
   private readonly listeners = new Set<Listener>();
+  private readonly taps = new Set<Listener>();
   actor: { role: string; label: string | null } | null = null;
   readonly counts = new Map<EventType, number>();
 
@@ -42,12 +43,19 @@ export class EventBus implements EventSink {
     if (this.actor) ev.by = this.actor;
     this.ring[this.seq % this.retain] = ev;
     this.counts.set(body.type, (this.counts.get(body.type) ?? 0) + 1);
+    for (const l of this.taps) l(ev);
     for (const l of this.listeners) l(ev);
   }
 
   subscribe(l: Listener): () => void {
     this.listeners.add(l);
     return () => this.listeners.delete(l);
+  }
+
+  /** A listener of the session's own (stall timers, metrics): delivered first, not counted as a subscriber. */
+  tap(l: Listener): () => void {
+    this.taps.add(l);
+    return () => this.taps.delete(l);
   }
 
   get subscriberCount(): number {

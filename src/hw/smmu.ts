@@ -189,7 +189,7 @@ export class Smmu {
    */
   transfer(bank: ContextBank, req: TransferRequest): AccessResult {
     const { iova, access, priv, mid } = req;
-    const size = req.data ? req.data.length : req.size;
+    const size = req.data ? req.data.length : Math.max(1, req.size);
     const segments: Segment[] = [];
     let stale = false;
     for (let a = iova; a < iova + size; ) {

@@ -46,6 +46,8 @@ export class Session {
   readonly tlbPolicy: TlbPolicy;
   readonly stallTimeoutMs: number;
   revision = 0;
+  /** Faults by kind, for metrics. */
+  readonly faultCounts = new Map<string, number>();
   private readonly tokens = new Map<string, TokenInfo>();
   private readonly stallTimers = new Map<string, NodeJS.Timeout>();
   private unsubscribeStalls: () => void;
@@ -60,8 +62,9 @@ export class Session {
     this.bus = new EventBus(opts.eventRetain ?? 10_000);
     this.soc = new Soc(opts.profile, this.bus, { tlbEntries: this.tlbEntries, tlbPolicy: this.tlbPolicy });
     this.iommu = new Iommu(this.soc, this.bus, { maxDomains: 1024, maxMappedPages: 4 * 1024 * 1024, ...opts.limits });
-    this.unsubscribeStalls = this.bus.subscribe((ev) => {
-      if (ev.type === 'stall') this.armStallTimer(ev.smmu as string, ev.context as number, ev.stall as string);
+    this.unsubscribeStalls = this.bus.tap((ev) => {
+      if (ev.type === 'fault') this.faultCounts.set(ev.kind as string, (this.faultCounts.get(ev.kind as string) ?? 0) + 1);
+      else if (ev.type === 'stall') this.armStallTimer(ev.smmu as string, ev.context as number, ev.stall as string);
       else if (ev.type === 'resume') {
         const t = this.stallTimers.get(ev.stall as string);
         if (t) clearTimeout(t);

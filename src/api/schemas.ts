@@ -1,0 +1,278 @@
+/**
+ * The API's zod schemas: the one source of request/response types, validation, the JSON Schema files in
+ * schemas/ and the OpenAPI document. Shared by the server and the SDK; nothing below the session imports this.
+ */
+import { z } from 'zod';
+import { EVENT_TYPES } from '../events/types.js';
+
+const HEX = /^0[xX][0-9a-fA-F]+$/;
+
+/** An address or size in a body: a JSON integer or a hex string; decimal strings are refused. */
+export const Addr = z
+  .union([z.number().int().nonnegative(), z.string().regex(HEX, 'hex string like "0x1000"')])
+  .transform((v) => (typeof v === 'string' ? parseInt(v, 16) : v))
+  .meta({ description: 'integer or hex string ("0x1000")' });
+
+/** An address in a path or query: hex or decimal. */
+export const ParamAddr = z
+  .string()
+  .regex(/^(0[xX][0-9a-fA-F]+|[0-9]+)$/, 'hex ("0x1000") or decimal')
+  .transform((v) => (/^0[xX]/.test(v) ? parseInt(v, 16) : Number(v)));
+
+export const Hex = z.string().meta({ description: 'lower-case hex with 0x' });
+export const ProtFlag = z.enum(['read', 'write', 'noexec', 'cache', 'mmio', 'priv']);
+export const Prot = z.array(ProtFlag);
+export const Role = z.enum(['observer', 'operator', 'owner']);
+export const PageCounts = z.object({ '4K': z.number(), '64K': z.number(), '1M': z.number(), '16M': z.number() });
+export const AccessKind = z.enum(['read', 'write', 'exec']);
+export const FaultKind = z.enum(['translation', 'permission', 'access-flag', 'external', 'multi-hit', 'tlb-miss']);
+
+export const ErrorBody = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()).optional() }),
+});
+
+// ---- profiles -------------------------------------------------------------------------------------------------
+const Int = z.number().int();
+export const ContextSpec = z.strictObject({ index: Int.min(0).max(63), name: z.string().min(1).max(64), mids: z.array(Int.min(0).max(255)).max(256) });
+export const SmmuSpec = z.strictObject({ name: z.string().min(1).max(64), base: Addr, banks: Int.min(1).max(64), contexts: z.array(ContextSpec).max(64) });
+export const MemorySpec = z.strictObject({ name: z.string().min(1).max(64), base: Addr, size: Addr, priority: Int.default(0) });
+export const Topology = z.strictObject({
+  name: z.string().min(1).max(64).default('inline'),
+  description: z.string().max(500).default('inline topology'),
+  smmus: z.array(SmmuSpec).min(1).max(64),
+  memory: z.array(MemorySpec).min(1).max(16),
+  pagetablePool: z.strictObject({ base: Addr, size: Addr }),
+});
+
+const ProfileOut = z.object({
+  name: z.string(),
+  description: z.string(),
+  smmus: z.array(z.object({ name: z.string(), base: Hex, banks: z.number(), contexts: z.array(z.object({ index: z.number(), name: z.string(), mids: z.array(z.number()) })) })),
+  memory: z.array(z.object({ name: z.string(), base: Hex, size: z.number(), priority: z.number() })),
+  pagetablePool: z.object({ base: Hex, size: z.number() }),
+});
+export const ProfilesResponse = z.array(ProfileOut);
+
+// ---- sessions -------------------------------------------------------------------------------------------------
+export const TlbPolicy = z.enum(['lru', 'round-robin', 'flush-all']);
+export const CreateSessionBody = z
+  .strictObject({
+    name: z.string().max(128).optional(),
+    profile: z.union([z.string().max(64), Topology]).optional(),
+    tlbEntries: Int.min(0).max(65536).optional(),
+    tlbPolicy: TlbPolicy.optional(),
+    stallTimeoutMs: Int.min(1).max(3_600_000).optional(),
+    persist: z.boolean().optional(),
+  })
+  .optional();
+export const CreateSessionResponse = z.object({ id: z.string(), name: z.string(), profile: z.string(), token: z.string(), createdAt: z.string() });
+export const SessionResponse = z.object({
+  id: z.string(),
+  name: z.string(),
+  profile: z.string(),
+  createdAt: z.string(),
+  revision: z.number(),
+  tlbEntries: z.number(),
+  tlbPolicy: TlbPolicy,
+  domains: z.number(),
+  subscribers: z.number(),
+  lastSeq: z.number(),
+});
+export const TokenBody = z.strictObject({ role: Role, label: z.string().max(128).optional() });
+export const TokenResponse = z.object({ token: z.string(), role: Role, label: z.string().nullable() });
+
+// ---- SMMUs and contexts ---------------------------------------------------------------------------------------
+export const TlbStatsOut = z.object({ entries: z.number(), capacity: z.number(), policy: TlbPolicy, hits: z.number(), misses: z.number(), evictions: z.number(), invalidations: z.number() });
+export const ContextResponse = z.object({
+  smmu: z.string(),
+  index: z.number(),
+  name: z.string().nullable(),
+  device: z.string().nullable(),
+  mids: z.array(z.number()),
+  enabled: z.boolean(),
+  domain: z.string().nullable(),
+  faultMode: z.enum(['terminate', 'stall']),
+  faultInterrupt: z.boolean(),
+  stalls: z.array(z.object({ stall: z.string(), iova: Hex, access: AccessKind })),
+  registers: z.record(z.string(), Hex),
+  tlb: z.object({ entries: z.number(), hits: z.number(), misses: z.number(), evictions: z.number(), invalidations: z.number() }),
+});
+export const SmmusResponse = z.array(z.object({ name: z.string(), base: Hex, banks: z.number(), contexts: z.array(ContextResponse), tlb: TlbStatsOut }));
+export const PatchContextBody = z.strictObject({ faultMode: z.enum(['terminate', 'stall']).optional(), faultInterrupt: z.boolean().optional() });
+export const ClearFaultBody = z.strictObject({ value: Addr.optional() }).optional();
+export const ResumeBody = z.strictObject({ stall: z.string().min(1).max(64), action: z.enum(['retry', 'terminate']) });
+export const InjectFaultBody = z.strictObject({ kind: z.enum(['external', 'multi-hit', 'tlb-miss']) });
+
+// ---- MMIO -----------------------------------------------------------------------------------------------------
+export const MmioWriteBody = z.strictObject({ value: Addr });
+export const MmioResponse = z.object({ offset: Hex, register: z.string(), value: Hex });
+export const MmioBatchBody = z.strictObject({
+  ops: z.array(z.strictObject({ op: z.enum(['read', 'write']), offset: Addr, value: Addr.optional() })).min(1),
+});
+export const MmioBatchResponse = z.object({ results: z.array(MmioResponse) });
+
+// ---- domains --------------------------------------------------------------------------------------------------
+export const PgSize = z.union([z.literal(4096), z.literal(65536), z.literal(1048576), z.literal(16777216)]);
+export const CreateDomainBody = z
+  .strictObject({
+    pgsizes: z.array(PgSize).min(1).max(4).optional(),
+    flushPolicy: z.enum(['strict', 'deferred']).optional(),
+    partialUnmap: z.enum(['split', 'refuse']).optional(),
+    label: z.string().max(128).optional(),
+  })
+  .optional();
+export const DomainResponse = z.object({
+  id: z.string(),
+  type: z.enum(['unmanaged', 'dma']),
+  label: z.string().nullable(),
+  ttbr0: Hex,
+  attached: z.array(z.string()),
+  mappedBytes: z.number(),
+  pages: PageCounts,
+  pendingSync: z.array(z.object({ iova: Hex, size: z.number() })),
+  pgsizes: z.array(z.number()),
+  flushPolicy: z.enum(['strict', 'deferred']),
+  partialUnmap: z.enum(['split', 'refuse']),
+});
+export const DomainsResponse = z.array(DomainResponse);
+export const AttachBody = z.strictObject({ device: z.string().min(1).max(64), replace: z.boolean().optional() });
+export const DetachBody = z.strictObject({ device: z.string().min(1).max(64) });
+export const MapBody = z.strictObject({ iova: Addr, paddr: Addr, size: Addr, prot: Prot });
+export const MapResponse = z.object({ iova: Hex, size: z.number(), pages: PageCounts });
+export const UnmapBody = z.strictObject({ iova: Addr, size: Addr });
+export const UnmapResponse = z.object({ unmapped: z.number() });
+export const BatchBody = z.strictObject({
+  ops: z
+    .array(
+      z.discriminatedUnion('op', [
+        z.strictObject({ op: z.literal('map'), iova: Addr, paddr: Addr, size: Addr, prot: Prot }),
+        z.strictObject({ op: z.literal('unmap'), iova: Addr, size: Addr }),
+      ]),
+    )
+    .min(1),
+});
+export const BatchResponse = z.object({
+  results: z.array(z.union([z.object({ op: z.literal('map'), iova: Hex, size: z.number(), pages: PageCounts }), z.object({ op: z.literal('unmap'), unmapped: z.number() })])),
+});
+export const MappingsQuery = z.strictObject({ from: ParamAddr.optional(), to: ParamAddr.optional(), limit: ParamAddr.optional() });
+export const MappingsResponse = z.array(z.object({ iova: Hex, paddr: Hex, size: z.number(), pageSize: z.number(), prot: Prot }));
+export const IovaToPhysResponse = z.object({ iova: Hex, paddr: Hex, pageSize: z.number(), prot: Prot });
+export const PagetableResponse = z.object({
+  ttbr0: Hex,
+  l1: z.array(z.object({ index: z.number(), desc: Hex })),
+  l2: z.array(z.object({ base: Hex, entries: z.array(z.object({ index: z.number(), desc: Hex })) })),
+});
+export const FlushBody = z.strictObject({ iova: Addr.optional(), size: Addr.optional() }).optional();
+export const FlushResponse = z.object({ contexts: z.number(), invalidated: z.number() });
+export const SyncResponse = z.object({ invalidated: z.number(), ranges: z.array(z.object({ iova: Hex, size: z.number() })) });
+
+// ---- device access --------------------------------------------------------------------------------------------
+export const AccessBody = z.strictObject({
+  iova: Addr,
+  access: AccessKind,
+  priv: z.boolean().optional(),
+  mid: Int.min(0).max(255).optional(),
+  size: Int.min(1).max(4 * 1024 * 1024).optional(),
+  data: z.base64().max(6 * 1024 * 1024).optional(),
+});
+export const FaultOut = z.object({
+  seq: z.number().optional(),
+  time: z.string().optional(),
+  smmu: z.string(),
+  context: z.number(),
+  device: z.string().nullable(),
+  domain: z.string().nullable(),
+  iova: Hex,
+  access: AccessKind,
+  priv: z.boolean(),
+  flags: z.number(),
+  kind: FaultKind,
+  fsr: Hex,
+  fsrBits: z.array(z.string()),
+  far: Hex,
+  fsynr0: Hex,
+  fsynr1: Hex,
+  stall: z.string().optional(),
+});
+export const AccessResponse = z.union([
+  z.object({
+    outcome: z.literal('ok'),
+    paddr: Hex,
+    tlb: z.enum(['hit', 'miss', 'bypass']),
+    stale: z.boolean().optional(),
+    unbacked: z.boolean().optional(),
+    data: z.string().optional(),
+    segments: z.array(z.object({ iova: Hex, paddr: Hex, size: z.number(), tlb: z.enum(['hit', 'miss', 'bypass']), unbacked: z.boolean().optional() })).optional(),
+  }),
+  z.object({ outcome: z.literal('fault'), fault: FaultOut }),
+  z.object({ outcome: z.literal('stalled'), stall: z.string(), fault: FaultOut }),
+  z.object({ outcome: z.literal('terminated') }),
+]);
+export const AccessBatchBody = z.strictObject({
+  access: AccessKind,
+  priv: z.boolean().optional(),
+  mid: Int.min(0).max(255).optional(),
+  iovas: z.array(Addr).min(1),
+});
+export const AccessBatchResponse = z.object({ results: z.array(AccessResponse) });
+
+// ---- events ---------------------------------------------------------------------------------------------------
+export const EventType = z.enum(EVENT_TYPES);
+export const EventsQuery = z.strictObject({
+  token: z.string().optional(),
+  types: z
+    .string()
+    .optional()
+    .refine((s) => s === undefined || s.split(',').every((t) => (EVENT_TYPES as readonly string[]).includes(t)), 'unknown event type'),
+  device: z.string().max(64).optional(),
+  since: z.string().regex(/^[0-9]+$/).transform(Number).optional(),
+});
+
+// ---- operations -----------------------------------------------------------------------------------------------
+export const HealthResponse = z.object({ status: z.literal('ok'), sessions: z.number(), uptime: z.number() });
+export const VersionResponse = z.object({ name: z.string(), version: z.string(), api: z.literal('v1'), capabilities: z.array(z.string()) });
+
+/** Every request/response body schema, by the file name `npm run schemas` writes into schemas/. */
+export const SCHEMAS: Record<string, z.ZodType> = {
+  Error: ErrorBody,
+  Topology,
+  ProfilesResponse,
+  CreateSessionBody,
+  CreateSessionResponse,
+  SessionResponse,
+  TokenBody,
+  TokenResponse,
+  SmmusResponse,
+  ContextResponse,
+  PatchContextBody,
+  ClearFaultBody,
+  ResumeBody,
+  InjectFaultBody,
+  MmioWriteBody,
+  MmioResponse,
+  MmioBatchBody,
+  MmioBatchResponse,
+  CreateDomainBody,
+  DomainResponse,
+  DomainsResponse,
+  AttachBody,
+  DetachBody,
+  MapBody,
+  MapResponse,
+  UnmapBody,
+  UnmapResponse,
+  BatchBody,
+  BatchResponse,
+  MappingsResponse,
+  IovaToPhysResponse,
+  PagetableResponse,
+  FlushBody,
+  FlushResponse,
+  SyncResponse,
+  AccessBody,
+  AccessResponse,
+  AccessBatchBody,
+  AccessBatchResponse,
+  HealthResponse,
+  VersionResponse,
+};

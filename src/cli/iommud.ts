@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+/**
+ * iommud: start the daemon. In memory, msm8x60 profile, 127.0.0.1:8080 unless PORT/HOST or --port/--host say
+ * otherwise; --demo also creates a session and prints its id and owner token.
+ */
+import { parseArgs } from 'node:util';
+import { MSM8X60 } from '../hw/profile.js';
+import { build } from '../server/app.js';
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    host: { type: 'string' },
+    demo: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+if (values.help) {
+  process.stdout.write('usage: iommud [--port N] [--host ADDR] [--demo]\n  env: PORT, HOST, LOG_LEVEL\n');
+  process.exit(0);
+}
+
+const port = Number(values.port ?? process.env.PORT ?? 8080);
+const host = values.host ?? process.env.HOST ?? '127.0.0.1';
+if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  process.stderr.write(`iommud: bad port ${values.port ?? process.env.PORT}\n`);
+  process.exit(2);
+}
+
+const level = process.env.LOG_LEVEL ?? 'info';
+const app = await build({
+  logger: {
+    level,
+    // Never log tokens: drop the query string (?token=) and the Authorization header from request logs.
+    serializers: {
+      req: (req: { method: string; url: string; id: string }) => ({ id: req.id, method: req.method, url: req.url.split('?')[0] }),
+    },
+    ...(process.stdout.isTTY ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
+  },
+});
+
+let closing = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (closing) return;
+    closing = true;
+    app.log.info({ signal: sig }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    app.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  });
+}
+
+await app.listen({ port, host });
+if (values.demo) {
+  const { session, token } = app.registry.create({ name: 'demo', profile: MSM8X60 });
+  process.stdout.write(`demo session: ${session.id}\nowner token: ${token}\n`);
+}

@@ -1,0 +1,105 @@
+/**
+ * build(): the Fastify app (tests inject into it; the CLI listens with it). A thin shell: validate with zod,
+ * call the session, shape the reply.
+ */
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import fastifyWebsocket from '@fastify/websocket';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { SessionRegistry } from '../session/session.js';
+import { installSessionAuth } from './auth.js';
+import type { Limits, ResolvedOptions } from './context.js';
+import { installErrorHandler } from './errors.js';
+import { checkSubscriberLimit, eventRoutes } from './events.js';
+import { installMetrics } from './metrics.js';
+import { deviceRoutes } from './routes/devices.js';
+import { domainRoutes } from './routes/domains.js';
+import { hardwareRoutes } from './routes/hardware.js';
+import { publicRoutes } from './routes/public.js';
+import { sessionRoutes } from './routes/session.js';
+import { VERSION } from './version.js';
+
+export interface BuildOptions {
+  logger?: FastifyServerOptions['logger'];
+  limits?: Partial<Limits>;
+  wsHighWater?: number;
+  /** Check every response against its zod schema (tests turn this on; the daemon serializes directly). */
+  validateResponses?: boolean;
+  /** An existing registry (the CLI's demo session, benchmarks). */
+  registry?: SessionRegistry;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxSessions: 64,
+  maxDomainsPerSession: 1024,
+  maxMappedPagesPerSession: 4 * 1024 * 1024,
+  maxSubscribersPerSession: 64,
+  maxBatchOps: 65536,
+  bodyLimit: 8 * 1024 * 1024,
+  eventRetain: 10_000,
+};
+
+export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
+  const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: limits.bodyLimit,
+    genReqId: (() => {
+      let n = 0;
+      return () => `req-${(++n).toString(36)}`;
+    })(),
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(opts.validateResponses ? serializerCompiler : () => (data) => JSON.stringify(data));
+
+  // A body-less POST with Content-Type: application/json is fine on routes that take no body (API.md).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = body as string;
+    if (text.length === 0) return done(null, undefined);
+    try {
+      done(null, JSON.parse(text, (k, v) => (k === '__proto__' || k === 'constructor' ? undefined : v)));
+    } catch {
+      const err = new Error('the body is not valid JSON') as Error & { statusCode: number };
+      err.statusCode = 400;
+      done(err, undefined);
+    }
+  });
+
+  const resolved: ResolvedOptions = { limits, wsHighWater: opts.wsHighWater ?? 1024 * 1024 };
+  app.decorate('iommudOptions', resolved);
+  app.decorate('registry', opts.registry ?? new SessionRegistry({ maxSessions: limits.maxSessions }));
+  installErrorHandler(app);
+  const metrics = installMetrics(app, app.registry);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'iommud', version: VERSION, description: 'Emulated MSM SMMUs behind the Linux IOMMU API' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  await app.register(fastifyWebsocket, { options: { maxPayload: 64 * 1024 } });
+
+  await app.register(publicRoutes);
+  await app.register(
+    async (scope) => {
+      installSessionAuth(scope);
+      scope.addHook('preValidation', async (req) => {
+        if (req.routeOptions.url?.endsWith('/events')) checkSubscriberLimit(req.iommuSession, limits.maxSubscribersPerSession);
+      });
+      await scope.register(sessionRoutes);
+      await scope.register(hardwareRoutes);
+      await scope.register(domainRoutes);
+      await scope.register(deviceRoutes);
+      await scope.register(eventRoutes(metrics));
+    },
+    { prefix: '/v1/sessions/:sid' },
+  );
+  app.addHook('onClose', async () => app.registry.closeAll());
+  return app;
+}

@@ -1,0 +1,43 @@
+/** What the server layer hangs on requests and the app: the session registry, the caller's session and role. */
+import type { FastifyRequest } from 'fastify';
+import { IommuError } from '../errors.js';
+import type { Role, Session, SessionRegistry, TokenInfo } from '../session/session.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    registry: SessionRegistry;
+    iommudOptions: ResolvedOptions;
+  }
+  interface FastifyRequest {
+    iommuSession: Session;
+    auth: TokenInfo;
+  }
+  interface FastifyContextConfig {
+    /** The least role a route needs (default: observer for GET, operator otherwise). */
+    role?: Role;
+  }
+}
+
+export interface Limits {
+  maxSessions: number;
+  maxDomainsPerSession: number;
+  maxMappedPagesPerSession: number;
+  maxSubscribersPerSession: number;
+  maxBatchOps: number;
+  bodyLimit: number;
+  eventRetain: number;
+}
+
+export interface ResolvedOptions {
+  limits: Limits;
+  /** Subscriber send buffer above which it is treated as behind (bytes). */
+  wsHighWater: number;
+}
+
+export function actor(req: FastifyRequest): { role: Role; label: string | null } {
+  return { role: req.auth.role, label: req.auth.label };
+}
+
+export function checkBatch(n: number, limit: number): void {
+  if (n > limit) throw new IommuError('PAYLOAD_TOO_LARGE', `a batch holds at most ${limit} items`, { limit, got: n });
+}

@@ -1,0 +1,33 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { IommuError } from '../errors.js';
+
+/** Every refusal leaves as {"error":{code,message,details?}} with the status of the one error table. */
+export function installErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError | IommuError, req, reply) => {
+    if (err instanceof IommuError) return reply.code(err.status).send(err.toJSON());
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const issues = err.validation.map((v) => ({ path: v.instancePath || '/', message: v.message, ...(v.params?.issue ? {} : {}) }));
+      const where = err.validationContext ?? 'body';
+      return reply.code(400).send(new IommuError('BAD_REQUEST', `invalid ${where}: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, { [where]: issues }).toJSON());
+    }
+    const code = (err as FastifyError).code;
+    if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return reply.code(415).send(new IommuError('UNSUPPORTED_MEDIA_TYPE', `content type ${req.headers['content-type'] ?? ''} is not accepted here: send application/json`).toJSON());
+    }
+    if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply.code(413).send(new IommuError('PAYLOAD_TOO_LARGE', 'request body is over the configured limit').toJSON());
+    }
+    const status = (err as FastifyError).statusCode ?? 500;
+    if (status < 500) {
+      return reply.code(status === 413 ? 413 : status === 415 ? 415 : 400).send(
+        new IommuError(status === 413 ? 'PAYLOAD_TOO_LARGE' : status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'BAD_REQUEST', err.message).toJSON(),
+      );
+    }
+    req.log.error({ err }, 'unexpected error');
+    return reply.code(500).send({ error: { code: 'INTERNAL', message: 'internal error' } });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send(new IommuError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
+  });
+}

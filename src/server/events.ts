@@ -1,0 +1,113 @@
+/**
+ * The event stream over WebSocket. Each subscriber has its own delivery state: live events go out while the
+ * socket's send buffer stays under a high-water mark; past it the subscriber is "behind", and once the buffer
+ * drains it receives exactly one {type:"gap", from, to} for what it missed, then live events again. Nothing is
+ * dropped silently and nothing is buffered without bound.
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import '@fastify/websocket';
+import type { WebSocket } from 'ws';
+import { z } from 'zod';
+import * as S from '../api/schemas.js';
+import { IommuError } from '../errors.js';
+import type { IommuEvent } from '../events/bus.js';
+import { Session } from '../session/session.js';
+import type { Metrics } from './metrics.js';
+
+const ResumeMsg = z.strictObject({ type: z.literal('resume'), stall: z.string(), action: z.enum(['retry', 'terminate']) });
+
+export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
+  return async (app) => {
+    app.get(
+      '/events',
+      { websocket: true, schema: { tags: ['events'], querystring: S.EventsQuery, params: z.object({ sid: z.string() }) } },
+      (socket: WebSocket, req) => {
+        const s = req.iommuSession;
+        const q = req.query as z.infer<typeof S.EventsQuery>;
+        const types = q.types ? new Set(q.types.split(',')) : null;
+        const device = q.device ?? null;
+        const highWater = app.iommudOptions.wsHighWater;
+        const matches = (ev: IommuEvent): boolean => {
+          if (types && !types.has(ev.type)) return false;
+          if (device === null) return true;
+          if (ev.device === device) return true;
+          const dom = s.soc.devices.get(device)?.bank.domain;
+          return ev.domain != null && dom != null && ev.domain === dom;
+        };
+        let behindFrom = 0; // first seq missed while behind (0: not behind)
+        let behindTo = 0;
+        let timer: NodeJS.Timeout | null = null;
+        const send = (msg: unknown) => socket.send(JSON.stringify(msg));
+        const tryCatchUp = () => {
+          if (behindFrom === 0 || socket.readyState !== socket.OPEN) return;
+          if (socket.bufferedAmount > highWater / 2) return;
+          send({ type: 'gap', from: behindFrom, to: behindTo });
+          metrics.eventsGapped.inc(behindTo - behindFrom + 1);
+          behindFrom = 0;
+          if (timer) clearInterval(timer);
+          timer = null;
+        };
+        const deliver = (ev: IommuEvent) => {
+          if (behindFrom !== 0) {
+            tryCatchUp();
+            if (behindFrom !== 0) {
+              behindTo = ev.seq;
+              return;
+            }
+          }
+          if (!matches(ev)) return;
+          if (socket.bufferedAmount > highWater) {
+            behindFrom = behindTo = ev.seq;
+            timer = setInterval(tryCatchUp, 20);
+            timer.unref();
+            return;
+          }
+          send(ev);
+        };
+        if (q.since !== undefined) {
+          const { gap, events } = s.bus.replay(q.since);
+          if (gap) send({ type: 'gap', ...gap });
+          for (const ev of events) deliver(ev);
+        }
+        const unsubscribe = s.bus.subscribe(deliver);
+        metrics.subscribers.inc();
+        socket.on('close', () => {
+          unsubscribe();
+          if (timer) clearInterval(timer);
+          metrics.subscribers.dec();
+        });
+        socket.on('message', (raw) => {
+          const reply = (err: IommuError) => send({ type: 'error', ...err.toJSON() });
+          let msg: z.infer<typeof ResumeMsg>;
+          try {
+            const parsed = ResumeMsg.safeParse(JSON.parse(String(raw)));
+            if (!parsed.success) return reply(new IommuError('BAD_REQUEST', 'expected {type:"resume", stall, action}'));
+            msg = parsed.data;
+          } catch {
+            return reply(new IommuError('BAD_REQUEST', 'messages are JSON'));
+          }
+          if (!Session.allows(req.auth.role, 'operator')) return reply(new IommuError('FORBIDDEN', 'resume needs the operator role'));
+          for (const smmu of s.soc.smmus) {
+            for (const bank of smmu.banks) {
+              if (bank.stalls.some((x) => x.id === msg.stall)) {
+                try {
+                  s.mutate({ role: req.auth.role, label: req.auth.label }, () => smmu.resume(bank, msg.stall, msg.action));
+                } catch (e) {
+                  if (e instanceof IommuError) reply(e);
+                  else throw e;
+                }
+                return;
+              }
+            }
+          }
+          reply(new IommuError('NOT_FOUND', `no stalled transaction ${msg.stall}`, { stall: msg.stall }));
+        });
+      },
+    );
+  };
+}
+
+/** Refuses a new subscriber past the per-session limit (before the upgrade). */
+export function checkSubscriberLimit(s: Session, limit: number): void {
+  if (s.bus.subscriberCount >= limit) throw new IommuError('LIMIT', `a session takes at most ${limit} subscribers`, { limit });
+}

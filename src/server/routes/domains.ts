@@ -1,0 +1,110 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import * as S from '../../api/schemas.js';
+import { IommuError, hex } from '../../errors.js';
+import type { BatchOp } from '../../iommu/iommu.js';
+import { pageCountsObject } from '../../iommu/iommu.js';
+import { protFromNames, protToNames } from '../../pgtable/desc.js';
+import { actor, checkBatch } from '../context.js';
+import { domainView } from '../views.js';
+
+const DomParams = z.object({ sid: z.string(), did: z.string() });
+
+/** The IOMMU API: domains, attach/detach, map/unmap/batch, walks and TLB maintenance. */
+export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.post('/domains', { schema: { tags: ['domains'], body: S.CreateDomainBody, response: { 201: S.DomainResponse } } }, async (req, reply) => {
+    const s = req.iommuSession;
+    const b = req.body ?? {};
+    const d = s.mutate(actor(req), () =>
+      s.iommu.domainAlloc({ pgsizes: b.pgsizes, flushPolicy: b.flushPolicy, partialUnmap: b.partialUnmap, label: b.label ?? null }),
+    );
+    reply.code(201);
+    return domainView(d);
+  });
+
+  app.get('/domains', { schema: { tags: ['domains'], response: { 200: S.DomainsResponse } } }, async (req) => [...req.iommuSession.iommu.domains.values()].map(domainView));
+
+  app.get('/domains/:did', { schema: { tags: ['domains'], params: DomParams, response: { 200: S.DomainResponse } } }, async (req) =>
+    domainView(req.iommuSession.iommu.domain(req.params.did)),
+  );
+
+  app.delete('/domains/:did', { schema: { tags: ['domains'], params: DomParams } }, async (req, reply) => {
+    const s = req.iommuSession;
+    s.mutate(actor(req), () => s.iommu.domainFree(req.params.did));
+    reply.code(204).send();
+  });
+
+  app.post('/domains/:did/attach', { schema: { tags: ['domains'], params: DomParams, body: S.AttachBody, response: { 200: S.DomainResponse } } }, async (req) => {
+    const s = req.iommuSession;
+    return domainView(s.mutate(actor(req), () => s.iommu.attach(req.params.did, req.body.device, req.body.replace ?? false)));
+  });
+
+  app.post('/domains/:did/detach', { schema: { tags: ['domains'], params: DomParams, body: S.DetachBody, response: { 200: S.DomainResponse } } }, async (req) => {
+    const s = req.iommuSession;
+    return domainView(s.mutate(actor(req), () => s.iommu.detach(req.params.did, req.body.device)));
+  });
+
+  app.post('/domains/:did/map', { schema: { tags: ['domains'], params: DomParams, body: S.MapBody, response: { 200: S.MapResponse } } }, async (req) => {
+    const s = req.iommuSession;
+    const b = req.body;
+    const r = s.mutate(actor(req), () => s.iommu.map(req.params.did, b.iova, b.paddr, b.size, protFromNames(b.prot)));
+    return { iova: hex(r.iova), size: r.size, pages: pageCountsObject(r.pages) };
+  });
+
+  app.post('/domains/:did/unmap', { schema: { tags: ['domains'], params: DomParams, body: S.UnmapBody, response: { 200: S.UnmapResponse } } }, async (req) => {
+    const s = req.iommuSession;
+    return { unmapped: s.mutate(actor(req), () => s.iommu.unmap(req.params.did, req.body.iova, req.body.size)) };
+  });
+
+  app.post('/domains/:did/batch', { schema: { tags: ['domains'], params: DomParams, body: S.BatchBody, response: { 200: S.BatchResponse } } }, async (req) => {
+    const s = req.iommuSession;
+    checkBatch(req.body.ops.length, app.iommudOptions.limits.maxBatchOps);
+    const ops: BatchOp[] = req.body.ops.map((o) => (o.op === 'map' ? { ...o, prot: protFromNames(o.prot) } : o));
+    const results = s.mutate(actor(req), () => s.iommu.batch(req.params.did, ops));
+    return {
+      results: results.map((r) => (r.op === 'map' ? { op: 'map' as const, iova: hex(r.iova), size: r.size, pages: pageCountsObject(r.pages) } : r)),
+    };
+  });
+
+  app.get('/domains/:did/mappings', { schema: { tags: ['domains'], params: DomParams, querystring: S.MappingsQuery, response: { 200: S.MappingsResponse } } }, async (req) => {
+    const q = req.query;
+    return req.iommuSession.iommu
+      .mappings(req.params.did, q.from ?? 0, q.to ?? 2 ** 32, Math.min(q.limit ?? 1000, 100_000))
+      .map((m) => ({ iova: hex(m.iova), paddr: hex(m.paddr), size: m.size, pageSize: m.pageSize, prot: protToNames(m.prot) }));
+  });
+
+  app.get(
+    '/domains/:did/iova-to-phys/:iova',
+    { schema: { tags: ['domains'], params: DomParams.extend({ iova: S.ParamAddr }), response: { 200: S.IovaToPhysResponse } } },
+    async (req) => {
+      if (req.params.iova > 0xffffffff) throw new IommuError('OUT_OF_RANGE', 'iova is past 0xffffffff', { iova: req.params.iova });
+      const r = req.iommuSession.iommu.iovaToPhys(req.params.did, req.params.iova);
+      return { iova: hex(r.iova), paddr: hex(r.paddr), pageSize: r.pageSize, prot: protToNames(r.prot) };
+    },
+  );
+
+  app.get('/domains/:did/pagetable', { schema: { tags: ['domains'], params: DomParams, response: { 200: S.PagetableResponse } } }, async (req) => {
+    const d = req.iommuSession.iommu.domain(req.params.did);
+    const dump = d.table.dump();
+    return {
+      ttbr0: hex(d.table.l1),
+      l1: dump.l1.map((e) => ({ index: e.index, desc: hex(e.desc) })),
+      l2: dump.l2.map((t) => ({ base: hex(t.base), entries: t.entries.map((e) => ({ index: e.index, desc: hex(e.desc) })) })),
+    };
+  });
+
+  app.post('/domains/:did/flush', { schema: { tags: ['domains'], params: DomParams, body: S.FlushBody, response: { 200: S.FlushResponse } } }, async (req) => {
+    const s = req.iommuSession;
+    const b = req.body ?? {};
+    if (b.iova !== undefined && (b.iova > 0xffffffff || b.iova + (b.size ?? 0x1000) > 2 ** 32 || b.size === 0)) {
+      throw new IommuError('OUT_OF_RANGE', 'iova + size must lie within the 32-bit space, size > 0', { iova: b.iova, size: b.size });
+    }
+    return s.mutate(actor(req), () => s.iommu.flush(req.params.did, b.iova, b.iova !== undefined ? (b.size ?? 0x1000) : undefined));
+  });
+
+  app.post('/domains/:did/sync', { schema: { tags: ['domains'], params: DomParams, response: { 200: S.SyncResponse } } }, async (req) => {
+    const s = req.iommuSession;
+    const r = s.mutate(actor(req), () => s.iommu.sync(req.params.did));
+    return { invalidated: r.invalidated, ranges: r.ranges.map((x) => ({ iova: hex(x.iova), size: x.size })) };
+  });
+};

@@ -1,0 +1,34 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import * as S from '../../api/schemas.js';
+
+/** The session itself and its tokens. */
+export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get('/', { schema: { tags: ['sessions'], response: { 200: S.SessionResponse } } }, async (req) => {
+    const s = req.iommuSession;
+    return {
+      id: s.id,
+      name: s.name,
+      profile: s.profile.name,
+      createdAt: s.createdAt,
+      revision: s.revision,
+      tlbEntries: s.tlbEntries,
+      tlbPolicy: s.tlbPolicy,
+      domains: s.iommu.domains.size,
+      subscribers: s.bus.subscriberCount,
+      lastSeq: s.bus.lastSeq,
+    };
+  });
+
+  app.delete('/', { config: { role: 'owner' }, schema: { tags: ['sessions'] } }, async (req, reply) => {
+    app.registry.delete(req.iommuSession.id);
+    reply.code(204).send();
+  });
+
+  app.post('/tokens', { config: { role: 'owner' }, schema: { tags: ['sessions'], body: S.TokenBody, response: { 201: S.TokenResponse } } }, async (req, reply) => {
+    const label = req.body.label ?? null;
+    const token = req.iommuSession.mintToken(req.body.role, label);
+    reply.code(201);
+    return { token, role: req.body.role, label };
+  });
+
+};
