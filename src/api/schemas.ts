@@ -64,7 +64,7 @@ export const CreateSessionBody = z
     stallTimeoutMs: Int.min(1).max(3_600_000).optional(),
     persist: z.boolean().optional(),
   })
-  .optional();
+  .nullish();
 export const CreateSessionResponse = z.object({ id: z.string(), name: z.string(), profile: z.string(), token: z.string(), createdAt: z.string() });
 export const SessionResponse = z.object({
   id: z.string(),
@@ -99,7 +99,7 @@ export const ContextResponse = z.object({
 });
 export const SmmusResponse = z.array(z.object({ name: z.string(), base: Hex, banks: z.number(), contexts: z.array(ContextResponse), tlb: TlbStatsOut }));
 export const PatchContextBody = z.strictObject({ faultMode: z.enum(['terminate', 'stall']).optional(), faultInterrupt: z.boolean().optional() });
-export const ClearFaultBody = z.strictObject({ value: Addr.optional() }).optional();
+export const ClearFaultBody = z.strictObject({ value: Addr.optional() }).nullish();
 export const ResumeBody = z.strictObject({ stall: z.string().min(1).max(64), action: z.enum(['retry', 'terminate']) });
 export const InjectFaultBody = z.strictObject({ kind: z.enum(['external', 'multi-hit', 'tlb-miss']) });
 
@@ -120,7 +120,7 @@ export const CreateDomainBody = z
     partialUnmap: z.enum(['split', 'refuse']).optional(),
     label: z.string().max(128).optional(),
   })
-  .optional();
+  .nullish();
 export const DomainResponse = z.object({
   id: z.string(),
   type: z.enum(['unmanaged', 'dma']),
@@ -162,7 +162,7 @@ export const PagetableResponse = z.object({
   l1: z.array(z.object({ index: z.number(), desc: Hex })),
   l2: z.array(z.object({ base: Hex, entries: z.array(z.object({ index: z.number(), desc: Hex })) })),
 });
-export const FlushBody = z.strictObject({ iova: Addr.optional(), size: Addr.optional() }).optional();
+export const FlushBody = z.strictObject({ iova: Addr.optional(), size: Addr.optional() }).nullish();
 export const FlushResponse = z.object({ contexts: z.number(), invalidated: z.number() });
 export const SyncResponse = z.object({ invalidated: z.number(), ranges: z.array(z.object({ iova: Hex, size: z.number() })) });
 

@@ -54,7 +54,8 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   app.setSerializerCompiler(opts.validateResponses ? serializerCompiler : () => (data) => JSON.stringify(data));
 
   // A body-less POST with Content-Type: application/json is fine on routes that take no body (API.md).
-  app.removeContentTypeParser('application/json');
+  // JSON only: Fastify's default text/plain parser would let a non-JSON body reach validation as a string.
+  app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = body as string;
     if (text.length === 0) return done(null, undefined);

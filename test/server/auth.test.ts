@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { client, type Client } from '../support/server.js';
+
+/** Every session route with a body good enough to pass validation, and the least role it needs. */
+const ROUTES: Array<[string, string, unknown, 'observer' | 'operator' | 'owner']> = [
+  ['GET', '/', undefined, 'observer'],
+  ['DELETE', '/', undefined, 'owner'],
+  ['POST', '/tokens', { role: 'observer' }, 'owner'],
+  ['GET', '/smmus', undefined, 'observer'],
+  ['GET', '/smmus/smmu0/contexts/0', undefined, 'observer'],
+  ['PATCH', '/smmus/smmu0/contexts/dev0', { faultMode: 'stall' }, 'operator'],
+  ['POST', '/smmus/smmu0/contexts/dev0/clear-fault', {}, 'operator'],
+  ['POST', '/smmus/smmu0/contexts/dev0/resume', { stall: 'x', action: 'retry' }, 'operator'],
+  ['POST', '/smmus/smmu0/contexts/dev0/inject-fault', { kind: 'external' }, 'operator'],
+  ['GET', '/smmus/smmu0/mmio/0x0', undefined, 'observer'],
+  ['PUT', '/smmus/smmu0/mmio/0x0', { value: 0 }, 'operator'],
+  ['POST', '/smmus/smmu0/mmio', { ops: [{ op: 'read', offset: 0 }] }, 'operator'],
+  ['POST', '/smmus/smmu0/masters/0/access', { iova: 0, access: 'read' }, 'operator'],
+  ['POST', '/domains', {}, 'operator'],
+  ['GET', '/domains', undefined, 'observer'],
+  ['GET', '/domains/DID', undefined, 'observer'],
+  ['DELETE', '/domains/DID', undefined, 'operator'],
+  ['POST', '/domains/DID/attach', { device: 'dev0' }, 'operator'],
+  ['POST', '/domains/DID/detach', { device: 'dev0' }, 'operator'],
+  ['POST', '/domains/DID/map', { iova: 0, paddr: 0x80000000, size: 4096, prot: ['read'] }, 'operator'],
+  ['POST', '/domains/DID/unmap', { iova: 0, size: 4096 }, 'operator'],
+  ['POST', '/domains/DID/batch', { ops: [{ op: 'unmap', iova: 0, size: 4096 }] }, 'operator'],
+  ['GET', '/domains/DID/mappings', undefined, 'observer'],
+  ['GET', '/domains/DID/iova-to-phys/0x1000', undefined, 'observer'],
+  ['GET', '/domains/DID/pagetable', undefined, 'observer'],
+  ['POST', '/domains/DID/flush', {}, 'operator'],
+  ['POST', '/domains/DID/sync', undefined, 'operator'],
+  ['POST', '/devices/dev0/access', { iova: 0, access: 'read' }, 'operator'],
+  ['POST', '/devices/dev0/access-batch', { access: 'read', iovas: [0] }, 'operator'],
+  ['GET', '/events', undefined, 'observer'],
+];
+
+describe('auth matrix: every session route', () => {
+  let c: Client;
+  let other: string;
+  let did: string;
+  const tokens: Record<string, string> = {};
+  beforeAll(async () => {
+    c = await client('tiny');
+    did = (await c.call('POST', '/domains', {})).body.id;
+    const o = await c.app.inject({ method: 'POST', url: '/v1/sessions', payload: { profile: 'tiny' } });
+    other = o.json().token;
+    for (const role of ['observer', 'operator'] as const) tokens[role] = (await c.call('POST', '/tokens', { role, label: role })).body.token;
+  });
+  afterAll(() => c.app.close());
+
+  it.each(ROUTES)('%s %s: 401 without token, 401 with another session\'s token, 403 below its role', async (method, path, body, role) => {
+    const url = path.replace('DID', did);
+    const rev = (await c.call('GET', '/')).body.revision;
+    for (const tok of [null, other, 'garbage']) {
+      const r = await c.call(method, url, body, tok);
+      expect(r.status).toBe(401);
+      expect(r.body.error.code).toBe('UNAUTHORIZED');
+    }
+    const below = role === 'owner' ? 'operator' : role === 'operator' ? 'observer' : null;
+    if (below) {
+      const r = await c.call(method, url, body, tokens[below]);
+      expect(r.status).toBe(403);
+      expect(r.body.error.code).toBe('FORBIDDEN');
+    }
+    expect((await c.call('GET', '/')).body.revision).toBe(rev);
+  });
+
+  it('an unknown session id is 401, not 404, so ids cannot be probed', async () => {
+    const r = await c.app.inject({ method: 'GET', url: '/v1/sessions/s-nope', headers: { authorization: `Bearer ${c.token}` } });
+    expect(r.statusCode).toBe(401);
+  });
+
+  it('401 comes before 404 and 403 before validation', async () => {
+    expect((await c.call('GET', '/domains/dom-999', undefined, null)).status).toBe(401);
+    expect((await c.call('POST', '/domains/dom-999/map', { bogus: 1 }, tokens.observer)).status).toBe(403);
+    expect((await c.call('POST', '/domains/dom-999/map', { bogus: 1 })).body.error.code).toBe('NOT_FOUND');
+  });
+});
