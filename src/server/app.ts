@@ -72,7 +72,6 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   app.decorate('iommudOptions', resolved);
   app.decorate('registry', opts.registry ?? new SessionRegistry({ maxSessions: limits.maxSessions }));
   installErrorHandler(app);
-  const metrics = installMetrics(app, app.registry);
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -85,7 +84,12 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   await app.register(fastifyWebsocket, { options: { maxPayload: 64 * 1024 } });
+  // @fastify/websocket hides its routes from the OpenAPI document; the event stream belongs in it.
+  app.addHook('onRoute', (route) => {
+    if (route.websocket && route.schema) route.schema.hide = false;
+  });
 
+  const metrics = installMetrics(app, app.registry);
   await app.register(publicRoutes);
   await app.register(
     async (scope) => {

@@ -1,0 +1,116 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { client, type Client } from '../support/server.js';
+
+async function open(url: string): Promise<{ ws: WebSocket; msgs: any[] }> {
+  const ws = new WebSocket(url);
+  const msgs: any[] = [];
+  ws.on('message', (m) => msgs.push(JSON.parse(String(m))));
+  await new Promise<void>((res, rej) => {
+    ws.once('open', () => res());
+    ws.once('error', rej);
+    ws.once('unexpected-response', (_req, r) => rej(new Error(`HTTP ${r.statusCode}`)));
+  });
+  return { ws, msgs };
+}
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('event stream over WebSocket', () => {
+  let c: Client;
+  let base: string;
+  let did: string;
+  beforeAll(async () => {
+    c = await client('tiny', { wsHighWater: 16 * 1024 });
+    const addr = await c.app.listen({ port: 0, host: '127.0.0.1' });
+    base = addr.replace('http', 'ws') + `/v1/sessions/${c.sid}/events`;
+    did = (await c.call('POST', '/domains', {})).body.id;
+    await c.call('POST', `/domains/${did}/attach`, { device: 'dev0' });
+  });
+  afterAll(() => c.app.close());
+
+  it('two subscribers see the same ordered seq; events name the actor', async () => {
+    const a = await open(`${base}?token=${c.token}`);
+    const op = (await c.call('POST', '/tokens', { role: 'operator', label: 'alice' })).body.token;
+    const b = await open(`${base}?token=${op}&types=map,unmap`);
+    await c.call('POST', `/domains/${did}/map`, { iova: 0, paddr: '0x80000000', size: 4096, prot: ['read'] }, op);
+    await c.call('POST', `/domains/${did}/unmap`, { iova: 0, size: 4096 });
+    await until(() => a.msgs.length >= 2 && b.msgs.length >= 2);
+    expect(a.msgs.map((m) => m.type)).toEqual(['map', 'unmap']);
+    expect(b.msgs).toEqual(a.msgs);
+    expect(a.msgs[1].seq).toBe(a.msgs[0].seq + 1);
+    expect(a.msgs[0]).toMatchObject({ type: 'map', domain: did, iova: '0x0', paddr: '0x80000000', size: 4096, by: { role: 'operator', label: 'alice' } });
+    a.ws.close();
+    b.ws.close();
+  });
+
+  it('since replays retained events, then continues live; device filter keeps its domain\'s events', async () => {
+    const s0 = (await c.call('GET', '/')).body.lastSeq;
+    await c.call('POST', `/domains/${did}/map`, { iova: 0x1000, paddr: '0x80000000', size: 4096, prot: ['read'] });
+    const other = (await c.call('POST', '/domains', {})).body.id;
+    await c.call('POST', `/domains/${other}/map`, { iova: 0x1000, paddr: '0x80000000', size: 4096, prot: ['read'] });
+    const r = await open(`${base}?token=${c.token}&since=${s0}&device=dev0`);
+    await until(() => r.msgs.length >= 1);
+    await c.call('POST', '/devices/dev0/access', { iova: 0x9000, access: 'read' });
+    await until(() => r.msgs.length >= 2);
+    expect(r.msgs.map((m) => [m.type, m.domain])).toEqual([['map', did], ['fault', did]]);
+    expect(r.msgs[0].seq).toBe(s0 + 1);
+    r.ws.close();
+  });
+
+  it('an unknown type is refused before the upgrade; no token is 401', async () => {
+    await expect(open(`${base}?token=${c.token}&types=bogus`)).rejects.toThrow('HTTP 400');
+    await expect(open(`${base}`)).rejects.toThrow('HTTP 401');
+  });
+
+  it('a slow consumer gets one gap, then live events; nothing twice, nothing out of order', async () => {
+    const slow = await open(`${base}?token=${c.token}&types=fault`);
+    // The client stops reading; 40,000 faults fill the kernel buffers and then the server's send buffer.
+    (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
+    for (let k = 0; k < 2; k++) {
+      const iovas = Array.from({ length: 20_000 }, (_, i) => 0x10000000 + (k * 20_000 + i) * 0x1000);
+      await c.call('POST', '/devices/dev0/access-batch', { access: 'read', iovas });
+    }
+    (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.resume();
+    await until(() => slow.msgs.some((m) => m.type === 'gap'), 20_000);
+    await new Promise((r) => setTimeout(r, 100));
+    await c.call('POST', '/devices/dev0/access', { iova: 0x20000000, access: 'read' });
+    await until(() => slow.msgs.at(-1)?.iova === '0x20000000');
+    const gaps = slow.msgs.filter((m) => m.type === 'gap');
+    expect(gaps).toHaveLength(1);
+    const seqs = slow.msgs.filter((m) => m.type !== 'gap').map((m) => m.seq);
+    for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1]);
+    const gap = gaps[0];
+    expect(seqs.some((s) => s >= gap.from && s <= gap.to)).toBe(false);
+    // Delivered + announced cover every fault of the batch.
+    const delivered = new Set(seqs);
+    const first = seqs[0];
+    const last = seqs.at(-2);
+    for (let s = first; s <= last; s++) expect(delivered.has(s) || (s >= gap.from && s <= gap.to)).toBe(true);
+    slow.ws.close();
+  });
+
+  it('an operator answers a stall on the socket; an observer may not', async () => {
+    await c.call('PATCH', '/smmus/smmu0/contexts/dev0', { faultMode: 'stall' });
+    const obs = (await c.call('POST', '/tokens', { role: 'observer' })).body.token;
+    const o = await open(`${base}?token=${obs}&types=stall,resume`);
+    const w = await open(`${base}?token=${c.token}&types=stall,resume`);
+    const acc = await c.call('POST', '/devices/dev0/access', { iova: 0x7000, access: 'read' });
+    await until(() => w.msgs.length >= 1);
+    o.ws.send(JSON.stringify({ type: 'resume', stall: acc.body.stall, action: 'terminate' }));
+    await until(() => o.msgs.some((m) => m.type === 'error'));
+    expect(o.msgs.find((m) => m.type === 'error').error.code).toBe('FORBIDDEN');
+    w.ws.send(JSON.stringify({ type: 'resume', stall: acc.body.stall, action: 'terminate' }));
+    await until(() => w.msgs.some((m) => m.type === 'resume'));
+    expect(w.msgs.find((m) => m.type === 'resume')).toMatchObject({ stall: acc.body.stall, action: 'terminate', outcome: 'terminated' });
+    await c.call('PATCH', '/smmus/smmu0/contexts/dev0', { faultMode: 'terminate' });
+    o.ws.close();
+    w.ws.close();
+  });
+});

@@ -1,0 +1,51 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { jsonSchemas } from '../../src/api/json-schemas.js';
+import { build } from '../../src/server/app.js';
+
+describe('schemas and OpenAPI', () => {
+  it('schemas/ matches the zod schemas (run `npm run schemas` when this fails)', () => {
+    const want = jsonSchemas();
+    const dir = new URL('../../schemas/', import.meta.url);
+    const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+    expect(files).toEqual(Object.keys(want).map((n) => `${n}.json`).sort());
+    for (const [name, schema] of Object.entries(want)) {
+      expect(JSON.parse(readFileSync(new URL(`${name}.json`, dir), 'utf8')), name).toEqual(schema);
+    }
+  });
+
+  it('the OpenAPI document lists every route, and /docs serves the UI', async () => {
+    const app = await build();
+    await app.ready();
+    const doc = (await app.inject({ method: 'GET', url: '/docs/json' })).json();
+    expect(doc.openapi).toBe('3.0.3');
+    const paths = Object.keys(doc.paths);
+    for (const p of [
+      '/health', '/v1/version', '/v1/profiles', '/v1/sessions', '/v1/sessions/{sid}/', '/v1/sessions/{sid}/tokens', '/v1/sessions/{sid}/smmus',
+      '/v1/sessions/{sid}/smmus/{smmu}/contexts/{ctx}', '/v1/sessions/{sid}/smmus/{smmu}/contexts/{ctx}/clear-fault', '/v1/sessions/{sid}/smmus/{smmu}/contexts/{ctx}/resume',
+      '/v1/sessions/{sid}/smmus/{smmu}/mmio/{offset}', '/v1/sessions/{sid}/smmus/{smmu}/mmio', '/v1/sessions/{sid}/smmus/{smmu}/masters/{mid}/access',
+      '/v1/sessions/{sid}/domains', '/v1/sessions/{sid}/domains/{did}', '/v1/sessions/{sid}/domains/{did}/attach', '/v1/sessions/{sid}/domains/{did}/detach',
+      '/v1/sessions/{sid}/domains/{did}/map', '/v1/sessions/{sid}/domains/{did}/unmap', '/v1/sessions/{sid}/domains/{did}/batch', '/v1/sessions/{sid}/domains/{did}/mappings',
+      '/v1/sessions/{sid}/domains/{did}/iova-to-phys/{iova}', '/v1/sessions/{sid}/domains/{did}/pagetable', '/v1/sessions/{sid}/domains/{did}/flush', '/v1/sessions/{sid}/domains/{did}/sync',
+      '/v1/sessions/{sid}/devices/{device}/access', '/v1/sessions/{sid}/devices/{device}/access-batch', '/v1/sessions/{sid}/events', '/metrics',
+    ]) expect(paths, p).toContain(p);
+    expect(doc.paths['/v1/sessions/{sid}/domains/{did}/map'].post.requestBody.content['application/json'].schema.required).toEqual(['iova', 'paddr', 'size', 'prot']);
+    const ui = await app.inject({ method: 'GET', url: '/docs/' });
+    expect(ui.statusCode).toBe(200);
+    expect(ui.headers['content-type']).toContain('text/html');
+    await app.close();
+  });
+
+  it('/metrics is Prometheus text with request and TLB series', async () => {
+    const app = await build();
+    const s = (await app.inject({ method: 'POST', url: '/v1/sessions', payload: { profile: 'tiny' } })).json();
+    await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/devices/dev0/access`, headers: { authorization: `Bearer ${s.token}` }, payload: { iova: 0, access: 'read' } });
+    const m = await app.inject({ method: 'GET', url: '/metrics' });
+    expect(m.headers['content-type']).toContain('text/plain');
+    expect(m.body).toContain('iommud_http_requests_total{route="/v1/sessions",method="POST",status="201"} 1');
+    expect(m.body).toContain(`iommud_transactions{session="${s.id}"} 1`);
+    expect(m.body).toContain(`iommud_tlb_hits{session="${s.id}",smmu="smmu0"} 0`);
+    expect(m.body).toContain('iommud_sessions 1');
+    await app.close();
+  });
+});
