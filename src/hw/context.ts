@@ -68,8 +68,16 @@ export class ContextBank {
   readonly stalls: Stall[] = [];
   /** A fault forced on the next transaction (test hook: external abort, multi-hit, TLB-miss fault). */
   injected: FaultKind | null = null;
-  transactions = 0;
   faults = 0;
+  /** Transactions by path: TLB hit, TLB miss, bypass (SCTLR.M clear), injected fault. */
+  tlbHits = 0;
+  tlbMisses = 0;
+  bypasses = 0;
+  injectedFaults = 0;
+
+  get transactions(): number {
+    return this.tlbHits + this.tlbMisses + this.bypasses + this.injectedFaults;
+  }
 
   constructor(
     readonly smmu: string,

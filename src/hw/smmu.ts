@@ -29,7 +29,7 @@ import {
   fsrBitNames,
   type FaultKind,
 } from './regs.js';
-import { MULTI_HIT, Tlb, TlbEntry, tlbKey, type TlbPolicy } from './tlb.js';
+import { MULTI_HIT, Tlb, TlbEntry, tlbKey, type TlbPolicy, type TlbStats } from './tlb.js';
 
 export const OUTCOME_OK = 0;
 export const OUTCOME_FAULT = 1;
@@ -103,6 +103,8 @@ export class Smmu {
   readonly res = new TxnResult();
   private readonly w = new WalkResult();
   private readonly env: HwEnv;
+  private readonly versions: Uint32Array;
+  private readonly mem: PhysMemory;
   /** Stalled transfers with their original request, so a retry re-runs the whole transfer. */
   private readonly stalledRequests = new Map<string, TransferRequest>();
 
@@ -110,6 +112,8 @@ export class Smmu {
     this.name = spec.name;
     this.base = spec.base;
     this.env = env;
+    this.versions = env.mem.versions;
+    this.mem = env.mem;
     this.banks = Array.from({ length: spec.banks }, (_, i) => {
       const c = spec.contexts.find((x) => x.index === i);
       return new ContextBank(spec.name, i, c?.name ?? null, c?.mids ?? []);
@@ -117,6 +121,19 @@ export class Smmu {
     this.tlb = new Tlb(tlbEntries, tlbPolicy, spec.banks);
     // Routing as the driver leaves it: each listed MID to its context's bank; others to bank 0.
     for (const b of this.banks) for (const m of b.mids) this.m2vcbr[m] = b.index << 8;
+  }
+
+  /** TLB counters of one bank, or of the whole SMMU. */
+  tlbStats(bank?: ContextBank): TlbStats {
+    const banks = bank ? [bank] : this.banks;
+    const t: TlbStats = { hits: 0, misses: 0, evictions: 0, invalidations: 0 };
+    for (const b of banks) {
+      t.hits += b.tlbHits;
+      t.misses += b.tlbMisses;
+      t.evictions += this.tlb.evictions[b.index]!;
+      t.invalidations += this.tlb.invalidations[b.index]!;
+    }
+    return t;
   }
 
   /** The bank a master's transactions go to (M2VCBR_N.CBNDX). */
@@ -129,12 +146,45 @@ export class Smmu {
    * this.res until the next transaction.
    */
   translate(bank: ContextBank, iova: number, access: number, priv: boolean, mid: number): TxnResult {
+    // The hot path, kept small so V8 inlines it: an enabled context, a single TLB hit whose descriptors have not
+    // been written since the fill, and a permission already known to pass.
+    if ((bank.SCTLR & SCTLR_M) !== 0 && bank.injected === null) {
+      const e = this.tlb.lookup(bank.index, bank.CONTEXTIDR & 0xff, iova);
+      if (e !== null && e !== MULTI_HIT) {
+        if (
+          e.gen === this.mem.gen && e.ttbr0 === bank.TTBR0 &&
+          ((e.ok >>> ((bank.SCTLR & SCTLR_AFE ? 0 : 6) + access * 2 + (priv ? 1 : 0))) & 1) !== 0
+        ) {
+          bank.tlbHits++;
+          const r = this.res;
+          r.outcome = OUTCOME_OK;
+          r.stale = false;
+          r.tlb = TLB_HIT;
+          r.paddr = e.paBase + (iova - e.vaBase);
+          r.pageSize = e.size;
+          return r;
+        }
+      }
+      return this.translateSlow(bank, iova, access, priv, mid, e);
+    }
+    return this.translateSlow(bank, iova, access, priv, mid, undefined);
+  }
+
+  /** Everything else: bypass, injected faults, misses and walks, stale checks, permission faults. */
+  private translateSlow(
+    bank: ContextBank,
+    iova: number,
+    access: number,
+    priv: boolean,
+    mid: number,
+    looked: TlbEntry | null | typeof MULTI_HIT | undefined,
+  ): TxnResult {
     const r = this.res;
+    // fault and stall are meaningful only when outcome says so: the ok path leaves them as they were.
     r.stale = false;
-    r.fault = null;
-    r.stall = null;
-    bank.transactions++;
     if ((bank.SCTLR & SCTLR_M) === 0) {
+      bank.bypasses++;
+      r.fault = null;
       r.outcome = OUTCOME_OK;
       r.paddr = iova;
       r.tlb = TLB_BYPASS;
@@ -144,29 +194,28 @@ export class Smmu {
     if (bank.injected !== null) {
       const kind = bank.injected;
       bank.injected = null;
+      bank.injectedFaults++;
       r.tlb = TLB_MISS;
       return this.fault(bank, kind, iova, access, priv, mid);
     }
     const asid = bank.CONTEXTIDR & 0xff;
-    const tlb = this.tlb;
-    const e = tlb.lookup(bank.index, asid, iova);
+    const e = looked === undefined ? this.tlb.lookup(bank.index, asid, iova) : looked;
     if (e === MULTI_HIT) {
       r.tlb = TLB_HIT;
       return this.fault(bank, 'multi-hit', iova, access, priv, mid);
     }
     let perm: number;
     if (e !== null) {
-      tlb.stats.hits++;
-      tlb.bankStats[bank.index]!.hits++;
+      bank.tlbHits++;
       r.tlb = TLB_HIT;
-      const v = this.env.mem.versions;
-      if (e.ttbr0 !== bank.TTBR0 || v[e.c1] !== e.v1 || (e.c2 >= 0 && v[e.c2] !== e.v2)) this.revalidate(bank, e, iova);
+      const v = this.versions;
+      if (e.ttbr0 !== bank.TTBR0 || v[e.c1] !== e.v1 || v[e.c2] !== e.v2) this.revalidate(bank, e, iova);
+      else e.gen = this.mem.gen;
       r.paddr = e.paBase + (iova - e.vaBase);
       r.pageSize = e.size;
       perm = e.perm;
     } else {
-      tlb.stats.misses++;
-      tlb.bankStats[bank.index]!.misses++;
+      bank.tlbMisses++;
       r.tlb = TLB_MISS;
       if (((bank.ACTLR >>> ACTLR_TLBMCFG_SHIFT) & 3) !== ACTLR_TLBMCFG_WALK) return this.fault(bank, 'tlb-miss', iova, access, priv, mid);
       const w = walk(this.env.mem, bank.TTBR0, iova, this.w);
@@ -304,10 +353,13 @@ export class Smmu {
     const v = this.env.mem.versions;
     const sizeIdx = w.size === 0x1000 ? 0 : w.size === 0x10000 ? 1 : w.size === 0x100000 ? 2 : 3;
     const c1 = w.l1Addr >>> 16;
-    const c2 = w.l2Addr >= 0 ? w.l2Addr >>> 16 : -1;
-    this.tlb.insert(
-      new TlbEntry(bank.index, asid, tlbKey(asid, w.vaBase, sizeIdx), sizeIdx, w.vaBase, w.size, w.paBase, w.perm, bank.TTBR0, c1, v[c1]!, c2, c2 >= 0 ? v[c2]! : 0),
-    );
+    // A section has no L2 descriptor: its second chunk is the first again, so the hit path has no branch.
+    const c2 = w.l2Addr >= 0 ? w.l2Addr >>> 16 : c1;
+    const e =
+      new TlbEntry(bank.index, asid, tlbKey(asid, w.vaBase, sizeIdx), sizeIdx, w.vaBase, w.size, w.paBase, w.perm, bank.TTBR0, c1, v[c1]!, c2, v[c2]!);
+    e.ok = PERM_MASKS[w.perm]!;
+    e.gen = this.mem.gen;
+    this.tlb.insert(e);
   }
 
   /**
@@ -324,8 +376,9 @@ export class Smmu {
       e.ttbr0 = bank.TTBR0;
       e.c1 = w.l1Addr >>> 16;
       e.v1 = v[e.c1]!;
-      e.c2 = w.l2Addr >= 0 ? w.l2Addr >>> 16 : -1;
-      e.v2 = e.c2 >= 0 ? v[e.c2]! : 0;
+      e.c2 = w.l2Addr >= 0 ? w.l2Addr >>> 16 : e.c1;
+      e.v2 = v[e.c2]!;
+      e.gen = this.mem.gen;
       return;
     }
     this.res.stale = true;
@@ -403,6 +456,20 @@ export class Smmu {
   notifyFault(bank: ContextBank, fault: FaultRecord): void {
     if (this.env.faultHook && bank.ACTLR & ACTLR_CFEIE) this.env.faultHook(bank, fault);
   }
+}
+
+/** permMask for every perm value (7 bits), computed once. */
+const PERM_MASKS = Array.from({ length: 128 }, (_, perm) => permMask(perm));
+
+/** The (AFE, access, priv) outcomes of checkPerm as a bit mask, for the TLB-hit fast path (TlbEntry.ok). */
+export function permMask(perm: number): number {
+  let m = 0;
+  for (const [sctlr, shift] of [[SCTLR_AFE, 0], [0, 6]] as const) {
+    for (let access = 0; access < 3; access++) {
+      for (let p = 0; p < 2; p++) if (checkPerm(sctlr, perm, access, p === 1) === null) m |= 1 << (shift + access * 2 + p);
+    }
+  }
+  return m;
 }
 
 /**

@@ -12,9 +12,16 @@ export interface TlbStats {
 }
 
 export class TlbEntry {
-  prev: TlbEntry | null = null;
-  next: TlbEntry | null = null;
+  /** Last use (the TLB's clock): LRU evicts the smallest. */
+  used = 0;
   slot = -1;
+  /**
+   * Permission outcomes precomputed at fill: bit (access * 2 + priv) set when allowed with SCTLR.AFE set, the
+   * same six bits from bit 6 up for AFE clear (the only SCTLR field the check reads).
+   */
+  ok = 0;
+  /** Memory generation when the descriptors were last known unchanged (PhysMemory.gen). */
+  gen = -1;
   constructor(
     readonly bank: number,
     readonly asid: number,
@@ -47,24 +54,33 @@ export const MULTI_HIT = Symbol('multi-hit');
 export class Tlb {
   readonly capacity: number;
   readonly policy: TlbPolicy;
-  readonly stats: TlbStats = { hits: 0, misses: 0, evictions: 0, invalidations: 0 };
-  readonly bankStats: TlbStats[];
+  private readonly lru: boolean;
+  /** Per-bank eviction and invalidation counts (hits and misses are counted by the banks themselves). */
+  readonly evictions: Float64Array;
+  readonly invalidations: Float64Array;
+  /** Per bank: bit s set when the bank holds entries of size index s (lookups probe only those sizes). */
+  private readonly sizeMask: Uint8Array;
+  private clock = 0;
   private readonly maps: Array<Array<Map<number, TlbEntry>>>;
+  /** maps[bank][0], the 4K entries, held flat for the hit path. */
+  private readonly small: Array<Map<number, TlbEntry>>;
   /** Live entries per bank × size index: lookups skip sizes a bank has none of. */
   private readonly sizeCount: Int32Array;
   private readonly slots: Array<TlbEntry | null>;
   private readonly freeSlots: number[] = [];
   private rr = 0;
-  private head: TlbEntry | null = null;
-  private tail: TlbEntry | null = null;
   private live = 0;
 
   constructor(capacity: number, policy: TlbPolicy, banks: number) {
     this.capacity = capacity;
     this.policy = policy;
+    this.lru = policy === 'lru';
     this.maps = Array.from({ length: banks }, () => [new Map(), new Map(), new Map(), new Map()]);
+    this.small = this.maps.map((m) => m[0]!);
     this.sizeCount = new Int32Array(banks * 4);
-    this.bankStats = Array.from({ length: banks }, () => ({ hits: 0, misses: 0, evictions: 0, invalidations: 0 }));
+    this.sizeMask = new Uint8Array(banks);
+    this.evictions = new Float64Array(banks);
+    this.invalidations = new Float64Array(banks);
     this.slots = new Array(capacity).fill(null);
     for (let i = capacity - 1; i >= 0; i--) this.freeSlots.push(i);
   }
@@ -75,19 +91,27 @@ export class Tlb {
 
   /** The entry translating va for (bank, asid), null on a miss, MULTI_HIT when more than one matches. */
   lookup(bank: number, asid: number, va: number): TlbEntry | null | typeof MULTI_HIT {
-    const maps = this.maps[bank]!;
-    const base = bank * 4;
-    const sc = this.sizeCount;
+    const mask = this.sizeMask[bank]!;
     let found: TlbEntry | null = null;
-    for (let s = 0; s < 4; s++) {
-      if (sc[base + s] === 0) continue;
-      const e = maps[s]!.get((asid << 20) | ((va >>> 12) & VPN_MASK[s]!));
-      if (e !== undefined) {
-        if (found !== null) return MULTI_HIT;
-        found = e;
+    if (mask === 1) {
+      // The common case, a bank holding only 4K entries: one Map.get.
+      const e = this.small[bank]!.get((asid << 20) | (va >>> 12));
+      if (e === undefined) return null;
+      if (this.lru) e.used = ++this.clock;
+      return e;
+    }
+    if (mask !== 0) {
+      const maps = this.maps[bank]!;
+      for (let s = 0; s < 4; s++) {
+        if ((mask & (1 << s)) === 0) continue;
+        const e = maps[s]!.get((asid << 20) | ((va >>> 12) & VPN_MASK[s]!));
+        if (e !== undefined) {
+          if (found !== null) return MULTI_HIT;
+          found = e;
+        }
       }
     }
-    if (found !== null && this.policy === 'lru' && found !== this.tail) this.touch(found);
+    if (found !== null && this.lru) found.used = ++this.clock;
     return found;
   }
 
@@ -101,8 +125,9 @@ export class Tlb {
     this.slots[e.slot] = e;
     map.set(e.key, e);
     this.sizeCount[e.bank * 4 + e.sizeIdx]!++;
+    this.sizeMask[e.bank]! |= 1 << e.sizeIdx;
+    e.used = ++this.clock;
     this.live++;
-    if (this.policy === 'lru') this.linkTail(e);
   }
 
   /** TLBIALL on a bank (CTX_TLBIALL), or on every bank (GLOBAL_TLBIALL) when bank is undefined. */
@@ -165,8 +190,7 @@ export class Tlb {
 
   private countInvalidations(bank: number, n: number): void {
     if (n === 0) return;
-    if (bank >= 0) this.bankStats[bank]!.invalidations += n;
-    this.stats.invalidations += n;
+    this.invalidations[bank]! += n;
   }
 
   private evict(): void {
@@ -175,9 +199,11 @@ export class Tlb {
       for (const e of this.slots) if (e) this.evictOne(e);
       return;
     }
-    let victim: TlbEntry | null;
-    if (this.policy === 'lru') victim = this.head;
-    else {
+    let victim: TlbEntry | null = null;
+    if (this.policy === 'lru') {
+      // Exact LRU by timestamp: a scan on eviction keeps the hit path to one store.
+      for (const e of this.slots) if (e !== null && (victim === null || e.used < victim.used)) victim = e;
+    } else {
       victim = this.slots[this.rr]!;
       this.rr = (this.rr + 1) % this.capacity;
     }
@@ -186,38 +212,15 @@ export class Tlb {
 
   private evictOne(e: TlbEntry): void {
     this.remove(e);
-    this.stats.evictions++;
-    this.bankStats[e.bank]!.evictions++;
+    this.evictions[e.bank]!++;
   }
 
   private remove(e: TlbEntry): void {
     this.maps[e.bank]![e.sizeIdx]!.delete(e.key);
-    this.sizeCount[e.bank * 4 + e.sizeIdx]!--;
+    if (--this.sizeCount[e.bank * 4 + e.sizeIdx]! === 0) this.sizeMask[e.bank]! &= ~(1 << e.sizeIdx);
     this.slots[e.slot] = null;
     this.freeSlots.push(e.slot);
     this.live--;
-    if (this.policy === 'lru') this.unlink(e);
-  }
-
-  private touch(e: TlbEntry): void {
-    this.unlink(e);
-    this.linkTail(e);
-  }
-
-  private linkTail(e: TlbEntry): void {
-    e.prev = this.tail;
-    e.next = null;
-    if (this.tail) this.tail.next = e;
-    else this.head = e;
-    this.tail = e;
-  }
-
-  private unlink(e: TlbEntry): void {
-    if (e.prev) e.prev.next = e.next;
-    else this.head = e.next;
-    if (e.next) e.next.prev = e.prev;
-    else this.tail = e.prev;
-    e.prev = e.next = null;
   }
 }
 

@@ -30,6 +30,8 @@ export class PhysMemory {
   /** Per chunk: 1 = wholly RAM, 2 = partly RAM (ask the regions), 0 = none. */
   private readonly ramMap = new Uint8Array(CHUNK_COUNT);
   readonly versions = new Uint32Array(CHUNK_COUNT);
+  /** Rises with every write anywhere: a TLB entry filled at the current generation needs no per-chunk check. */
+  gen = 0;
   private chunkCount = 0;
   undo: UndoLog | null = null;
 
@@ -80,6 +82,7 @@ export class PhysMemory {
     if (this.undo) this.undo.words.push(addr, w[i]!);
     w[i] = value;
     this.versions[ci]!++;
+    this.gen++;
   }
 
   /** Zeroes [addr, addr+len); chunks never written stay unallocated (they already read as zero). */
@@ -99,6 +102,7 @@ export class PhysMemory {
         }
         b.fill(0, from, to);
         this.versions[ci]!++;
+        this.gen++;
       }
       a = stop;
     }
@@ -137,6 +141,7 @@ export class PhysMemory {
       }
       b.set(data.subarray(o, o + (stop - a)), from);
       this.versions[ci]!++;
+      this.gen++;
       o += stop - a;
       a = stop;
     }
@@ -172,6 +177,7 @@ export class PhysMemory {
       const ci = addr >>> CHUNK_SHIFT;
       this.words[ci]![(addr & WORD_MASK) >>> 2] = words[i + 1]!;
       this.versions[ci]!++;
+      this.gen++;
     }
     while (ai >= 0) actions[ai--]!.undo();
   }

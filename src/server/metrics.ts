@@ -37,7 +37,7 @@ export function installMetrics(app: FastifyInstance, sessions: SessionRegistry):
       registers: [registry],
       collect() {
         this.reset();
-        for (const s of sessions.sessions.values()) for (const m of s.soc.smmus) this.set({ session: s.id, smmu: m.name }, pick(m.tlb.stats));
+        for (const s of sessions.sessions.values()) for (const m of s.soc.smmus) this.set({ session: s.id, smmu: m.name }, pick(m.tlbStats()));
       },
     });
   perSmmu('iommud_tlb_hits', 'TLB hits per SMMU', (t) => t.hits);

@@ -22,7 +22,6 @@ export function profileView(p: Profile) {
 export function contextView(smmu: Smmu, bank: ContextBank) {
   const registers: Record<string, string> = {};
   for (const name of Object.keys(CONTEXT_REGISTERS)) registers[name] = hex((bank as unknown as Record<string, number>)[name]! >>> 0);
-  const st = smmu.tlb.bankStats[bank.index]!;
   return {
     smmu: smmu.name,
     index: bank.index,
@@ -35,7 +34,7 @@ export function contextView(smmu: Smmu, bank: ContextBank) {
     faultInterrupt: bank.faultInterrupt,
     stalls: bank.stalls.map((s) => ({ stall: s.id, iova: hex(s.iova), access: ACCESS_NAMES[s.access]! })),
     registers,
-    tlb: { entries: smmu.tlb.entries(bank.index).length, ...st },
+    tlb: { entries: smmu.tlb.entries(bank.index).length, ...smmu.tlbStats(bank) },
   };
 }
 
@@ -45,7 +44,7 @@ export function smmuView(smmu: Smmu) {
     base: hex(smmu.base),
     banks: smmu.banks.length,
     contexts: smmu.banks.map((b) => contextView(smmu, b)),
-    tlb: { entries: smmu.tlb.size, capacity: smmu.tlb.capacity, policy: smmu.tlb.policy, ...smmu.tlb.stats },
+    tlb: { entries: smmu.tlb.size, capacity: smmu.tlb.capacity, policy: smmu.tlb.policy, ...smmu.tlbStats() },
   };
 }
 

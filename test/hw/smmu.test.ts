@@ -72,8 +72,8 @@ describe('transactions', () => {
     s.iommu.map(d.id, 0x10000, RAM + 0x20000, 0x10000, RW);
     expect(tx(0x10008)).toMatchObject({ outcome: OUTCOME_OK, paddr: RAM + 0x20008, tlb: TLB_MISS, pageSize: 0x10000 });
     expect(tx(0x1fffc)).toMatchObject({ outcome: OUTCOME_OK, paddr: RAM + 0x2fffc, tlb: TLB_HIT });
-    expect(smmu.tlb.stats).toEqual({ hits: 1, misses: 1, evictions: 0, invalidations: 0 });
-    expect(smmu.tlb.bankStats[0]).toEqual({ hits: 1, misses: 1, evictions: 0, invalidations: 0 });
+    expect(smmu.tlbStats()).toEqual({ hits: 1, misses: 1, evictions: 0, invalidations: 0 });
+    expect(smmu.tlbStats(smmu.banks[0])).toEqual({ hits: 1, misses: 1, evictions: 0, invalidations: 0 });
   });
 
   it('translation fault: FSR TF, FAR, FSYNR0.AMID, FSYNR1.AWRITE, and a fault event', () => {
@@ -211,7 +211,7 @@ describe('TLB', () => {
     tx(0x1000);
     tx(0x3000); // evicts 0x2000
     expect(smmu.tlb.entries().map((e) => e.vaBase).sort((a, b) => a - b)).toEqual([0x1000, 0x3000]);
-    expect(smmu.tlb.stats.evictions).toBe(1);
+    expect(smmu.tlbStats().evictions).toBe(1);
   });
 
   it('round-robin and flush-all policies', () => {

@@ -1,0 +1,116 @@
+/** Emulator-core benchmarks: translation on a warm TLB and on walks, map/unmap of 1 GiB, page-table bytes. */
+import { MSM8X60, TINY } from '../src/hw/profile.js';
+import { ACCESS_READ } from '../src/hw/context.js';
+import { IOMMU_READ, IOMMU_WRITE } from '../src/pgtable/desc.js';
+import { L1_TABLE_SIZE, L2_TABLE_SIZE } from '../src/memory/ptpool.js';
+import { Session } from '../src/session/session.js';
+import type { BenchResult } from './report.js';
+
+const RW = IOMMU_READ | IOMMU_WRITE;
+
+function session(profile = TINY, tlbEntries = 128): Session {
+  return new Session({ id: 'bench', name: 'bench', profile, tlbEntries });
+}
+
+/** Runs fn(iterations) until it has taken at least `ms`, returns ops per second of the best of 5 rounds. */
+function rate(fn: (n: number) => void, n: number, rounds = 5): number {
+  fn(n); // warm up (JIT)
+  let best = 0;
+  for (let r = 0; r < rounds; r++) {
+    const t0 = process.hrtime.bigint();
+    fn(n);
+    const dt = Number(process.hrtime.bigint() - t0) / 1e9;
+    best = Math.max(best, n / dt);
+  }
+  return best;
+}
+
+function ms(fn: () => void, rounds = 3): number {
+  let best = Infinity;
+  for (let r = 0; r < rounds; r++) {
+    const t0 = process.hrtime.bigint();
+    fn();
+    best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return best;
+}
+
+export function coreBenchmarks(): BenchResult[] {
+  const out: BenchResult[] = [];
+  const PAGES = 64; // fits the default 128-entry TLB: every lookup hits
+  {
+    const s = session();
+    const { smmu, bank } = s.soc.device('dev0');
+    const d = s.iommu.domainAlloc({ pgsizes: [0x1000] });
+    s.iommu.attach(d.id, 'dev0');
+    s.iommu.map(d.id, 0x10000000, 0x80000000, PAGES * 0x1000, RW);
+    const iovas = new Uint32Array(4096);
+    for (let i = 0; i < iovas.length; i++) iovas[i] = 0x10000000 + ((i * 37) % PAGES) * 0x1000 + (i & 0xff0);
+    const map = new Map<number, { paddr: number }>();
+    for (let p = 0; p < PAGES; p++) map.set((0x10000000 >>> 12) + p, { paddr: 0x80000000 + p * 0x1000 });
+    let sink = 0;
+    const baseline = rate((n) => {
+      for (let i = 0; i < n; i++) {
+        const e = map.get(iovas[i & 4095]! >>> 12);
+        if (e !== undefined) sink += e.paddr;
+      }
+    }, 5_000_000);
+    const translate = rate((n) => {
+      for (let i = 0; i < n; i++) sink += smmu.translate(bank, iovas[i & 4095]!, ACCESS_READ, false, 2).paddr;
+    }, 5_000_000);
+    if (smmu.tlbStats().misses !== PAGES) throw new Error('the warm-TLB benchmark missed');
+    out.push({ name: 'translate-tlb-hit', value: translate, unit: 'ops/s', baseline, ratio: translate / baseline });
+    void sink;
+  }
+  {
+    const s = session(TINY, 0); // no TLB: every transaction walks
+    const { smmu, bank } = s.soc.device('dev0');
+    const d = s.iommu.domainAlloc();
+    s.iommu.attach(d.id, 'dev0');
+    s.iommu.map(d.id, 0x10000000, 0x80000000, 0x400000, RW);
+    const s16 = new Uint32Array(4096);
+    for (let i = 0; i < s16.length; i++) s16[i] = 0x10000000 + ((i * 7919) % 1024) * 0x1000;
+    const d2 = s.iommu.domainAlloc({ pgsizes: [0x1000] });
+    void d2;
+    let sink = 0;
+    const walk = rate((n) => {
+      for (let i = 0; i < n; i++) sink += smmu.translate(bank, s16[i & 4095]!, ACCESS_READ, false, 0).paddr;
+    }, 2_000_000);
+    out.push({ name: 'translate-walk', value: walk, unit: 'ops/s' });
+    void sink;
+  }
+  {
+    let s!: Session;
+    let did = '';
+    const fresh = () => {
+      s = session(MSM8X60);
+      did = s.iommu.domainAlloc({ pgsizes: [0x1000] }).id;
+    };
+    let mapMs = Infinity;
+    let unmapMs = Infinity;
+    for (let r = 0; r < 3; r++) {
+      fresh();
+      mapMs = Math.min(mapMs, ms(() => s.iommu.map(did, 0x40000000, 0x40000000, 0x40000000, RW), 1));
+      unmapMs = Math.min(unmapMs, ms(() => s.iommu.unmap(did, 0x40000000, 0x40000000), 1));
+    }
+    out.push({ name: 'map-1g-4k', value: mapMs, unit: 'ms' });
+    out.push({ name: 'unmap-1g-4k', value: unmapMs, unit: 'ms' });
+    fresh();
+    s.iommu.map(did, 0x40000000, 0x40000000, 0x40000000, RW);
+    const hw = L1_TABLE_SIZE + (s.soc.ptPool.bytesUsed - L1_TABLE_SIZE);
+    const l2 = (s.soc.ptPool.bytesUsed - L1_TABLE_SIZE) / L2_TABLE_SIZE;
+    // Everything the emulator holds for these tables: RAM chunks (all page tables here) plus the pool's bitmap.
+    const held = s.soc.mem.bytesHeld + s.soc.ptPool.size / 1024;
+    out.push({ name: 'pgtable-bytes-ratio', value: held / hw, unit: 'ratio', note: `${l2} L2 tables, ${held} bytes held for ${hw}` });
+  }
+  {
+    let best = Infinity;
+    for (let r = 0; r < 5; r++) {
+      const s = session(MSM8X60);
+      const did = s.iommu.domainAlloc().id;
+      best = Math.min(best, ms(() => s.iommu.map(did, 0x40000000, 0x40000000, 0x40000000, RW), 1));
+    }
+    out.push({ name: 'map-1g-16m', value: best, unit: 'ms' });
+  }
+  return out;
+}
