@@ -1,25 +1,13 @@
-import { TINY } from '../src/hw/profile.js';
-import { Session } from '../src/session/session.js';
-const s = new Session({ id: 'b', name: 'b', profile: TINY, tlbEntries: 128 });
-const { smmu, bank } = s.soc.device('dev0');
-const d = s.iommu.domainAlloc({ pgsizes: [0x1000] });
-s.iommu.attach(d.id, 'dev0');
-s.iommu.map(d.id, 0x10000000, 0x80000000, 64 * 0x1000, 3);
-const iovas = new Uint32Array(4096);
-for (let i = 0; i < iovas.length; i++) iovas[i] = 0x10000000 + ((i * 37) % 64) * 0x1000;
-let sink = 0;
-for (const v of iovas) smmu.translate(bank, v, 0, false, 2);
-const tlb = smmu.tlb;
-const run = (name: string, f: (n: number) => void) => {
-  for (let r = 0; r < 3; r++) {
-    const t0 = performance.now();
-    f(5e6);
-    if (r === 2) console.log(name, (5e6 / (performance.now() - t0) / 1e3).toFixed(1), 'M/s');
-  }
-};
-run('lookup', (n) => { for (let i = 0; i < n; i++) { const e = tlb.lookup(0, 0, iovas[i & 4095]!); if (e && typeof e === 'object') sink += e.paBase; } });
-run('translate', (n) => { for (let i = 0; i < n; i++) sink += smmu.translate(bank, iovas[i & 4095]!, 0, false, 2).paddr; });
-const m = new Map<number, { paBase: number }>();
-for (let p = 0; p < 64; p++) m.set(0x10000 + p, { paBase: p });
-run('map', (n) => { for (let i = 0; i < n; i++) { const e = m.get(iovas[i & 4095]! >>> 12); if (e) sink += e.paBase; } });
-console.log(sink > 0);
+import { fork } from 'node:child_process';
+import WebSocket from 'ws';
+const child = fork(new URL('./http-server.ts', import.meta.url), [], { execArgv: ['--import', 'tsx', '--cpu-prof', '--cpu-prof-dir=/tmp/prof'] });
+const srv: any = await new Promise((res) => child.once('message', res));
+let got = 0;
+const subs = await Promise.all(Array.from({ length: 8 }, () => { const ws = new WebSocket(srv.address.replace('http', 'ws') + `/v1/sessions/${srv.sid}/events?types=fault&token=${srv.token}`); ws.on('message', () => got++); return new Promise<WebSocket>((r) => ws.once('open', () => r(ws))); }));
+const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
+const body = JSON.stringify({ access: 'read', iovas: Array.from({ length: 250 }, (_, i) => 0x10000000 + i * 0x1000) });
+const t0 = Date.now(); let sent = 0; let reqT = 0;
+while (Date.now() - t0 < 4000) { const a = performance.now(); const r = await fetch(`${srv.address}/v1/sessions/${srv.sid}/devices/dev0/access-batch`, { method: 'POST', headers, body }); await r.arrayBuffer(); reqT += performance.now() - a; sent += 250; }
+console.log('sent', sent, 'per s', sent / 4, 'avg req ms', (reqT / (sent / 250)).toFixed(2), 'got', got / 8);
+subs.forEach((w) => w.close());
+child.send('stop'); await new Promise((r) => child.once('exit', r));

@@ -39,12 +39,25 @@ export class EventBus implements EventSink {
   }
 
   emit(body: EventBody): void {
-    const ev = { seq: ++this.seq, time: new Date().toISOString(), ...body } as IommuEvent;
+    const ev = { seq: ++this.seq, time: this.now(), ...body } as IommuEvent;
     if (this.actor) ev.by = this.actor;
     this.ring[this.seq % this.retain] = ev;
     this.counts.set(body.type, (this.counts.get(body.type) ?? 0) + 1);
     for (const l of this.taps) l(ev);
     for (const l of this.listeners) l(ev);
+  }
+
+  private lastMs = 0;
+  private lastIso = '';
+
+  /** ISO time, formatted once per millisecond (event bursts share it). */
+  private now(): string {
+    const ms = Date.now();
+    if (ms !== this.lastMs) {
+      this.lastMs = ms;
+      this.lastIso = new Date(ms).toISOString();
+    }
+    return this.lastIso;
   }
 
   subscribe(l: Listener): () => void {

@@ -56,16 +56,10 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   // A body-less POST with Content-Type: application/json is fine on routes that take no body (API.md).
   // JSON only: Fastify's default text/plain parser would let a non-JSON body reach validation as a string.
   app.removeContentTypeParser(['application/json', 'text/plain']);
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    const text = body as string;
-    if (text.length === 0) return done(null, undefined);
-    try {
-      done(null, JSON.parse(text, (k, v) => (k === '__proto__' || k === 'constructor' ? undefined : v)));
-    } catch {
-      const err = new Error('the body is not valid JSON') as Error & { statusCode: number };
-      err.statusCode = 400;
-      done(err, undefined);
-    }
+  const jsonParser = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if ((body as string).length === 0) return done(null, undefined);
+    jsonParser(req, body as string, done);
   });
 
   const resolved: ResolvedOptions = { limits, wsHighWater: opts.wsHighWater ?? 1024 * 1024 };

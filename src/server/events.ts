@@ -14,6 +14,16 @@ import type { IommuEvent } from '../events/bus.js';
 import { Session } from '../session/session.js';
 import type { Metrics } from './metrics.js';
 
+/**
+ * Each event is serialized once, to UTF-8 bytes, whatever the number of subscribers (JSON.stringify ignores
+ * symbol keys, so the cache never leaks into the text).
+ */
+const JSON_BYTES = Symbol('json');
+function eventBytes(ev: IommuEvent): Buffer {
+  const e = ev as IommuEvent & { [JSON_BYTES]?: Buffer };
+  return (e[JSON_BYTES] ??= Buffer.from(JSON.stringify(ev)));
+}
+
 const ResumeMsg = z.strictObject({ type: z.literal('resume'), stall: z.string(), action: z.enum(['retry', 'terminate']) });
 
 export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
@@ -38,6 +48,16 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
         let behindTo = 0;
         let timer: NodeJS.Timeout | null = null;
         const send = (msg: unknown) => socket.send(JSON.stringify(msg));
+        // Events come in bursts (one access-batch can fault thousands of times): the TCP socket is corked for the
+        // rest of the tick so a burst leaves in one write instead of one system call per frame. "Behind" means
+        // data from earlier ticks still unsent past the high-water mark, or one tick's burst past 8 times it.
+        const raw = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+        let corked = false;
+        let tickStart = 0;
+        const uncork = () => {
+          corked = false;
+          raw?.uncork();
+        };
         const tryCatchUp = () => {
           if (behindFrom === 0 || socket.readyState !== socket.OPEN) return;
           if (socket.bufferedAmount > highWater / 2) return;
@@ -56,13 +76,19 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
             }
           }
           if (!matches(ev)) return;
-          if (socket.bufferedAmount > highWater) {
+          if (!corked) {
+            corked = true;
+            tickStart = socket.bufferedAmount;
+            raw?.cork();
+            process.nextTick(uncork);
+          }
+          if (tickStart > highWater || socket.bufferedAmount - tickStart > 8 * highWater) {
             behindFrom = behindTo = ev.seq;
             timer = setInterval(tryCatchUp, 20);
             timer.unref();
             return;
           }
-          send(ev);
+          socket.send(eventBytes(ev), { binary: false });
         };
         if (q.since !== undefined) {
           const { gap, events } = s.bus.replay(q.since);

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { SessionRegistry } from '../session/session.js';
 
 export interface Metrics {
@@ -11,14 +11,9 @@ export interface Metrics {
 /** Prometheus metrics: HTTP by route and status, and the emulator's counters read at scrape time. */
 export function installMetrics(app: FastifyInstance, sessions: SessionRegistry): Metrics {
   const registry = new Registry();
-  const requests = new Counter({ name: 'iommud_http_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers: [registry] });
-  const latency = new Histogram({
-    name: 'iommud_http_request_duration_seconds',
-    help: 'HTTP request latency',
-    labelNames: ['route', 'method'],
-    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
-    registers: [registry],
-  });
+  const http = new HttpStats();
+  registry.registerMetric(http.requestsMetric() as never);
+  registry.registerMetric(http.latencyMetric() as never);
   const eventsGapped = new Counter({ name: 'iommud_events_gapped_total', help: 'Events a slow subscriber missed, announced as gaps', registers: [registry] });
   const subscribers = new Gauge({ name: 'iommud_subscribers', help: 'Open event-stream subscribers', registers: [registry] });
   new Gauge({
@@ -78,14 +73,91 @@ export function installMetrics(app: FastifyInstance, sessions: SessionRegistry):
     },
   });
 
-  app.addHook('onResponse', async (req, reply) => {
-    const route = req.routeOptions.url ?? 'unknown';
-    requests.inc({ route, method: req.method, status: reply.statusCode });
-    latency.observe({ route, method: req.method }, reply.elapsedTime / 1000);
+  app.addHook('onResponse', (req, reply, done) => {
+    http.record(req.routeOptions.url ?? 'unknown', req.method, reply.statusCode, reply.elapsedTime / 1000);
+    done();
   });
   app.get('/metrics', { schema: { tags: ['operations'] } }, async (_req, reply) => {
     reply.type(registry.contentType);
     return registry.metrics();
   });
   return { registry, eventsGapped, subscribers };
+}
+
+const BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1];
+
+interface RouteStats {
+  route: string;
+  method: string;
+  statuses: Map<number, number>;
+  buckets: Float64Array;
+  sum: number;
+  count: number;
+}
+
+/**
+ * Request counts and the latency histogram, recorded with one Map lookup per request and turned into
+ * Prometheus series only at scrape time (prom-client's labelled observe costs more than a whole route here).
+ */
+class HttpStats {
+  private readonly byRoute = new Map<string, RouteStats>();
+
+  record(route: string, method: string, status: number, seconds: number): void {
+    const key = method + ' ' + route;
+    let r = this.byRoute.get(key);
+    if (!r) {
+      r = { route, method, statuses: new Map(), buckets: new Float64Array(BUCKETS.length), sum: 0, count: 0 };
+      this.byRoute.set(key, r);
+    }
+    r.statuses.set(status, (r.statuses.get(status) ?? 0) + 1);
+    let i = 0;
+    while (i < BUCKETS.length && seconds > BUCKETS[i]!) i++;
+    if (i < BUCKETS.length) r.buckets[i]!++;
+    r.sum += seconds;
+    r.count++;
+  }
+
+  requestsMetric() {
+    return {
+      name: 'iommud_http_requests_total',
+      help: 'HTTP requests by route, method and status',
+      type: 'counter',
+      aggregator: 'sum',
+      get: async () => ({
+        name: 'iommud_http_requests_total',
+        help: 'HTTP requests by route, method and status',
+        type: 'counter',
+        aggregator: 'sum',
+        values: [...this.byRoute.values()].flatMap((r) =>
+          [...r.statuses].map(([status, value]) => ({ labels: { route: r.route, method: r.method, status }, value })),
+        ),
+      }),
+    };
+  }
+
+  latencyMetric() {
+    const name = 'iommud_http_request_duration_seconds';
+    return {
+      name,
+      help: 'HTTP request latency',
+      type: 'histogram',
+      aggregator: 'sum',
+      get: async () => ({
+        name,
+        help: 'HTTP request latency',
+        type: 'histogram',
+        aggregator: 'sum',
+        values: [...this.byRoute.values()].flatMap((r) => {
+          const labels = { route: r.route, method: r.method };
+          let cum = 0;
+          return [
+            ...BUCKETS.map((le, i) => ({ metricName: `${name}_bucket`, labels: { ...labels, le }, value: (cum += r.buckets[i]!) })),
+            { metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: r.count },
+            { metricName: `${name}_sum`, labels, value: r.sum },
+            { metricName: `${name}_count`, labels, value: r.count },
+          ];
+        }),
+      }),
+    };
+  }
 }

@@ -1,0 +1,16 @@
+// The daemon as the HTTP benchmarks drive it: a child process so the load generator does not share its thread.
+import { build } from '../src/server/app.js';
+
+const app = await build();
+// The baseline: a route that does nothing, under the same server options.
+app.get('/bench/empty', async () => ({}));
+const address = await app.listen({ port: 0, host: '127.0.0.1' });
+const s = (await app.inject({ method: 'POST', url: '/v1/sessions', payload: { profile: 'tiny', tlbEntries: 1024 } })).json();
+const auth = { authorization: `Bearer ${s.token}` };
+const did = (await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains`, headers: auth, payload: {} })).json().id;
+await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/attach`, headers: auth, payload: { device: 'dev0' } });
+await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/map`, headers: auth, payload: { iova: '0x40000000', paddr: '0x80000000', size: 4096, prot: ['read', 'write'] } });
+process.send!({ address, sid: s.id, token: s.token, did });
+process.on('message', (m) => {
+  if (m === 'stop') void app.close().then(() => process.exit(0));
+});

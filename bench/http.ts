@@ -1,0 +1,129 @@
+/** HTTP and WebSocket benchmarks against the daemon in a child process, with autocannon as the load. */
+import autocannon from 'autocannon';
+import { fork } from 'node:child_process';
+import WebSocket from 'ws';
+import type { BenchResult } from './report.js';
+
+interface Server {
+  address: string;
+  sid: string;
+  token: string;
+  did: string;
+}
+
+const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
+
+async function cannon(opts: autocannon.Options): Promise<{ rps: number; non2xx: number; p99: number }> {
+  const r = await autocannon({ connections: 16, pipelining: 1, duration: DURATION, ...opts });
+  return { rps: r.requests.average, non2xx: r.non2xx + r.errors, p99: r.latency.p99 };
+}
+
+export async function httpBenchmarks(): Promise<BenchResult[]> {
+  const child = fork(new URL('./http-server.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+  const srv = await new Promise<Server>((res) => child.once('message', (m) => res(m as Server)));
+  const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
+  const base = `/v1/sessions/${srv.sid}`;
+  const out: BenchResult[] = [];
+  try {
+    const empty = await cannon({ url: srv.address + '/bench/empty' });
+    out.push({ name: 'http-empty-baseline', value: empty.rps, unit: 'req/s' });
+
+    let nextPage = 0;
+    const mu = await cannon({
+      url: srv.address,
+      requests: [
+        {
+          method: 'POST',
+          path: `${base}/domains/${srv.did}/map`,
+          headers,
+          setupRequest: (req, ctx) => {
+            if (ctx.page === undefined) ctx.page = nextPage++;
+            return { ...req, body: JSON.stringify({ iova: 0x1000 * (1 + (ctx.page as number)), paddr: '0x80000000', size: 4096, prot: ['read', 'write'] }) };
+          },
+        },
+        {
+          method: 'POST',
+          path: `${base}/domains/${srv.did}/unmap`,
+          headers,
+          setupRequest: (req, ctx) => ({ ...req, body: JSON.stringify({ iova: 0x1000 * (1 + (ctx.page as number)), size: 4096 }) }),
+        },
+      ],
+    });
+    if (mu.non2xx) throw new Error(`http-map-unmap: ${mu.non2xx} requests failed`);
+    out.push({ name: 'http-map-unmap', value: mu.rps, unit: 'req/s', baseline: empty.rps, ratio: mu.rps / empty.rps });
+
+    const acc = await cannon({
+      url: `${srv.address}${base}/devices/dev0/access`,
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ iova: '0x40000010', access: 'read' }),
+    });
+    if (acc.non2xx) throw new Error(`http-access: ${acc.non2xx} requests failed`);
+    out.push({ name: 'http-access', value: acc.rps, unit: 'req/s', baseline: empty.rps, ratio: acc.rps / empty.rps });
+
+    out.push(...(await faultFanout(srv)));
+  } finally {
+    child.send('stop');
+    await new Promise((r) => child.once('exit', r));
+  }
+  return out;
+}
+
+/** Faults delivered to 8 subscribers: rate, p99 delivery latency, gaps (announced, never silent). */
+async function faultFanout(srv: Server): Promise<BenchResult[]> {
+  const wsBase = srv.address.replace('http', 'ws') + `/v1/sessions/${srv.sid}/events?types=fault&token=${srv.token}`;
+  const subs = await Promise.all(
+    Array.from({ length: 8 }, () => {
+      const ws = new WebSocket(wsBase);
+      const st = { ws, faults: 0, gapped: 0, gaps: 0, lat: [] as number[], lastSeq: 0, disorder: 0 };
+      ws.on('message', (raw) => {
+        // Read only the fixed prefix {"seq":N,"time":"…": the load generator must not be the bottleneck.
+        const text = String(raw);
+        if (text.startsWith('{"type":"gap"')) {
+          const m = JSON.parse(text);
+          st.gaps++;
+          st.gapped += m.to - m.from + 1;
+          st.lastSeq = m.to;
+          return;
+        }
+        const comma = text.indexOf(',', 7);
+        const seq = Number(text.slice(7, comma));
+        if (seq <= st.lastSeq) st.disorder++;
+        st.lastSeq = seq;
+        st.faults++;
+        if ((st.faults & 15) === 0) st.lat.push(Date.now() - Date.parse(text.slice(comma + 9, comma + 33)));
+      });
+      return new Promise<typeof st>((res) => ws.once('open', () => res(st)));
+    }),
+  );
+  const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
+  const iovas = Array.from({ length: 250 }, (_, i) => 0x10000000 + i * 0x1000);
+  const body = JSON.stringify({ access: 'read', iovas });
+  const t0 = Date.now();
+  let sent = 0;
+  while (Date.now() - t0 < DURATION * 1000) {
+    const r = await fetch(`${srv.address}/v1/sessions/${srv.sid}/devices/dev0/access-batch`, { method: 'POST', headers, body });
+    await r.arrayBuffer();
+    sent += iovas.length;
+  }
+  // Let the subscribers drain what is in flight.
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline && subs.some((s) => s.faults + s.gapped < sent)) await new Promise((r) => setTimeout(r, 20));
+  const elapsed = (Date.now() - t0) / 1000;
+  for (const s of subs) s.ws.close();
+  const lat = subs.flatMap((s) => s.lat).sort((a, b) => a - b);
+  const p99 = lat[Math.floor(lat.length * 0.99)] ?? 0;
+  const delivered = Math.min(...subs.map((s) => s.faults));
+  const lost = subs.reduce((n, s) => n + Math.max(0, sent - s.faults - s.gapped), 0);
+  const gaps = subs.reduce((n, s) => n + s.gaps, 0);
+  const disorder = subs.reduce((n, s) => n + s.disorder, 0);
+  return [
+    {
+      name: 'ws-fault-fanout',
+      value: delivered / elapsed,
+      unit: 'faults/s',
+      note: `each of 8 subscribers; ${sent} faults raised; gaps ${gaps} covering ${subs.reduce((n, s) => n + s.gapped, 0)} events; silent loss ${lost}; out of order ${disorder}`,
+    },
+    { name: 'ws-fault-fanout-p99', value: p99, unit: 'ms' },
+  ];
+}
