@@ -24,7 +24,8 @@ export class Domain {
     readonly id: string,
     readonly type: DomainType,
     readonly cfg: PgtableConfig,
-    readonly flushPolicy: FlushPolicy,
+    /** Mutable for DMA domains, whose device option picks strict or flush-queue invalidation. */
+    public flushPolicy: FlushPolicy,
     readonly table: V7sTable,
     readonly label: string | null,
   ) {}

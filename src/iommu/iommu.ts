@@ -44,6 +44,9 @@ class Gather implements FlushOps {
 
 export class Iommu {
   readonly domains = new Map<string, Domain>();
+  /** Called before a device leaves a domain / before a domain is freed (the DMA layer reports leaks there). */
+  readonly beforeDetach: Array<(domain: string, device: string) => void> = [];
+  readonly beforeFree: Array<(domain: string) => void> = [];
   private domainSeq = 0;
   private readonly w = new WalkResult();
 
@@ -100,6 +103,7 @@ export class Iommu {
     if (d.attached.size) {
       throw new IommuError('DOMAIN_ATTACHED', `domain ${id} still has devices attached`, { attached: [...d.attached].map((x) => x.name) });
     }
+    for (const f of this.beforeFree) f(id);
     this.soc.mem.atomically(() => d.table.free());
     this.domains.delete(id);
     this.sink.emit({ type: 'domain', action: 'free', domain: id });
@@ -119,6 +123,7 @@ export class Iommu {
     }
     if (cur !== null) {
       // Switching page tables on the fly: the context stays enabled, its TLB entries go.
+      for (const f of this.beforeDetach) f(cur, deviceName);
       const old = this.domains.get(cur)!;
       old.attached.delete(dev);
       d.attached.add(dev);
@@ -141,6 +146,7 @@ export class Iommu {
     if (dev.bank.domain !== id) {
       throw new IommuError('NOT_ATTACHED', `device ${deviceName} is not attached to ${id}`, { device: deviceName, domain: id });
     }
+    for (const f of this.beforeDetach) f(id, deviceName);
     this.sink.emit({ type: 'detach', domain: id, device: deviceName });
     dev.smmu.terminateStalls(dev.bank);
     dev.bank.reset();

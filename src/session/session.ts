@@ -8,7 +8,9 @@ import { EventBus } from '../events/bus.js';
 import type { Profile } from '../hw/profile.js';
 import { Soc } from '../hw/soc.js';
 import type { TlbPolicy } from '../hw/tlb.js';
+import { DmaApi } from '../dma/dma.js';
 import { Iommu, type IommuLimits } from '../iommu/iommu.js';
+import { BufferPools } from '../memory/pools.js';
 
 export type Role = 'observer' | 'operator' | 'owner';
 const ROLE_RANK: Record<Role, number> = { observer: 0, operator: 1, owner: 2 };
@@ -42,6 +44,8 @@ export class Session {
   readonly soc: Soc;
   readonly iommu: Iommu;
   readonly bus: EventBus;
+  readonly pools: BufferPools;
+  readonly dma: DmaApi;
   readonly tlbEntries: number;
   readonly tlbPolicy: TlbPolicy;
   readonly stallTimeoutMs: number;
@@ -62,6 +66,8 @@ export class Session {
     this.bus = new EventBus(opts.eventRetain ?? 10_000);
     this.soc = new Soc(opts.profile, this.bus, { tlbEntries: this.tlbEntries, tlbPolicy: this.tlbPolicy });
     this.iommu = new Iommu(this.soc, this.bus, { maxDomains: 1024, maxMappedPages: 4 * 1024 * 1024, ...opts.limits });
+    this.pools = new BufferPools(this.soc.mem, opts.profile.memory, opts.profile.pagetablePool);
+    this.dma = new DmaApi(this.iommu, this.bus);
     this.unsubscribeStalls = this.bus.tap((ev) => {
       if (ev.type === 'fault') this.faultCounts.set(ev.kind as string, (this.faultCounts.get(ev.kind as string) ?? 0) + 1);
       else if (ev.type === 'stall') this.armStallTimer(ev.smmu as string, ev.context as number, ev.stall as string);
@@ -108,6 +114,7 @@ export class Session {
   }
 
   close(): void {
+    this.dma.close();
     for (const t of this.stallTimers.values()) clearTimeout(t);
     this.stallTimers.clear();
     this.unsubscribeStalls();

@@ -1,0 +1,215 @@
+/**
+ * The DMA API over the IOMMU API: per device a default DMA domain (type "dma", created on first use), an IOVA
+ * allocator, dma_map_single / dma_map_sg / dma_unmap / dma_sync, strict or flush-queue invalidation, and the
+ * DMA-debug checks (refusing where CONFIG_DMA_API_DEBUG only warns, so a rig sees the misuse).
+ */
+import { IommuError, hex } from '../errors.js';
+import type { EventSink } from '../events/types.js';
+import type { Domain } from '../iommu/domain.js';
+import type { Iommu } from '../iommu/iommu.js';
+import { IOMMU_READ, IOMMU_WRITE } from '../pgtable/desc.js';
+import { IovaAllocator } from './iova.js';
+
+export type DmaDirection = 'to-device' | 'from-device' | 'bidirectional';
+export type DmaCheck = 'unknown-handle' | 'size-mismatch' | 'direction-mismatch' | 'sync-outside-mapping' | 'overlapping-mapping' | 'leak';
+
+const PAGE = 0x1000;
+/** Flush queue (deferred policy): flush at this many pending unmaps or after FQ_TIMEOUT_MS, as Intel's batching. */
+export const FQ_SIZE = 250;
+export const FQ_TIMEOUT_MS = 10;
+
+export interface DmaMapping {
+  dmaAddr: number;
+  size: number;
+  dir: DmaDirection;
+  /** Physical segments (one for map_single). */
+  segments: Array<{ paddr: number; size: number; dmaAddr: number }>;
+  iova: number;
+  iovaBytes: number;
+}
+
+export interface DeviceDmaState {
+  device: string;
+  domain: Domain;
+  iova: IovaAllocator;
+  flushPolicy: 'strict' | 'deferred';
+  dmaLimit: number;
+  mappings: Map<number, DmaMapping>;
+  /** Unmapped ranges whose IOVAs wait for the flush queue (deferred policy). */
+  fq: Array<{ iova: number }>;
+  fqTimer: NodeJS.Timeout | null;
+}
+
+function protOf(dir: DmaDirection): number {
+  return dir === 'to-device' ? IOMMU_READ : IOMMU_READ | IOMMU_WRITE;
+}
+
+const writes = (dir: DmaDirection) => dir !== 'to-device';
+
+export class DmaApi {
+  readonly devices = new Map<string, DeviceDmaState>();
+
+  constructor(
+    private readonly iommu: Iommu,
+    private readonly sink: EventSink,
+  ) {
+    iommu.beforeDetach.push((domainId, device) => this.reportLeaks(device, domainId, 'detach'));
+    iommu.beforeFree.push((domainId) => {
+      for (const st of this.devices.values()) if (st.domain.id === domainId) this.reportLeaks(st.device, domainId, 'domain-free');
+    });
+  }
+
+  /** The device's DMA state, creating (and attaching) its default DMA domain on first use. */
+  state(device: string): DeviceDmaState {
+    let st = this.devices.get(device);
+    if (st && this.iommu.domains.has(st.domain.id) && st.domain.attached.size) return st;
+    const cur = this.iommu.domainOf(device);
+    if (cur && cur.type !== 'dma') {
+      throw new IommuError('DOMAIN_TYPE', `device ${device} is attached to unmanaged domain ${cur.id}: the DMA API needs its DMA domain`, { device, domain: cur.id });
+    }
+    const domain = cur ?? this.iommu.domainAlloc({ type: 'dma', flushPolicy: 'strict', label: `dma:${device}` });
+    if (!cur) this.iommu.attach(domain.id, device);
+    st = {
+      device,
+      domain,
+      iova: new IovaAllocator(st?.dmaLimit ?? 0xffffffff),
+      flushPolicy: st?.flushPolicy ?? 'strict',
+      dmaLimit: st?.dmaLimit ?? 0xffffffff,
+      mappings: new Map(),
+      fq: [],
+      fqTimer: null,
+    };
+    this.devices.set(device, st);
+    return st;
+  }
+
+  configure(device: string, opts: { flushPolicy?: 'strict' | 'deferred'; dmaLimit?: number }): DeviceDmaState {
+    const st = this.state(device);
+    if (opts.dmaLimit !== undefined) {
+      if (opts.dmaLimit < 0x1fff || opts.dmaLimit > 0xffffffff) throw new IommuError('OUT_OF_RANGE', 'dmaLimit must be 0x1fff .. 0xffffffff', { dmaLimit: opts.dmaLimit });
+      st.dmaLimit = opts.dmaLimit;
+      st.iova.limitPfn = Math.floor(opts.dmaLimit / PAGE);
+    }
+    if (opts.flushPolicy !== undefined) {
+      if (opts.flushPolicy === 'strict') this.flushQueue(st);
+      st.flushPolicy = opts.flushPolicy;
+      st.domain.flushPolicy = opts.flushPolicy;
+    }
+    return st;
+  }
+
+  /** dma_map_single: maps [paddr, paddr+size) at a fresh IOVA; returns the DMA address. */
+  map(device: string, paddr: number, size: number, dir: DmaDirection): DmaMapping {
+    return this.mapSg(device, [{ paddr, size }], dir);
+  }
+
+  /** dma_map_sg: segments laid out contiguously in IOVA space, each padded to whole pages. */
+  mapSg(device: string, segs: ReadonlyArray<{ paddr: number; size: number }>, dir: DmaDirection): DmaMapping {
+    if (segs.length === 0) throw new IommuError('BAD_REQUEST', 'at least one segment');
+    for (const s of segs) {
+      if (s.size <= 0 || s.paddr > 0xffffffff || s.paddr + s.size > 2 ** 32) throw new IommuError('OUT_OF_RANGE', 'paddr + size must lie within the 32-bit space, size > 0', s);
+    }
+    const st = this.state(device);
+    for (const s of segs) this.checkOverlap(st, s.paddr, s.size, dir);
+    const spans = segs.map((s) => Math.ceil(((s.paddr % PAGE) + s.size) / PAGE) * PAGE);
+    const total = spans.reduce((a, b) => a + b, 0);
+    const pages = IovaAllocator.pagesFor(total);
+    const iova = st.iova.alloc(pages);
+    const out: DmaMapping['segments'] = [];
+    try {
+      let off = 0;
+      const ops = segs.map((s, i) => {
+        const op = { op: 'map' as const, iova: iova + off, paddr: s.paddr - (s.paddr % PAGE), size: spans[i]!, prot: protOf(dir) };
+        out.push({ paddr: s.paddr, size: s.size, dmaAddr: iova + off + (s.paddr % PAGE) });
+        off += spans[i]!;
+        return op;
+      });
+      this.iommu.batch(st.domain.id, ops, true);
+    } catch (e) {
+      st.iova.free(iova);
+      throw e;
+    }
+    const m: DmaMapping = { dmaAddr: out[0]!.dmaAddr, size: segs.reduce((a, s) => a + s.size, 0), dir, segments: out, iova, iovaBytes: total };
+    st.mappings.set(m.dmaAddr, m);
+    return m;
+  }
+
+  /** dma_unmap_single / dma_unmap_sg, with the debug checks of the handle, size and direction. */
+  unmap(device: string, dmaAddr: number, size: number, dir: DmaDirection): DmaMapping {
+    const st = this.state(device);
+    const m = st.mappings.get(dmaAddr);
+    if (!m) this.debug(st, 'unknown-handle', `no live DMA mapping at ${hex(dmaAddr)} (never mapped, or already unmapped)`, { dmaAddr: hex(dmaAddr) });
+    if (m.size !== size) this.debug(st, 'size-mismatch', `mapping at ${hex(dmaAddr)} is ${m.size} bytes, unmap says ${size}`, { dmaAddr: hex(dmaAddr), mapped: m.size, size });
+    if (m.dir !== dir) this.debug(st, 'direction-mismatch', `mapping at ${hex(dmaAddr)} is ${m.dir}, unmap says ${dir}`, { dmaAddr: hex(dmaAddr), mapped: m.dir, dir });
+    this.iommu.batch(st.domain.id, [{ op: 'unmap', iova: m.iova, size: m.iovaBytes }], true);
+    st.mappings.delete(dmaAddr);
+    if (st.domain.flushPolicy === 'strict') {
+      // The IOMMU layer invalidated at once (the DMA domain is strict): the IOVA may be reused now.
+      st.iova.free(m.iova);
+    } else this.enqueue(st, m.iova);
+    return m;
+  }
+
+  /** dma_sync_single_for_cpu / _for_device: a range inside one live mapping (partial syncs are legal). */
+  sync(device: string, dmaAddr: number, size: number, offset: number, forWhom: 'cpu' | 'device', dir?: DmaDirection): DmaMapping {
+    const st = this.state(device);
+    const start = dmaAddr + offset;
+    const m = [...st.mappings.values()].find((x) => start >= x.dmaAddr && start + size <= x.dmaAddr + x.size && dmaAddr >= x.dmaAddr);
+    if (!m) this.debug(st, 'sync-outside-mapping', `sync of [${hex(start)}, ${hex(start + size)}) is outside any live mapping`, { dmaAddr: hex(dmaAddr), offset, size });
+    if (dir !== undefined && dir !== m.dir) this.debug(st, 'direction-mismatch', `sync for ${forWhom} says ${dir}, the mapping is ${m.dir}`, { dmaAddr: hex(dmaAddr), mapped: m.dir, dir });
+    return m;
+  }
+
+  /** Applies the flush queue now: one invalidation for everything pending, then the IOVAs are reusable. */
+  flushQueue(st: DeviceDmaState): void {
+    if (st.fqTimer) clearTimeout(st.fqTimer);
+    st.fqTimer = null;
+    if (st.fq.length === 0) return;
+    this.iommu.sync(st.domain.id);
+    for (const e of st.fq.splice(0)) st.iova.free(e.iova);
+  }
+
+  close(): void {
+    for (const st of this.devices.values()) if (st.fqTimer) clearTimeout(st.fqTimer);
+  }
+
+  private enqueue(st: DeviceDmaState, iova: number): void {
+    st.fq.push({ iova });
+    if (st.fq.length >= FQ_SIZE) this.flushQueue(st);
+    else if (!st.fqTimer) {
+      st.fqTimer = setTimeout(() => this.flushQueue(st), FQ_TIMEOUT_MS);
+      st.fqTimer.unref();
+    }
+  }
+
+  private checkOverlap(st: DeviceDmaState, paddr: number, size: number, dir: DmaDirection): void {
+    for (const other of this.devices.values()) {
+      for (const m of other.mappings.values()) {
+        for (const s of m.segments) {
+          if (s.paddr < paddr + size && paddr < s.paddr + s.size && (writes(dir) || writes(m.dir))) {
+            this.debug(st, 'overlapping-mapping', `[${hex(paddr)}, ${hex(paddr + size)}) overlaps a live ${m.dir} mapping of ${other.device} at ${hex(m.dmaAddr)}`, {
+              paddr: hex(paddr),
+              other: { device: other.device, dmaAddr: hex(m.dmaAddr), paddr: hex(s.paddr), size: s.size, dir: m.dir },
+            });
+          }
+        }
+      }
+    }
+  }
+
+  private debug(st: DeviceDmaState, check: DmaCheck, message: string, details: Record<string, unknown>): never {
+    this.sink.emit({ type: 'dma-debug', device: st.device, domain: st.domain.id, check, message, ...details });
+    throw new IommuError('DMA_DEBUG', message, { check, ...details });
+  }
+
+  private reportLeaks(device: string, domainId: string, why: 'detach' | 'domain-free'): void {
+    const st = this.devices.get(device);
+    if (!st || st.domain.id !== domainId) return;
+    for (const m of st.mappings.values()) {
+      this.sink.emit({ type: 'dma-debug', device, domain: domainId, check: 'leak', reason: why, dmaAddr: hex(m.dmaAddr), size: m.size, dir: m.dir });
+    }
+    this.flushQueue(st);
+    if (st.fqTimer) clearTimeout(st.fqTimer);
+    this.devices.delete(device);
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * The IOVA allocator of the DMA API, pinned to Linux's alloc_iova behaviour so scripted tests can expect exact
+ * IOVAs: lengths under 32 pages round up to a power of two; every range is aligned to the power of two ≥ its
+ * length (size_aligned); allocation is top-down, the highest free range that fits below the limit; IOVA page 0
+ * is never used; freed ranges of the cached sizes go to a per-size cache and are reused first (the rcache).
+ */
+import { IommuError } from '../errors.js';
+
+const PAGE_SHIFT = 12;
+/** IOVA_RANGE_CACHE_MAX_SIZE: ranges under 2^(6-1) = 32 pages are rounded and cached. */
+const CACHE_MAX_PAGES = 32;
+const CACHE_DEPTH = 128;
+
+export interface IovaRange {
+  /** First and last page frame numbers, inclusive (the kernel's pfn_lo / pfn_hi). */
+  lo: number;
+  hi: number;
+}
+
+export class IovaAllocator {
+  /** Allocated ranges, sorted by lo. */
+  private readonly ranges: IovaRange[] = [];
+  /** rcache: per log2(pages) stacks of freed ranges. */
+  private readonly cache = new Map<number, IovaRange[]>();
+  limitPfn: number;
+
+  constructor(dmaLimit = 0xffffffff) {
+    this.limitPfn = Math.floor(dmaLimit / 2 ** PAGE_SHIFT);
+  }
+
+  /** Pages an allocation of `bytes` takes (the rounding alloc_iova_fast applies). */
+  static pagesFor(bytes: number): number {
+    let pages = Math.ceil(bytes / 2 ** PAGE_SHIFT);
+    if (pages < CACHE_MAX_PAGES) pages = 2 ** Math.ceil(Math.log2(pages));
+    return pages;
+  }
+
+  /** Allocates `pages` pages; returns the IOVA (bytes). */
+  alloc(pages: number): number {
+    if (pages <= CACHE_MAX_PAGES && (pages & (pages - 1)) === 0) {
+      const cached = this.cache.get(pages)?.pop();
+      if (cached) return cached.lo * 2 ** PAGE_SHIFT;
+    }
+    const lo = this.allocInTree(pages);
+    if (lo >= 0) return lo * 2 ** PAGE_SHIFT;
+    // Out of space: give the rcache's parked ranges back to the tree and try once more (as the kernel does).
+    for (const stack of this.cache.values()) for (const r of stack.splice(0)) this.remove(r.lo);
+    const again = this.allocInTree(pages);
+    if (again >= 0) return again * 2 ** PAGE_SHIFT;
+    throw new IommuError('NO_SPACE', `IOVA space exhausted: no ${pages} free pages below 0x${((this.limitPfn + 1) * 4096 - 1).toString(16)}`, { pages });
+  }
+
+  /** Frees a range by its IOVA; small ranges are parked in the rcache (still reserved) for fast reuse. */
+  free(iova: number): void {
+    const pfn = Math.floor(iova / 2 ** PAGE_SHIFT);
+    const r = this.ranges.find((x) => x.lo === pfn);
+    if (!r) throw new IommuError('NOT_FOUND', `no IOVA range at 0x${iova.toString(16)}`, { iova });
+    const pages = r.hi - r.lo + 1;
+    if (pages <= CACHE_MAX_PAGES && (pages & (pages - 1)) === 0) {
+      let stack = this.cache.get(pages);
+      if (!stack) this.cache.set(pages, (stack = []));
+      if (stack.length < CACHE_DEPTH) {
+        stack.push(r);
+        return;
+      }
+    }
+    this.remove(pfn);
+  }
+
+  /** Live allocations (for inspection and tests), ranges parked in the rcache excluded. */
+  live(): IovaRange[] {
+    const parked = new Set<IovaRange>();
+    for (const stack of this.cache.values()) for (const r of stack) parked.add(r);
+    return this.ranges.filter((r) => !parked.has(r)).map((r) => ({ ...r }));
+  }
+
+  /** Top-down: the highest aligned gap below the limit that fits; returns the first pfn or -1. */
+  private allocInTree(pages: number): number {
+    const align = 2 ** Math.ceil(Math.log2(pages));
+    let high = this.limitPfn + 1; // exclusive
+    for (let i = this.ranges.length - 1; i >= -1; i--) {
+      const belowHi = i >= 0 ? this.ranges[i]!.hi : 0; // pfn 0 is never used
+      if (belowHi >= high) {
+        high = Math.min(high, this.ranges[i]!.lo);
+        continue;
+      }
+      const lo = Math.floor((high - pages) / align) * align;
+      if (lo > belowHi && lo >= 1) {
+        this.ranges.splice(i + 1, 0, { lo, hi: lo + pages - 1 });
+        return lo;
+      }
+      if (i >= 0) high = this.ranges[i]!.lo;
+    }
+    return -1;
+  }
+
+  private remove(pfn: number): void {
+    const i = this.ranges.findIndex((r) => r.lo === pfn);
+    if (i >= 0) this.ranges.splice(i, 1);
+  }
+}
