@@ -77,6 +77,7 @@ export const SessionResponse = z.object({
   domains: z.number(),
   subscribers: z.number(),
   lastSeq: z.number(),
+  pools: z.array(z.object({ name: z.string(), used: z.number(), free: z.number() })),
 });
 export const TokenBody = z.strictObject({ role: Role, label: z.string().max(128).optional() });
 export const TokenResponse = z.object({ token: z.string(), role: Role, label: z.string().nullable() });
@@ -276,3 +277,41 @@ export const SCHEMAS: Record<string, z.ZodType> = {
   HealthResponse,
   VersionResponse,
 };
+
+// ---- physical memory, buffers, DMA API ------------------------------------------------------------------------
+export const BufferBody = z.strictObject({ size: Addr, pools: z.array(z.string().max(64)).min(1).max(16).optional(), align: Addr.optional() });
+export const BufferResponse = z.object({ paddr: Hex, size: z.number(), pool: z.string() });
+export const BuffersResponse = z.array(BufferResponse);
+export const MemoryQuery = z.strictObject({ paddr: ParamAddr, size: ParamAddr.optional() });
+export const DmaDirection = z.enum(['to-device', 'from-device', 'bidirectional']);
+export const DmaMapBody = z.strictObject({ paddr: Addr, size: Addr, dir: DmaDirection });
+export const DmaMapResponse = z.object({ dmaAddr: Hex, size: z.number() });
+export const DmaMapSgBody = z.strictObject({ segments: z.array(z.strictObject({ paddr: Addr, size: Addr })).min(1), dir: DmaDirection });
+export const DmaMapSgResponse = z.object({ dmaAddr: Hex, segments: z.array(z.object({ dmaAddr: Hex, size: z.number() })) });
+export const DmaUnmapBody = z.strictObject({ dmaAddr: Addr, size: Addr, dir: DmaDirection });
+export const DmaSyncBody = z.strictObject({ dmaAddr: Addr, size: Addr, offset: Addr.optional(), for: z.enum(['cpu', 'device']), dir: DmaDirection.optional() });
+export const DmaConfigBody = z.strictObject({ flushPolicy: z.enum(['strict', 'deferred']).optional(), dmaLimit: Addr.optional() });
+export const DmaStateResponse = z.object({
+  device: z.string(),
+  domain: z.string().nullable(),
+  flushPolicy: z.enum(['strict', 'deferred']),
+  dmaLimit: Hex,
+  pendingFlush: z.number(),
+  mappings: z.array(z.object({ dmaAddr: Hex, size: z.number(), dir: DmaDirection, segments: z.array(z.object({ paddr: Hex, size: z.number(), dmaAddr: Hex })) })),
+});
+export const PoolsResponse = z.array(z.object({ name: z.string(), base: Hex, size: z.number(), used: z.number(), free: z.number(), largestFree: z.number(), priority: z.number() }));
+
+Object.assign(SCHEMAS, {
+  BufferBody,
+  BufferResponse,
+  BuffersResponse,
+  DmaMapBody,
+  DmaMapResponse,
+  DmaMapSgBody,
+  DmaMapSgResponse,
+  DmaUnmapBody,
+  DmaSyncBody,
+  DmaConfigBody,
+  DmaStateResponse,
+  PoolsResponse,
+});

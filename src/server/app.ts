@@ -14,6 +14,8 @@ import { installErrorHandler } from './errors.js';
 import { checkSubscriberLimit, eventRoutes } from './events.js';
 import { installMetrics } from './metrics.js';
 import { deviceRoutes } from './routes/devices.js';
+import { dmaRoutes } from './routes/dma.js';
+import { memoryRoutes } from './routes/memory.js';
 import { domainRoutes } from './routes/domains.js';
 import { hardwareRoutes } from './routes/hardware.js';
 import { publicRoutes } from './routes/public.js';
@@ -95,6 +97,8 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
       await scope.register(hardwareRoutes);
       await scope.register(domainRoutes);
       await scope.register(deviceRoutes);
+      await scope.register(memoryRoutes);
+      await scope.register(dmaRoutes);
       await scope.register(eventRoutes(metrics));
     },
     { prefix: '/v1/sessions/:sid' },

@@ -73,6 +73,17 @@ export function installMetrics(app: FastifyInstance, sessions: SessionRegistry):
     },
   });
 
+  new Gauge({
+    name: 'iommud_pool_used_bytes',
+    help: 'Bytes allocated from each physical pool',
+    labelNames: ['session', 'pool'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of sessions.sessions.values()) for (const p of s.pools.usage()) this.set({ session: s.id, pool: p.name }, p.used);
+    },
+  });
+
   app.addHook('onResponse', (req, reply, done) => {
     http.record(req.routeOptions.url ?? 'unknown', req.method, reply.statusCode, reply.elapsedTime / 1000);
     done();

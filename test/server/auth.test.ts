@@ -33,6 +33,18 @@ const ROUTES: Array<[string, string, unknown, 'observer' | 'operator' | 'owner']
   ['POST', '/devices/dev0/access', { iova: 0, access: 'read' }, 'operator'],
   ['POST', '/devices/dev0/access-batch', { access: 'read', iovas: [0] }, 'operator'],
   ['GET', '/events', undefined, 'observer'],
+  ['GET', '/pools', undefined, 'observer'],
+  ['GET', '/buffers', undefined, 'observer'],
+  ['POST', '/buffers', { size: 4096 }, 'operator'],
+  ['DELETE', '/buffers/0x80000000', undefined, 'operator'],
+  ['GET', '/memory?paddr=0x80000000&size=16', undefined, 'observer'],
+  ['PUT', '/memory?paddr=0x80000000', { x: 1 }, 'operator'],
+  ['GET', '/devices/dev1/dma', undefined, 'observer'],
+  ['PATCH', '/devices/dev1/dma', { flushPolicy: 'deferred' }, 'operator'],
+  ['POST', '/devices/dev1/dma/map', { paddr: 0x80000000, size: 4096, dir: 'to-device' }, 'operator'],
+  ['POST', '/devices/dev1/dma/map-sg', { segments: [{ paddr: 0x80000000, size: 4096 }], dir: 'to-device' }, 'operator'],
+  ['POST', '/devices/dev1/dma/unmap', { dmaAddr: 0x1000, size: 4096, dir: 'to-device' }, 'operator'],
+  ['POST', '/devices/dev1/dma/sync', { dmaAddr: 0x1000, size: 4096, for: 'cpu' }, 'operator'],
 ];
 
 describe('auth matrix: every session route', () => {

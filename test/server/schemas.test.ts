@@ -28,6 +28,9 @@ describe('schemas and OpenAPI', () => {
       '/v1/sessions/{sid}/domains/{did}/map', '/v1/sessions/{sid}/domains/{did}/unmap', '/v1/sessions/{sid}/domains/{did}/batch', '/v1/sessions/{sid}/domains/{did}/mappings',
       '/v1/sessions/{sid}/domains/{did}/iova-to-phys/{iova}', '/v1/sessions/{sid}/domains/{did}/pagetable', '/v1/sessions/{sid}/domains/{did}/flush', '/v1/sessions/{sid}/domains/{did}/sync',
       '/v1/sessions/{sid}/devices/{device}/access', '/v1/sessions/{sid}/devices/{device}/access-batch', '/v1/sessions/{sid}/events', '/metrics',
+      '/v1/sessions/{sid}/buffers', '/v1/sessions/{sid}/buffers/{paddr}', '/v1/sessions/{sid}/memory', '/v1/sessions/{sid}/pools',
+      '/v1/sessions/{sid}/devices/{device}/dma', '/v1/sessions/{sid}/devices/{device}/dma/map', '/v1/sessions/{sid}/devices/{device}/dma/map-sg',
+      '/v1/sessions/{sid}/devices/{device}/dma/unmap', '/v1/sessions/{sid}/devices/{device}/dma/sync',
     ]) expect(paths, p).toContain(p);
     expect(doc.paths['/v1/sessions/{sid}/domains/{did}/map'].post.requestBody.content['application/json'].schema.required).toEqual(['iova', 'paddr', 'size', 'prot']);
     const ui = await app.inject({ method: 'GET', url: '/docs/' });

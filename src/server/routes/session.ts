@@ -16,6 +16,7 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
       domains: s.iommu.domains.size,
       subscribers: s.bus.subscriberCount,
       lastSeq: s.bus.lastSeq,
+      pools: s.pools.usage().map((p) => ({ name: p.name, used: p.used, free: p.free })),
     };
   });
 

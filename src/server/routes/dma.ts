@@ -1,0 +1,64 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import * as S from '../../api/schemas.js';
+import { hex } from '../../errors.js';
+import type { DeviceDmaState } from '../../dma/dma.js';
+import { actor } from '../context.js';
+
+const DevParams = z.object({ sid: z.string(), device: z.string() });
+
+const stateView = (st: DeviceDmaState) => ({
+  device: st.device,
+  domain: st.domain.id,
+  flushPolicy: st.domain.flushPolicy,
+  dmaLimit: hex(st.dmaLimit),
+  pendingFlush: st.fq.length,
+  mappings: [...st.mappings.values()].map((m) => ({
+    dmaAddr: hex(m.dmaAddr),
+    size: m.size,
+    dir: m.dir,
+    segments: m.segments.map((x) => ({ paddr: hex(x.paddr), size: x.size, dmaAddr: hex(x.dmaAddr) })),
+  })),
+});
+
+/** The DMA API per device (dma_map_single, dma_map_sg, dma_unmap_*, dma_sync_*). */
+export const dmaRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.get('/devices/:device/dma', { schema: { tags: ['dma'], params: DevParams, response: { 200: S.DmaStateResponse } } }, async (req) => {
+    const s = req.iommuSession;
+    const st = s.dma.devices.get(req.params.device);
+    // Reading creates nothing: a device the DMA API has not used yet has no DMA domain.
+    if (!st) return { device: req.params.device, domain: null, flushPolicy: 'strict' as const, dmaLimit: '0xffffffff', pendingFlush: 0, mappings: [] };
+    return stateView(st);
+  });
+
+  app.patch('/devices/:device/dma', { schema: { tags: ['dma'], params: DevParams, body: S.DmaConfigBody, response: { 200: S.DmaStateResponse } } }, async (req) => {
+    const s = req.iommuSession;
+    return stateView(s.mutate(actor(req), () => s.dma.configure(req.params.device, req.body)));
+  });
+
+  app.post('/devices/:device/dma/map', { schema: { tags: ['dma'], params: DevParams, body: S.DmaMapBody, response: { 200: S.DmaMapResponse } } }, async (req) => {
+    const s = req.iommuSession;
+    const b = req.body;
+    const m = s.mutate(actor(req), () => s.dma.map(req.params.device, b.paddr, b.size, b.dir));
+    return { dmaAddr: hex(m.dmaAddr), size: m.size };
+  });
+
+  app.post('/devices/:device/dma/map-sg', { schema: { tags: ['dma'], params: DevParams, body: S.DmaMapSgBody, response: { 200: S.DmaMapSgResponse } } }, async (req) => {
+    const s = req.iommuSession;
+    const m = s.mutate(actor(req), () => s.dma.mapSg(req.params.device, req.body.segments, req.body.dir));
+    return { dmaAddr: hex(m.dmaAddr), segments: m.segments.map((x) => ({ dmaAddr: hex(x.dmaAddr), size: x.size })) };
+  });
+
+  app.post('/devices/:device/dma/unmap', { schema: { tags: ['dma'], params: DevParams, body: S.DmaUnmapBody } }, async (req, reply) => {
+    const s = req.iommuSession;
+    s.mutate(actor(req), () => s.dma.unmap(req.params.device, req.body.dmaAddr, req.body.size, req.body.dir));
+    reply.code(204).send();
+  });
+
+  app.post('/devices/:device/dma/sync', { schema: { tags: ['dma'], params: DevParams, body: S.DmaSyncBody } }, async (req, reply) => {
+    const s = req.iommuSession;
+    const b = req.body;
+    s.mutate(actor(req), () => s.dma.sync(req.params.device, b.dmaAddr, b.size, b.offset ?? 0, b.for, b.dir));
+    reply.code(204).send();
+  });
+};

@@ -1,0 +1,61 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import * as S from '../../api/schemas.js';
+import { IommuError, hex } from '../../errors.js';
+import type { PhysBuffer } from '../../memory/pools.js';
+import { actor } from '../context.js';
+
+/** CPU-side reads and writes are bounded (API.md): larger transfers take several requests. */
+export const MEMORY_IO_LIMIT = 4 * 1024 * 1024;
+
+const bufferView = (b: PhysBuffer) => ({ paddr: hex(b.paddr), size: b.size, pool: b.pool });
+
+/** Physical memory as the CPU sees it, and the buffer pools. */
+export const memoryRoutes: FastifyPluginAsyncZod = async (app) => {
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: MEMORY_IO_LIMIT }, (_req, body, done) => done(null, body));
+
+  app.get('/pools', { schema: { tags: ['memory'], response: { 200: S.PoolsResponse } } }, async (req) =>
+    req.iommuSession.pools.usage().map((p) => ({ ...p, base: hex(p.base) })),
+  );
+
+  app.get('/buffers', { schema: { tags: ['memory'], response: { 200: S.BuffersResponse } } }, async (req) => [...req.iommuSession.pools.buffers.values()].map(bufferView));
+
+  app.post('/buffers', { schema: { tags: ['memory'], body: S.BufferBody, response: { 201: S.BufferResponse } } }, async (req, reply) => {
+    const s = req.iommuSession;
+    const b = s.mutate(actor(req), () => s.pools.alloc(req.body.size, req.body.pools, req.body.align));
+    reply.code(201);
+    return bufferView(b);
+  });
+
+  app.delete('/buffers/:paddr', { schema: { tags: ['memory'], params: z.object({ sid: z.string(), paddr: S.ParamAddr }) } }, async (req, reply) => {
+    const s = req.iommuSession;
+    s.mutate(actor(req), () => s.pools.free(req.params.paddr));
+    reply.code(204).send();
+  });
+
+  app.get('/memory', { schema: { tags: ['memory'], querystring: S.MemoryQuery } }, async (req, reply) => {
+    const { paddr, size = 4096 } = req.query;
+    checkRam(req.iommuSession.soc.mem, paddr, size);
+    reply.type('application/octet-stream');
+    const bytes = req.iommuSession.soc.mem.readBytes(paddr, size);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  });
+
+  app.put('/memory', { schema: { tags: ['memory'], querystring: S.MemoryQuery.pick({ paddr: true }) } }, async (req, reply) => {
+    const s = req.iommuSession;
+    const body = req.body;
+    if (!Buffer.isBuffer(body) || body.length === 0) {
+      throw new IommuError('BAD_REQUEST', 'PUT /memory takes a non-empty application/octet-stream body');
+    }
+    checkRam(s.soc.mem, req.query.paddr, body.length);
+    s.mutate(actor(req), () => s.soc.mem.writeBytes(req.query.paddr, body));
+    reply.code(204).send();
+  });
+};
+
+function checkRam(mem: { isRamRange(a: number, n: number): boolean }, paddr: number, size: number): void {
+  if (size > MEMORY_IO_LIMIT) throw new IommuError('PAYLOAD_TOO_LARGE', `at most ${MEMORY_IO_LIMIT} bytes per request`, { size });
+  if (size <= 0 || paddr > 0xffffffff || paddr + size > 2 ** 32 || !mem.isRamRange(paddr, size)) {
+    throw new IommuError('OUT_OF_RANGE', `[${hex(paddr)}, +${size}) is not RAM of this profile`, { paddr: hex(paddr), size });
+  }
+}
