@@ -114,3 +114,19 @@ export function coreBenchmarks(): BenchResult[] {
   }
   return out;
 }
+
+/** DMA API: dma_map_single + dma_unmap of an 8-page buffer, beside Linux's ≈ 1.0 µs + 1.3 µs (HARDWARE.md). */
+export function dmaBenchmarks(): BenchResult[] {
+  const s = session(MSM8X60);
+  s.dma.map('vfe_imgwr', 0x40000000, 0x1000, 'to-device'); // creates the DMA domain outside the timing
+  const n = 50_000;
+  const perSec = rate((k) => {
+    for (let i = 0; i < k; i++) {
+      const m = s.dma.map('vfe_imgwr', 0x40100000, 8 * 0x1000, 'bidirectional');
+      s.dma.unmap('vfe_imgwr', m.dmaAddr, 8 * 0x1000, 'bidirectional');
+    }
+  }, n);
+  const linuxNs = 1000 + 1300;
+  const ns = 1e9 / perSec;
+  return [{ name: 'dma-map-unmap-single-8p', value: ns, unit: 'ns', baseline: linuxNs, ratio: linuxNs / ns, note: 'baseline: Linux dma_map_benchmark, 1.0 µs map + 1.3 µs unmap' }];
+}

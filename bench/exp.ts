@@ -1,9 +1,7 @@
-import autocannon from 'autocannon';
-import { fork } from 'node:child_process';
-const child = fork(new URL('./http-server.ts', import.meta.url), [], { execArgv: ['--import', 'tsx', '--cpu-prof', '--cpu-prof-dir=/tmp/prof'] });
-const srv: any = await new Promise((res) => child.once('message', res));
-const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
-const r = await autocannon({ url: `${srv.address}/v1/sessions/${srv.sid}/devices/dev0/access`, method: 'POST', headers, body: JSON.stringify({ iova: '0x40000010', access: 'read' }), connections: 16, duration: 4 } as any);
-console.log(r.requests.average, r.non2xx);
-child.send('stop');
-await new Promise((r) => child.once('exit', r));
+import { MSM8X60 } from '../src/hw/profile.js';
+import { Session } from '../src/session/session.js';
+const s = new Session({ id: 'b', name: 'b', profile: MSM8X60 });
+s.dma.map('vfe_imgwr', 0x40000000, 0x1000, 'to-device');
+const t0 = performance.now();
+for (let i = 0; i < 300000; i++) { const m = s.dma.map('vfe_imgwr', 0x40100000, 0x8000, 'bidirectional'); s.dma.unmap('vfe_imgwr', m.dmaAddr, 0x8000, 'bidirectional'); }
+console.log(((performance.now() - t0) / 300000 * 1000).toFixed(0), 'ns');

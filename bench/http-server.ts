@@ -10,6 +10,7 @@ const auth = { authorization: `Bearer ${s.token}` };
 const did = (await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains`, headers: auth, payload: {} })).json().id;
 await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/attach`, headers: auth, payload: { device: 'dev0' } });
 await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/map`, headers: auth, payload: { iova: '0x40000000', paddr: '0x80000000', size: 4096, prot: ['read', 'write'] } });
+await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/map`, headers: auth, payload: { iova: '0x50000000', paddr: '0x80100000', size: 0x10000, prot: ['read', 'write'] } });
 process.send!({ address, sid: s.id, token: s.token, did });
 process.on('message', (m) => {
   if (m === 'stop') void app.close().then(() => process.exit(0));

@@ -61,6 +61,16 @@ export async function httpBenchmarks(): Promise<BenchResult[]> {
     if (acc.non2xx) throw new Error(`http-access: ${acc.non2xx} requests failed`);
     out.push({ name: 'http-access', value: acc.rps, unit: 'req/s', baseline: empty.rps, ratio: acc.rps / empty.rps });
 
+    const chunk = Buffer.alloc(0x10000, 0x5a).toString('base64');
+    const rw = await cannon({
+      url: `${srv.address}${base}/devices/dev0/access`,
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ iova: '0x50000000', access: 'write', data: chunk }),
+    });
+    if (rw.non2xx) throw new Error(`dma-rw-throughput: ${rw.non2xx} requests failed`);
+    out.push({ name: 'dma-rw-throughput', value: (rw.rps * 0x10000) / 1e6, unit: 'MB/s', note: '64 KiB device writes through the SMMU over HTTP (base64 JSON)' });
+
     out.push(...(await faultFanout(srv)));
   } finally {
     child.send('stop');

@@ -152,10 +152,24 @@ export class PhysMemory {
     return this.chunkCount * CHUNK_SIZE;
   }
 
+  /** True when every 32-bit word of [addr, addr+len) reads as zero (len a multiple of 4, within one chunk). */
+  allZero(addr: number, len: number): boolean {
+    const w = this.words[addr >>> CHUNK_SHIFT];
+    if (!w) return true;
+    const first = (addr & WORD_MASK) >>> 2;
+    for (let i = first, end = first + (len >>> 2); i < end; i++) if (w[i] !== 0) return false;
+    return true;
+  }
+
+  /** One log reused by every operation: an operation's undo costs no allocation beyond its entries. */
+  private readonly log = new UndoLog();
+
   /** Opens an undo log; nested calls join the outer one. Returns whether this call owns it. */
   begin(): boolean {
     if (this.undo) return false;
-    this.undo = new UndoLog();
+    this.log.words.length = 0;
+    this.log.actions.length = 0;
+    this.undo = this.log;
     return true;
   }
 

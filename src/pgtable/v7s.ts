@@ -196,6 +196,8 @@ function alreadyMapped(iova: number): never {
  */
 export class V7sTable {
   readonly l1: number;
+  /** L1 entries whose L2 tables the current unmap cleared entries of (checked for emptiness at its end). */
+  private readonly touched: number[] = [];
 
   constructor(
     readonly mem: PhysMemory,
@@ -252,11 +254,24 @@ export class V7sTable {
     checkUnmapArgs(cfg, iova, size);
     let done = 0;
     let bytes = 0;
+    this.touched.length = 0;
     while (done < size) {
       const a = iova + done;
       const sz = pickPgsize(cfg.pgsizeBitmap | SZ_4K, a, size - done);
       bytes += this.unmapChunk(cfg, a, sz, delta, flush);
       done += sz;
+    }
+    // L2 tables emptied by this unmap are freed once, at the end, rather than scanned after every chunk.
+    for (const l1a of this.touched) {
+      const d = this.mem.read32(l1a);
+      if ((d & 3) !== 1) continue;
+      const l2 = (d & 0xfffffc00) >>> 0;
+      // Cleared entries are written as 0, so an empty table is all zero words.
+      if (this.mem.allZero(l2, L2_TABLE_SIZE)) {
+        this.mem.write32(l1a, 0);
+        if (this.pool.contains(l2)) this.pool.free(l2, L2_TABLE_SIZE);
+        flush.flushWalk(((l1a - this.l1) >>> 2) * SZ_1M, SZ_1M);
+      }
     }
     if (bytes === 0) {
       throw new IommuError('NOT_MAPPED', `nothing is mapped in [0x${iova.toString(16)}, 0x${(iova + size).toString(16)})`, {
@@ -337,14 +352,7 @@ export class V7sTable {
       } else continue;
       mem.write32(l2 + 4 * k, 0);
     }
-    if (bytes) {
-      let empty = true;
-      for (let k = 0; k < 256 && empty; k++) if (mem.read32(l2 + 4 * k) & 3) empty = false;
-      if (empty) {
-        mem.write32(l1a, 0);
-        this.pool.free(l2, L2_TABLE_SIZE);
-      }
-    }
+    if (bytes && this.touched[this.touched.length - 1] !== l1a) this.touched.push(l1a);
     return bytes;
   }
 
