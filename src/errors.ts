@@ -21,6 +21,8 @@ export const ERROR_STATUS = {
   NO_SPACE: 507,
   PAYLOAD_TOO_LARGE: 413,
   LIMIT: 429,
+  /** Persistence failed (disk full, permission): mutations are refused, reads keep working. */
+  UNAVAILABLE: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -57,6 +57,6 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 
 await app.listen({ port, host });
 if (values.demo) {
-  const { session, token } = app.registry.create({ name: 'demo', profile: MSM8X60 });
+  const { session, token } = await app.registry.create({ name: 'demo', profile: MSM8X60 });
   process.stdout.write(`demo session: ${session.id}\nowner token: ${token}\n`);
 }

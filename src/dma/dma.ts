@@ -48,6 +48,8 @@ const writes = (dir: DmaDirection) => dir !== 'to-device';
 
 export class DmaApi {
   readonly devices = new Map<string, DeviceDmaState>();
+  /** How the flush-queue timer flushes: the session routes it through a command; alone, it flushes directly. */
+  onTimerFlush: ((device: string) => void) | null = null;
 
   constructor(
     private readonly iommu: Iommu,
@@ -177,7 +179,7 @@ export class DmaApi {
     st.fq.push({ iova });
     if (st.fq.length >= FQ_SIZE) this.flushQueue(st);
     else if (!st.fqTimer) {
-      st.fqTimer = setTimeout(() => this.flushQueue(st), FQ_TIMEOUT_MS);
+      st.fqTimer = setTimeout(() => (this.onTimerFlush ? this.onTimerFlush(st.device) : this.flushQueue(st)), FQ_TIMEOUT_MS);
       st.fqTimer.unref();
     }
   }

@@ -1,6 +1,7 @@
 /** What the server layer hangs on requests and the app: the session registry, the caller's session and role. */
 import type { FastifyRequest } from 'fastify';
 import { IommuError } from '../errors.js';
+import type { Command } from '../session/commands.js';
 import type { Role, Session, SessionRegistry, TokenInfo } from '../session/session.js';
 
 declare module 'fastify' {
@@ -36,6 +37,11 @@ export interface ResolvedOptions {
 
 export function actor(req: FastifyRequest): { role: Role; label: string | null } {
   return { role: req.auth.role, label: req.auth.label };
+}
+
+/** Applies a command for the caller and waits until it is durable; T is what that command returns. */
+export async function apply<T>(req: FastifyRequest, cmd: Command): Promise<T> {
+  return (await req.iommuSession.apply(actor(req), cmd)) as T;
 }
 
 export function checkBatch(n: number, limit: number): void {

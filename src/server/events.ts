@@ -117,7 +117,7 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
             for (const bank of smmu.banks) {
               if (bank.stalls.some((x) => x.id === msg.stall)) {
                 try {
-                  s.mutate({ role: req.auth.role, label: req.auth.label }, () => smmu.resume(bank, msg.stall, msg.action));
+                  s.run({ role: req.auth.role, label: req.auth.label }, { op: 'resume', smmu: smmu.name, ctx: String(bank.index), stall: msg.stall, action: msg.action });
                 } catch (e) {
                   if (e instanceof IommuError) reply(e);
                   else throw e;

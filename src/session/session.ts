@@ -1,16 +1,21 @@
 /**
- * One simulated SoC shared by many users: the hardware, the IOMMU API over it, the event stream, tokens and the
- * revision counter. The only place that knows all of the layers below.
+ * One simulated SoC shared by many users: the hardware, the IOMMU and DMA APIs over it, the event stream,
+ * tokens, the revision counter, and the record of its commands (trace, journal). The only place that knows all
+ * of the layers below.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { IommuError } from '../errors.js';
+import { DmaApi } from '../dma/dma.js';
 import { EventBus } from '../events/bus.js';
-import type { Profile } from '../hw/profile.js';
+import { validateProfile, type Profile } from '../hw/profile.js';
 import { Soc } from '../hw/soc.js';
 import type { TlbPolicy } from '../hw/tlb.js';
-import { DmaApi } from '../dma/dma.js';
 import { Iommu, type IommuLimits } from '../iommu/iommu.js';
 import { BufferPools } from '../memory/pools.js';
+import { execute, type Command } from './commands.js';
+import { Journal, readJournal } from './journal.js';
 
 export type Role = 'observer' | 'operator' | 'owner';
 const ROLE_RANK: Record<Role, number> = { observer: 0, operator: 1, owner: 2 };
@@ -19,6 +24,11 @@ export interface TokenInfo {
   role: Role;
   label: string | null;
   hash: Buffer;
+}
+
+export interface Actor {
+  role: Role;
+  label: string | null;
 }
 
 export interface SessionOptions {
@@ -30,7 +40,37 @@ export interface SessionOptions {
   stallTimeoutMs?: number;
   eventRetain?: number;
   limits?: Partial<IommuLimits>;
+  createdAt?: string;
 }
+
+/** The format of journals and traces; a newer one is refused rather than misread. */
+export const TRACE_FORMAT = 'iommud-trace';
+export const TRACE_VERSION = 1;
+
+/** What creates a session: the first line of its journal and of its trace. */
+export interface TraceHeader {
+  format: typeof TRACE_FORMAT;
+  version: number;
+  session: { id: string; name: string; profile: Profile; tlbEntries: number; tlbPolicy: TlbPolicy; stallTimeoutMs: number; createdAt: string };
+}
+
+/** One acknowledged command, as the journal and the trace hold it. */
+export interface CommandRecord {
+  seq: number;
+  time: string;
+  by: Actor | null;
+  cmd: Command;
+}
+
+/** A token as the journal holds it: its digest, never the token itself. */
+interface TokenRecord {
+  token: { hash: string; role: Role; label: string | null };
+}
+
+const SYSTEM: Actor = { role: 'owner', label: 'iommud' };
+const DONE = Promise.resolve();
+/** Commands kept for trace export; past this the trace is incomplete and export says so. */
+const TRACE_LIMIT = 2_000_000;
 
 export function hashToken(token: string): Buffer {
   return createHash('sha256').update(token).digest();
@@ -40,7 +80,7 @@ export class Session {
   readonly id: string;
   readonly name: string;
   readonly profile: Profile;
-  readonly createdAt = new Date().toISOString();
+  readonly createdAt: string;
   readonly soc: Soc;
   readonly iommu: Iommu;
   readonly bus: EventBus;
@@ -52,14 +92,19 @@ export class Session {
   revision = 0;
   /** Faults by kind, for metrics. */
   readonly faultCounts = new Map<string, number>();
+  journal: Journal | null = null;
+  /** The commands that made this session, for trace export (null once past TRACE_LIMIT). */
+  private trace: CommandRecord[] | null = [];
   private readonly tokens = new Map<string, TokenInfo>();
   private readonly stallTimers = new Map<string, NodeJS.Timeout>();
-  private unsubscribeStalls: () => void;
+  private readonly untap: () => void;
+  private replaying = false;
 
   constructor(opts: SessionOptions) {
     this.id = opts.id;
     this.name = opts.name;
     this.profile = opts.profile;
+    this.createdAt = opts.createdAt ?? new Date().toISOString();
     this.tlbEntries = opts.tlbEntries ?? 128;
     this.tlbPolicy = opts.tlbPolicy ?? 'lru';
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 30_000;
@@ -68,22 +113,32 @@ export class Session {
     this.iommu = new Iommu(this.soc, this.bus, { maxDomains: 1024, maxMappedPages: 4 * 1024 * 1024, ...opts.limits });
     this.pools = new BufferPools(this.soc.mem, opts.profile.memory, opts.profile.pagetablePool);
     this.dma = new DmaApi(this.iommu, this.bus);
-    this.unsubscribeStalls = this.bus.tap((ev) => {
+    // Timer-driven changes go through commands too, so the journal and the trace hold them.
+    this.dma.onTimerFlush = (device) => this.background({ op: 'dma-flush', device });
+    this.untap = this.bus.tap((ev) => {
       if (ev.type === 'fault') this.faultCounts.set(ev.kind as string, (this.faultCounts.get(ev.kind as string) ?? 0) + 1);
       else if (ev.type === 'stall') this.armStallTimer(ev.smmu as string, ev.context as number, ev.stall as string);
       else if (ev.type === 'resume') {
-        const t = this.stallTimers.get(ev.stall as string);
-        if (t) clearTimeout(t);
+        clearTimeout(this.stallTimers.get(ev.stall as string));
         this.stallTimers.delete(ev.stall as string);
       }
     });
   }
 
-  mintToken(role: Role, label: string | null = null): string {
+  header(): TraceHeader {
+    return {
+      format: TRACE_FORMAT,
+      version: TRACE_VERSION,
+      session: { id: this.id, name: this.name, profile: this.profile, tlbEntries: this.tlbEntries, tlbPolicy: this.tlbPolicy, stallTimeoutMs: this.stallTimeoutMs, createdAt: this.createdAt },
+    };
+  }
+
+  mintToken(role: Role, label: string | null = null): { token: string; durable: Promise<void> } {
     const token = randomBytes(24).toString('base64url');
     const hash = hashToken(token);
-    this.tokens.set(hash.toString('hex'), { role, label, hash });
-    return token;
+    this.addToken(hash, role, label);
+    const rec: TokenRecord = { token: { hash: hash.toString('hex'), role, label } };
+    return { token, durable: this.journal ? this.journal.append(rec) : DONE };
   }
 
   /** The token's role and label, or null. The comparison of the digests is constant-time. */
@@ -98,18 +153,63 @@ export class Session {
   }
 
   /**
-   * Runs one state-changing operation: events it emits carry the actor; revision rises by one only when it
-   * succeeds. Operations are synchronous, so one session's operations are serialized in arrival order.
+   * Applies one command: events it emits carry the actor; revision rises by one only when it succeeds; the
+   * record goes to the trace and the journal. Commands are synchronous, so a session's operations are serialized
+   * in arrival order; `durable` resolves once the journal has the record on disk.
    */
-  mutate<T>(actor: { role: Role; label: string | null } | null, fn: () => T): T {
+  run(actor: Actor | null, cmd: Command): { result: unknown; durable: Promise<void> } {
+    if (this.journal?.failed) {
+      throw new IommuError('UNAVAILABLE', `persistence failed (${this.journal.failed.message}): mutations are refused, reads still work`);
+    }
     const prev = this.bus.actor;
     this.bus.actor = actor ? { role: actor.role, label: actor.label } : null;
+    let result: unknown;
     try {
-      const r = fn();
-      this.revision++;
-      return r;
+      result = execute(this, cmd);
     } finally {
       this.bus.actor = prev;
+    }
+    this.revision++;
+    const rec: CommandRecord = { seq: this.bus.lastSeq, time: new Date().toISOString(), by: actor, cmd };
+    if (this.trace) {
+      if (this.trace.length < TRACE_LIMIT) this.trace.push(rec);
+      else this.trace = null;
+    }
+    return { result, durable: this.journal && !this.replaying ? this.journal.append(rec) : DONE };
+  }
+
+  /** run(), then wait until the record is durable; a journal failure becomes UNAVAILABLE (503). */
+  async apply(actor: Actor | null, cmd: Command): Promise<unknown> {
+    const { result, durable } = this.run(actor, cmd);
+    try {
+      await durable;
+    } catch (e) {
+      throw new IommuError('UNAVAILABLE', `the change was applied but could not be made durable: ${(e as Error).message}`);
+    }
+    return result;
+  }
+
+  /** The trace: a header line and one line per command, as JSON lines. */
+  traceLines(): string[] {
+    if (!this.trace) throw new IommuError('LIMIT', `the trace holds at most ${TRACE_LIMIT} commands; this session has more`);
+    return [JSON.stringify(this.header()), ...this.trace.map((r) => JSON.stringify(r))];
+  }
+
+  /** Replays records (journal restore, trace replay): tokens are re-registered, commands re-applied. */
+  replay(records: readonly unknown[]): void {
+    this.replaying = true;
+    try {
+      for (const r of records) {
+        if ((r as TokenRecord).token) {
+          const t = (r as TokenRecord).token;
+          this.addToken(Buffer.from(t.hash, 'hex'), t.role, t.label);
+        } else if ((r as CommandRecord).cmd) {
+          const rec = r as CommandRecord;
+          this.run(rec.by, rec.cmd);
+        }
+      }
+    } finally {
+      this.replaying = false;
     }
   }
 
@@ -117,42 +217,70 @@ export class Session {
     this.dma.close();
     for (const t of this.stallTimers.values()) clearTimeout(t);
     this.stallTimers.clear();
-    this.unsubscribeStalls();
+    this.untap();
   }
 
-  private armStallTimer(smmuName: string, context: number, stall: string): void {
+  private addToken(hash: Buffer, role: Role, label: string | null): void {
+    this.tokens.set(hash.toString('hex'), { role, label, hash });
+  }
+
+  /** A command no request asked for (timers): applied and journaled like any other. */
+  private background(cmd: Command): void {
+    try {
+      this.run(SYSTEM, cmd).durable.catch(() => {});
+    } catch {
+      // A refused background command changes nothing.
+    }
+  }
+
+  private armStallTimer(smmu: string, context: number, stall: string): void {
     const t = setTimeout(() => {
       this.stallTimers.delete(stall);
-      const smmu = this.soc.smmus.find((s) => s.name === smmuName);
-      const bank = smmu?.banks[context];
-      if (smmu && bank?.stalls.some((s) => s.id === stall)) {
-        this.mutate({ role: 'owner', label: 'stall-timeout' }, () => smmu.resume(bank, stall, 'timeout'));
-      }
+      const bank = this.soc.smmus.find((s) => s.name === smmu)?.banks[context];
+      if (bank?.stalls.some((s) => s.id === stall)) this.background({ op: 'resume', smmu, ctx: String(context), stall, action: 'timeout' });
     }, this.stallTimeoutMs);
     t.unref();
     this.stallTimers.set(stall, t);
   }
 }
 
-export interface RegistryLimits {
+export interface RegistryOptions {
   maxSessions: number;
+  /** Where journals live; null: in memory only. */
+  dataDir?: string | null;
 }
 
 export class SessionRegistry {
   readonly sessions = new Map<string, Session>();
   private seq = 0;
 
-  constructor(readonly limits: RegistryLimits = { maxSessions: 64 }) {}
+  constructor(readonly opts: RegistryOptions = { maxSessions: 64 }) {
+    if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true });
+  }
 
-  create(opts: Omit<SessionOptions, 'id'>): { session: Session; token: string } {
-    if (this.sessions.size >= this.limits.maxSessions) {
-      throw new IommuError('LIMIT', `the daemon holds at most ${this.limits.maxSessions} sessions`, { limit: this.limits.maxSessions });
+  get limits(): RegistryOptions {
+    return this.opts;
+  }
+
+  /** Creates a session (and its journal, durably, when persistence is on); returns its owner token. */
+  async create(opts: Omit<SessionOptions, 'id'> & { trace?: readonly unknown[] }): Promise<{ session: Session; token: string }> {
+    if (this.sessions.size >= this.opts.maxSessions) {
+      throw new IommuError('LIMIT', `the daemon holds at most ${this.opts.maxSessions} sessions`, { limit: this.opts.maxSessions });
     }
     const id = `s-${(++this.seq).toString(36)}${randomBytes(6).toString('hex')}`;
     const session = new Session({ ...opts, id });
-    const token = session.mintToken('owner', 'owner');
-    this.sessions.set(id, session);
     session.bus.emit({ type: 'session', action: 'create', session: id });
+    if (opts.trace) session.replay(opts.trace);
+    if (this.opts.dataDir) {
+      const path = this.journalPath(id);
+      Journal.createSync(path, session.header());
+      session.journal = await Journal.open(path);
+      // A replayed trace becomes this session's own history: journal it after the header.
+      if (opts.trace) await Promise.all(session.traceLines().slice(1).map((l) => session.journal!.append(JSON.parse(l))));
+    }
+    const { token, durable } = session.mintToken('owner', 'owner');
+    await durable;
+    this.sessions.set(id, session);
     return { session, token };
   }
 
@@ -160,15 +288,55 @@ export class SessionRegistry {
     return this.sessions.get(id);
   }
 
-  delete(id: string): void {
+  async delete(id: string): Promise<void> {
     const s = this.sessions.get(id);
     if (!s) return;
     s.bus.emit({ type: 'session', action: 'delete', session: id });
     s.close();
     this.sessions.delete(id);
+    if (s.journal) {
+      await s.journal.close();
+      unlinkSync(s.journal.path);
+    }
   }
 
-  closeAll(): void {
-    for (const s of this.sessions.values()) s.close();
+  /** Restores every journaled session: each to exactly its last acknowledged state. */
+  async restore(log: (msg: string, extra?: Record<string, unknown>) => void = () => {}): Promise<number> {
+    const dir = this.opts.dataDir;
+    if (!dir || !existsSync(dir)) return 0;
+    let n = 0;
+    for (const f of readdirSync(dir).filter((x) => x.endsWith('.journal')).sort()) {
+      const path = join(dir, f);
+      const { records, validBytes, torn } = readJournal(path);
+      const header = records[0] as TraceHeader | undefined;
+      if (!header || header.format !== TRACE_FORMAT) {
+        log('skipping a file that is not an iommud journal', { path });
+        continue;
+      }
+      if (header.version > TRACE_VERSION) {
+        log('skipping a journal of a newer format', { path, version: header.version });
+        continue;
+      }
+      if (torn) log('journal had a torn tail: cut at the last whole record', { path, validBytes });
+      const h = header.session;
+      const session = new Session({ ...h, profile: validateProfile(h.profile) });
+      session.bus.emit({ type: 'session', action: 'create', session: h.id });
+      session.replay(records.slice(1));
+      session.journal = await Journal.open(path, torn ? validBytes : undefined);
+      this.sessions.set(h.id, session);
+      n++;
+    }
+    return n;
+  }
+
+  async closeAll(): Promise<void> {
+    for (const s of this.sessions.values()) {
+      s.close();
+      await s.journal?.close();
+    }
+  }
+
+  private journalPath(id: string): string {
+    return join(this.opts.dataDir!, `${id}.journal`);
   }
 }

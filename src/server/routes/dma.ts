@@ -2,8 +2,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import * as S from '../../api/schemas.js';
 import { hex } from '../../errors.js';
-import type { DeviceDmaState } from '../../dma/dma.js';
-import { actor } from '../context.js';
+import type { DeviceDmaState, DmaMapping } from '../../dma/dma.js';
+import { apply } from '../context.js';
 
 const DevParams = z.object({ sid: z.string(), device: z.string() });
 
@@ -32,33 +32,26 @@ export const dmaRoutes: FastifyPluginAsyncZod = async (app) => {
   });
 
   app.patch('/devices/:device/dma', { schema: { tags: ['dma'], params: DevParams, body: S.DmaConfigBody, response: { 200: S.DmaStateResponse } } }, async (req) => {
-    const s = req.iommuSession;
-    return stateView(s.mutate(actor(req), () => s.dma.configure(req.params.device, req.body)));
+    return stateView(await apply<DeviceDmaState>(req, { op: 'dma-config', device: req.params.device, ...req.body }));
   });
 
   app.post('/devices/:device/dma/map', { schema: { tags: ['dma'], params: DevParams, body: S.DmaMapBody, response: { 200: S.DmaMapResponse } } }, async (req) => {
-    const s = req.iommuSession;
-    const b = req.body;
-    const m = s.mutate(actor(req), () => s.dma.map(req.params.device, b.paddr, b.size, b.dir));
+    const m = await apply<DmaMapping>(req, { op: 'dma-map', device: req.params.device, ...req.body });
     return { dmaAddr: hex(m.dmaAddr), size: m.size };
   });
 
   app.post('/devices/:device/dma/map-sg', { schema: { tags: ['dma'], params: DevParams, body: S.DmaMapSgBody, response: { 200: S.DmaMapSgResponse } } }, async (req) => {
-    const s = req.iommuSession;
-    const m = s.mutate(actor(req), () => s.dma.mapSg(req.params.device, req.body.segments, req.body.dir));
+    const m = await apply<DmaMapping>(req, { op: 'dma-map-sg', device: req.params.device, ...req.body });
     return { dmaAddr: hex(m.dmaAddr), segments: m.segments.map((x) => ({ dmaAddr: hex(x.dmaAddr), size: x.size })) };
   });
 
   app.post('/devices/:device/dma/unmap', { schema: { tags: ['dma'], params: DevParams, body: S.DmaUnmapBody } }, async (req, reply) => {
-    const s = req.iommuSession;
-    s.mutate(actor(req), () => s.dma.unmap(req.params.device, req.body.dmaAddr, req.body.size, req.body.dir));
+    await apply(req, { op: 'dma-unmap', device: req.params.device, ...req.body });
     reply.code(204).send();
   });
 
   app.post('/devices/:device/dma/sync', { schema: { tags: ['dma'], params: DevParams, body: S.DmaSyncBody } }, async (req, reply) => {
-    const s = req.iommuSession;
-    const b = req.body;
-    s.mutate(actor(req), () => s.dma.sync(req.params.device, b.dmaAddr, b.size, b.offset ?? 0, b.for, b.dir));
+    await apply(req, { op: 'dma-sync', device: req.params.device, ...req.body });
     reply.code(204).send();
   });
 };

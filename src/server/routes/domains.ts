@@ -2,22 +2,22 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import * as S from '../../api/schemas.js';
 import { IommuError, hex } from '../../errors.js';
-import type { BatchOp } from '../../iommu/iommu.js';
+import type { Domain } from '../../iommu/domain.js';
+import type { BatchResult } from '../../iommu/iommu.js';
 import { pageCountsObject } from '../../iommu/iommu.js';
-import { protFromNames, protToNames } from '../../pgtable/desc.js';
-import { actor, checkBatch } from '../context.js';
+import type { PageCounts } from '../../pgtable/v7s.js';
+import { protToNames } from '../../pgtable/desc.js';
+import { apply, checkBatch } from '../context.js';
 import { domainView } from '../views.js';
 
 const DomParams = z.object({ sid: z.string(), did: z.string() });
 
+const mapView = (r: { iova: number; size: number; pages: PageCounts }) => ({ iova: hex(r.iova), size: r.size, pages: pageCountsObject(r.pages) });
+
 /** The IOMMU API: domains, attach/detach, map/unmap/batch, walks and TLB maintenance. */
 export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post('/domains', { schema: { tags: ['domains'], body: S.CreateDomainBody, response: { 201: S.DomainResponse } } }, async (req, reply) => {
-    const s = req.iommuSession;
-    const b = req.body ?? {};
-    const d = s.mutate(actor(req), () =>
-      s.iommu.domainAlloc({ pgsizes: b.pgsizes, flushPolicy: b.flushPolicy, partialUnmap: b.partialUnmap, label: b.label ?? null }),
-    );
+    const d = await apply<Domain>(req, { op: 'domain-alloc', ...(req.body ?? {}) });
     reply.code(201);
     return domainView(d);
   });
@@ -29,41 +29,30 @@ export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
   );
 
   app.delete('/domains/:did', { schema: { tags: ['domains'], params: DomParams } }, async (req, reply) => {
-    const s = req.iommuSession;
-    s.mutate(actor(req), () => s.iommu.domainFree(req.params.did));
+    await apply(req, { op: 'domain-free', did: req.params.did });
     reply.code(204).send();
   });
 
-  app.post('/domains/:did/attach', { schema: { tags: ['domains'], params: DomParams, body: S.AttachBody, response: { 200: S.DomainResponse } } }, async (req) => {
-    const s = req.iommuSession;
-    return domainView(s.mutate(actor(req), () => s.iommu.attach(req.params.did, req.body.device, req.body.replace ?? false)));
-  });
+  app.post('/domains/:did/attach', { schema: { tags: ['domains'], params: DomParams, body: S.AttachBody, response: { 200: S.DomainResponse } } }, async (req) =>
+    domainView(await apply<Domain>(req, { op: 'attach', did: req.params.did, ...req.body })),
+  );
 
-  app.post('/domains/:did/detach', { schema: { tags: ['domains'], params: DomParams, body: S.DetachBody, response: { 200: S.DomainResponse } } }, async (req) => {
-    const s = req.iommuSession;
-    return domainView(s.mutate(actor(req), () => s.iommu.detach(req.params.did, req.body.device)));
-  });
+  app.post('/domains/:did/detach', { schema: { tags: ['domains'], params: DomParams, body: S.DetachBody, response: { 200: S.DomainResponse } } }, async (req) =>
+    domainView(await apply<Domain>(req, { op: 'detach', did: req.params.did, ...req.body })),
+  );
 
-  app.post('/domains/:did/map', { schema: { tags: ['domains'], params: DomParams, body: S.MapBody, response: { 200: S.MapResponse } } }, async (req) => {
-    const s = req.iommuSession;
-    const b = req.body;
-    const r = s.mutate(actor(req), () => s.iommu.map(req.params.did, b.iova, b.paddr, b.size, protFromNames(b.prot)));
-    return { iova: hex(r.iova), size: r.size, pages: pageCountsObject(r.pages) };
-  });
+  app.post('/domains/:did/map', { schema: { tags: ['domains'], params: DomParams, body: S.MapBody, response: { 200: S.MapResponse } } }, async (req) =>
+    mapView(await apply<{ iova: number; size: number; pages: PageCounts }>(req, { op: 'map', did: req.params.did, ...req.body })),
+  );
 
-  app.post('/domains/:did/unmap', { schema: { tags: ['domains'], params: DomParams, body: S.UnmapBody, response: { 200: S.UnmapResponse } } }, async (req) => {
-    const s = req.iommuSession;
-    return { unmapped: s.mutate(actor(req), () => s.iommu.unmap(req.params.did, req.body.iova, req.body.size)) };
-  });
+  app.post('/domains/:did/unmap', { schema: { tags: ['domains'], params: DomParams, body: S.UnmapBody, response: { 200: S.UnmapResponse } } }, async (req) => ({
+    unmapped: await apply<number>(req, { op: 'unmap', did: req.params.did, ...req.body }),
+  }));
 
   app.post('/domains/:did/batch', { schema: { tags: ['domains'], params: DomParams, body: S.BatchBody, response: { 200: S.BatchResponse } } }, async (req) => {
-    const s = req.iommuSession;
     checkBatch(req.body.ops.length, app.iommudOptions.limits.maxBatchOps);
-    const ops: BatchOp[] = req.body.ops.map((o) => (o.op === 'map' ? { ...o, prot: protFromNames(o.prot) } : o));
-    const results = s.mutate(actor(req), () => s.iommu.batch(req.params.did, ops));
-    return {
-      results: results.map((r) => (r.op === 'map' ? { op: 'map' as const, iova: hex(r.iova), size: r.size, pages: pageCountsObject(r.pages) } : r)),
-    };
+    const results = await apply<BatchResult[]>(req, { op: 'batch', did: req.params.did, ops: req.body.ops });
+    return { results: results.map((r) => (r.op === 'map' ? { op: 'map' as const, ...mapView(r) } : r)) };
   });
 
   app.get('/domains/:did/mappings', { schema: { tags: ['domains'], params: DomParams, querystring: S.MappingsQuery, response: { 200: S.MappingsResponse } } }, async (req) => {
@@ -93,18 +82,12 @@ export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
     };
   });
 
-  app.post('/domains/:did/flush', { schema: { tags: ['domains'], params: DomParams, body: S.FlushBody, response: { 200: S.FlushResponse } } }, async (req) => {
-    const s = req.iommuSession;
-    const b = req.body ?? {};
-    if (b.iova !== undefined && (b.iova > 0xffffffff || b.iova + (b.size ?? 0x1000) > 2 ** 32 || b.size === 0)) {
-      throw new IommuError('OUT_OF_RANGE', 'iova + size must lie within the 32-bit space, size > 0', { iova: b.iova, size: b.size });
-    }
-    return s.mutate(actor(req), () => s.iommu.flush(req.params.did, b.iova, b.iova !== undefined ? (b.size ?? 0x1000) : undefined));
-  });
+  app.post('/domains/:did/flush', { schema: { tags: ['domains'], params: DomParams, body: S.FlushBody, response: { 200: S.FlushResponse } } }, async (req) =>
+    apply<{ contexts: number; invalidated: number }>(req, { op: 'flush', did: req.params.did, ...(req.body ?? {}) }),
+  );
 
   app.post('/domains/:did/sync', { schema: { tags: ['domains'], params: DomParams, response: { 200: S.SyncResponse } } }, async (req) => {
-    const s = req.iommuSession;
-    const r = s.mutate(actor(req), () => s.iommu.sync(req.params.did));
+    const r = await apply<{ invalidated: number; ranges: Array<{ iova: number; size: number }> }>(req, { op: 'sync', did: req.params.did });
     return { invalidated: r.invalidated, ranges: r.ranges.map((x) => ({ iova: hex(x.iova), size: x.size })) };
   });
 };

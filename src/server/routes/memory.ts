@@ -3,7 +3,7 @@ import { z } from 'zod';
 import * as S from '../../api/schemas.js';
 import { IommuError, hex } from '../../errors.js';
 import type { PhysBuffer } from '../../memory/pools.js';
-import { actor } from '../context.js';
+import { apply } from '../context.js';
 
 /** CPU-side reads and writes are bounded (API.md): larger transfers take several requests. */
 export const MEMORY_IO_LIMIT = 4 * 1024 * 1024;
@@ -21,15 +21,13 @@ export const memoryRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/buffers', { schema: { tags: ['memory'], response: { 200: S.BuffersResponse } } }, async (req) => [...req.iommuSession.pools.buffers.values()].map(bufferView));
 
   app.post('/buffers', { schema: { tags: ['memory'], body: S.BufferBody, response: { 201: S.BufferResponse } } }, async (req, reply) => {
-    const s = req.iommuSession;
-    const b = s.mutate(actor(req), () => s.pools.alloc(req.body.size, req.body.pools, req.body.align));
+    const b = await apply<PhysBuffer>(req, { op: 'buffer-alloc', ...req.body });
     reply.code(201);
     return bufferView(b);
   });
 
   app.delete('/buffers/:paddr', { schema: { tags: ['memory'], params: z.object({ sid: z.string(), paddr: S.ParamAddr }) } }, async (req, reply) => {
-    const s = req.iommuSession;
-    s.mutate(actor(req), () => s.pools.free(req.params.paddr));
+    await apply(req, { op: 'buffer-free', paddr: req.params.paddr });
     reply.code(204).send();
   });
 
@@ -48,7 +46,7 @@ export const memoryRoutes: FastifyPluginAsyncZod = async (app) => {
       throw new IommuError('BAD_REQUEST', 'PUT /memory takes a non-empty application/octet-stream body');
     }
     checkRam(s.soc.mem, req.query.paddr, body.length);
-    s.mutate(actor(req), () => s.soc.mem.writeBytes(req.query.paddr, body));
+    await apply(req, { op: 'memory-write', paddr: req.query.paddr, data: body.toString('base64') });
     reply.code(204).send();
   });
 };

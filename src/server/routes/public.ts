@@ -36,7 +36,7 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
       profile = validateProfile(body.profile as Profile);
     }
     const lim = app.iommudOptions.limits;
-    const { session, token } = app.registry.create({
+    const { session, token } = await app.registry.create({
       name: body.name ?? 'session',
       profile,
       tlbEntries: body.tlbEntries,

@@ -21,13 +21,14 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
   });
 
   app.delete('/', { config: { role: 'owner' }, schema: { tags: ['sessions'] } }, async (req, reply) => {
-    app.registry.delete(req.iommuSession.id);
+    await app.registry.delete(req.iommuSession.id);
     reply.code(204).send();
   });
 
   app.post('/tokens', { config: { role: 'owner' }, schema: { tags: ['sessions'], body: S.TokenBody, response: { 201: S.TokenResponse } } }, async (req, reply) => {
     const label = req.body.label ?? null;
-    const token = req.iommuSession.mintToken(req.body.role, label);
+    const { token, durable } = req.iommuSession.mintToken(req.body.role, label);
+    await durable;
     reply.code(201);
     return { token, role: req.body.role, label };
   });
