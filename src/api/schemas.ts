@@ -63,6 +63,8 @@ export const CreateSessionBody = z
     tlbPolicy: TlbPolicy.optional(),
     stallTimeoutMs: Int.min(1).max(3_600_000).optional(),
     persist: z.boolean().optional(),
+    /** A trace (GET .../trace) to replay: JSON lines as one string, or the records as an array. */
+    trace: z.union([z.string().max(512 * 1024 * 1024), z.array(z.record(z.string(), z.unknown()))]).optional(),
   })
   .nullish();
 export const CreateSessionResponse = z.object({ id: z.string(), name: z.string(), profile: z.string(), token: z.string(), createdAt: z.string() });

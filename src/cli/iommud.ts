@@ -12,12 +12,13 @@ const { values } = parseArgs({
     port: { type: 'string' },
     host: { type: 'string' },
     demo: { type: 'boolean', default: false },
+    'data-dir': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 
 if (values.help) {
-  process.stdout.write('usage: iommud [--port N] [--host ADDR] [--demo]\n  env: PORT, HOST, LOG_LEVEL\n');
+  process.stdout.write('usage: iommud [--port N] [--host ADDR] [--data-dir DIR] [--demo]\n  env: PORT, HOST, IOMMUD_DATA_DIR, LOG_LEVEL\n');
   process.exit(0);
 }
 
@@ -29,7 +30,9 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 }
 
 const level = process.env.LOG_LEVEL ?? 'info';
+const dataDir = values['data-dir'] ?? process.env.IOMMUD_DATA_DIR ?? null;
 const app = await build({
+  dataDir,
   logger: {
     level,
     // Never log tokens: drop the query string (?token=) and the Authorization header from request logs.

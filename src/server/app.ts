@@ -30,6 +30,8 @@ export interface BuildOptions {
   validateResponses?: boolean;
   /** An existing registry (the CLI's demo session, benchmarks). */
   registry?: SessionRegistry;
+  /** Journal directory: every acknowledged mutation survives a restart. Null or absent: in memory only. */
+  dataDir?: string | null;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -66,7 +68,12 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
 
   const resolved: ResolvedOptions = { limits, wsHighWater: opts.wsHighWater ?? 1024 * 1024 };
   app.decorate('iommudOptions', resolved);
-  app.decorate('registry', opts.registry ?? new SessionRegistry({ maxSessions: limits.maxSessions }));
+  const registry = opts.registry ?? new SessionRegistry({ maxSessions: limits.maxSessions, dataDir: opts.dataDir ?? null });
+  app.decorate('registry', registry);
+  if (!opts.registry && opts.dataDir) {
+    const n = await registry.restore((msg, extra) => app.log.warn(extra ?? {}, msg));
+    app.log.info({ sessions: n, dataDir: opts.dataDir }, 'restored sessions from journals');
+  }
   installErrorHandler(app);
 
   await app.register(fastifySwagger, {
@@ -79,7 +86,15 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
     transform: jsonSchemaTransform,
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
-  await app.register(fastifyWebsocket, { options: { maxPayload: 64 * 1024 } });
+  await app.register(fastifyWebsocket, {
+    options: { maxPayload: 64 * 1024 },
+    // On shutdown, tell every subscriber to reconnect (1012 Service Restart) and resume with `since`.
+    preClose(done) {
+      for (const client of this.websocketServer.clients) client.close(1012, 'iommud restarting: reconnect with since');
+      this.server.close();
+      done();
+    },
+  });
   // @fastify/websocket hides its routes from the OpenAPI document; the event stream belongs in it.
   app.addHook('onRoute', (route) => {
     if (route.websocket && route.schema) route.schema.hide = false;

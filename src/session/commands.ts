@@ -171,5 +171,7 @@ export function execute(s: Session, cmd: Command): unknown {
       if (st) dma.flushQueue(st);
       return undefined;
     }
+    default:
+      throw new IommuError('BAD_REQUEST', `unknown command ${(cmd as { op?: unknown }).op}`);
   }
 }

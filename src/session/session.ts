@@ -270,7 +270,16 @@ export class SessionRegistry {
     const id = `s-${(++this.seq).toString(36)}${randomBytes(6).toString('hex')}`;
     const session = new Session({ ...opts, id });
     session.bus.emit({ type: 'session', action: 'create', session: id });
-    if (opts.trace) session.replay(opts.trace);
+    if (opts.trace) {
+      try {
+        session.replay(opts.trace);
+      } catch (e) {
+        session.close();
+        const where = `trace command ${session.revision + 1}`;
+        if (e instanceof IommuError) throw new IommuError(e.code === 'UNAVAILABLE' ? 'BAD_REQUEST' : e.code, `${where}: ${e.message}`, { ...e.details, command: session.revision + 1 });
+        throw new IommuError('BAD_REQUEST', `${where} is malformed`, { command: session.revision + 1 });
+      }
+    }
     if (this.opts.dataDir) {
       const path = this.journalPath(id);
       Journal.createSync(path, session.header());

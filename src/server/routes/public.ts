@@ -2,10 +2,34 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { IommuError } from '../../errors.js';
 import { PROFILES, validateProfile, type Profile } from '../../hw/profile.js';
 import * as S from '../../api/schemas.js';
+import { TRACE_FORMAT, TRACE_VERSION, type TraceHeader } from '../../session/session.js';
 import { profileView } from '../views.js';
 import { VERSION } from '../version.js';
 
 const started = Date.now();
+
+/** A trace's records, its header checked: a newer format is refused rather than misread. */
+function parseTrace(trace: string | Array<Record<string, unknown>>): { header: TraceHeader; records: unknown[] } {
+  let records: unknown[];
+  if (typeof trace === 'string') {
+    const lines = trace.split('\n').filter((l) => l.trim() !== '');
+    records = lines.map((l, i) => {
+      try {
+        return JSON.parse(l);
+      } catch {
+        throw new IommuError('BAD_REQUEST', `trace line ${i + 1} is not JSON`, { line: i + 1 });
+      }
+    });
+  } else records = trace;
+  const header = records[0] as TraceHeader | undefined;
+  if (!header || header.format !== TRACE_FORMAT || typeof header.version !== 'number') {
+    throw new IommuError('BAD_REQUEST', `a trace starts with a {"format":"${TRACE_FORMAT}","version":N,...} header line`);
+  }
+  if (header.version > TRACE_VERSION) {
+    throw new IommuError('BAD_REQUEST', `trace format version ${header.version} is newer than this daemon's (${TRACE_VERSION})`, { version: header.version, supported: TRACE_VERSION });
+  }
+  return { header, records: records.slice(1) };
+}
 
 /** Routes outside a session: profiles, session creation, health, version. */
 export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -19,15 +43,17 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
     name: 'iommud',
     version: VERSION,
     api: 'v1' as const,
-    capabilities: ['iommu-api', 'mmio', 'events', 'stale-tlb-detector', 'fault-injection', 'stall', 'masters'],
+    capabilities: ['iommu-api', 'mmio', 'dma', 'memory', 'events', 'stale-tlb-detector', 'fault-injection', 'stall', 'masters', 'trace', ...(app.registry.opts.dataDir ? ['persistence'] : [])],
   }));
 
   app.get('/v1/profiles', { schema: { tags: ['profiles'], response: { 200: S.ProfilesResponse } } }, async () => Object.values(PROFILES).map(profileView));
 
   app.post('/v1/sessions', { schema: { tags: ['sessions'], body: S.CreateSessionBody, response: { 201: S.CreateSessionResponse } } }, async (req, reply) => {
     const body = req.body ?? {};
+    const trace = body.trace !== undefined ? parseTrace(body.trace) : null;
     let profile: Profile;
-    if (body.profile === undefined || typeof body.profile === 'string') {
+    if (trace && body.profile === undefined) profile = validateProfile(trace.header.session.profile);
+    else if (body.profile === undefined || typeof body.profile === 'string') {
       const name = body.profile ?? 'msm8x60';
       const p = PROFILES[name];
       if (!p) throw new IommuError('BAD_REQUEST', `unknown profile ${name}`, { profile: name, known: Object.keys(PROFILES) });
@@ -36,14 +62,16 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
       profile = validateProfile(body.profile as Profile);
     }
     const lim = app.iommudOptions.limits;
+    const h = trace?.header.session;
     const { session, token } = await app.registry.create({
-      name: body.name ?? 'session',
+      name: body.name ?? h?.name ?? 'session',
       profile,
-      tlbEntries: body.tlbEntries,
-      tlbPolicy: body.tlbPolicy,
-      stallTimeoutMs: body.stallTimeoutMs,
+      tlbEntries: body.tlbEntries ?? h?.tlbEntries,
+      tlbPolicy: body.tlbPolicy ?? h?.tlbPolicy,
+      stallTimeoutMs: body.stallTimeoutMs ?? h?.stallTimeoutMs,
       eventRetain: lim.eventRetain,
       limits: { maxDomains: lim.maxDomainsPerSession, maxMappedPages: lim.maxMappedPagesPerSession },
+      ...(trace ? { trace: trace.records } : {}),
     });
     reply.code(201);
     return { id: session.id, name: session.name, profile: profile.name, token, createdAt: session.createdAt };

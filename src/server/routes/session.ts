@@ -33,4 +33,9 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
     return { token, role: req.body.role, label };
   });
 
+
+  app.get('/trace', { schema: { tags: ['sessions'] } }, async (req, reply) => {
+    reply.type('application/x-ndjson');
+    return req.iommuSession.traceLines().join('\n') + '\n';
+  });
 };

@@ -1,0 +1,200 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { build } from '../../src/server/app.js';
+import { encodeRecord } from '../../src/session/journal.js';
+
+const dirs: string[] = [];
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), 'iommud-'));
+  dirs.push(d);
+  return d;
+};
+
+async function snapshot(app: Awaited<ReturnType<typeof build>>, sid: string, token: string) {
+  const get = async (url: string) => (await app.inject({ method: 'GET', url: `/v1/sessions/${sid}${url}`, headers: { authorization: `Bearer ${token}` } })).json();
+  const domains = await get('/domains');
+  const tables = await Promise.all(domains.map((d: { id: string }) => get(`/domains/${d.id}/pagetable`)));
+  const session = await get('/');
+  return { domains, tables, smmus: (await get('/smmus')).map((s: any) => ({ ...s, tlb: undefined, contexts: s.contexts.map((c: any) => ({ ...c, tlb: undefined })) })), revision: session.revision, lastSeq: session.lastSeq, pools: session.pools };
+}
+
+async function script(app: Awaited<ReturnType<typeof build>>, sid: string, token: string) {
+  const call = (method: string, url: string, payload?: object) =>
+    app.inject({ method: method as 'POST', url: `/v1/sessions/${sid}${url}`, headers: { authorization: `Bearer ${token}` }, ...(payload ? { payload } : {}) });
+  const d = (await call('POST', '/domains', { flushPolicy: 'deferred' })).json().id;
+  await call('POST', `/domains/${d}/attach`, { device: 'vfe_imgwr' });
+  await call('POST', `/domains/${d}/map`, { iova: '0x10000000', paddr: '0x40000000', size: '0x1000000', prot: ['read', 'write'] });
+  await call('POST', `/domains/${d}/map`, { iova: '0x20010000', paddr: '0x40010000', size: '0x30000', prot: ['read'] });
+  await call('POST', `/domains/${d}/unmap`, { iova: '0x10003000', size: '0x1000' });
+  await call('POST', '/devices/vfe_imgwr/access', { iova: '0x20010000', access: 'write' });
+  await call('POST', '/devices/vfe_imgwr/access', { iova: '0x10000000', access: 'write', data: Buffer.from('persist me').toString('base64') });
+  await call('PATCH', '/smmus/vpe/contexts/vpe_src', { faultMode: 'stall' });
+  await call('PUT', '/smmus/jpegd/mmio/0x10', { value: '0x40400000' });
+  await call('POST', '/buffers', { size: '0x200000' });
+  await call('POST', '/devices/rot_src/dma/map', { paddr: '0x40800000', size: 8192, dir: 'bidirectional' });
+  return d;
+}
+
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('persistence: journal and restore', () => {
+  it('a restarted daemon restores every session to its last acknowledged state, tokens included', async () => {
+    const dir = tmp();
+    const a = await build({ dataDir: dir });
+    const s = (await a.inject({ method: 'POST', url: '/v1/sessions', payload: { name: 'cam' } })).json();
+    await script(a, s.id, s.token);
+    const obs = (await a.inject({ method: 'POST', url: `/v1/sessions/${s.id}/tokens`, headers: { authorization: `Bearer ${s.token}` }, payload: { role: 'observer', label: 'bob' } })).json().token;
+    const before = await snapshot(a, s.id, s.token);
+    const mem = (await a.inject({ method: 'GET', url: `/v1/sessions/${s.id}/memory?paddr=0x40000000&size=10`, headers: { authorization: `Bearer ${s.token}` } })).rawPayload;
+    await a.close();
+
+    const b = await build({ dataDir: dir });
+    expect((await b.inject({ method: 'GET', url: '/health' })).json().sessions).toBe(1);
+    expect(await snapshot(b, s.id, obs)).toEqual(before);
+    expect((await b.inject({ method: 'GET', url: `/v1/sessions/${s.id}/memory?paddr=0x40000000&size=10`, headers: { authorization: `Bearer ${obs}` } })).rawPayload).toEqual(mem);
+    expect(mem.toString()).toBe('persist me');
+    // seq keeps rising from where it was.
+    const d = (await b.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains`, headers: { authorization: `Bearer ${s.token}` }, payload: {} })).json();
+    expect(d.id).toBe('dom-3');
+    expect((await snapshot(b, s.id, s.token)).lastSeq).toBe(before.lastSeq + 1);
+    // Deleting the session removes its journal.
+    await b.inject({ method: 'DELETE', url: `/v1/sessions/${s.id}`, headers: { authorization: `Bearer ${s.token}` } });
+    expect(readdirSync(dir)).toEqual([]);
+    await b.close();
+  });
+
+  it('a torn final record is dropped, never half-applied; the journal is cut back to its last whole record', async () => {
+    const dir = tmp();
+    const a = await build({ dataDir: dir });
+    const s = (await a.inject({ method: 'POST', url: '/v1/sessions', payload: { profile: 'tiny' } })).json();
+    await a.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains`, headers: { authorization: `Bearer ${s.token}` }, payload: {} });
+    const before = await snapshot(a, s.id, s.token);
+    await a.close();
+    const path = join(dir, readdirSync(dir)[0]!);
+    const good = readFileSync(path);
+    // Half of a record, then a record with a bad checksum.
+    const rec = encodeRecord({ seq: 99, time: 'x', by: null, cmd: { op: 'domain-alloc' } });
+    appendFileSync(path, rec.slice(0, rec.length / 2));
+    const b = await build({ dataDir: dir });
+    expect(await snapshot(b, s.id, s.token)).toEqual(before);
+    expect(readFileSync(path)).toEqual(good);
+    await b.close();
+    appendFileSync(path, '00000000' + rec.slice(8));
+    const c = await build({ dataDir: dir });
+    expect(await snapshot(c, s.id, s.token)).toEqual(before);
+    await c.close();
+  });
+
+  it('a journal of a newer format is not restored; a trace of a newer format is refused', async () => {
+    const dir = tmp();
+    writeFileSync(join(dir, 's-x.journal'), encodeRecord({ format: 'iommud-trace', version: 99, session: {} }));
+    const a = await build({ dataDir: dir });
+    expect((await a.inject({ method: 'GET', url: '/health' })).json().sessions).toBe(0);
+    const r = await a.inject({ method: 'POST', url: '/v1/sessions', payload: { trace: JSON.stringify({ format: 'iommud-trace', version: 2, session: {} }) } });
+    expect([r.statusCode, r.json().error.code]).toEqual([400, 'BAD_REQUEST']);
+    expect(r.json().error.message).toContain('newer');
+    await a.close();
+  });
+
+  it('a persistence failure turns mutations into 503 while reads keep working', async () => {
+    const dir = tmp();
+    const a = await build({ dataDir: dir });
+    const s = (await a.inject({ method: 'POST', url: '/v1/sessions', payload: { profile: 'tiny' } })).json();
+    const h = { authorization: `Bearer ${s.token}` };
+    const session = a.registry.get(s.id)!;
+    // The disk goes away under the journal (as a full or failed disk would make every write fail).
+    await (session.journal as unknown as { fh: { close(): Promise<void> } }).fh.close();
+    const r1 = await a.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains`, headers: h, payload: {} });
+    expect([r1.statusCode, r1.json().error.code]).toEqual([503, 'UNAVAILABLE']);
+    const rev = (await a.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: h })).json().revision;
+    const r2 = await a.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains`, headers: h, payload: {} });
+    expect([r2.statusCode, r2.json().error.code]).toEqual([503, 'UNAVAILABLE']);
+    const g = await a.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: h });
+    expect([g.statusCode, g.json().revision]).toEqual([200, rev]);
+    session.journal = null;
+    await a.close();
+  });
+});
+
+describe('trace export and replay', () => {
+  it('replaying a trace gives an identical session: page tables bit for bit, registers, pools; twice the same', async () => {
+    const app = await build();
+    const s = (await app.inject({ method: 'POST', url: '/v1/sessions', payload: {} })).json();
+    await script(app, s.id, s.token);
+    const trace = (await app.inject({ method: 'GET', url: `/v1/sessions/${s.id}/trace`, headers: { authorization: `Bearer ${s.token}` } })).body;
+    expect(trace.split('\n')[0]).toContain('"format":"iommud-trace","version":1');
+    const want = await snapshot(app, s.id, s.token);
+    for (let i = 0; i < 2; i++) {
+      const r = (await app.inject({ method: 'POST', url: '/v1/sessions', payload: { trace } })).json();
+      expect(await snapshot(app, r.id, r.token)).toEqual(want);
+    }
+    const bad = await app.inject({ method: 'POST', url: '/v1/sessions', payload: { trace: trace.split('\n').slice(0, 2).join('\n') + '\n{"seq":1,"time":"x","by":null,"cmd":{"op":"detach","did":"dom-9","device":"vfe_imgwr"}}' } });
+    expect([bad.statusCode, bad.json().error.code]).toEqual([404, 'NOT_FOUND']);
+    expect((await app.inject({ method: 'GET', url: '/health' })).json().sessions).toBe(3);
+    await app.close();
+  });
+});
+
+describe('crash test: kill -9 a real daemon under load', () => {
+  let child: ChildProcess | null = null;
+  afterEach(() => child?.kill('SIGKILL'));
+
+  async function start(dir: string): Promise<{ url: string; proc: ChildProcess }> {
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/iommud.ts', '--port', '0', '--data-dir', dir], { env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    child = proc;
+    const url = await new Promise<string>((resolve, reject) => {
+      let buf = '';
+      proc.stdout!.on('data', (d) => {
+        buf += String(d);
+        const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(buf);
+        if (m) resolve(m[1]!);
+      });
+      proc.once('exit', () => reject(new Error('daemon exited: ' + buf)));
+    });
+    return { url, proc };
+  }
+
+  it('every mutation that got a 2xx survives; repeated 3 times', async () => {
+    const dir = tmp();
+    let { url, proc } = await start(dir);
+    const s = await (await fetch(`${url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ profile: 'tiny' }) })).json();
+    const h = { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' };
+    const d = await (await fetch(`${url}/v1/sessions/${s.id}/domains`, { method: 'POST', headers: h, body: '{}' })).json();
+    const acked: number[] = [];
+    let page = 0;
+    for (let round = 0; round < 3; round++) {
+      let stop = false;
+      const worker = async () => {
+        while (!stop) {
+          const p = ++page;
+          try {
+            const r = await fetch(`${url}/v1/sessions/${s.id}/domains/${d.id}/map`, { method: 'POST', headers: h, body: JSON.stringify({ iova: p * 4096, paddr: 0x80000000, size: 4096, prot: ['read'] }) });
+            if (r.status === 200) acked.push(p);
+          } catch {
+            return; // the daemon died under us
+          }
+        }
+      };
+      const workers = Array.from({ length: 8 }, worker);
+      await new Promise((r) => setTimeout(r, 150 + Math.random() * 350));
+      proc.kill('SIGKILL');
+      stop = true;
+      await Promise.all(workers);
+      await new Promise((r) => (proc.exitCode !== null || proc.signalCode !== null ? r(null) : proc.once('exit', r)));
+      ({ url, proc } = await start(dir));
+      const maps = await (await fetch(`${url}/v1/sessions/${s.id}/domains/${d.id}/mappings?limit=100000`, { headers: h })).json();
+      const present = new Set<number>();
+      for (const m of maps) for (let a = Number(m.iova); a < Number(m.iova) + m.size; a += 4096) present.add(a / 4096);
+      for (const p of acked) expect(present.has(p), `acknowledged page ${p}`).toBe(true);
+      // Nothing present that was never asked for.
+      for (const p of present) expect(p).toBeLessThanOrEqual(page);
+    }
+    expect(acked.length).toBeGreaterThan(50);
+    proc.kill('SIGKILL');
+  }, 60_000);
+});
