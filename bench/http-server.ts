@@ -1,7 +1,7 @@
 // The daemon as the HTTP benchmarks drive it: a child process so the load generator does not share its thread.
 import { build } from '../src/server/app.js';
 
-const app = await build();
+const app = await build({ dataDir: process.env.BENCH_DATA_DIR || null });
 // The baseline: a route that does nothing, under the same server options.
 app.get('/bench/empty', async () => ({}));
 const address = await app.listen({ port: 0, host: '127.0.0.1' });

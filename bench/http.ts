@@ -1,6 +1,9 @@
 /** HTTP and WebSocket benchmarks against the daemon in a child process, with autocannon as the load. */
 import autocannon from 'autocannon';
-import { fork } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import WebSocket from 'ws';
 import type { BenchResult } from './report.js';
 
@@ -18,9 +21,60 @@ async function cannon(opts: autocannon.Options): Promise<{ rps: number; non2xx: 
   return { rps: r.requests.average, non2xx: r.non2xx + r.errors, p99: r.latency.p99 };
 }
 
-export async function httpBenchmarks(): Promise<BenchResult[]> {
-  const child = fork(new URL('./http-server.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+async function startServer(dataDir?: string): Promise<{ child: ChildProcess; srv: Server }> {
+  const child = fork(new URL('./http-server.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'], stdio: 'inherit', env: { ...process.env, BENCH_DATA_DIR: dataDir ?? '' } });
   const srv = await new Promise<Server>((res) => child.once('message', (m) => res(m as Server)));
+  return { child, srv };
+}
+
+async function stopServer(child: ChildProcess): Promise<void> {
+  child.send('stop');
+  await new Promise((r) => child.once('exit', r));
+}
+
+/** Alternating map/unmap of one 4K page per connection. */
+function mapUnmap(srv: Server): Promise<{ rps: number; non2xx: number; p99: number }> {
+  const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
+  const base = `/v1/sessions/${srv.sid}`;
+  let nextPage = 0;
+  return cannon({
+    url: srv.address,
+    requests: [
+      {
+        method: 'POST',
+        path: `${base}/domains/${srv.did}/map`,
+        headers,
+        setupRequest: (req, ctx) => {
+          if (ctx.page === undefined) ctx.page = nextPage++;
+          return { ...req, body: JSON.stringify({ iova: 0x1000 * (1 + (ctx.page as number)), paddr: '0x80000000', size: 4096, prot: ['read', 'write'] }) };
+        },
+      },
+      {
+        method: 'POST',
+        path: `${base}/domains/${srv.did}/unmap`,
+        headers,
+        setupRequest: (req, ctx) => ({ ...req, body: JSON.stringify({ iova: 0x1000 * (1 + (ctx.page as number)), size: 4096 }) }),
+      },
+    ],
+  });
+}
+
+/** Map/unmap with the journal on (group commit, fdatasync per batch) against the same run in memory. */
+export async function persistBenchmarks(memoryRps: number): Promise<BenchResult[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'iommud-bench-'));
+  const { child, srv } = await startServer(dir);
+  try {
+    const r = await mapUnmap(srv);
+    if (r.non2xx) throw new Error(`persist-map-throughput: ${r.non2xx} requests failed`);
+    return [{ name: 'persist-map-throughput', value: r.rps, unit: 'req/s', baseline: memoryRps, ratio: r.rps / memoryRps, note: 'journal on, fdatasync per group commit' }];
+  } finally {
+    await stopServer(child);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function httpBenchmarks(): Promise<BenchResult[]> {
+  const { child, srv } = await startServer();
   const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
   const base = `/v1/sessions/${srv.sid}`;
   const out: BenchResult[] = [];
@@ -28,27 +82,7 @@ export async function httpBenchmarks(): Promise<BenchResult[]> {
     const empty = await cannon({ url: srv.address + '/bench/empty' });
     out.push({ name: 'http-empty-baseline', value: empty.rps, unit: 'req/s' });
 
-    let nextPage = 0;
-    const mu = await cannon({
-      url: srv.address,
-      requests: [
-        {
-          method: 'POST',
-          path: `${base}/domains/${srv.did}/map`,
-          headers,
-          setupRequest: (req, ctx) => {
-            if (ctx.page === undefined) ctx.page = nextPage++;
-            return { ...req, body: JSON.stringify({ iova: 0x1000 * (1 + (ctx.page as number)), paddr: '0x80000000', size: 4096, prot: ['read', 'write'] }) };
-          },
-        },
-        {
-          method: 'POST',
-          path: `${base}/domains/${srv.did}/unmap`,
-          headers,
-          setupRequest: (req, ctx) => ({ ...req, body: JSON.stringify({ iova: 0x1000 * (1 + (ctx.page as number)), size: 4096 }) }),
-        },
-      ],
-    });
+    const mu = await mapUnmap(srv);
     if (mu.non2xx) throw new Error(`http-map-unmap: ${mu.non2xx} requests failed`);
     out.push({ name: 'http-map-unmap', value: mu.rps, unit: 'req/s', baseline: empty.rps, ratio: mu.rps / empty.rps });
 
@@ -73,9 +107,9 @@ export async function httpBenchmarks(): Promise<BenchResult[]> {
 
     out.push(...(await faultFanout(srv)));
   } finally {
-    child.send('stop');
-    await new Promise((r) => child.once('exit', r));
+    await stopServer(child);
   }
+  out.push(...(await persistBenchmarks(out.find((r) => r.name === 'http-map-unmap')!.value)));
   return out;
 }
 

@@ -1,11 +1,12 @@
 // npm run bench [-- --json] [-- --only core|http]
 import { parseArgs } from 'node:util';
-import { coreBenchmarks, dmaBenchmarks } from './core.js';
+import { coreBenchmarks, dmaBenchmarks, restoreBenchmark } from './core.js';
 import { report, type BenchResult } from './report.js';
 
 const { values } = parseArgs({ options: { json: { type: 'boolean', default: false }, only: { type: 'string' } } });
 const results: BenchResult[] = [];
 if (!values.only || values.only === 'core') results.push(...coreBenchmarks(), ...dmaBenchmarks());
+if (!values.only || values.only === 'persist') results.push(...(await restoreBenchmark()));
 if (!values.only || values.only === 'http') {
   const { httpBenchmarks } = await import('./http.js');
   results.push(...(await httpBenchmarks()));

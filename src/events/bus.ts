@@ -51,7 +51,7 @@ export class EventBus implements EventSink {
   private lastIso = '';
 
   /** ISO time, formatted once per millisecond (event bursts share it). */
-  private now(): string {
+  now(): string {
     const ms = Date.now();
     if (ms !== this.lastMs) {
       this.lastMs = ms;

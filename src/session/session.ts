@@ -69,8 +69,11 @@ interface TokenRecord {
 
 const SYSTEM: Actor = { role: 'owner', label: 'iommud' };
 const DONE = Promise.resolve();
-/** Commands kept for trace export; past this the trace is incomplete and export says so. */
-const TRACE_LIMIT = 2_000_000;
+/**
+ * Bytes of trace kept in memory for sessions without a journal; past this the in-memory trace is incomplete and
+ * export says so (a session with a journal exports from its journal, whatever its length).
+ */
+export const TRACE_MEMORY_LIMIT = 64 * 1024 * 1024;
 
 export function hashToken(token: string): Buffer {
   return createHash('sha256').update(token).digest();
@@ -93,8 +96,9 @@ export class Session {
   /** Faults by kind, for metrics. */
   readonly faultCounts = new Map<string, number>();
   journal: Journal | null = null;
-  /** The commands that made this session, for trace export (null once past TRACE_LIMIT). */
-  private trace: CommandRecord[] | null = [];
+  /** The commands that made this session as JSON lines, for trace export (null once past the memory limit). */
+  private trace: string[] | null = [];
+  private traceBytes = 0;
   private readonly tokens = new Map<string, TokenInfo>();
   private readonly stallTimers = new Map<string, NodeJS.Timeout>();
   private readonly untap: () => void;
@@ -170,12 +174,15 @@ export class Session {
       this.bus.actor = prev;
     }
     this.revision++;
-    const rec: CommandRecord = { seq: this.bus.lastSeq, time: new Date().toISOString(), by: actor, cmd };
-    if (this.trace) {
-      if (this.trace.length < TRACE_LIMIT) this.trace.push(rec);
+    const rec: CommandRecord = { seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd };
+    if (this.journal && !this.replaying) return { result, durable: this.journal.append(rec) };
+    if (this.trace && !this.journal) {
+      const line = JSON.stringify(rec);
+      this.traceBytes += line.length;
+      if (this.traceBytes <= TRACE_MEMORY_LIMIT) this.trace.push(line);
       else this.trace = null;
     }
-    return { result, durable: this.journal && !this.replaying ? this.journal.append(rec) : DONE };
+    return { result, durable: DONE };
   }
 
   /** run(), then wait until the record is durable; a journal failure becomes UNAVAILABLE (503). */
@@ -189,10 +196,15 @@ export class Session {
     return result;
   }
 
-  /** The trace: a header line and one line per command, as JSON lines. */
-  traceLines(): string[] {
-    if (!this.trace) throw new IommuError('LIMIT', `the trace holds at most ${TRACE_LIMIT} commands; this session has more`);
-    return [JSON.stringify(this.header()), ...this.trace.map((r) => JSON.stringify(r))];
+  /** The trace: a header line and one line per command, as JSON lines (from the journal when there is one). */
+  async traceLines(): Promise<string[]> {
+    if (this.journal) {
+      await this.journal.flush();
+      const { records } = readJournal(this.journal.path);
+      return [JSON.stringify(this.header()), ...records.slice(1).filter((r) => (r as CommandRecord).cmd).map((r) => JSON.stringify(r))];
+    }
+    if (!this.trace) throw new IommuError('LIMIT', `the in-memory trace holds at most ${TRACE_MEMORY_LIMIT} bytes; run with --data-dir for unbounded traces`);
+    return [JSON.stringify(this.header()), ...this.trace];
   }
 
   /** Replays records (journal restore, trace replay): tokens are re-registered, commands re-applied. */
@@ -211,6 +223,14 @@ export class Session {
     } finally {
       this.replaying = false;
     }
+  }
+
+  /** Hands the in-memory trace over (to a journal just opened for this session). */
+  takeTrace(): string[] {
+    const t = this.trace ?? [];
+    this.trace = [];
+    this.traceBytes = 0;
+    return t;
   }
 
   close(): void {
@@ -285,7 +305,7 @@ export class SessionRegistry {
       Journal.createSync(path, session.header());
       session.journal = await Journal.open(path);
       // A replayed trace becomes this session's own history: journal it after the header.
-      if (opts.trace) await Promise.all(session.traceLines().slice(1).map((l) => session.journal!.append(JSON.parse(l))));
+      if (opts.trace) await Promise.all(session.takeTrace().map((l) => session.journal!.append(JSON.parse(l))));
     }
     const { token, durable } = session.mintToken('owner', 'owner');
     await durable;
@@ -331,6 +351,7 @@ export class SessionRegistry {
       const session = new Session({ ...h, profile: validateProfile(h.profile) });
       session.bus.emit({ type: 'session', action: 'create', session: h.id });
       session.replay(records.slice(1));
+      session.takeTrace(); // the journal is the trace from now on
       session.journal = await Journal.open(path, torn ? validBytes : undefined);
       this.sessions.set(h.id, session);
       n++;

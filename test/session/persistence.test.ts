@@ -58,6 +58,12 @@ describe('persistence: journal and restore', () => {
     expect(await snapshot(b, s.id, obs)).toEqual(before);
     expect((await b.inject({ method: 'GET', url: `/v1/sessions/${s.id}/memory?paddr=0x40000000&size=10`, headers: { authorization: `Bearer ${obs}` } })).rawPayload).toEqual(mem);
     expect(mem.toString()).toBe('persist me');
+    // The restored session exports its trace from the journal; replayed, it gives the same state.
+    const trace = (await b.inject({ method: 'GET', url: `/v1/sessions/${s.id}/trace`, headers: { authorization: `Bearer ${obs}` } })).body;
+    expect(trace).not.toContain('"token"');
+    const copy = (await b.inject({ method: 'POST', url: '/v1/sessions', payload: { trace } })).json();
+    expect({ ...(await snapshot(b, copy.id, copy.token)), lastSeq: 0 }).toEqual({ ...before, lastSeq: 0 });
+    await b.inject({ method: 'DELETE', url: `/v1/sessions/${copy.id}`, headers: { authorization: `Bearer ${copy.token}` } });
     // seq keeps rising from where it was.
     const d = (await b.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains`, headers: { authorization: `Bearer ${s.token}` }, payload: {} })).json();
     expect(d.id).toBe('dom-3');

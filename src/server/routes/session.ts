@@ -36,6 +36,6 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get('/trace', { schema: { tags: ['sessions'] } }, async (req, reply) => {
     reply.type('application/x-ndjson');
-    return req.iommuSession.traceLines().join('\n') + '\n';
+    return (await req.iommuSession.traceLines()).join('\n') + '\n';
   });
 };
