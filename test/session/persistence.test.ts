@@ -204,3 +204,29 @@ describe('crash test: kill -9 a real daemon under load', () => {
     proc.kill('SIGKILL');
   }, 60_000);
 });
+
+describe('graceful shutdown', () => {
+  it('SIGTERM: subscribers get close code 1012, journals are flushed, the process exits 0', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'iommud-'));
+    dirs.push(dir);
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/iommud.ts', '--port', '0', '--data-dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const url = await new Promise<string>((resolve) => {
+      let buf = '';
+      proc.stdout!.on('data', (d) => {
+        buf += String(d);
+        const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(buf);
+        if (m) resolve(m[1]!);
+      });
+    });
+    const s = await (await fetch(`${url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).json();
+    const { default: WebSocket } = await import('ws');
+    const ws = new WebSocket(`${url.replace('http', 'ws')}/v1/sessions/${s.id}/events?token=${s.token}`);
+    await new Promise((r) => ws.once('open', r));
+    const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+    const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+    proc.kill('SIGTERM');
+    expect(await closed).toBe(1012);
+    expect(await exited).toBe(0);
+    expect(readdirSync(dir)).toHaveLength(1);
+  }, 20_000);
+});
