@@ -287,7 +287,8 @@ export class Smmu {
     const i = bank.stalls.findIndex((s) => s.id === stallId);
     if (i < 0) throw new IommuError('NOT_FOUND', `no stalled transaction ${stallId} on this context`, { stall: stallId });
     const [stall] = bank.stalls.splice(i, 1);
-    const req = this.stalledRequests.get(stallId)!;
+    // A stall raised by a bare translate (the binary stream) retries as a one-byte transaction.
+    const req = this.stalledRequests.get(stallId) ?? { iova: stall!.iova, access: stall!.access, priv: stall!.priv, mid: stall!.mid, size: 0 };
     this.stalledRequests.delete(stallId);
     if (bank.stalls.length === 0) bank.FSR = (bank.FSR & ~FSR_SS) >>> 0;
     let result: AccessResult = { outcome: 'terminated' };

@@ -13,6 +13,7 @@ import type { Limits, ResolvedOptions } from './context.js';
 import { installErrorHandler } from './errors.js';
 import { checkSubscriberLimit, eventRoutes } from './events.js';
 import { installMetrics } from './metrics.js';
+import { streamRoutes } from './stream.js';
 import { deviceRoutes } from './routes/devices.js';
 import { dmaRoutes } from './routes/dma.js';
 import { memoryRoutes } from './routes/memory.js';
@@ -87,7 +88,8 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   await app.register(fastifyWebsocket, {
-    options: { maxPayload: 64 * 1024 },
+    // Stream frames of up to 65536 items with data; event-socket messages are small.
+    options: { maxPayload: 16 * 1024 * 1024 },
     // On shutdown, tell every subscriber to reconnect (1012 Service Restart) and resume with `since`.
     preClose(done) {
       for (const client of this.websocketServer.clients) client.close(1012, 'iommud restarting: reconnect with since');
@@ -115,6 +117,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
       await scope.register(memoryRoutes);
       await scope.register(dmaRoutes);
       await scope.register(eventRoutes(metrics));
+      await scope.register(streamRoutes);
     },
     { prefix: '/v1/sessions/:sid' },
   );

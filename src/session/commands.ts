@@ -6,7 +6,9 @@ import { IommuError } from '../errors.js';
 import { ACCESS_NAMES } from '../hw/context.js';
 import { decodeOffset, readRegister, writeRegister } from '../hw/mmio.js';
 import { ACTLR_CFCFG, ACTLR_CFEIE, FSR } from '../hw/regs.js';
-import type { AccessResult, TransferRequest } from '../hw/smmu.js';
+import type { ContextBank } from '../hw/context.js';
+import { OUTCOME_OK, OUTCOME_STALLED, TLB_STATE_NAMES, type AccessResult, type Smmu, type TransferRequest } from '../hw/smmu.js';
+import { ITEM_FLAG_STALE, ITEM_FLAG_UNBACKED, OP_READ, OP_TRANSLATE_EXEC, OP_TRANSLATE_READ, OP_WRITE, REPLY_HEADER, REPLY_ITEM, replyHeader } from '../api/stream.js';
 import type { BatchOp } from '../iommu/iommu.js';
 import { protFromNames } from '../pgtable/desc.js';
 import type { DmaDirection } from '../dma/dma.js';
@@ -41,9 +43,84 @@ export type Command =
   | { op: 'dma-map-sg'; device: string; segments: Array<{ paddr: number; size: number }>; dir: DmaDirection }
   | { op: 'dma-unmap'; device: string; dmaAddr: number; size: number; dir: DmaDirection }
   | { op: 'dma-sync'; device: string; dmaAddr: number; size: number; offset?: number; for: 'cpu' | 'device'; dir?: DmaDirection }
-  | { op: 'dma-flush'; device: string };
+  | { op: 'dma-flush'; device: string }
+  /** A binary-stream request (src/api/stream.ts); item lists as base64 of little-endian u32 arrays. */
+  | { op: 'stream'; device: string; sop: number; priv: boolean; mid: number; iovas: string; lengths?: string; data?: string };
 
 export type CommandOf<K extends Command['op']> = Extract<Command, { op: K }>;
+
+function u32s(b64: string): Uint32Array {
+  const b = Buffer.from(b64, 'base64');
+  const out = new Uint32Array(b.length >>> 2);
+  for (let i = 0; i < out.length; i++) out[i] = b.readUInt32LE(4 * i);
+  return out;
+}
+
+const FAULT_STATUS: Record<string, number> = { translation: 1, permission: 2, 'access-flag': 3, external: 4, 'multi-hit': 5, 'tlb-miss': 6 };
+
+/**
+ * One binary-stream request: the reply frame with request id 0 (the caller stamps its id). Translations go
+ * through the same transaction path as every other front end; faults raise the same events.
+ */
+function streamBatch(smmu: Smmu, bank: ContextBank, cmd: CommandOf<'stream'>): Uint8Array {
+  const iovas = u32s(cmd.iovas);
+  const n = iovas.length;
+  const mid = cmd.mid === 0xff ? (bank.mids[0] ?? 0) : cmd.mid;
+  if (cmd.sop >= OP_TRANSLATE_READ && cmd.sop <= OP_TRANSLATE_EXEC) {
+    const buf = new Uint8Array(REPLY_HEADER + REPLY_ITEM * n);
+    replyHeader(buf, cmd.sop, 0, n);
+    // Items start at byte 12 of a fresh buffer: 4-byte aligned, so two u32 stores per item.
+    const words = new Uint32Array(buf.buffer, REPLY_HEADER, 2 * n);
+    const access = cmd.sop - OP_TRANSLATE_READ;
+    for (let i = 0; i < n; i++) {
+      const r = smmu.translate(bank, iovas[i]!, access, cmd.priv, mid);
+      if (r.outcome === OUTCOME_OK) {
+        words[2 * i] = r.tlb << 8 | (r.stale ? ITEM_FLAG_STALE << 16 : 0);
+        words[2 * i + 1] = r.paddr;
+      } else if (r.outcome === OUTCOME_STALLED) {
+        words[2 * i] = 7 | (r.tlb << 8);
+        words[2 * i + 1] = Number(r.stall!.slice(6));
+      } else {
+        smmu.notifyFault(bank, r.fault!);
+        words[2 * i] = FAULT_STATUS[r.fault!.kind]! | (r.tlb << 8);
+        words[2 * i + 1] = 0;
+      }
+    }
+    return buf;
+  }
+  const lengths = u32s(cmd.lengths ?? '');
+  if (lengths.length !== n) throw new IommuError('BAD_REQUEST', 'one length per iova');
+  const data = cmd.data !== undefined ? Buffer.from(cmd.data, 'base64') : undefined;
+  const results: AccessResult[] = [];
+  let off = 0;
+  let readBytes = 0;
+  for (let i = 0; i < n; i++) {
+    const len = lengths[i]!;
+    const req = transferOf({ iova: iovas[i]!, access: cmd.sop === OP_WRITE ? 'write' : 'read', priv: cmd.priv, mid, ...(cmd.sop === OP_WRITE ? {} : { size: len }) }, mid);
+    if (cmd.sop === OP_WRITE) req.data = data!.subarray(off, off + len);
+    off += len;
+    const r = smmu.transfer(bank, req);
+    results.push(r);
+    if (cmd.sop === OP_READ) readBytes += len;
+  }
+  const buf = new Uint8Array(REPLY_HEADER + REPLY_ITEM * n + (cmd.sop === OP_READ ? readBytes : 0));
+  const dv = replyHeader(buf, cmd.sop, 0, n);
+  let d = REPLY_HEADER + REPLY_ITEM * n;
+  results.forEach((r, i) => {
+    const o = REPLY_HEADER + REPLY_ITEM * i;
+    if (r.outcome === 'ok') {
+      dv.setUint8(o + 1, TLB_STATE_NAMES.indexOf(r.tlb));
+      dv.setUint16(o + 2, (r.stale ? ITEM_FLAG_STALE : 0) | (r.unbacked ? ITEM_FLAG_UNBACKED : 0), true);
+      dv.setUint32(o + 4, r.paddr, true);
+      if (r.data) buf.set(r.data, d);
+    } else if (r.outcome === 'stalled') {
+      dv.setUint8(o, 7);
+      dv.setUint32(o + 4, Number(r.stall.slice(6)), true);
+    } else if (r.outcome === 'fault') dv.setUint8(o, FAULT_STATUS[r.fault.kind]!);
+    if (cmd.sop === OP_READ) d += lengths[i]!;
+  });
+  return buf;
+}
 
 /** Checks a device-access request in the API's order (range after shape) and builds the transfer. */
 export function transferOf(a: AccessArgs, defaultMid: number): TransferRequest {
@@ -170,6 +247,10 @@ export function execute(s: Session, cmd: Command): unknown {
       const st = dma.devices.get(cmd.device);
       if (st) dma.flushQueue(st);
       return undefined;
+    }
+    case 'stream': {
+      const { smmu, bank } = soc.device(cmd.device);
+      return streamBatch(smmu, bank, cmd);
     }
     default:
       throw new IommuError('BAD_REQUEST', `unknown command ${(cmd as { op?: unknown }).op}`);

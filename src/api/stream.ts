@@ -1,0 +1,141 @@
+/**
+ * The binary translate stream (protocol version 1), shared by the daemon and the SDK. Little-endian throughout;
+ * byte-by-byte layout in docs/stream.md. One request frame → one reply frame with the same request id; replies
+ * come back in request order, so a client may pipeline as many requests as it likes.
+ */
+export const STREAM_VERSION = 1;
+
+export const OP_TRANSLATE_READ = 1;
+export const OP_TRANSLATE_WRITE = 2;
+export const OP_TRANSLATE_EXEC = 3;
+/** Read `len` bytes at each iova through the SMMU; the reply carries the bytes after the item records. */
+export const OP_READ = 4;
+/** Write bytes at each iova through the SMMU; the request carries the bytes after the item list. */
+export const OP_WRITE = 5;
+
+export const FLAG_PRIV = 1;
+
+export const STATUS_OK = 0;
+export const STATUS_NAMES = ['ok', 'translation', 'permission', 'access-flag', 'external', 'multi-hit', 'tlb-miss', 'stalled'] as const;
+export type StreamStatus = (typeof STATUS_NAMES)[number];
+export const TLB_NAMES = ['hit', 'miss', 'bypass'] as const;
+export const ITEM_FLAG_STALE = 1;
+export const ITEM_FLAG_UNBACKED = 2;
+
+export const REQUEST_HEADER = 12;
+export const REPLY_HEADER = 12;
+export const REPLY_ITEM = 8;
+
+export interface StreamRequest {
+  id: number;
+  op: number;
+  priv: boolean;
+  /** Master ID recorded in FSYNR0 on a fault (0xff: the context's first MID). */
+  mid: number;
+  iovas: Uint32Array;
+  /** OP_READ / OP_WRITE: bytes per item. */
+  lengths?: Uint32Array;
+  /** OP_WRITE: the bytes, items concatenated. */
+  data?: Uint8Array;
+}
+
+export interface StreamItem {
+  status: StreamStatus;
+  tlb: (typeof TLB_NAMES)[number];
+  stale: boolean;
+  unbacked: boolean;
+  /** Physical address of the item's first byte; for a stalled item the stall number (id "stall-<n>"). */
+  paddr: number;
+}
+
+export class StreamFrameError extends Error {}
+
+/**
+ * Request: u8 version | u8 opcode | u8 flags | u8 mid | u32 id | u32 count | count × u32 iova
+ *          [OP_READ, OP_WRITE: count × u32 length] [OP_WRITE: the bytes]
+ */
+export function encodeRequest(r: StreamRequest): Uint8Array {
+  const n = r.iovas.length;
+  const withLen = r.op === OP_READ || r.op === OP_WRITE;
+  const dataLen = r.op === OP_WRITE ? (r.data?.length ?? 0) : 0;
+  const buf = new Uint8Array(REQUEST_HEADER + 4 * n * (withLen ? 2 : 1) + dataLen);
+  const dv = new DataView(buf.buffer);
+  dv.setUint8(0, STREAM_VERSION);
+  dv.setUint8(1, r.op);
+  dv.setUint8(2, r.priv ? FLAG_PRIV : 0);
+  dv.setUint8(3, r.mid);
+  dv.setUint32(4, r.id, true);
+  dv.setUint32(8, n, true);
+  let o = REQUEST_HEADER;
+  for (let i = 0; i < n; i++, o += 4) dv.setUint32(o, r.iovas[i]!, true);
+  if (withLen) for (let i = 0; i < n; i++, o += 4) dv.setUint32(o, r.lengths![i]!, true);
+  if (dataLen) buf.set(r.data!, o);
+  return buf;
+}
+
+export function decodeRequest(buf: Uint8Array, maxItems: number): StreamRequest {
+  if (buf.length < REQUEST_HEADER) throw new StreamFrameError(`a request frame is at least ${REQUEST_HEADER} bytes`);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const version = dv.getUint8(0);
+  if (version !== STREAM_VERSION) throw new StreamFrameError(`protocol version ${version} is not supported (this daemon speaks ${STREAM_VERSION})`);
+  const op = dv.getUint8(1);
+  if (op < OP_TRANSLATE_READ || op > OP_WRITE) throw new StreamFrameError(`unknown opcode ${op}`);
+  const id = dv.getUint32(4, true);
+  const n = dv.getUint32(8, true);
+  if (n === 0 || n > maxItems) throw new StreamFrameError(`count must be 1..${maxItems}`);
+  const withLen = op === OP_READ || op === OP_WRITE;
+  const head = REQUEST_HEADER + 4 * n * (withLen ? 2 : 1);
+  if (buf.length < head) throw new StreamFrameError('frame shorter than its count says');
+  // The frame's bytes may not be 4-aligned in the socket buffer: copy the item lists out.
+  const iovas = new Uint32Array(n);
+  for (let i = 0; i < n; i++) iovas[i] = dv.getUint32(REQUEST_HEADER + 4 * i, true);
+  const req: StreamRequest = { id, op, priv: (dv.getUint8(2) & FLAG_PRIV) !== 0, mid: dv.getUint8(3), iovas };
+  if (withLen) {
+    const lengths = new Uint32Array(n);
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      lengths[i] = dv.getUint32(REQUEST_HEADER + 4 * (n + i), true);
+      if (lengths[i] === 0) throw new StreamFrameError(`item ${i} has length 0`);
+      total += lengths[i]!;
+    }
+    req.lengths = lengths;
+    if (op === OP_WRITE) {
+      if (buf.length !== head + total) throw new StreamFrameError(`a write frame carries exactly the ${total} bytes its lengths say`);
+      req.data = buf.subarray(head);
+    } else if (buf.length !== head) throw new StreamFrameError('trailing bytes after a read request');
+  } else if (buf.length !== head) throw new StreamFrameError('trailing bytes after the iovas');
+  return req;
+}
+
+/**
+ * Reply: u8 version | u8 opcode | u16 reserved | u32 id | u32 count
+ *        | count × (u8 status | u8 tlb | u16 item flags | u32 paddr) [OP_READ: the bytes read, concatenated]
+ */
+export function replyHeader(buf: Uint8Array, op: number, id: number, n: number): DataView {
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  dv.setUint8(0, STREAM_VERSION);
+  dv.setUint8(1, op);
+  dv.setUint16(2, 0, true);
+  dv.setUint32(4, id, true);
+  dv.setUint32(8, n, true);
+  return dv;
+}
+
+export function decodeReply(buf: Uint8Array): { id: number; op: number; items: StreamItem[]; data: Uint8Array } {
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (buf.length < REPLY_HEADER || dv.getUint8(0) !== STREAM_VERSION) throw new StreamFrameError('not a version-1 reply frame');
+  const n = dv.getUint32(8, true);
+  const items: StreamItem[] = [];
+  for (let i = 0; i < n; i++) {
+    const o = REPLY_HEADER + REPLY_ITEM * i;
+    const flags = dv.getUint16(o + 2, true);
+    items.push({
+      status: STATUS_NAMES[dv.getUint8(o)]!,
+      tlb: TLB_NAMES[dv.getUint8(o + 1)]!,
+      stale: (flags & ITEM_FLAG_STALE) !== 0,
+      unbacked: (flags & ITEM_FLAG_UNBACKED) !== 0,
+      paddr: dv.getUint32(o + 4, true),
+    });
+  }
+  return { id: dv.getUint32(4, true), op: dv.getUint8(1), items, data: buf.subarray(REPLY_HEADER + REPLY_ITEM * n) };
+}
