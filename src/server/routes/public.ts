@@ -43,7 +43,7 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
     name: 'iommud',
     version: VERSION,
     api: 'v1' as const,
-    capabilities: ['iommu-api', 'mmio', 'dma', 'memory', 'events', 'stale-tlb-detector', 'fault-injection', 'stall', 'masters', 'trace', ...(app.registry.opts.dataDir ? ['persistence'] : [])],
+    capabilities: ['iommu-api', 'mmio', 'dma', 'memory', 'events', 'stale-tlb-detector', 'fault-injection', 'stall', 'masters', 'trace', 'stream', ...(app.registry.opts.dataDir ? ['persistence'] : [])],
   }));
 
   app.get('/v1/profiles', { schema: { tags: ['profiles'], response: { 200: S.ProfilesResponse } } }, async () => Object.values(PROFILES).map(profileView));

@@ -1,0 +1,259 @@
+#!/usr/bin/env node
+/**
+ * iommuctl: drive an iommud daemon from a terminal or a script. Every command prints a human line, or with
+ * --json one JSON document. Exit codes: 0 ok, 2 usage, 3 the daemon refused (API error), 4 connection error.
+ * Configuration: --url / IOMMUD_URL, --token / IOMMUD_TOKEN, --session / IOMMUD_SESSION.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { IommudClient, IommudConnectionError, IommudError, type SessionClient } from '../client/index.js';
+
+export const EXIT_USAGE = 2;
+export const EXIT_API = 3;
+export const EXIT_CONNECTION = 4;
+
+interface Globals {
+  url: string;
+  token?: string;
+  session?: string;
+  json: boolean;
+}
+
+const program = new Command('iommuctl')
+  .description('drive an iommud daemon: sessions, domains, device access, events, traces, HIL load')
+  .addOption(new Option('--url <url>', 'daemon URL').env('IOMMUD_URL').default('http://127.0.0.1:8080'))
+  .addOption(new Option('--token <token>', 'session token').env('IOMMUD_TOKEN'))
+  .addOption(new Option('--session <id>', 'session id').env('IOMMUD_SESSION'))
+  .option('--json', 'print JSON for scripts', false)
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+const globals = (): Globals => program.opts<Globals>();
+const client = () => new IommudClient({ url: globals().url, token: globals().token });
+
+function session(): SessionClient {
+  const g = globals();
+  if (!g.session || !g.token) throw new CommanderError(EXIT_USAGE, 'iommuctl.usage', 'this command needs --session and --token (or IOMMUD_SESSION, IOMMUD_TOKEN)');
+  return client().session(g.session, g.token);
+}
+
+/** Prints `data` as JSON with --json, else the human line. */
+function out(data: unknown, human: string | (() => string)): void {
+  process.stdout.write((globals().json ? JSON.stringify(data, null, 2) : typeof human === 'string' ? human : human()) + '\n');
+}
+
+const num = (v: string): string => {
+  if (!/^(0[xX][0-9a-fA-F]+|[0-9]+)$/.test(v)) throw new CommanderError(EXIT_USAGE, 'iommuctl.usage', `not an address or size: ${v}`);
+  return /^0[xX]/.test(v) ? v.toLowerCase() : '0x' + Number(v).toString(16);
+};
+
+// ---- session ----
+const sess = program.command('session').description('create, show, delete sessions; mint tokens');
+sess
+  .command('create')
+  .option('--profile <name>', 'msm8x60 or tiny', 'msm8x60')
+  .option('--name <name>', 'session name')
+  .action(async (o: { profile: string; name?: string }) => {
+    const s = await client().createSession({ profile: o.profile, ...(o.name ? { name: o.name } : {}) });
+    out(s.created, `session ${s.created.id}\ntoken ${s.created.token}`);
+  });
+sess.command('show').action(async () => {
+  const s = await session().get();
+  out(s, `${s.id} ${s.name} (${s.profile}) revision ${s.revision}, ${s.domains} domains, ${s.subscribers} subscribers`);
+});
+sess.command('delete').action(async () => {
+  await session().delete();
+  out({ deleted: globals().session }, `deleted ${globals().session}`);
+});
+sess
+  .command('token <role>')
+  .option('--label <label>', 'names the user in events')
+  .action(async (role: string, o: { label?: string }) => {
+    if (!['observer', 'operator', 'owner'].includes(role)) throw new CommanderError(EXIT_USAGE, 'iommuctl.usage', `role is observer, operator or owner`);
+    const t = await session().mintToken(role as 'observer', o.label);
+    out(t, t.token);
+  });
+
+// ---- domain ----
+const dom = program.command('domain').description('the IOMMU API: alloc, attach, map, unmap, flush, sync, show, pagetable');
+dom
+  .command('alloc')
+  .option('--deferred', 'deferred invalidation (iotlb_sync on sync)')
+  .option('--refuse-partial', 'refuse unmaps that cut a large page')
+  .option('--pgsizes <list>', 'comma list of 4096,65536,1048576,16777216')
+  .option('--label <label>')
+  .action(async (o: { deferred?: boolean; refusePartial?: boolean; pgsizes?: string; label?: string }) => {
+    const d = await session().allocDomain({
+      ...(o.deferred ? { flushPolicy: 'deferred' as const } : {}),
+      ...(o.refusePartial ? { partialUnmap: 'refuse' as const } : {}),
+      ...(o.pgsizes ? { pgsizes: o.pgsizes.split(',').map(Number) as Array<4096> } : {}),
+      ...(o.label ? { label: o.label } : {}),
+    });
+    out(d, `${d.id} ttbr0 ${d.ttbr0}`);
+  });
+dom
+  .command('attach <domain> <device>')
+  .option('--replace', 'switch from another domain on the fly')
+  .action(async (did: string, device: string, o: { replace?: boolean }) => {
+    const d = await session().attach(did, device, o.replace);
+    out(d, `${device} attached to ${did}`);
+  });
+dom.command('detach <domain> <device>').action(async (did: string, device: string) => {
+  const d = await session().detach(did, device);
+  out(d, `${device} detached from ${did}`);
+});
+dom
+  .command('map <domain> <iova> <paddr> <size>')
+  .option('--prot <list>', 'comma list of read,write,noexec,cache,mmio,priv', 'read,write')
+  .action(async (did: string, iova: string, paddr: string, size: string, o: { prot: string }) => {
+    const r = await session().map(did, { iova: num(iova), paddr: num(paddr), size: num(size), prot: o.prot.split(',') as Array<'read'> });
+    out(r, `mapped ${r.iova} +${r.size}: ${Object.entries(r.pages).filter(([, n]) => n).map(([k, n]) => `${n}×${k}`).join(' ')}`);
+  });
+dom.command('unmap <domain> <iova> <size>').action(async (did: string, iova: string, size: string) => {
+  const r = await session().unmap(did, { iova: num(iova), size: num(size) });
+  out(r, `unmapped ${r.unmapped} bytes`);
+});
+dom.command('flush <domain>').action(async (did: string) => {
+  const r = await session().flush(did);
+  out(r, `flushed ${r.contexts} contexts, ${r.invalidated} TLB entries`);
+});
+dom.command('sync <domain>').action(async (did: string) => {
+  const r = await session().sync(did);
+  out(r, `synced: ${r.invalidated} TLB entries invalidated`);
+});
+dom.command('show [domain]').action(async (did?: string) => {
+  const s = session();
+  const ds = did ? [await s.domain(did)] : await s.domains();
+  out(did ? ds[0] : ds, () => ds.map((d) => `${d.id} ${d.type} ttbr0 ${d.ttbr0} attached [${d.attached.join(', ')}] ${d.mappedBytes} bytes mapped`).join('\n'));
+});
+dom.command('pagetable <domain>').action(async (did: string) => {
+  const t = await session().pagetable(did);
+  out(t, () =>
+    [`TTBR0 ${t.ttbr0}`, ...t.l1.map((e) => `L1[${e.index}] ${e.desc}`), ...t.l2.flatMap((x) => [`L2 @${x.base}`, ...x.entries.map((e) => `  [${e.index}] ${e.desc}`)])].join('\n'),
+  );
+});
+
+// ---- access ----
+program
+  .command('access <device> <iova>')
+  .description('one transaction through the device context')
+  .addOption(new Option('--as <kind>', 'read, write or exec').choices(['read', 'write', 'exec']).default('read'))
+  .option('--priv', 'privileged access')
+  .action(async (device: string, iova: string, o: { as: 'read'; priv?: boolean }) => {
+    const r = await session().access(device, { iova: num(iova), access: o.as, ...(o.priv ? { priv: true } : {}) });
+    out(r, () => (r.outcome === 'ok' ? `ok ${r.paddr} (TLB ${r.tlb}${r.stale ? ', STALE' : ''})` : r.outcome === 'terminated' ? 'terminated' : `${r.outcome}: ${r.fault.kind} fault, FSR ${r.fault.fsr} FAR ${r.fault.far}`));
+  });
+
+// ---- watch ----
+program
+  .command('watch')
+  .description('live events until interrupted')
+  .option('--types <list>', 'comma list of event types')
+  .option('--device <name>')
+  .option('--since <seq>')
+  .option('--count <n>', 'stop after n events')
+  .action(async (o: { types?: string; device?: string; since?: string; count?: string }) => {
+    const s = session();
+    let left = o.count ? Number(o.count) : Infinity;
+    await new Promise<void>((resolve) => {
+      const sub = s.subscribe({
+        ...(o.types ? { types: o.types.split(',') } : {}),
+        ...(o.device ? { device: o.device } : {}),
+        ...(o.since !== undefined ? { since: Number(o.since) } : {}),
+        onEvent: (ev) => {
+          const { seq, time, type, by, ...rest } = ev as Record<string, unknown>;
+          process.stdout.write(globals().json ? JSON.stringify(ev) + '\n' : `${seq} ${String(time).slice(11, 23)} ${type} ${by ? `[${(by as { label: string }).label}] ` : ''}${JSON.stringify(rest)}\n`);
+          if (--left <= 0) {
+            sub.close();
+            resolve();
+          }
+        },
+        onGap: (g) => process.stdout.write(globals().json ? JSON.stringify({ type: 'gap', ...g }) + '\n' : `-- gap: events ${g.from}..${g.to} were missed --\n`),
+      });
+      process.once('SIGINT', () => {
+        sub.close();
+        resolve();
+      });
+    });
+  });
+
+// ---- trace ----
+const trace = program.command('trace').description('export a session as JSON lines, or replay one into a new session');
+trace
+  .command('export')
+  .option('--out <file>', 'write to a file instead of stdout')
+  .action(async (o: { out?: string }) => {
+    const t = await session().trace();
+    if (o.out) {
+      writeFileSync(o.out, t);
+      out({ file: o.out, lines: t.trim().split('\n').length }, `wrote ${t.trim().split('\n').length} lines to ${o.out}`);
+    } else process.stdout.write(t);
+  });
+trace.command('replay <file>').action(async (file: string) => {
+  const s = await client().createSession({ trace: readFileSync(file, 'utf8') });
+  out(s.created, `session ${s.created.id}\ntoken ${s.created.token}`);
+});
+
+// ---- bench-rig ----
+program
+  .command('bench-rig <device> <iova>')
+  .description('drive the binary stream for N seconds: translation rate and latency percentiles')
+  .option('--seconds <n>', 'duration', '5')
+  .option('--batch <n>', 'iovas per request', '4096')
+  .option('--in-flight <n>', 'pipelined requests', '8')
+  .action(async (device: string, iova: string, o: { seconds: string; batch: string; inFlight: string }) => {
+    const st = await session().stream(device, { maxInFlight: Number(o.inFlight) });
+    const base = Number(num(iova));
+    const iovas = new Uint32Array(Number(o.batch));
+    for (let i = 0; i < iovas.length; i++) iovas[i] = base + (i & 0xfff);
+    const ms = Number(o.seconds) * 1000;
+    const lat: number[] = [];
+    let done = 0;
+    let faults = 0;
+    const t0 = Date.now();
+    const tty = process.stderr.isTTY && !globals().json;
+    const bar = setInterval(() => {
+      if (!tty) return;
+      const f = Math.min(1, (Date.now() - t0) / ms);
+      process.stderr.write(`\r[${'#'.repeat(Math.round(f * 30)).padEnd(30)}] ${Math.round(f * 100)}% ${(done / 1e6).toFixed(1)}M`);
+    }, 200);
+    const pump = async () => {
+      while (Date.now() - t0 < ms) {
+        const a = process.hrtime.bigint();
+        const items = await st.translate('read', iovas);
+        lat.push(Number(process.hrtime.bigint() - a) / 1e6);
+        done += items.length;
+        for (const it of items) if (it.status !== 'ok') faults++;
+      }
+    };
+    await Promise.all(Array.from({ length: Number(o.inFlight) }, pump));
+    clearInterval(bar);
+    if (tty) process.stderr.write('\n');
+    st.close();
+    lat.sort((a, b) => a - b);
+    const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? 0;
+    const r = { translations: done, faults, seconds: (Date.now() - t0) / 1000, rate: done / ((Date.now() - t0) / 1000), latencyMs: { p50: pct(0.5), p90: pct(0.9), p99: pct(0.99) } };
+    out(r, `${(r.rate / 1e6).toFixed(2)} M translations/s (${done} in ${r.seconds.toFixed(1)} s, ${faults} faults); batch latency p50 ${r.latencyMs.p50.toFixed(2)} ms, p90 ${r.latencyMs.p90.toFixed(2)} ms, p99 ${r.latencyMs.p99.toFixed(2)} ms`);
+  });
+
+program.parseAsync(process.argv).then(
+  () => process.exit(0),
+  (e: unknown) => {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0) process.exit(0);
+      if (e.code === 'iommuctl.usage') process.stderr.write(`iommuctl: ${e.message}\n`);
+      process.exit(EXIT_USAGE);
+    }
+    if (e instanceof IommudError) {
+      if (globals().json) process.stdout.write(JSON.stringify({ error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } }, null, 2) + '\n');
+      else process.stderr.write(`iommuctl: ${e.code}: ${e.message}\n`);
+      process.exit(EXIT_API);
+    }
+    if (e instanceof IommudConnectionError) {
+      process.stderr.write(`iommuctl: ${e.message}\n`);
+      process.exit(EXIT_CONNECTION);
+    }
+    process.stderr.write(`iommuctl: ${(e as Error).message}\n`);
+    process.exit(1);
+  },
+);
