@@ -44,16 +44,17 @@ function mapUnmap(srv: Server): Promise<{ rps: number; non2xx: number; p99: numb
         method: 'POST',
         path: `${base}/domains/${srv.did}/map`,
         headers,
-        setupRequest: (req, ctx) => {
-          if (ctx.page === undefined) ctx.page = nextPage++;
-          return { ...req, body: JSON.stringify({ iova: 0x1000 * (1 + (ctx.page as number)), paddr: '0x80000000', size: 4096, prot: ['read', 'write'] }) };
+        setupRequest: (req, context) => {
+          const ctx = context as { page?: number };
+          ctx.page ??= nextPage++;
+          return { ...req, body: JSON.stringify({ iova: 0x1000 * (1 + ctx.page), paddr: '0x80000000', size: 4096, prot: ['read', 'write'] }) };
         },
       },
       {
         method: 'POST',
         path: `${base}/domains/${srv.did}/unmap`,
         headers,
-        setupRequest: (req, ctx) => ({ ...req, body: JSON.stringify({ iova: 0x1000 * (1 + (ctx.page as number)), size: 4096 }) }),
+        setupRequest: (req, context) => ({ ...req, body: JSON.stringify({ iova: 0x1000 * (1 + (context as { page: number }).page), size: 4096 }) }),
       },
     ],
   });
