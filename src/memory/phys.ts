@@ -85,66 +85,57 @@ export class PhysMemory {
     this.gen++;
   }
 
-  /** Zeroes [addr, addr+len); chunks never written stay unallocated (they already read as zero). */
-  zero(addr: number, len: number): void {
+  /**
+   * Calls fn for each chunk piece of [addr, addr+len): chunk index, offset inside the chunk, length, and the
+   * offset of the piece from addr.
+   */
+  private eachPiece(addr: number, len: number, fn: (ci: number, from: number, n: number, done: number) => void): void {
     let a = addr;
     const end = addr + len;
     while (a < end) {
       const ci = a >>> CHUNK_SHIFT;
       const stop = Math.min(end, (ci + 1) * CHUNK_SIZE);
-      const b = this.bytes[ci];
-      if (b) {
-        const from = a & (CHUNK_SIZE - 1);
-        const to = from + (stop - a);
-        if (this.undo) {
-          const saved = b.slice(from, to);
-          this.undo.addAction(() => b.set(saved, from));
-        }
-        b.fill(0, from, to);
-        this.versions[ci]!++;
-        this.gen++;
-      }
+      fn(ci, a & (CHUNK_SIZE - 1), stop - a, a - addr);
       a = stop;
     }
   }
 
-  readBytes(addr: number, len: number, out: Uint8Array = new Uint8Array(len), outOffset = 0): Uint8Array {
-    let a = addr;
-    let o = outOffset;
-    const end = addr + len;
-    while (a < end) {
-      const ci = a >>> CHUNK_SHIFT;
-      const stop = Math.min(end, (ci + 1) * CHUNK_SIZE);
-      const b = this.bytes[ci];
-      const from = a & (CHUNK_SIZE - 1);
-      if (b) out.set(b.subarray(from, from + (stop - a)), o);
-      else out.fill(0, o, o + (stop - a));
-      o += stop - a;
-      a = stop;
+  /** Records a piece's old bytes in the undo log, then marks the chunk written. */
+  private touch(ci: number, b: Uint8Array, from: number, n: number): void {
+    if (this.undo) {
+      const saved = b.slice(from, from + n);
+      this.undo.addAction(() => b.set(saved, from));
     }
+    this.versions[ci]!++;
+    this.gen++;
+  }
+
+  /** Zeroes [addr, addr+len); chunks never written stay unallocated (they already read as zero). */
+  zero(addr: number, len: number): void {
+    this.eachPiece(addr, len, (ci, from, n) => {
+      const b = this.bytes[ci];
+      if (!b) return;
+      this.touch(ci, b, from, n);
+      b.fill(0, from, from + n);
+    });
+  }
+
+  readBytes(addr: number, len: number, out: Uint8Array = new Uint8Array(len), outOffset = 0): Uint8Array {
+    this.eachPiece(addr, len, (ci, from, n, done) => {
+      const b = this.bytes[ci];
+      if (b) out.set(b.subarray(from, from + n), outOffset + done);
+      else out.fill(0, outOffset + done, outOffset + done + n);
+    });
     return out;
   }
 
   writeBytes(addr: number, data: Uint8Array): void {
-    let a = addr;
-    let o = 0;
-    const end = addr + data.length;
-    while (a < end) {
-      const ci = a >>> CHUNK_SHIFT;
-      const stop = Math.min(end, (ci + 1) * CHUNK_SIZE);
+    this.eachPiece(addr, data.length, (ci, from, n, done) => {
       if (!this.bytes[ci]) this.allocChunk(ci);
       const b = this.bytes[ci]!;
-      const from = a & (CHUNK_SIZE - 1);
-      if (this.undo) {
-        const saved = b.slice(from, from + (stop - a));
-        this.undo.addAction(() => b.set(saved, from));
-      }
-      b.set(data.subarray(o, o + (stop - a)), from);
-      this.versions[ci]!++;
-      this.gen++;
-      o += stop - a;
-      a = stop;
-    }
+      this.touch(ci, b, from, n);
+      b.set(data.subarray(done, done + n), from);
+    });
   }
 
   /** Bytes of host memory the emulated RAM holds (allocated chunks). */

@@ -1,16 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../support/wait.js';
 import { decodeRequest, encodeRequest, OP_TRANSLATE_READ, OP_WRITE } from '../../src/api/stream.js';
 import { IommudClient, IommudConnectionError, IommudError, type IommudEvent, type SessionClient } from '../../src/client/index.js';
 import { build } from '../../src/server/app.js';
 
-const until = async (cond: () => boolean, ms = 5000) => {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 
 describe('SDK against a live daemon', () => {
   let app: FastifyInstance;

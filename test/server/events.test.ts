@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../support/wait.js';
 import WebSocket from 'ws';
 import { client, type Client } from '../support/server.js';
 
@@ -14,13 +15,6 @@ async function open(url: string): Promise<{ ws: WebSocket; msgs: any[] }> {
   return { ws, msgs };
 }
 
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > ms) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('event stream over WebSocket', () => {
   let c: Client;
