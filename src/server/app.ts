@@ -12,6 +12,7 @@ import { installSessionAuth } from './auth.js';
 import type { Limits, ResolvedOptions } from './context.js';
 import { installErrorHandler } from './errors.js';
 import { checkSubscriberLimit, eventRoutes } from './events.js';
+import { installDashboard } from './dashboard.js';
 import { installMetrics } from './metrics.js';
 import { streamRoutes } from './stream.js';
 import { deviceRoutes } from './routes/devices.js';
@@ -103,6 +104,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   });
 
   const metrics = installMetrics(app, app.registry);
+  await installDashboard(app);
   await app.register(publicRoutes);
   await app.register(
     async (scope) => {

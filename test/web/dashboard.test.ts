@@ -1,0 +1,86 @@
+import { execSync } from 'node:child_process';
+import type { FastifyInstance } from 'fastify';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { build } from '../../src/server/app.js';
+
+/** End to end in Debian's Chromium (installed by .ci/run when missing), driven by playwright-core. */
+describe('dashboard in headless Chromium', () => {
+  let app: FastifyInstance;
+  let url: string;
+  let browser: Browser;
+  let page: Page;
+  let sid: string;
+  let token: string;
+  const call = async (method: string, path: string, body?: unknown) =>
+    (await app.inject({ method: method as 'POST', url: `/v1/sessions/${sid}${path}`, headers: { authorization: `Bearer ${token}` }, ...(body !== undefined ? { payload: body as object } : {}) })).json();
+
+  beforeAll(async () => {
+    app = await build();
+    url = await app.listen({ port: 0, host: '127.0.0.1' });
+    ({ id: sid, token } = (await app.inject({ method: 'POST', url: '/v1/sessions', payload: { name: 'dashboard' } })).json());
+    const d = (await call('POST', '/domains', { label: 'camera' })).id;
+    await call('POST', `/domains/${d}/attach`, { device: 'vfe_imgwr' });
+    await call('POST', `/domains/${d}/map`, { iova: '0x10000000', paddr: '0x40000000', size: '0x100000', prot: ['read'] });
+    const executablePath = execSync('which chromium').toString().trim();
+    browser = await chromium.launch({
+      executablePath,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await app?.close();
+  });
+
+  it('token prompt, then the msm8x60 topology', async () => {
+    await page.goto(url + '/');
+    await page.fill('#sid', sid);
+    await page.fill('#token', token);
+    await page.click('#login-form button');
+    await page.waitForSelector('.ctx[data-device="vfe_imgwr"]');
+    const devices = await page.$$eval('.ctx[data-device]', (els) => els.map((e) => (e as HTMLElement).dataset.device).filter(Boolean));
+    expect(devices).toHaveLength(21);
+    expect(await page.textContent('#topology')).toContain('vfe_imgwr');
+    expect(await page.textContent('.ctx[data-device="vfe_imgwr"]')).toContain('dom-1');
+    await page.screenshot({ path: 'docs/dashboard-topology.png' });
+  }, 30_000);
+
+  it('maps a region from the page and it appears on the address-space map', async () => {
+    await page.fill('#map-form input[name=iova]', '0x40000000');
+    await page.fill('#map-form input[name=paddr]', '0x41000000');
+    await page.fill('#map-form input[name=size]', '0x1000000');
+    await page.click('#map-form button');
+    await page.waitForFunction(() => document.querySelector('#action-result')?.textContent?.includes('mapped 0x40000000'));
+    // 0x40000000 is a quarter of the 4 GiB space: row 128 of 512, column 0. A writable supersection is purple.
+    await page.waitForFunction(() => {
+      const c = document.querySelector('#map') as HTMLCanvasElement;
+      const [r, g, b] = c.getContext('2d')!.getImageData(0, 128, 1, 1).data;
+      return r === 168 && g === 85 && b === 247;
+    });
+    expect((await call('GET', '/domains/dom-1')).pages['16M']).toBe(1);
+    // The read-only 1M section at 0x10000000 is drawn lighter orange.
+    const px = await page.evaluate(() => [...(document.querySelector('#map') as HTMLCanvasElement).getContext('2d')!.getImageData(0, 32, 1, 1).data]);
+    expect(px).toEqual([250, 206, 133, 255]);
+    await page.screenshot({ path: 'docs/dashboard-map.png' });
+  }, 30_000);
+
+  it('a fault raised through the API shows in the feed within a second', async () => {
+    await page.waitForFunction(() => document.querySelector('#conn')?.textContent === 'events: live');
+    await call('POST', '/devices/vfe_imgwr/access', { iova: '0x20000000', access: 'write' });
+    const t0 = Date.now();
+    await page.waitForSelector('.fault-item', { timeout: 1000 });
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(await page.textContent('.fault-item')).toContain('translation vfe_imgwr write @0x20000000');
+    await page.screenshot({ path: 'docs/dashboard.png', fullPage: true });
+  }, 30_000);
+
+  it('an operator action refused by the API shows its error inline', async () => {
+    await page.fill('#map-form input[name=iova]', '0x40000000');
+    await page.fill('#map-form input[name=paddr]', '0x41000000');
+    await page.fill('#map-form input[name=size]', '0x1000');
+    await page.click('#map-form button');
+    await page.waitForFunction(() => document.querySelector('#action-result .error')?.textContent?.startsWith('ALREADY_MAPPED'));
+  }, 30_000);
+});
