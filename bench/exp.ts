@@ -1,19 +1,15 @@
-import { build } from '../src/server/app.js';
-const app = await build();
-await app.ready();
-const s = (await app.inject({ method: 'POST', url: '/v1/sessions', payload: { profile: 'tiny' } })).json();
-const headers = { authorization: `Bearer ${s.token}`, 'content-type': 'application/json' };
-const did = (await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains`, headers, payload: {} })).json().id;
-await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/attach`, headers, payload: { device: 'dev0' } });
-await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/map`, headers, payload: { iova: 0x4000, paddr: '0x80000000', size: 4096, prot: ['read'] } });
-const o = { method: 'POST', url: `/v1/sessions/${s.id}/devices/dev0/access`, headers, payload: '{"iova":"0x4010","access":"read"}' } as const;
-for (let round = 0; round < 3; round++) {
-  const N = 30000;
-  const t0 = performance.now();
-  for (let i = 0; i < N; i++) await app.inject(o);
-  console.log('access', ((performance.now() - t0) / N * 1000).toFixed(1), 'us');
-}
-const sess = app.registry.get(s.id)!;
-const t0 = performance.now();
-for (let i = 0; i < 200000; i++) sess.run(null, { op: 'access', device: 'dev0', iova: 0x4010, access: 'read' });
-console.log('run only', ((performance.now() - t0) / 200000 * 1000).toFixed(2), 'us');
+import { Journal } from '../src/session/journal.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+const dir = mkdtempSync(join(tmpdir(), 'j-'));
+Journal.createSync(join(dir, 'a.journal'), { h: 1 });
+const j = await Journal.open(join(dir, 'a.journal'));
+let t0 = performance.now();
+for (let i = 0; i < 200; i++) await j.append({ i });
+console.log('serial append+sync', ((performance.now() - t0) / 200).toFixed(3), 'ms');
+t0 = performance.now();
+const ps = [];
+for (let i = 0; i < 20000; i++) ps.push(j.append({ i, cmd: { op: 'map', did: 'dom-1', iova: 4096 * i, paddr: 0x80000000, size: 4096, prot: ['read'] } }));
+await Promise.all(ps);
+console.log('20000 concurrent', (performance.now() - t0).toFixed(1), 'ms', 'fsyncs', j.fsyncs);

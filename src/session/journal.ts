@@ -3,8 +3,7 @@
  * (every record that arrives while an fsync is running shares the next one). A torn or corrupt tail is detected
  * by its checksum and cut off on restore, never half-applied.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, truncateSync, writeSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants, fsyncSync, openSync, readFileSync, truncateSync, writeSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 
 export function encodeRecord(rec: unknown): string {
@@ -36,7 +35,7 @@ export function readJournal(path: string): { records: unknown[]; validBytes: num
 }
 
 export class Journal {
-  private fh: FileHandle | null = null;
+  private fd = -1;
   private pending: string[] = [];
   private waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private writing: Promise<void> | null = null;
@@ -49,9 +48,11 @@ export class Journal {
 
   /** Opens (creating) a journal for appending; cuts a torn tail first. */
   static async open(path: string, truncateTo?: number): Promise<Journal> {
+    await Promise.resolve();
     if (truncateTo !== undefined) truncateSync(path, truncateTo);
     const j = new Journal(path);
-    j.fh = await open(path, 'a');
+    // O_DSYNC: each write returns once its data is on disk, one system call per group commit instead of two.
+    j.fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC);
     return j;
   }
 
@@ -74,7 +75,8 @@ export class Journal {
     this.pending.push(encodeRecord(rec));
     this.records++;
     const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    this.writing ??= this.drain();
+    // Start the commit on the next turn of the event loop, so requests that arrived together share it.
+    this.writing ??= new Promise<void>((r) => setImmediate(r)).then(() => this.drain());
     return p;
   }
 
@@ -85,10 +87,24 @@ export class Journal {
 
   async close(): Promise<void> {
     await this.flush();
-    await this.fh?.close();
-    this.fh = null;
+    try {
+      if (this.fd >= 0) closeSync(this.fd);
+    } catch {
+      // Already closed under us (a failed disk): nothing left to release.
+    }
+    this.fd = -1;
   }
 
+  /** Closes the file under the journal, as a failed disk would (tests of the 503 path). */
+  breakForTest(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+  }
+
+  /**
+   * Writes everything pending in one O_DSYNC write. It runs on the event loop's check phase, after the turn's
+   * requests have queued their records: blocking for one device write there costs less latency than a trip
+   * through the thread pool, and the records of every request that arrived meanwhile share the next write.
+   */
   private async drain(): Promise<void> {
     try {
       while (this.pending.length) {
@@ -98,14 +114,17 @@ export class Journal {
         this.waiters = [];
         try {
           if (this.failed) throw this.failed;
-          await this.fh!.write(batch);
-          await this.fh!.datasync();
+          const buf = Buffer.from(batch);
+          let off = 0;
+          while (off < buf.length) off += writeSync(this.fd, buf, off);
           this.fsyncs++;
           for (const w of waiters) w.resolve();
         } catch (e) {
           this.failed ??= e as Error;
           for (const w of waiters) w.reject(this.failed);
         }
+        // Let the requests that arrived during the write queue their records before the next one.
+        if (this.pending.length) await new Promise<void>((r) => setImmediate(r));
       }
     } finally {
       this.writing = null;

@@ -114,7 +114,7 @@ describe('persistence: journal and restore', () => {
     const h = { authorization: `Bearer ${s.token}` };
     const session = a.registry.get(s.id)!;
     // The disk goes away under the journal (as a full or failed disk would make every write fail).
-    await (session.journal as unknown as { fh: { close(): Promise<void> } }).fh.close();
+    session.journal!.breakForTest();
     const r1 = await a.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains`, headers: h, payload: {} });
     expect([r1.statusCode, r1.json().error.code]).toEqual([503, 'UNAVAILABLE']);
     const rev = (await a.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: h })).json().revision;
