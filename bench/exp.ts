@@ -1,15 +1,14 @@
-import { Journal } from '../src/session/journal.js';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-const dir = mkdtempSync(join(tmpdir(), 'j-'));
-Journal.createSync(join(dir, 'a.journal'), { h: 1 });
-const j = await Journal.open(join(dir, 'a.journal'));
-let t0 = performance.now();
-for (let i = 0; i < 200; i++) await j.append({ i });
-console.log('serial append+sync', ((performance.now() - t0) / 200).toFixed(3), 'ms');
-t0 = performance.now();
-const ps = [];
-for (let i = 0; i < 20000; i++) ps.push(j.append({ i, cmd: { op: 'map', did: 'dom-1', iova: 4096 * i, paddr: 0x80000000, size: 4096, prot: ['read'] } }));
-await Promise.all(ps);
-console.log('20000 concurrent', (performance.now() - t0).toFixed(1), 'ms', 'fsyncs', j.fsyncs);
+import autocannon from 'autocannon';
+import { fork } from 'node:child_process';
+const child = fork(new URL('./http-server.ts', import.meta.url), [], { execArgv: ['--import', 'tsx', '--cpu-prof', '--cpu-prof-dir=/tmp/prof'] });
+const srv: any = await new Promise((res) => child.once('message', res));
+const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
+const base = `/v1/sessions/${srv.sid}`;
+let nextPage = 0;
+const r = await autocannon({ url: srv.address, connections: 16, duration: 4, requests: [
+  { method: 'POST', path: `${base}/domains/${srv.did}/map`, headers, setupRequest: (req: any, ctx: any) => { if (ctx.page === undefined) ctx.page = nextPage++; return { ...req, body: JSON.stringify({ iova: 0x1000 * (1 + ctx.page), paddr: '0x80000000', size: 4096, prot: ['read', 'write'] }) }; } },
+  { method: 'POST', path: `${base}/domains/${srv.did}/unmap`, headers, setupRequest: (req: any, ctx: any) => ({ ...req, body: JSON.stringify({ iova: 0x1000 * (1 + ctx.page), size: 4096 }) }) },
+] } as any);
+console.log(r.requests.average, r.non2xx);
+child.send('stop');
+await new Promise((r) => child.once('exit', r));

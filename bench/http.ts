@@ -32,11 +32,12 @@ async function stopServer(child: ChildProcess): Promise<void> {
   await new Promise((r) => child.once('exit', r));
 }
 
-/** Alternating map/unmap of one 4K page per connection. */
+/** Alternating map/unmap of one 4K page per connection (bodies built once per connection, not per request). */
 function mapUnmap(srv: Server): Promise<{ rps: number; non2xx: number; p99: number }> {
   const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
   const base = `/v1/sessions/${srv.sid}`;
   let nextPage = 0;
+  type Ctx = { map?: string; unmap?: string };
   return cannon({
     url: srv.address,
     requests: [
@@ -45,17 +46,16 @@ function mapUnmap(srv: Server): Promise<{ rps: number; non2xx: number; p99: numb
         path: `${base}/domains/${srv.did}/map`,
         headers,
         setupRequest: (req, context) => {
-          const ctx = context as { page?: number };
-          ctx.page ??= nextPage++;
-          return { ...req, body: JSON.stringify({ iova: 0x1000 * (1 + ctx.page), paddr: '0x80000000', size: 4096, prot: ['read', 'write'] }) };
+          const ctx = context as Ctx;
+          if (!ctx.map) {
+            const iova = 0x1000 * (1 + nextPage++);
+            ctx.map = JSON.stringify({ iova, paddr: '0x80000000', size: 4096, prot: ['read', 'write'] });
+            ctx.unmap = JSON.stringify({ iova, size: 4096 });
+          }
+          return { ...req, body: ctx.map };
         },
       },
-      {
-        method: 'POST',
-        path: `${base}/domains/${srv.did}/unmap`,
-        headers,
-        setupRequest: (req, context) => ({ ...req, body: JSON.stringify({ iova: 0x1000 * (1 + (context as { page: number }).page), size: 4096 }) }),
-      },
+      { method: 'POST', path: `${base}/domains/${srv.did}/unmap`, headers, setupRequest: (req, context) => ({ ...req, body: (context as Ctx).unmap! }) },
     ],
   });
 }

@@ -13,12 +13,13 @@ const { values } = parseArgs({
     host: { type: 'string' },
     demo: { type: 'boolean', default: false },
     'data-dir': { type: 'string' },
+    'compact-every': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 
 if (values.help) {
-  process.stdout.write('usage: iommud [--port N] [--host ADDR] [--data-dir DIR] [--demo]\n  env: PORT, HOST, IOMMUD_DATA_DIR, LOG_LEVEL\n');
+  process.stdout.write('usage: iommud [--port N] [--host ADDR] [--data-dir DIR] [--compact-every RECORDS] [--demo]\n  env: PORT, HOST, IOMMUD_DATA_DIR, IOMMUD_COMPACT_EVERY, LOG_LEVEL\n');
   process.exit(0);
 }
 
@@ -31,8 +32,10 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 
 const level = process.env.LOG_LEVEL ?? 'info';
 const dataDir = values['data-dir'] ?? process.env.IOMMUD_DATA_DIR ?? null;
+const compactEvery = values['compact-every'] ?? process.env.IOMMUD_COMPACT_EVERY;
 const app = await build({
   dataDir,
+  ...(compactEvery !== undefined ? { compactEvery: Number(compactEvery) } : {}),
   logger: {
     level,
     // Never log tokens: drop the query string (?token=) and the Authorization header from request logs.

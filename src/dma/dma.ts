@@ -28,6 +28,16 @@ export interface DmaMapping {
   iovaBytes: number;
 }
 
+export type DmaSnapshot = Array<{
+  device: string;
+  domain: string;
+  iova: ReturnType<IovaAllocator['snapshot']>;
+  flushPolicy: 'strict' | 'deferred';
+  dmaLimit: number;
+  mappings: DmaMapping[];
+  fq: Array<{ iova: number }>;
+}>;
+
 export interface DeviceDmaState {
   device: string;
   domain: Domain;
@@ -173,6 +183,39 @@ export class DmaApi {
 
   close(): void {
     for (const st of this.devices.values()) if (st.fqTimer) clearTimeout(st.fqTimer);
+  }
+
+  snapshot(): DmaSnapshot {
+    return [...this.devices.values()].map((st) => ({
+      device: st.device,
+      domain: st.domain.id,
+      iova: st.iova.snapshot(),
+      flushPolicy: st.flushPolicy,
+      dmaLimit: st.dmaLimit,
+      mappings: [...st.mappings.values()].map((m) => ({ ...m, segments: m.segments.map((x) => ({ ...x })) })),
+      fq: st.fq.map((e) => ({ ...e })),
+    }));
+  }
+
+  restore(s: DmaSnapshot): void {
+    this.close();
+    this.devices.clear();
+    for (const x of s) {
+      const iova = new IovaAllocator(x.dmaLimit);
+      iova.restore(x.iova);
+      const st: DeviceDmaState = {
+        device: x.device,
+        domain: this.iommu.domain(x.domain),
+        iova,
+        flushPolicy: x.flushPolicy,
+        dmaLimit: x.dmaLimit,
+        mappings: new Map(x.mappings.map((m) => [m.dmaAddr, m])),
+        fq: [],
+        fqTimer: null,
+      };
+      this.devices.set(x.device, st);
+      for (const e of x.fq) this.enqueue(st, e.iova);
+    }
   }
 
   private enqueue(st: DeviceDmaState, iova: number): void {

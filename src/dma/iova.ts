@@ -67,6 +67,22 @@ export class IovaAllocator {
     this.remove(pfn);
   }
 
+  snapshot(): { ranges: IovaRange[]; cache: Array<[number, number[]]>; limitPfn: number } {
+    return {
+      ranges: this.ranges.map((r) => ({ ...r })),
+      // Parked ranges are kept by their first pfn: on restore they are the same objects as in the tree.
+      cache: [...this.cache].map(([pages, stack]) => [pages, stack.map((r) => r.lo)]),
+      limitPfn: this.limitPfn,
+    };
+  }
+
+  restore(s: { ranges: IovaRange[]; cache: Array<[number, number[]]>; limitPfn: number }): void {
+    this.ranges.splice(0, this.ranges.length, ...s.ranges.map((r) => ({ ...r })));
+    this.cache.clear();
+    for (const [pages, los] of s.cache) this.cache.set(pages, los.map((lo) => this.ranges.find((r) => r.lo === lo)!));
+    this.limitPfn = s.limitPfn;
+  }
+
   /** Live allocations (for inspection and tests), ranges parked in the rcache excluded. */
   live(): IovaRange[] {
     const parked = new Set<IovaRange>();

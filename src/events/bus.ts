@@ -84,6 +84,20 @@ export class EventBus implements EventSink {
     return { gap, events };
   }
 
+  snapshot(): { seq: number; events: IommuEvent[]; counts: Array<[EventType, number]> } {
+    return { seq: this.seq, events: this.replay(0).events, counts: [...this.counts] };
+  }
+
+  /** Restores seq and the retained ring (a restored session's subscribers can still replay with since). */
+  restore(s: { seq: number; events: IommuEvent[]; counts: Array<[EventType, number]> }): void {
+    this.ring.fill(undefined);
+    this.seq = s.seq;
+    this.baseSeq = s.seq - s.events.length;
+    for (const ev of s.events) this.ring[ev.seq % this.retain] = ev;
+    this.counts.clear();
+    for (const [t, n] of s.counts) this.counts.set(t, n);
+  }
+
   /** Events by seq (used by a subscriber catching up after falling behind). */
   get(seq: number): IommuEvent | undefined {
     if (seq < this.firstRetained || seq > this.seq) return undefined;

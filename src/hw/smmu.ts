@@ -26,6 +26,7 @@ import {
   PAR_SS,
   SCTLR_AFE,
   SCTLR_M,
+  CONTEXT_REGISTERS,
   fsrBitNames,
   type FaultKind,
 } from './regs.js';
@@ -91,6 +92,22 @@ export type AccessResult =
   | { outcome: 'stalled'; stall: string; fault: FaultRecord }
   | { outcome: 'terminated' };
 
+export interface SmmuSnapshot {
+  m2vcbr: number[];
+  CR: number;
+  ESR: number;
+  banks: Array<{
+    regs: Record<string, number>;
+    faultMode: 'terminate' | 'stall';
+    faultInterrupt: boolean;
+    domain: string | null;
+    injected: FaultKind | null;
+    stalls: Stall[];
+    faults: number;
+  }>;
+  stalled: Array<[string, Omit<TransferRequest, 'data'> & { data?: string | undefined }]>;
+}
+
 export class Smmu {
   readonly name: string;
   readonly base: number;
@@ -121,6 +138,39 @@ export class Smmu {
     this.tlb = new Tlb(tlbEntries, tlbPolicy, spec.banks);
     // Routing as the driver leaves it: each listed MID to its context's bank; others to bank 0.
     for (const b of this.banks) for (const m of b.mids) this.m2vcbr[m] = b.index << 8;
+  }
+
+  /** Registers, routing and stalled transactions (the TLB is not kept: it refills, as after a reset). */
+  snapshot(): SmmuSnapshot {
+    return {
+      m2vcbr: [...this.m2vcbr],
+      CR: this.CR,
+      ESR: this.ESR,
+      banks: this.banks.map((b) => {
+        const regs: Record<string, number> = {};
+        for (const r of [...Object.keys(CONTEXT_REGISTERS), 'CBACR']) regs[r] = (b as unknown as Record<string, number>)[r]!;
+        return { regs, faultMode: b.faultMode, faultInterrupt: b.faultInterrupt, domain: b.domain, injected: b.injected, stalls: b.stalls.map((s) => ({ ...s })), faults: b.faults };
+      }),
+      stalled: [...this.stalledRequests].map(([id, r]) => [id, { ...r, data: r.data ? Buffer.from(r.data).toString('base64') : undefined }]),
+    };
+  }
+
+  restore(s: SmmuSnapshot): void {
+    this.m2vcbr.set(s.m2vcbr);
+    this.CR = s.CR;
+    this.ESR = s.ESR;
+    s.banks.forEach((x, i) => {
+      const b = this.banks[i]!;
+      Object.assign(b, x.regs);
+      b.faultMode = x.faultMode;
+      b.faultInterrupt = x.faultInterrupt;
+      b.domain = x.domain;
+      b.injected = x.injected;
+      b.faults = x.faults;
+      b.stalls.splice(0, b.stalls.length, ...x.stalls);
+    });
+    this.stalledRequests.clear();
+    for (const [id, r] of s.stalled) this.stalledRequests.set(id, { ...r, data: r.data !== undefined ? Buffer.from(r.data, 'base64') : undefined });
   }
 
   /** TLB counters of one bank, or of the whole SMMU. */

@@ -4,7 +4,7 @@ import { PhysMemory } from '../memory/phys.js';
 import { PageTablePool } from '../memory/ptpool.js';
 import type { ContextBank } from './context.js';
 import type { Profile } from './profile.js';
-import { Smmu, type HwEnv } from './smmu.js';
+import { Smmu, type HwEnv, type SmmuSnapshot } from './smmu.js';
 import type { TlbPolicy } from './tlb.js';
 
 export interface SocOptions {
@@ -47,6 +47,17 @@ export class Soc {
     for (const smmu of this.smmus) {
       for (const bank of smmu.banks) if (bank.name) this.devices.set(bank.name, { name: bank.name, smmu, bank });
     }
+  }
+
+  snapshot(): { stallSeq: number; mem: Record<number, string>; ptPool: { used: string }; smmus: SmmuSnapshot[] } {
+    return { stallSeq: this.stallSeq, mem: this.mem.snapshot(), ptPool: this.ptPool.snapshot(), smmus: this.smmus.map((s) => s.snapshot()) };
+  }
+
+  restore(s: ReturnType<Soc['snapshot']>): void {
+    this.stallSeq = s.stallSeq;
+    this.mem.restore(s.mem);
+    this.ptPool.restore(s.ptPool);
+    s.smmus.forEach((x, i) => this.smmus[i]!.restore(x));
   }
 
   smmu(name: string): Smmu {

@@ -25,6 +25,21 @@ export type BatchOp =
 
 export type BatchResult = { op: 'map'; iova: number; size: number; pages: PageCounts } | { op: 'unmap'; unmapped: number };
 
+export interface IommuSnapshot {
+  domainSeq: number;
+  domains: Array<{
+    id: string;
+    type: DomainType;
+    cfg: { pgsizeBitmap: number; partialUnmap: 'split' | 'refuse' };
+    flushPolicy: FlushPolicy;
+    label: string | null;
+    l1: number;
+    attached: string[];
+    pending: IovaRange[];
+    pages: PageCounts;
+  }>;
+}
+
 export interface IommuLimits {
   maxDomains: number;
   /** Leaf descriptors (pages of any size) mapped across the session's domains. */
@@ -260,6 +275,36 @@ export class Iommu {
       out.push({ iova, paddr, size, pageSize: size, prot });
     });
     return out;
+  }
+
+  snapshot(): IommuSnapshot {
+    return {
+      domainSeq: this.domainSeq,
+      domains: [...this.domains.values()].map((d) => ({
+        id: d.id,
+        type: d.type,
+        cfg: { ...d.cfg },
+        flushPolicy: d.flushPolicy,
+        label: d.label,
+        l1: d.table.l1,
+        attached: [...d.attached].map((x) => x.name),
+        pending: d.pending.map((r) => ({ ...r })),
+        pages: [...d.pages] as PageCounts,
+      })),
+    };
+  }
+
+  /** Rebuilds the domains over tables already in RAM (the snapshot restored the memory first). */
+  restore(s: IommuSnapshot): void {
+    this.domainSeq = s.domainSeq;
+    this.domains.clear();
+    for (const x of s.domains) {
+      const d = new Domain(x.id, x.type, { ...x.cfg }, x.flushPolicy, new V7sTable(this.soc.mem, this.soc.ptPool, x.l1), x.label);
+      for (const name of x.attached) d.attached.add(this.soc.device(name));
+      d.pending = x.pending.map((r) => ({ ...r }));
+      d.pages.splice(0, 4, ...x.pages);
+      this.domains.set(d.id, d);
+    }
   }
 
   setFaultHandler(id: string, handler: FaultHandler | null): void {

@@ -138,6 +138,25 @@ export class PhysMemory {
     });
   }
 
+  /** Every written chunk, for a snapshot: chunk index → base64 of its 64 KiB. */
+  snapshot(): Record<number, string> {
+    const out: Record<number, string> = {};
+    this.bytes.forEach((b, ci) => {
+      if (b) out[ci] = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
+    });
+    return out;
+  }
+
+  restore(chunks: Record<number, string>): void {
+    for (const [ci, b64] of Object.entries(chunks)) {
+      const i = Number(ci);
+      if (!this.bytes[i]) this.allocChunk(i);
+      this.bytes[i]!.set(Buffer.from(b64, 'base64'));
+      this.versions[i]!++;
+    }
+    this.gen++;
+  }
+
   /** Bytes of host memory the emulated RAM holds (allocated chunks). */
   get bytesHeld(): number {
     return this.chunkCount * CHUNK_SIZE;

@@ -131,6 +131,19 @@ export class BufferPools {
     return b;
   }
 
+  snapshot(): { pools: Array<{ free: Range[]; used: number }>; buffers: PhysBuffer[] } {
+    return { pools: this.pools.map((p) => ({ free: p.free.map((r) => ({ ...r })), used: p.used })), buffers: [...this.buffers.values()] };
+  }
+
+  restore(s: { pools: Array<{ free: Range[]; used: number }>; buffers: PhysBuffer[] }): void {
+    s.pools.forEach((p, i) => {
+      this.pools[i]!.free = p.free.map((r) => ({ ...r }));
+      this.pools[i]!.used = p.used;
+    });
+    this.buffers.clear();
+    for (const b of s.buffers) this.buffers.set(b.paddr, { ...b });
+  }
+
   usage(): Array<{ name: string; base: number; size: number; used: number; free: number; priority: number; largestFree: number }> {
     return this.pools.map((p) => ({
       name: p.name,

@@ -31,6 +31,16 @@ export class PageTablePool {
     return this.usedUnits * UNIT;
   }
 
+  snapshot(): { used: string } {
+    return { used: Buffer.from(this.used).toString('base64') };
+  }
+
+  restore(s: { used: string }): void {
+    this.used.set(Buffer.from(s.used, 'base64'));
+    this.usedUnits = this.used.reduce((n, v) => n + v, 0);
+    this.lowestFree = this.used.indexOf(0) < 0 ? this.used.length : this.used.indexOf(0);
+  }
+
   allocL1(): number {
     return this.alloc(L1_TABLE_SIZE / UNIT, 'L1');
   }

@@ -199,11 +199,13 @@ export class V7sTable {
   /** L1 entries whose L2 tables the current unmap cleared entries of (checked for emptiness at its end). */
   private readonly touched: number[] = [];
 
+  /** A new table (its L1 from the pool), or the one already at `l1` (a restored snapshot). */
   constructor(
     readonly mem: PhysMemory,
     readonly pool: PageTablePool,
+    l1?: number,
   ) {
-    this.l1 = pool.allocL1();
+    this.l1 = l1 ?? pool.allocL1();
   }
 
   /**

@@ -34,6 +34,8 @@ export interface BuildOptions {
   registry?: SessionRegistry;
   /** Journal directory: every acknowledged mutation survives a restart. Null or absent: in memory only. */
   dataDir?: string | null;
+  /** Journal records after which a session is compacted into a snapshot (default 100,000). */
+  compactEvery?: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -70,7 +72,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
 
   const resolved: ResolvedOptions = { limits, wsHighWater: opts.wsHighWater ?? 1024 * 1024 };
   app.decorate('iommudOptions', resolved);
-  const registry = opts.registry ?? new SessionRegistry({ maxSessions: limits.maxSessions, dataDir: opts.dataDir ?? null });
+  const registry = opts.registry ?? new SessionRegistry({ maxSessions: limits.maxSessions, dataDir: opts.dataDir ?? null, ...(opts.compactEvery !== undefined ? { compactEvery: opts.compactEvery } : {}) });
   app.decorate('registry', registry);
   if (!opts.registry && opts.dataDir) {
     const n = await registry.restore((msg, extra) => app.log.warn(extra ?? {}, msg));

@@ -3,7 +3,8 @@
  * (every record that arrives while an fsync is running shares the next one). A torn or corrupt tail is detected
  * by its checksum and cut off on restore, never half-applied.
  */
-import { closeSync, constants, fsyncSync, openSync, readFileSync, truncateSync, writeSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, openSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { crc32 } from 'node:zlib';
 
 export function encodeRecord(rec: unknown): string {
@@ -32,6 +33,27 @@ export function readJournal(path: string): { records: unknown[]; validBytes: num
   }
   const validBytes = Buffer.byteLength(text.slice(0, pos));
   return { records, validBytes, torn: validBytes < Buffer.byteLength(text) };
+}
+
+/** Writes a file as tmp + fsync + rename (+ fsync of the directory), so readers see the old or the new whole. */
+export function writeFileAtomic(path: string, text: string): void {
+  const tmp = path + '.tmp';
+  const fd = openSync(tmp, 'w');
+  try {
+    const buf = Buffer.from(text);
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  const dir = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
 }
 
 export class Journal {
@@ -78,6 +100,33 @@ export class Journal {
     // Start the commit on the next turn of the event loop, so requests that arrived together share it.
     this.writing ??= new Promise<void>((r) => setImmediate(r)).then(() => this.drain());
     return p;
+  }
+
+  /** Writes whatever is queued now, synchronously (before a compaction swaps the file). */
+  flushSync(): void {
+    if (!this.pending.length) return;
+    const batch = Buffer.from(this.pending.join(''));
+    const waiters = this.waiters;
+    this.pending = [];
+    this.waiters = [];
+    try {
+      let off = 0;
+      while (off < batch.length) off += writeSync(this.fd, batch, off);
+      for (const w of waiters) w.resolve();
+    } catch (e) {
+      this.failed ??= e as Error;
+      for (const w of waiters) w.reject(this.failed);
+      throw this.failed;
+    }
+  }
+
+  /** Replaces the file by one holding only `first` (a new header): atomic by rename, durable by fsync. */
+  resetSync(first: unknown): void {
+    this.flushSync();
+    writeFileAtomic(this.path, encodeRecord(first));
+    closeSync(this.fd);
+    this.fd = openSync(this.path, constants.O_WRONLY | constants.O_APPEND | constants.O_DSYNC);
+    this.records = 0;
   }
 
   /** Resolves when everything appended so far is durable (or failed). */

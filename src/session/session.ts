@@ -15,7 +15,7 @@ import type { TlbPolicy } from '../hw/tlb.js';
 import { Iommu, type IommuLimits } from '../iommu/iommu.js';
 import { BufferPools } from '../memory/pools.js';
 import { execute, type Command } from './commands.js';
-import { Journal, readJournal } from './journal.js';
+import { encodeRecord, Journal, readJournal, writeFileAtomic } from './journal.js';
 
 export type Role = 'observer' | 'operator' | 'owner';
 const ROLE_RANK: Record<Role, number> = { observer: 0, operator: 1, owner: 2 };
@@ -51,6 +51,8 @@ export const TRACE_VERSION = 1;
 export interface TraceHeader {
   format: typeof TRACE_FORMAT;
   version: number;
+  /** Journal generation: a snapshot of generation G covers every record of journals before G. */
+  gen?: number;
   session: { id: string; name: string; profile: Profile; tlbEntries: number; tlbPolicy: TlbPolicy; stallTimeoutMs: number; createdAt: string };
 }
 
@@ -60,6 +62,22 @@ export interface CommandRecord {
   time: string;
   by: Actor | null;
   cmd: Command;
+}
+
+/** A whole session state: a trace or journal may start from one instead of from nothing. */
+interface SnapshotRecord {
+  snapshot: SessionSnapshot;
+}
+
+export interface SessionSnapshot {
+  revision: number;
+  faultCounts: Array<[string, number]>;
+  tokens: Array<{ hash: string; role: Role; label: string | null }>;
+  soc: ReturnType<Soc['snapshot']>;
+  iommu: ReturnType<Iommu['snapshot']>;
+  dma: ReturnType<DmaApi['snapshot']>;
+  pools: ReturnType<BufferPools['snapshot']>;
+  bus: ReturnType<EventBus['snapshot']>;
 }
 
 /** A token as the journal holds it: its digest, never the token itself. */
@@ -175,7 +193,21 @@ export class Session {
     }
     this.revision++;
     const rec: CommandRecord = { seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd };
-    if (this.journal && !this.replaying) return { result, durable: this.journal.append(rec) };
+    if (this.journal && !this.replaying) {
+      const durable = this.journal.append(rec);
+      if (this.compactEvery && this.journal.records >= this.compactEvery && !this.compactScheduled) {
+        this.compactScheduled = true;
+        setImmediate(() => {
+          this.compactScheduled = false;
+          try {
+            this.compact();
+          } catch {
+            // A failed compaction leaves the journal as it was: nothing is lost, the next one retries.
+          }
+        });
+      }
+      return { result, durable };
+    }
     if (this.trace && !this.journal) {
       const line = JSON.stringify(rec);
       this.traceBytes += line.length;
@@ -201,7 +233,10 @@ export class Session {
     if (this.journal) {
       await this.journal.flush();
       const { records } = readJournal(this.journal.path);
-      return [JSON.stringify(this.header()), ...records.slice(1).filter((r) => (r as CommandRecord).cmd).map((r) => JSON.stringify(r))];
+      // After a compaction the history before it is the snapshot: the trace starts from that state.
+      const snap = this.gen > 0 && existsSync(this.snapshotPath!) ? readJournal(this.snapshotPath!).records[0] as SnapshotRecord : null;
+      const state = snap ? [JSON.stringify({ snapshot: { ...snap.snapshot, tokens: [] } })] : [];
+      return [JSON.stringify(this.header()), ...state, ...records.slice(1).filter((r) => (r as CommandRecord).cmd).map((r) => JSON.stringify(r))];
     }
     if (!this.trace) throw new IommuError('LIMIT', `the in-memory trace holds at most ${TRACE_MEMORY_LIMIT} bytes; run with --data-dir for unbounded traces`);
     return [JSON.stringify(this.header()), ...this.trace];
@@ -212,7 +247,9 @@ export class Session {
     this.replaying = true;
     try {
       for (const r of records) {
-        if ((r as TokenRecord).token) {
+        if ((r as SnapshotRecord).snapshot) {
+          this.restoreSnapshot((r as SnapshotRecord).snapshot);
+        } else if ((r as TokenRecord).token) {
           const t = (r as TokenRecord).token;
           this.addToken(Buffer.from(t.hash, 'hex'), t.role, t.label);
         } else if ((r as CommandRecord).cmd) {
@@ -224,6 +261,60 @@ export class Session {
       this.replaying = false;
     }
   }
+
+  /** The whole state, for a snapshot (TLB contents are not kept: they refill, as after a reset). */
+  snapshot(): SessionSnapshot {
+    return {
+      revision: this.revision,
+      faultCounts: [...this.faultCounts],
+      tokens: [...this.tokens.values()].map((t) => ({ hash: t.hash.toString('hex'), role: t.role, label: t.label })),
+      soc: this.soc.snapshot(),
+      iommu: this.iommu.snapshot(),
+      dma: this.dma.snapshot(),
+      pools: this.pools.snapshot(),
+      bus: this.bus.snapshot(),
+    };
+  }
+
+  restoreSnapshot(s: SessionSnapshot): void {
+    this.soc.restore(s.soc);
+    this.iommu.restore(s.iommu);
+    this.dma.restore(s.dma);
+    this.pools.restore(s.pools);
+    this.bus.restore(s.bus);
+    this.revision = s.revision;
+    this.faultCounts.clear();
+    for (const [k, n] of s.faultCounts) this.faultCounts.set(k, n);
+    for (const t of s.tokens) this.addToken(Buffer.from(t.hash, 'hex'), t.role, t.label);
+    for (const smmu of this.soc.smmus) for (const b of smmu.banks) for (const st of b.stalls) this.armStallTimer(smmu.name, b.index, st.id);
+  }
+
+  /** Path of this session's snapshot (beside its journal). */
+  get snapshotPath(): string | null {
+    return this.journal ? this.journal.path.replace(/\.journal$/, '.snap') : null;
+  }
+
+  /**
+   * Compaction: the state goes to a snapshot (atomic, durable) and the journal restarts empty under a new
+   * generation. A crash between the two leaves an old-generation journal that restore knows to skip.
+   */
+  compact(): void {
+    const journal = this.journal;
+    if (!journal || journal.failed) return;
+    journal.flushSync();
+    const gen = (this.gen ?? 0) + 1;
+    writeFileAtomic(this.snapshotPath!, encodeRecord({ ...this.header(), gen, snapshot: this.snapshot() }));
+    journal.resetSync({ ...this.header(), gen });
+    this.gen = gen;
+    this.compactions++;
+  }
+
+  /** Journal generation (see TraceHeader.gen). */
+  gen = 0;
+  compactions = 0;
+  /** Records after which the journal is compacted into a snapshot (0: never). */
+  compactEvery = 0;
+  private compactScheduled = false;
 
   /** Hands the in-memory trace over (to a journal just opened for this session). */
   takeTrace(): string[] {
@@ -268,6 +359,8 @@ export interface RegistryOptions {
   maxSessions: number;
   /** Where journals live; null: in memory only. */
   dataDir?: string | null;
+  /** Journal records after which a session is compacted into a snapshot (default 100,000; 0 never). */
+  compactEvery?: number;
 }
 
 export class SessionRegistry {
@@ -304,6 +397,7 @@ export class SessionRegistry {
       const path = this.journalPath(id);
       Journal.createSync(path, session.header());
       session.journal = await Journal.open(path);
+      session.compactEvery = this.opts.compactEvery ?? 100_000;
       // A replayed trace becomes this session's own history: journal it after the header.
       if (opts.trace) await Promise.all(session.takeTrace().map((l) => session.journal!.append(JSON.parse(l))));
     }
@@ -324,8 +418,10 @@ export class SessionRegistry {
     s.close();
     this.sessions.delete(id);
     if (s.journal) {
+      const snap = s.snapshotPath!;
       await s.journal.close();
       unlinkSync(s.journal.path);
+      if (existsSync(snap)) unlinkSync(snap);
     }
   }
 
@@ -349,10 +445,20 @@ export class SessionRegistry {
       if (torn) log('journal had a torn tail: cut at the last whole record', { path, validBytes });
       const h = header.session;
       const session = new Session({ ...h, profile: validateProfile(h.profile) });
-      session.bus.emit({ type: 'session', action: 'create', session: h.id });
-      session.replay(records.slice(1));
+      const snapPath = path.replace(/\.journal$/, '.snap');
+      const snap = existsSync(snapPath) ? (readJournal(snapPath).records[0] as (TraceHeader & SnapshotRecord) | undefined) : undefined;
+      const journalGen = header.gen ?? 0;
+      if (snap) {
+        session.restoreSnapshot(snap.snapshot);
+        session.gen = snap.gen ?? 0;
+      } else session.bus.emit({ type: 'session', action: 'create', session: h.id });
+      // A journal older than the snapshot was compacted into it (a crash came between the two writes).
+      const stale = snap !== undefined && journalGen < (snap.gen ?? 0);
+      if (!stale) session.replay(records.slice(1));
       session.takeTrace(); // the journal is the trace from now on
-      session.journal = await Journal.open(path, torn ? validBytes : undefined);
+      session.journal = await Journal.open(path, torn && !stale ? validBytes : undefined);
+      session.compactEvery = this.opts.compactEvery ?? 100_000;
+      if (stale) session.journal.resetSync({ ...session.header(), gen: session.gen });
       this.sessions.set(h.id, session);
       n++;
     }
