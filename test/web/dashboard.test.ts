@@ -1,8 +1,14 @@
 import { execSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from '../../src/server/app.js';
+
+/** Screenshots go to docs/ (for the README) with UPDATE_SCREENSHOTS=1, else to a temporary directory. */
+const shots = process.env.UPDATE_SCREENSHOTS ? 'docs' : mkdtempSync(join(tmpdir(), 'iommud-shots-'));
 
 /** End to end in Debian's Chromium (installed by .ci/run when missing), driven by playwright-core. */
 describe('dashboard in headless Chromium', () => {
@@ -44,7 +50,7 @@ describe('dashboard in headless Chromium', () => {
     expect(devices).toHaveLength(21);
     expect(await page.textContent('#topology')).toContain('vfe_imgwr');
     expect(await page.textContent('.ctx[data-device="vfe_imgwr"]')).toContain('dom-1');
-    await page.screenshot({ path: 'docs/dashboard-topology.png' });
+    await page.screenshot({ path: join(shots, 'dashboard-topology.png') });
   }, 30_000);
 
   it('maps a region from the page and it appears on the address-space map', async () => {
@@ -63,7 +69,7 @@ describe('dashboard in headless Chromium', () => {
     // The read-only 1M section at 0x10000000 is drawn lighter orange.
     const px = await page.evaluate(() => [...(document.querySelector('#map') as HTMLCanvasElement).getContext('2d')!.getImageData(0, 32, 1, 1).data]);
     expect(px).toEqual([250, 206, 133, 255]);
-    await page.screenshot({ path: 'docs/dashboard-map.png' });
+    await page.screenshot({ path: join(shots, 'dashboard-map.png') });
   }, 30_000);
 
   it('a fault raised through the API shows in the feed within a second', async () => {
@@ -73,7 +79,7 @@ describe('dashboard in headless Chromium', () => {
     await page.waitForSelector('.fault-item', { timeout: 1000 });
     expect(Date.now() - t0).toBeLessThan(1000);
     expect(await page.textContent('.fault-item')).toContain('translation vfe_imgwr write @0x20000000');
-    await page.screenshot({ path: 'docs/dashboard.png', fullPage: true });
+    await page.screenshot({ path: join(shots, 'dashboard.png'), fullPage: true });
   }, 30_000);
 
   it('an operator action refused by the API shows its error inline', async () => {
