@@ -5,7 +5,11 @@ import { IommuError } from '../errors.js';
 /** Every refusal leaves as {"error":{code,message,details?}} with the status of the one error table. */
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | IommuError, req, reply) => {
-    if (err instanceof IommuError) return reply.code(err.status).send(err.toJSON());
+    if (err instanceof IommuError) {
+      // Persistence failures are the operator's business: log them (refusals of bad input are not).
+      if (err.code === 'UNAVAILABLE') req.log.error({ code: err.code }, err.message);
+      return reply.code(err.status).send(err.toJSON());
+    }
     if (hasZodFastifySchemaValidationErrors(err)) {
       const issues = err.validation.map((v) => ({ path: v.instancePath || '/', message: v.message, ...(v.params?.issue ? {} : {}) }));
       const where = err.validationContext ?? 'body';

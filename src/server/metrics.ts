@@ -84,6 +84,27 @@ export function installMetrics(app: FastifyInstance, sessions: SessionRegistry):
     },
   });
 
+  new Gauge({
+    name: 'iommud_journal_failed_sessions',
+    help: 'Sessions whose journal could not be written (their mutations are refused with 503)',
+    registers: [registry],
+    collect() {
+      let n = 0;
+      for (const s of sessions.sessions.values()) if (s.journal?.failed) n++;
+      this.set(n);
+    },
+  });
+  new Gauge({
+    name: 'iommud_journal_writes',
+    help: 'Group commits (O_DSYNC writes) per session journal',
+    labelNames: ['session'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of sessions.sessions.values()) if (s.journal) this.set({ session: s.id }, s.journal.fsyncs);
+    },
+  });
+
   app.addHook('onResponse', (req, reply, done) => {
     http.record(req.routeOptions.url ?? 'unknown', req.method, reply.statusCode, reply.elapsedTime / 1000);
     done();

@@ -122,6 +122,7 @@ describe('persistence: journal and restore', () => {
     expect([r2.statusCode, r2.json().error.code]).toEqual([503, 'UNAVAILABLE']);
     const g = await a.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: h });
     expect([g.statusCode, g.json().revision]).toEqual([200, rev]);
+    expect((await a.inject({ method: 'GET', url: '/metrics' })).body).toContain('iommud_journal_failed_sessions 1');
     session.journal = null;
     await a.close();
   });
