@@ -1,4 +1,4 @@
-import type { FaultKind } from './regs.js';
+import { ACTLR_CFCFG, ACTLR_CFEIE, type FaultKind } from './regs.js';
 
 export type AccessKind = 'read' | 'write' | 'exec';
 export const ACCESS_READ = 0;
@@ -85,6 +85,18 @@ export class ContextBank {
     readonly name: string | null,
     readonly mids: readonly number[],
   ) {}
+
+  /**
+   * Changes the per-context fault settings; an attached context takes them at once in ACTLR (CFCFG: stall,
+   * CFEIE: fault interrupt), as a driver rewriting ACTLR would.
+   */
+  setFaultSettings(mode: 'terminate' | 'stall' | undefined, interrupt: boolean | undefined): void {
+    if (mode !== undefined) this.faultMode = mode;
+    if (interrupt !== undefined) this.faultInterrupt = interrupt;
+    if (this.domain) {
+      this.ACTLR = ((this.ACTLR & ~(ACTLR_CFCFG | ACTLR_CFEIE)) | (this.faultMode === 'stall' ? ACTLR_CFCFG : 0) | (this.faultInterrupt ? ACTLR_CFEIE : 0)) >>> 0;
+    }
+  }
 
   /** The driver's reset: every register 0 (msm_iommu's __reset_context). */
   reset(): void {

@@ -5,7 +5,7 @@
 import { IommuError, hex } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import type { PhysMemory } from '../memory/phys.js';
-import { PERM_AP0, PERM_AP1, PERM_AP2, PERM_XN, permToProt, protToNames, SZ_4K } from '../pgtable/desc.js';
+import { PERM_AP0, PERM_AP1, PERM_AP2, PERM_XN, permToProt, pgsizeIndex, protToNames, SZ_4K } from '../pgtable/desc.js';
 import { WALK_EXTERNAL, WALK_OK, WalkResult, walk } from '../pgtable/v7s.js';
 import { ACCESS_EXEC, ACCESS_NAMES, ACCESS_WRITE, ContextBank, type FaultRecord, type Stall } from './context.js';
 import type { SmmuSpec } from './profile.js';
@@ -402,7 +402,7 @@ export class Smmu {
 
   private fill(bank: ContextBank, asid: number, w: WalkResult): void {
     const v = this.env.mem.versions;
-    const sizeIdx = w.size === 0x1000 ? 0 : w.size === 0x10000 ? 1 : w.size === 0x100000 ? 2 : 3;
+    const sizeIdx = pgsizeIndex(w.size);
     const c1 = w.l1Addr >>> 16;
     // A section has no L2 descriptor: its second chunk is the first again, so the hit path has no branch.
     const c2 = w.l2Addr >= 0 ? w.l2Addr >>> 16 : c1;

@@ -1,4 +1,3 @@
-import { IommuError } from '../errors.js';
 import { UndoLog } from './undo.js';
 
 export interface MemoryRegion {
@@ -226,14 +225,5 @@ export class PhysMemory {
     this.bytes[ci] = new Uint8Array(buf);
     this.chunkCount++;
     return w;
-  }
-}
-
-export function checkRange(addr: number, size: number, what: string): void {
-  if (!Number.isInteger(addr) || addr < 0 || addr > 0xffffffff) {
-    throw new IommuError('OUT_OF_RANGE', `${what} is outside the 32-bit space`, { [what]: addr });
-  }
-  if (!Number.isInteger(size) || size <= 0 || addr + size > 2 ** 32) {
-    throw new IommuError('OUT_OF_RANGE', `${what} + size is outside the 32-bit space or size is zero`, { [what]: addr, size });
   }
 }

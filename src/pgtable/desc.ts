@@ -39,8 +39,6 @@ export function pgsizeIndex(size: number): number {
 }
 
 // Descriptor types.
-export const L1_TYPE_MASK = 0x3;
-export const L1_TYPE_FAULT = 0x0;
 export const L1_TYPE_TABLE = 0x1;
 /** Bit 1 set: section or supersection (bit 0 is PXN where implemented). */
 export const L1_SECTION_BIT = 0x2;

@@ -12,6 +12,8 @@ import {
   L1_SUPERSECTION,
   L1_SECTION_BIT,
   L2_SMALL_BIT,
+  L2_TYPE_LARGE,
+  pgsizeIndex,
   PGSIZES,
   SECTION_ATTR_MASK,
   SZ_16M,
@@ -141,10 +143,6 @@ export function minPgsize(bitmap: number): number {
   return SZ_4K;
 }
 
-function sizeIdx(size: number): number {
-  return size === SZ_4K ? 0 : size === SZ_64K ? 1 : size === SZ_1M ? 2 : 3;
-}
-
 function isMultiple(x: number, a: number): boolean {
   return x % a === 0;
 }
@@ -220,7 +218,7 @@ export class V7sTable {
       const p = paddr + done;
       const sz = pickPgsize(cfg.pgsizeBitmap, a | p, size - done);
       this.mapOne(a, p, sz, prot);
-      added[sizeIdx(sz)]!++;
+      added[pgsizeIndex(sz)]!++;
       done += sz;
     }
   }
@@ -330,7 +328,7 @@ export class V7sTable {
     const l2a = (d & 0xfffffc00) + (j << 2);
     if (s === SZ_4K) {
       const e = mem.read32(l2a);
-      if ((e & 3) === L2_TYPE_LARGE_ONLY) this.splitLarge(cfg, l2a - (j & 15) * 4, e, delta, flush, a);
+      if ((e & 3) === L2_TYPE_LARGE) this.splitLarge(cfg, l2a - (j & 15) * 4, e, delta, flush, a);
     }
     bytes = this.clearL2(l1a, d, j, s === SZ_64K ? 16 : 1, delta);
     if (bytes) flush.addPage(a, s);
@@ -484,4 +482,3 @@ export class V7sTable {
   }
 }
 
-const L2_TYPE_LARGE_ONLY = 1;

@@ -6,7 +6,7 @@ import { CONTEXT_REGISTERS, SCTLR_M } from '../hw/regs.js';
 import type { AccessResult, Smmu } from '../hw/smmu.js';
 import type { Domain } from '../iommu/domain.js';
 import { pageCountsObject } from '../iommu/iommu.js';
-import { PGSIZES, protToNames } from '../pgtable/desc.js';
+import { PGSIZES } from '../pgtable/desc.js';
 import { ACCESS_NAMES } from '../hw/context.js';
 
 export function profileView(p: Profile) {
@@ -77,8 +77,4 @@ export function accessView(r: AccessResult) {
       ? { segments: r.segments.map((s) => ({ iova: hex(s.iova), paddr: hex(s.paddr), size: s.size, tlb: s.tlb, ...(s.unbacked ? { unbacked: true } : {}) })) }
       : {}),
   };
-}
-
-export function protNames(prot: number) {
-  return protToNames(prot);
 }

@@ -5,7 +5,7 @@
 import { IommuError } from '../errors.js';
 import { ACCESS_NAMES } from '../hw/context.js';
 import { decodeOffset, readRegister, writeRegister } from '../hw/mmio.js';
-import { ACTLR_CFCFG, ACTLR_CFEIE, FSR } from '../hw/regs.js';
+import { FSR } from '../hw/regs.js';
 import type { ContextBank } from '../hw/context.js';
 import { OUTCOME_OK, OUTCOME_STALLED, TLB_STATE_NAMES, type AccessResult, type Smmu, type TransferRequest } from '../hw/smmu.js';
 import { ITEM_FLAG_STALE, ITEM_FLAG_UNBACKED, OP_READ, OP_TRANSLATE_EXEC, OP_TRANSLATE_READ, OP_WRITE, REPLY_HEADER, REPLY_ITEM, replyHeader } from '../api/stream.js';
@@ -172,12 +172,7 @@ export function execute(s: Session, cmd: Command): unknown {
       return iommu.sync(cmd.did);
     case 'context-config': {
       const { smmu, bank } = bankOf(cmd);
-      if (cmd.faultMode !== undefined) bank.faultMode = cmd.faultMode;
-      if (cmd.faultInterrupt !== undefined) bank.faultInterrupt = cmd.faultInterrupt;
-      // An attached context takes the new setting at once, as a driver rewriting ACTLR would.
-      if (bank.domain) {
-        bank.ACTLR = ((bank.ACTLR & ~(ACTLR_CFCFG | ACTLR_CFEIE)) | (bank.faultMode === 'stall' ? ACTLR_CFCFG : 0) | (bank.faultInterrupt ? ACTLR_CFEIE : 0)) >>> 0;
-      }
+      bank.setFaultSettings(cmd.faultMode, cmd.faultInterrupt);
       bus.emit({ type: 'context', action: 'configure', smmu: smmu.name, context: bank.index, device: bank.name, domain: bank.domain, faultMode: bank.faultMode, faultInterrupt: bank.faultInterrupt });
       return { smmu, bank };
     }
