@@ -101,8 +101,16 @@ export const FSR_BIT_NAMES: ReadonlyArray<[number, string]> = [
   [FSR_MULTI, 'MULTI'],
 ];
 
+const fsrNamesCache = new Map<number, readonly string[]>();
+
+/** FSR bit names, computed once per distinct value (fault storms repeat a handful of values). */
 export function fsrBitNames(fsr: number): string[] {
-  return FSR_BIT_NAMES.filter(([bit]) => (fsr & bit) !== 0).map(([, n]) => n);
+  let names = fsrNamesCache.get(fsr);
+  if (!names) {
+    names = Object.freeze(FSR_BIT_NAMES.filter(([bit]) => (fsr & bit) !== 0).map(([, n]) => n));
+    if (fsrNamesCache.size < 4096) fsrNamesCache.set(fsr, names);
+  }
+  return names as string[];
 }
 
 // FSYNR1 fields.
