@@ -82,7 +82,8 @@ export class PageTablePool {
     this.setRange(i, units, 1);
     this.mem.undo?.addAction(() => this.setRange(i, units, 0));
     const addr = this.base + i * UNIT;
-    this.mem.zero(addr, units * UNIT);
+    // Tables we free are already empty (all zero); only memory a client wrote needs clearing.
+    if (!this.mem.allZero(addr, units * UNIT)) this.mem.zero(addr, units * UNIT);
     return addr;
   }
 

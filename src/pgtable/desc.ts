@@ -23,8 +23,13 @@ export function protFromNames(names: readonly string[]): number {
   return p;
 }
 
+/** Flag names for each of the 64 prot values, computed once (events and views name prot on every map). */
+const PROT_NAME_LISTS: ReadonlyArray<readonly ProtName[]> = Array.from({ length: 64 }, (_, prot) =>
+  Object.freeze(PROT_NAMES.filter((_, i) => prot & (1 << i))),
+);
+
 export function protToNames(prot: number): ProtName[] {
-  return PROT_NAMES.filter((_, i) => prot & (1 << i));
+  return (PROT_NAME_LISTS[prot & 63] ?? PROT_NAMES.filter((_, i) => prot & (1 << i))) as ProtName[];
 }
 
 export const SZ_4K = 0x1000;
