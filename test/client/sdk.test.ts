@@ -153,6 +153,26 @@ describe('binary translate stream', () => {
     st.close();
   });
 
+  it('random bytes on the stream: every frame gets a reply or an error, the daemon stays up', async () => {
+    const { default: WebSocket } = await import('ws');
+    const ws = new WebSocket(`${s.url.replace('http', 'ws')}/v1/sessions/${s.id}/devices/dev0/stream`, { headers: { authorization: `Bearer ${s.token}` } });
+    await new Promise((r) => ws.once('open', r));
+    let answers = 0;
+    ws.on('message', () => answers++);
+    let seed = 12345;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+    for (let i = 0; i < 500; i++) {
+      const frame = Buffer.alloc(Math.floor(rnd() * 64));
+      for (let k = 0; k < frame.length; k++) frame[k] = Math.floor(rnd() * 256);
+      // Half of them look like version-1 frames, to get past the first check.
+      if (i % 2 && frame.length > 12) frame[0] = 1;
+      ws.send(frame);
+    }
+    await until(() => answers === 500);
+    ws.close();
+    expect((await s.get()).id).toBe(s.id);
+  });
+
   it('malformed frames are refused with an error message, the stream stays usable; observers may not open it', async () => {
     const st = await s.stream('dev0');
     await expect(st.translate('read', [])).rejects.toMatchObject({ code: 'BAD_REQUEST' });
