@@ -18,6 +18,9 @@ export const EVENT_TYPES = [
   'domain',
   'mmio',
   'context',
+  'buffer',
+  'memory',
+  'dma',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

@@ -2,7 +2,7 @@
  * Every state change of a session as data: routes, the event socket, timers and journal replay all go through
  * execute(), so a session is exactly the fold of its commands (the journal, the trace, restore and replay).
  */
-import { IommuError } from '../errors.js';
+import { IommuError, hex } from '../errors.js';
 import { ACCESS_NAMES } from '../hw/context.js';
 import { decodeOffset, readRegister, writeRegister } from '../hw/mmio.js';
 import { FSR } from '../hw/regs.js';
@@ -180,7 +180,7 @@ export function execute(s: Session, cmd: Command): unknown {
       const { smmu, bank } = bankOf(cmd);
       const old = bank.FSR;
       writeRegister(smmu, (bank.index << 12) | FSR, cmd.value ?? bank.FSR, bus);
-      bus.emit({ type: 'context', action: 'clear-fault', smmu: smmu.name, context: bank.index, device: bank.name, domain: bank.domain, old: '0x' + old.toString(16), fsr: '0x' + bank.FSR.toString(16) });
+      bus.emit({ type: 'context', action: 'clear-fault', smmu: smmu.name, context: bank.index, device: bank.name, domain: bank.domain, old: hex(old), fsr: hex(bank.FSR) });
       return { smmu, bank };
     }
     case 'resume': {
@@ -222,22 +222,43 @@ export function execute(s: Session, cmd: Command): unknown {
       const reqs = cmd.iovas.map((iova) => transferOf({ iova, access: cmd.access, priv: cmd.priv, mid: cmd.mid }, bank.mids[0] ?? 0));
       return reqs.map((r): AccessResult => smmu.transfer(bank, r));
     }
-    case 'buffer-alloc':
-      return pools.alloc(cmd.size, cmd.pools, cmd.align);
-    case 'buffer-free':
-      return pools.free(cmd.paddr);
-    case 'memory-write':
-      return soc.mem.writeBytes(cmd.paddr, Buffer.from(cmd.data, 'base64'));
-    case 'dma-config':
-      return dma.configure(cmd.device, cmd);
+    case 'buffer-alloc': {
+      const b = pools.alloc(cmd.size, cmd.pools, cmd.align);
+      bus.emit({ type: 'buffer', action: 'alloc', paddr: hex(b.paddr), size: b.size, pool: b.pool });
+      return b;
+    }
+    case 'buffer-free': {
+      const b = pools.free(cmd.paddr);
+      bus.emit({ type: 'buffer', action: 'free', paddr: hex(b.paddr), size: b.size, pool: b.pool });
+      return b;
+    }
+    case 'memory-write': {
+      const data = Buffer.from(cmd.data, 'base64');
+      soc.mem.writeBytes(cmd.paddr, data);
+      bus.emit({ type: 'memory', action: 'write', paddr: hex(cmd.paddr), size: data.length });
+      return undefined;
+    }
+    case 'dma-config': {
+      const st = dma.configure(cmd.device, cmd);
+      bus.emit({ type: 'dma', action: 'config', device: cmd.device, domain: st.domain.id, flushPolicy: st.domain.flushPolicy, dmaLimit: hex(st.dmaLimit) });
+      return st;
+    }
     case 'dma-map':
-      return dma.map(cmd.device, cmd.paddr, cmd.size, cmd.dir);
-    case 'dma-map-sg':
-      return dma.mapSg(cmd.device, cmd.segments, cmd.dir);
-    case 'dma-unmap':
-      return dma.unmap(cmd.device, cmd.dmaAddr, cmd.size, cmd.dir);
-    case 'dma-sync':
-      return dma.sync(cmd.device, cmd.dmaAddr, cmd.size, cmd.offset ?? 0, cmd.for, cmd.dir);
+    case 'dma-map-sg': {
+      const m = cmd.op === 'dma-map' ? dma.map(cmd.device, cmd.paddr, cmd.size, cmd.dir) : dma.mapSg(cmd.device, cmd.segments, cmd.dir);
+      bus.emit({ type: 'dma', action: cmd.op === 'dma-map' ? 'map' : 'map-sg', device: cmd.device, domain: dma.devices.get(cmd.device)!.domain.id, dmaAddr: hex(m.dmaAddr), size: m.size, dir: m.dir });
+      return m;
+    }
+    case 'dma-unmap': {
+      const m = dma.unmap(cmd.device, cmd.dmaAddr, cmd.size, cmd.dir);
+      bus.emit({ type: 'dma', action: 'unmap', device: cmd.device, domain: dma.devices.get(cmd.device)?.domain.id ?? null, dmaAddr: hex(m.dmaAddr), size: m.size, dir: m.dir });
+      return m;
+    }
+    case 'dma-sync': {
+      const m = dma.sync(cmd.device, cmd.dmaAddr, cmd.size, cmd.offset ?? 0, cmd.for, cmd.dir);
+      bus.emit({ type: 'dma', action: 'sync', device: cmd.device, domain: dma.devices.get(cmd.device)!.domain.id, dmaAddr: hex(cmd.dmaAddr + (cmd.offset ?? 0)), size: cmd.size, for: cmd.for });
+      return m;
+    }
     case 'dma-flush': {
       const st = dma.devices.get(cmd.device);
       if (st) dma.flushQueue(st);

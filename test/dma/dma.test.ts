@@ -190,3 +190,24 @@ describe('buffers and pools', () => {
     expect(r.outcome === 'ok' && [...r.data!]).toEqual([5, 6]);
   });
 });
+
+describe('every DMA, buffer and memory mutation is an event naming its actor', () => {
+  it('buffer alloc/free, memory write, dma config/map/sync/unmap', () => {
+    const s = msmSession();
+    const events: IommuEvent[] = [];
+    s.bus.subscribe((e) => events.push(e));
+    const who = { role: 'operator' as const, label: 'rig' };
+    const b = s.run(who, { op: 'buffer-alloc', size: 0x2000 }).result as { paddr: number };
+    s.run(who, { op: 'memory-write', paddr: b.paddr, data: Buffer.from('hi').toString('base64') });
+    s.run(who, { op: 'dma-config', device: 'vpe_dst', flushPolicy: 'deferred' });
+    s.run(who, { op: 'dma-map', device: 'vpe_dst', paddr: b.paddr, size: 0x2000, dir: 'to-device' });
+    s.run(who, { op: 'dma-sync', device: 'vpe_dst', dmaAddr: 0xffffe000, size: 16, offset: 16, for: 'cpu' });
+    s.run(who, { op: 'dma-unmap', device: 'vpe_dst', dmaAddr: 0xffffe000, size: 0x2000, dir: 'to-device' });
+    s.run(who, { op: 'buffer-free', paddr: b.paddr });
+    const mine = events.filter((e) => ['buffer', 'memory', 'dma'].includes(e.type));
+    expect(mine.map((e) => `${e.type}:${e.action}`)).toEqual(['buffer:alloc', 'memory:write', 'dma:config', 'dma:map', 'dma:sync', 'dma:unmap', 'buffer:free']);
+    expect(mine.every((e) => e.by?.label === 'rig')).toBe(true);
+    expect(mine[3]).toMatchObject({ device: 'vpe_dst', dmaAddr: '0xffffe000', size: 0x2000, dir: 'to-device' });
+    expect(mine[4]).toMatchObject({ dmaAddr: '0xffffe010', size: 16, for: 'cpu' });
+  });
+});
