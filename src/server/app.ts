@@ -110,8 +110,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   await app.register(publicRoutes);
   await app.register(
     async (scope) => {
-      installSessionAuth(scope);
-      scope.addHook('preValidation', async (req) => {
+      installSessionAuth(scope, (req) => {
         if (req.routeOptions.url?.endsWith('/events')) checkSubscriberLimit(req.iommuSession, limits.maxSubscribersPerSession);
       });
       await scope.register(sessionRoutes);
