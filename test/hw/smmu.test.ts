@@ -279,3 +279,24 @@ import { NULL_SINK } from '../../src/events/types.js';
 function writeFsr(smmu: Smmu, bank: ContextBank, v: number) {
   writeRegister(smmu, (bank.index << 12) | 0x20, v, NULL_SINK);
 }
+
+describe('MMIO writes that change translation are events', () => {
+  it('TTBR0, SCTLR, TLBIALL and M2VCBR_N writes carry register, old and new value', () => {
+    const s = tinySession();
+    const events: IommuEvent[] = [];
+    s.bus.subscribe((e) => events.push(e));
+    const smmu = s.soc.smmus[0]!;
+    writeRegister(smmu, 0x010, 0x83e0006a, s.bus);
+    writeRegister(smmu, 0x000, 0x7, s.bus);
+    writeRegister(smmu, 0x800, 0, s.bus);
+    writeRegister(smmu, 0xff000 + 4, 0, s.bus);
+    writeRegister(smmu, 0x020, 0, s.bus); // FSR: no translation change, no event
+    expect(events.map((e) => [e.register, e.old, e.new])).toEqual([
+      ['TTBR0', '0x0', '0x83e0006a'],
+      ['SCTLR', '0x0', '0x7'],
+      ['CTX_TLBIALL', '0x0', '0x0'],
+      ['M2VCBR_N', '0x100', '0x0'],
+    ]);
+    expect(events[3]).toMatchObject({ type: 'mmio', smmu: 'smmu0', index: 1, offset: '0xff004' });
+  });
+});

@@ -88,3 +88,28 @@ describe('every error code a route can give, and nothing changes', () => {
     await small.app.close();
   });
 });
+
+describe('quotas: mapped pages per session and subscribers per session', () => {
+  it('LIMIT when a map would pass the session page quota; nothing is mapped', async () => {
+    const c = await client('tiny', { limits: { maxMappedPagesPerSession: 16 } });
+    const d = (await c.call('POST', '/domains', { pgsizes: [4096] })).body.id;
+    expect((await c.call('POST', `/domains/${d}/map`, { iova: 0, paddr: '0x80000000', size: 0x10000, prot: ['read'] })).status).toBe(200);
+    const r = await c.call('POST', `/domains/${d}/map`, { iova: 0x100000, paddr: '0x80000000', size: 0x1000, prot: ['read'] });
+    expect([r.status, r.body.error.code]).toEqual([429, 'LIMIT']);
+    expect((await c.call('GET', `/domains/${d}`)).body.pages['4K']).toBe(16);
+    await c.app.close();
+  });
+
+  it('LIMIT for a subscriber past the per-session quota, before the upgrade', async () => {
+    const c = await client('tiny', { limits: { maxSubscribersPerSession: 1 } });
+    const url = (await c.app.listen({ port: 0, host: '127.0.0.1' })).replace('http', 'ws') + `/v1/sessions/${c.sid}/events?token=${c.token}`;
+    const { default: WebSocket } = await import('ws');
+    const a = new WebSocket(url);
+    await new Promise((r) => a.once('open', r));
+    const b = new WebSocket(url);
+    const status = await new Promise<number>((r) => b.once('unexpected-response', (_q, res) => r(res.statusCode ?? 0)));
+    expect(status).toBe(429);
+    a.close();
+    await c.app.close();
+  });
+});
