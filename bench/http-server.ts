@@ -4,6 +4,8 @@ import { build } from '../src/server/app.js';
 const app = await build({ dataDir: process.env.BENCH_DATA_DIR || null });
 // The baseline: a route that does nothing, under the same server options.
 app.get('/bench/empty', async () => ({}));
+// For reference: the same, for a POST with a small JSON body (what map and access requests are).
+app.post('/bench/empty', async () => ({}));
 const address = await app.listen({ port: 0, host: '127.0.0.1' });
 const s = (await app.inject({ method: 'POST', url: '/v1/sessions', payload: { profile: 'tiny', tlbEntries: 1024 } })).json();
 const auth = { authorization: `Bearer ${s.token}` };

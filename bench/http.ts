@@ -97,6 +97,8 @@ export async function httpBenchmarks(): Promise<BenchResult[]> {
   try {
     const empty = await cannon({ url: srv.address + '/bench/empty' });
     out.push({ name: 'http-empty-baseline', value: empty.rps, unit: 'req/s' });
+    const emptyPost = await cannon({ url: srv.address + '/bench/empty', method: 'POST', headers, body: JSON.stringify({ iova: '0x40000010', access: 'read' }) });
+    out.push({ name: 'http-empty-post', value: emptyPost.rps, unit: 'req/s', baseline: empty.rps, ratio: emptyPost.rps / empty.rps, note: 'reference: a do-nothing POST with a JSON body and a bearer header' });
 
     const mu = await mapUnmap(srv);
     if (mu.non2xx) throw new Error(`http-map-unmap: ${mu.non2xx} requests failed`);
