@@ -50,7 +50,10 @@ export interface IommuLimits {
 class Gather implements FlushOps {
   ranges: IovaRange[] = [];
   addPage(iova: number, size: number): void {
-    this.ranges = addRange(this.ranges, iova, size);
+    // Unmaps walk upwards: the common case extends the last range in place.
+    const last = this.ranges[this.ranges.length - 1];
+    if (last && last.iova + last.size === iova) last.size += size;
+    else this.ranges = addRange(this.ranges, iova, size);
   }
   flushWalk(): void {
     // No walk cache is modelled (HARDWARE.md): leaf invalidation via addPage is what the TLB needs.
