@@ -30,7 +30,7 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
   return async (app) => {
     app.get(
       '/events',
-      { websocket: true, schema: { tags: ['events'], querystring: S.EventsQuery, params: z.object({ sid: z.string() }) } },
+      { websocket: true, schema: { summary: 'Event stream (WebSocket): seq, since, types and device filters, gaps', tags: ['events'], querystring: S.EventsQuery, params: z.object({ sid: z.string() }) } },
       (socket: WebSocket, req) => {
         const s = req.iommuSession;
         const q = req.query as z.infer<typeof S.EventsQuery>;

@@ -109,7 +109,7 @@ export function installMetrics(app: FastifyInstance, sessions: SessionRegistry):
     http.record(req.routeOptions.url ?? 'unknown', req.method, reply.statusCode, reply.elapsedTime / 1000);
     done();
   });
-  app.get('/metrics', { schema: { tags: ['operations'] } }, async (_req, reply) => {
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'] } }, async (_req, reply) => {
     reply.type(registry.contentType);
     return registry.metrics();
   });

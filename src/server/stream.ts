@@ -19,7 +19,7 @@ export const streamRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       websocket: true,
       config: { role: 'operator' },
-      schema: { tags: ['devices'], description: 'Binary translate stream (WebSocket); frame format in docs/stream.md', params: z.object({ sid: z.string(), device: z.string() }) },
+      schema: { summary: 'Binary translate stream for HIL rigs (WebSocket)', tags: ['devices'], description: 'Binary translate stream (WebSocket); frame format in docs/stream.md', params: z.object({ sid: z.string(), device: z.string() }) },
     },
     (socket: WebSocket, req) => {
       const s = req.iommuSession;

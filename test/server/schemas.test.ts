@@ -52,3 +52,17 @@ describe('schemas and OpenAPI', () => {
     await app.close();
   });
 });
+
+describe('OpenAPI summaries', () => {
+  it('every documented operation has a summary', async () => {
+    const app = await build();
+    await app.ready();
+    const doc = (await app.inject({ method: 'GET', url: '/docs/json' })).json();
+    const missing: string[] = [];
+    for (const [path, ops] of Object.entries(doc.paths as Record<string, Record<string, { summary?: string }>>)) {
+      for (const [method, op] of Object.entries(ops)) if (!op.summary) missing.push(`${method.toUpperCase()} ${path}`);
+    }
+    expect(missing).toEqual([]);
+    await app.close();
+  });
+});

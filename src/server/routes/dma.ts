@@ -23,7 +23,7 @@ const stateView = (st: DeviceDmaState) => ({
 
 /** The DMA API per device (dma_map_single, dma_map_sg, dma_unmap_*, dma_sync_*). */
 export const dmaRoutes: FastifyPluginAsyncZod = async (app) => {
-  app.get('/devices/:device/dma', { schema: { tags: ['dma'], params: DevParams, response: { 200: S.DmaStateResponse } } }, async (req) => {
+  app.get('/devices/:device/dma', { schema: { summary: 'The device DMA state: DMA domain, flush policy, live mappings', tags: ['dma'], params: DevParams, response: { 200: S.DmaStateResponse } } }, async (req) => {
     const s = req.iommuSession;
     const st = s.dma.devices.get(req.params.device);
     // Reading creates nothing: a device the DMA API has not used yet has no DMA domain.
@@ -31,26 +31,26 @@ export const dmaRoutes: FastifyPluginAsyncZod = async (app) => {
     return stateView(st);
   });
 
-  app.patch('/devices/:device/dma', { schema: { tags: ['dma'], params: DevParams, body: S.DmaConfigBody, response: { 200: S.DmaStateResponse } } }, async (req) => {
+  app.patch('/devices/:device/dma', { schema: { summary: 'DMA options: strict or flush-queue invalidation, DMA limit', tags: ['dma'], params: DevParams, body: S.DmaConfigBody, response: { 200: S.DmaStateResponse } } }, async (req) => {
     return stateView(await apply<DeviceDmaState>(req, { op: 'dma-config', device: req.params.device, ...req.body }));
   });
 
-  app.post('/devices/:device/dma/map', { schema: { tags: ['dma'], params: DevParams, body: S.DmaMapBody, response: { 200: S.DmaMapResponse } } }, async (req) => {
+  app.post('/devices/:device/dma/map', { schema: { summary: 'dma_map_single: a fresh IOVA for a physical buffer', tags: ['dma'], params: DevParams, body: S.DmaMapBody, response: { 200: S.DmaMapResponse } } }, async (req) => {
     const m = await apply<DmaMapping>(req, { op: 'dma-map', device: req.params.device, ...req.body });
     return { dmaAddr: hex(m.dmaAddr), size: m.size };
   });
 
-  app.post('/devices/:device/dma/map-sg', { schema: { tags: ['dma'], params: DevParams, body: S.DmaMapSgBody, response: { 200: S.DmaMapSgResponse } } }, async (req) => {
+  app.post('/devices/:device/dma/map-sg', { schema: { summary: 'dma_map_sg: segments laid out contiguously in IOVA space', tags: ['dma'], params: DevParams, body: S.DmaMapSgBody, response: { 200: S.DmaMapSgResponse } } }, async (req) => {
     const m = await apply<DmaMapping>(req, { op: 'dma-map-sg', device: req.params.device, ...req.body });
     return { dmaAddr: hex(m.dmaAddr), segments: m.segments.map((x) => ({ dmaAddr: hex(x.dmaAddr), size: x.size })) };
   });
 
-  app.post('/devices/:device/dma/unmap', { schema: { tags: ['dma'], params: DevParams, body: S.DmaUnmapBody } }, async (req, reply) => {
+  app.post('/devices/:device/dma/unmap', { schema: { summary: 'dma_unmap_single/sg with DMA-debug checks', tags: ['dma'], params: DevParams, body: S.DmaUnmapBody } }, async (req, reply) => {
     await apply(req, { op: 'dma-unmap', device: req.params.device, ...req.body });
     reply.code(204).send();
   });
 
-  app.post('/devices/:device/dma/sync', { schema: { tags: ['dma'], params: DevParams, body: S.DmaSyncBody } }, async (req, reply) => {
+  app.post('/devices/:device/dma/sync', { schema: { summary: 'dma_sync_single_for_cpu/device (partial ranges allowed)', tags: ['dma'], params: DevParams, body: S.DmaSyncBody } }, async (req, reply) => {
     await apply(req, { op: 'dma-sync', device: req.params.device, ...req.body });
     reply.code(204).send();
   });

@@ -16,46 +16,46 @@ const mapView = (r: { iova: number; size: number; pages: PageCounts }) => ({ iov
 
 /** The IOMMU API: domains, attach/detach, map/unmap/batch, walks and TLB maintenance. */
 export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
-  app.post('/domains', { schema: { tags: ['domains'], body: S.CreateDomainBody, response: { 201: S.DomainResponse } } }, async (req, reply) => {
+  app.post('/domains', { schema: { summary: 'iommu_domain_alloc: a page table (pgsizes, flush policy, partial-unmap rule)', tags: ['domains'], body: S.CreateDomainBody, response: { 201: S.DomainResponse } } }, async (req, reply) => {
     const d = await apply<Domain>(req, { op: 'domain-alloc', ...(req.body ?? {}) });
     reply.code(201);
     return domainView(d);
   });
 
-  app.get('/domains', { schema: { tags: ['domains'], response: { 200: S.DomainsResponse } } }, async (req) => [...req.iommuSession.iommu.domains.values()].map(domainView));
+  app.get('/domains', { schema: { summary: 'All domains', tags: ['domains'], response: { 200: S.DomainsResponse } } }, async (req) => [...req.iommuSession.iommu.domains.values()].map(domainView));
 
-  app.get('/domains/:did', { schema: { tags: ['domains'], params: DomParams, response: { 200: S.DomainResponse } } }, async (req) =>
+  app.get('/domains/:did', { schema: { summary: 'One domain: attached devices, mapped bytes, pages, pending sync', tags: ['domains'], params: DomParams, response: { 200: S.DomainResponse } } }, async (req) =>
     domainView(req.iommuSession.iommu.domain(req.params.did)),
   );
 
-  app.delete('/domains/:did', { schema: { tags: ['domains'], params: DomParams } }, async (req, reply) => {
+  app.delete('/domains/:did', { schema: { summary: 'iommu_domain_free (refused while devices are attached)', tags: ['domains'], params: DomParams } }, async (req, reply) => {
     await apply(req, { op: 'domain-free', did: req.params.did });
     reply.code(204).send();
   });
 
-  app.post('/domains/:did/attach', { schema: { tags: ['domains'], params: DomParams, body: S.AttachBody, response: { 200: S.DomainResponse } } }, async (req) =>
+  app.post('/domains/:did/attach', { schema: { summary: 'iommu_attach_device: program the context bank (replace: switch on the fly)', tags: ['domains'], params: DomParams, body: S.AttachBody, response: { 200: S.DomainResponse } } }, async (req) =>
     domainView(await apply<Domain>(req, { op: 'attach', did: req.params.did, ...req.body })),
   );
 
-  app.post('/domains/:did/detach', { schema: { tags: ['domains'], params: DomParams, body: S.DetachBody, response: { 200: S.DomainResponse } } }, async (req) =>
+  app.post('/domains/:did/detach', { schema: { summary: 'iommu_detach_device: reset the bank, drop its TLB entries', tags: ['domains'], params: DomParams, body: S.DetachBody, response: { 200: S.DomainResponse } } }, async (req) =>
     domainView(await apply<Domain>(req, { op: 'detach', did: req.params.did, ...req.body })),
   );
 
-  app.post('/domains/:did/map', { schema: { tags: ['domains'], params: DomParams, body: S.MapBody, response: { 200: S.MapResponse } } }, async (req) =>
+  app.post('/domains/:did/map', { schema: { summary: 'iommu_map: largest page sizes alignment allows, all or nothing', tags: ['domains'], params: DomParams, body: S.MapBody, response: { 200: S.MapResponse } } }, async (req) =>
     mapView(await apply<{ iova: number; size: number; pages: PageCounts }>(req, { op: 'map', did: req.params.did, ...req.body })),
   );
 
-  app.post('/domains/:did/unmap', { schema: { tags: ['domains'], params: DomParams, body: S.UnmapBody, response: { 200: S.UnmapResponse } } }, async (req) => ({
+  app.post('/domains/:did/unmap', { schema: { summary: 'iommu_unmap: removes every mapped page in the range, splitting large pages', tags: ['domains'], params: DomParams, body: S.UnmapBody, response: { 200: S.UnmapResponse } } }, async (req) => ({
     unmapped: await apply<number>(req, { op: 'unmap', did: req.params.did, ...req.body }),
   }));
 
-  app.post('/domains/:did/batch', { schema: { tags: ['domains'], params: DomParams, body: S.BatchBody, response: { 200: S.BatchResponse } } }, async (req) => {
+  app.post('/domains/:did/batch', { schema: { summary: 'map and unmap operations in order, all or nothing', tags: ['domains'], params: DomParams, body: S.BatchBody, response: { 200: S.BatchResponse } } }, async (req) => {
     checkBatch(req.body.ops.length, app.iommudOptions.limits.maxBatchOps);
     const results = await apply<BatchResult[]>(req, { op: 'batch', did: req.params.did, ops: req.body.ops });
     return { results: results.map((r) => (r.op === 'map' ? { op: 'map' as const, ...mapView(r) } : r)) };
   });
 
-  app.get('/domains/:did/mappings', { schema: { tags: ['domains'], params: DomParams, querystring: S.MappingsQuery, response: { 200: S.MappingsResponse } } }, async (req) => {
+  app.get('/domains/:did/mappings', { schema: { summary: 'Mappings merged into extents, in iova order', tags: ['domains'], params: DomParams, querystring: S.MappingsQuery, response: { 200: S.MappingsResponse } } }, async (req) => {
     const q = req.query;
     return req.iommuSession.iommu
       .mappings(req.params.did, q.from ?? 0, q.to ?? 2 ** 32, Math.min(q.limit ?? 1000, 100_000))
@@ -64,7 +64,7 @@ export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get(
     '/domains/:did/iova-to-phys/:iova',
-    { schema: { tags: ['domains'], params: DomParams.extend({ iova: S.ParamAddr }), response: { 200: S.IovaToPhysResponse } } },
+    { schema: { summary: 'iommu_iova_to_phys by software walk (no TLB, no fault)', tags: ['domains'], params: DomParams.extend({ iova: S.ParamAddr }), response: { 200: S.IovaToPhysResponse } } },
     async (req) => {
       if (req.params.iova > 0xffffffff) throw new IommuError('OUT_OF_RANGE', 'iova is past 0xffffffff', { iova: req.params.iova });
       const r = req.iommuSession.iommu.iovaToPhys(req.params.did, req.params.iova);
@@ -72,7 +72,7 @@ export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
     },
   );
 
-  app.get('/domains/:did/pagetable', { schema: { tags: ['domains'], params: DomParams, response: { 200: S.PagetableResponse } } }, async (req) => {
+  app.get('/domains/:did/pagetable', { schema: { summary: 'The raw L1/L2 tables, bit-exact descriptors', tags: ['domains'], params: DomParams, response: { 200: S.PagetableResponse } } }, async (req) => {
     const d = req.iommuSession.iommu.domain(req.params.did);
     const dump = d.table.dump();
     return {
@@ -82,11 +82,11 @@ export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
     };
   });
 
-  app.post('/domains/:did/flush', { schema: { tags: ['domains'], params: DomParams, body: S.FlushBody, response: { 200: S.FlushResponse } } }, async (req) =>
+  app.post('/domains/:did/flush', { schema: { summary: 'TLB invalidation on every attached context, whole or by range', tags: ['domains'], params: DomParams, body: S.FlushBody, response: { 200: S.FlushResponse } } }, async (req) =>
     apply<{ contexts: number; invalidated: number }>(req, { op: 'flush', did: req.params.did, ...(req.body ?? {}) }),
   );
 
-  app.post('/domains/:did/sync', { schema: { tags: ['domains'], params: DomParams, response: { 200: S.SyncResponse } } }, async (req) => {
+  app.post('/domains/:did/sync', { schema: { summary: 'iotlb_sync: apply the gathered invalidations (deferred policy)', tags: ['domains'], params: DomParams, response: { 200: S.SyncResponse } } }, async (req) => {
     const r = await apply<{ invalidated: number; ranges: Array<{ iova: number; size: number }> }>(req, { op: 'sync', did: req.params.did });
     return { invalidated: r.invalidated, ranges: r.ranges.map((x) => ({ iova: hex(x.iova), size: x.size })) };
   });

@@ -14,24 +14,24 @@ const bufferView = (b: PhysBuffer) => ({ paddr: hex(b.paddr), size: b.size, pool
 export const memoryRoutes: FastifyPluginAsyncZod = async (app) => {
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: MEMORY_IO_LIMIT }, (_req, body, done) => done(null, body));
 
-  app.get('/pools', { schema: { tags: ['memory'], response: { 200: S.PoolsResponse } } }, async (req) =>
+  app.get('/pools', { schema: { summary: 'Physical pools: usage and largest free range', tags: ['memory'], response: { 200: S.PoolsResponse } } }, async (req) =>
     req.iommuSession.pools.usage().map((p) => ({ ...p, base: hex(p.base) })),
   );
 
-  app.get('/buffers', { schema: { tags: ['memory'], response: { 200: S.BuffersResponse } } }, async (req) => [...req.iommuSession.pools.buffers.values()].map(bufferView));
+  app.get('/buffers', { schema: { summary: 'Allocated physical buffers', tags: ['memory'], response: { 200: S.BuffersResponse } } }, async (req) => [...req.iommuSession.pools.buffers.values()].map(bufferView));
 
-  app.post('/buffers', { schema: { tags: ['memory'], body: S.BufferBody, response: { 201: S.BufferResponse } } }, async (req, reply) => {
+  app.post('/buffers', { schema: { summary: 'Allocate a physical buffer (priority pools, big-page alignment)', tags: ['memory'], body: S.BufferBody, response: { 201: S.BufferResponse } } }, async (req, reply) => {
     const b = await apply<PhysBuffer>(req, { op: 'buffer-alloc', ...req.body });
     reply.code(201);
     return bufferView(b);
   });
 
-  app.delete('/buffers/:paddr', { schema: { tags: ['memory'], params: z.object({ sid: z.string(), paddr: S.ParamAddr }) } }, async (req, reply) => {
+  app.delete('/buffers/:paddr', { schema: { summary: 'Free a physical buffer', tags: ['memory'], params: z.object({ sid: z.string(), paddr: S.ParamAddr }) } }, async (req, reply) => {
     await apply(req, { op: 'buffer-free', paddr: req.params.paddr });
     reply.code(204).send();
   });
 
-  app.get('/memory', { schema: { tags: ['memory'], querystring: S.MemoryQuery } }, async (req, reply) => {
+  app.get('/memory', { schema: { summary: 'Read physical memory (CPU side), application/octet-stream', tags: ['memory'], querystring: S.MemoryQuery } }, async (req, reply) => {
     const { paddr, size = 4096 } = req.query;
     checkRam(req.iommuSession.soc.mem, paddr, size);
     reply.type('application/octet-stream');
@@ -39,7 +39,7 @@ export const memoryRoutes: FastifyPluginAsyncZod = async (app) => {
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   });
 
-  app.put('/memory', { schema: { tags: ['memory'], querystring: S.MemoryQuery.pick({ paddr: true }) } }, async (req, reply) => {
+  app.put('/memory', { schema: { summary: 'Write physical memory (CPU side) from an application/octet-stream body', tags: ['memory'], querystring: S.MemoryQuery.pick({ paddr: true }) } }, async (req, reply) => {
     const s = req.iommuSession;
     const body = req.body;
     if (!Buffer.isBuffer(body) || body.length === 0) {

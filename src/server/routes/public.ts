@@ -33,22 +33,22 @@ function parseTrace(trace: string | Array<Record<string, unknown>>): { header: T
 
 /** Routes outside a session: profiles, session creation, health, version. */
 export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
-  app.get('/health', { schema: { tags: ['operations'], response: { 200: S.HealthResponse } } }, async () => ({
+  app.get('/health', { schema: { summary: 'Liveness: status, sessions, uptime', tags: ['operations'], response: { 200: S.HealthResponse } } }, async () => ({
     status: 'ok' as const,
     sessions: app.registry.sessions.size,
     uptime: Math.round((Date.now() - started) / 1000),
   }));
 
-  app.get('/v1/version', { schema: { tags: ['operations'], response: { 200: S.VersionResponse } } }, async () => ({
+  app.get('/v1/version', { schema: { summary: 'Daemon version, API version and capabilities', tags: ['operations'], response: { 200: S.VersionResponse } } }, async () => ({
     name: 'iommud',
     version: VERSION,
     api: 'v1' as const,
     capabilities: ['iommu-api', 'mmio', 'dma', 'memory', 'events', 'stale-tlb-detector', 'fault-injection', 'stall', 'masters', 'trace', 'stream', ...(app.registry.opts.dataDir ? ['persistence'] : [])],
   }));
 
-  app.get('/v1/profiles', { schema: { tags: ['profiles'], response: { 200: S.ProfilesResponse } } }, async () => Object.values(PROFILES).map(profileView));
+  app.get('/v1/profiles', { schema: { summary: 'Simulated SoCs: SMMUs, contexts, MIDs, memory map', tags: ['profiles'], response: { 200: S.ProfilesResponse } } }, async () => Object.values(PROFILES).map(profileView));
 
-  app.post('/v1/sessions', { schema: { tags: ['sessions'], body: S.CreateSessionBody, response: { 201: S.CreateSessionResponse } } }, async (req, reply) => {
+  app.post('/v1/sessions', { schema: { summary: 'Create a session (profile, inline topology or trace replay); returns the owner token', tags: ['sessions'], body: S.CreateSessionBody, response: { 201: S.CreateSessionResponse } } }, async (req, reply) => {
     const body = req.body ?? {};
     const trace = body.trace !== undefined ? parseTrace(body.trace) : null;
     let profile: Profile;

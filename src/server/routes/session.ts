@@ -3,7 +3,7 @@ import * as S from '../../api/schemas.js';
 
 /** The session itself and its tokens. */
 export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
-  app.get('/', { schema: { tags: ['sessions'], response: { 200: S.SessionResponse } } }, async (req) => {
+  app.get('/', { schema: { summary: 'The session: revision, domains, subscribers, pools', tags: ['sessions'], response: { 200: S.SessionResponse } } }, async (req) => {
     const s = req.iommuSession;
     return {
       id: s.id,
@@ -20,12 +20,12 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
     };
   });
 
-  app.delete('/', { config: { role: 'owner' }, schema: { tags: ['sessions'] } }, async (req, reply) => {
+  app.delete('/', { config: { role: 'owner' }, schema: { summary: 'Delete the session (owner)', tags: ['sessions'] } }, async (req, reply) => {
     await app.registry.delete(req.iommuSession.id);
     reply.code(204).send();
   });
 
-  app.post('/tokens', { config: { role: 'owner' }, schema: { tags: ['sessions'], body: S.TokenBody, response: { 201: S.TokenResponse } } }, async (req, reply) => {
+  app.post('/tokens', { config: { role: 'owner' }, schema: { summary: 'Mint a token with a role and a label (owner)', tags: ['sessions'], body: S.TokenBody, response: { 201: S.TokenResponse } } }, async (req, reply) => {
     const label = req.body.label ?? null;
     const { token, durable } = req.iommuSession.mintToken(req.body.role, label);
     await durable;
@@ -34,7 +34,7 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
   });
 
 
-  app.get('/trace', { schema: { tags: ['sessions'] } }, async (req, reply) => {
+  app.get('/trace', { schema: { summary: 'The session as JSON lines: header, then one command per line', tags: ['sessions'] } }, async (req, reply) => {
     reply.type('application/x-ndjson');
     return (await req.iommuSession.traceLines()).join('\n') + '\n';
   });
