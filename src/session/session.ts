@@ -93,6 +93,12 @@ const DONE = Promise.resolve();
  */
 export const TRACE_MEMORY_LIMIT = 64 * 1024 * 1024;
 
+/** What a record costs to keep: a fixed overhead plus the payload strings (data, iova lists) it carries. */
+function recordBytes(cmd: Command): number {
+  const c = cmd as { data?: string; iovas?: unknown; lengths?: string };
+  return 200 + (c.data?.length ?? 0) + (typeof c.iovas === 'string' ? c.iovas.length : Array.isArray(c.iovas) ? 12 * c.iovas.length : 0) + (c.lengths?.length ?? 0);
+}
+
 export function hashToken(token: string): Buffer {
   return createHash('sha256').update(token).digest();
 }
@@ -114,8 +120,11 @@ export class Session {
   /** Faults by kind, for metrics. */
   readonly faultCounts = new Map<string, number>();
   journal: Journal | null = null;
-  /** The commands that made this session as JSON lines, for trace export (null once past the memory limit). */
-  private trace: string[] | null = [];
+  /**
+   * The commands that made this session, for trace export (null once past the memory limit). Kept as records and
+   * serialized only on export: the hot path pays a push, not a JSON.stringify.
+   */
+  private trace: CommandRecord[] | null = [];
   private traceBytes = 0;
   private readonly tokens = new Map<string, TokenInfo>();
   private readonly stallTimers = new Map<string, NodeJS.Timeout>();
@@ -209,9 +218,8 @@ export class Session {
       return { result, durable };
     }
     if (this.trace && !this.journal) {
-      const line = JSON.stringify(rec);
-      this.traceBytes += line.length;
-      if (this.traceBytes <= TRACE_MEMORY_LIMIT) this.trace.push(line);
+      this.traceBytes += recordBytes(cmd);
+      if (this.traceBytes <= TRACE_MEMORY_LIMIT) this.trace.push(rec);
       else this.trace = null;
     }
     return { result, durable: DONE };
@@ -239,7 +247,7 @@ export class Session {
       return [JSON.stringify(this.header()), ...state, ...records.slice(1).filter((r) => (r as CommandRecord).cmd).map((r) => JSON.stringify(r))];
     }
     if (!this.trace) throw new IommuError('LIMIT', `the in-memory trace holds at most ${TRACE_MEMORY_LIMIT} bytes; run with --data-dir for unbounded traces`);
-    return [JSON.stringify(this.header()), ...this.trace];
+    return [JSON.stringify(this.header()), ...this.trace.map((r) => JSON.stringify(r))];
   }
 
   /** Replays records (journal restore, trace replay): tokens are re-registered, commands re-applied. */
@@ -317,7 +325,7 @@ export class Session {
   private compactScheduled = false;
 
   /** Hands the in-memory trace over (to a journal just opened for this session). */
-  takeTrace(): string[] {
+  takeTrace(): CommandRecord[] {
     const t = this.trace ?? [];
     this.trace = [];
     this.traceBytes = 0;
@@ -399,7 +407,7 @@ export class SessionRegistry {
       session.journal = await Journal.open(path);
       session.compactEvery = this.opts.compactEvery ?? 100_000;
       // A replayed trace becomes this session's own history: journal it after the header.
-      if (opts.trace) await Promise.all(session.takeTrace().map((l) => session.journal!.append(JSON.parse(l))));
+      if (opts.trace) await Promise.all(session.takeTrace().map((r) => session.journal!.append(r)));
     }
     const { token, durable } = session.mintToken('owner', 'owner');
     await durable;
