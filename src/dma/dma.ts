@@ -73,15 +73,26 @@ export class DmaApi {
 
   /** The device's DMA state, creating (and attaching) its default DMA domain on first use. */
   state(device: string): DeviceDmaState {
-    let st = this.devices.get(device);
-    if (st && this.iommu.domains.has(st.domain.id) && st.domain.attached.size) return st;
+    return this.acquire(device).st;
+  }
+
+  /**
+   * state(), and whether this call created the default domain (a refused first mapping undoes that). A device
+   * detached from its DMA domain gets it back on its next DMA call, leaked mappings and all, as its default.
+   */
+  private acquire(device: string): { st: DeviceDmaState; created: boolean } {
     const cur = this.iommu.domainOf(device);
     if (cur && cur.type !== 'dma') {
       throw new IommuError('DOMAIN_TYPE', `device ${device} is attached to unmanaged domain ${cur.id}: the DMA API needs its DMA domain`, { device, domain: cur.id });
     }
+    const st = this.devices.get(device);
+    if (st && this.iommu.domains.has(st.domain.id)) {
+      if (!cur) this.iommu.attach(st.domain.id, device);
+      if (!cur || cur === st.domain) return { st, created: false };
+    }
     const domain = cur ?? this.iommu.domainAlloc({ type: 'dma', flushPolicy: 'strict', label: `dma:${device}` });
     if (!cur) this.iommu.attach(domain.id, device);
-    st = {
+    const fresh: DeviceDmaState = {
       device,
       domain,
       iova: new IovaAllocator(st?.dmaLimit ?? 0xffffffff),
@@ -91,8 +102,27 @@ export class DmaApi {
       fq: [],
       fqTimer: null,
     };
-    this.devices.set(device, st);
-    return st;
+    this.devices.set(device, fresh);
+    return { st: fresh, created: !cur };
+  }
+
+  /** The device's DMA state if it has one, refusing (DOMAIN_TYPE) a device on an unmanaged domain; creates nothing. */
+  private existing(device: string): DeviceDmaState | undefined {
+    const cur = this.iommu.domainOf(device);
+    if (cur && cur.type !== 'dma') {
+      throw new IommuError('DOMAIN_TYPE', `device ${device} is attached to unmanaged domain ${cur.id}: the DMA API needs its DMA domain`, { device, domain: cur.id });
+    }
+    const st = this.devices.get(device);
+    return st && this.iommu.domains.has(st.domain.id) ? st : undefined;
+  }
+
+  /** Undoes acquire() for a refused first mapping: the default domain goes again. */
+  private release(device: string, created: boolean): void {
+    if (!created) return;
+    const st = this.devices.get(device)!;
+    this.devices.delete(device);
+    this.iommu.detach(st.domain.id, device);
+    this.iommu.domainFree(st.domain.id);
   }
 
   configure(device: string, opts: { flushPolicy?: 'strict' | 'deferred'; dmaLimit?: number }): DeviceDmaState {
@@ -121,12 +151,19 @@ export class DmaApi {
     for (const s of segs) {
       if (s.size <= 0 || s.paddr > 0xffffffff || s.paddr + s.size > 2 ** 32) throw new IommuError('OUT_OF_RANGE', 'paddr + size must lie within the 32-bit space, size > 0', s);
     }
-    const st = this.state(device);
-    for (const s of segs) this.checkOverlap(st, s.paddr, s.size, dir);
+    // Every check that can refuse comes before anything is created.
+    for (const s of segs) this.checkOverlap(device, s.paddr, s.size, dir);
     const spans = segs.map((s) => Math.ceil(((s.paddr % PAGE) + s.size) / PAGE) * PAGE);
     const total = spans.reduce((a, b) => a + b, 0);
     const pages = IovaAllocator.pagesFor(total);
-    const iova = st.iova.alloc(pages);
+    const { st, created } = this.acquire(device);
+    let iova: number;
+    try {
+      iova = st.iova.alloc(pages);
+    } catch (e) {
+      this.release(device, created);
+      throw e;
+    }
     const out: DmaMapping['segments'] = [];
     try {
       let off = 0;
@@ -138,7 +175,8 @@ export class DmaApi {
       });
       this.iommu.batch(st.domain.id, ops, true);
     } catch (e) {
-      st.iova.free(iova);
+      st.iova.undoAlloc(iova);
+      this.release(device, created);
       throw e;
     }
     const m: DmaMapping = { dmaAddr: out[0]!.dmaAddr, size: segs.reduce((a, s) => a + s.size, 0), dir, segments: out, iova, iovaBytes: total };
@@ -148,11 +186,11 @@ export class DmaApi {
 
   /** dma_unmap_single / dma_unmap_sg, with the debug checks of the handle, size and direction. */
   unmap(device: string, dmaAddr: number, size: number, dir: DmaDirection): DmaMapping {
-    const st = this.state(device);
-    const m = st.mappings.get(dmaAddr);
-    if (!m) this.debug(st, 'unknown-handle', `no live DMA mapping at ${hex(dmaAddr)} (never mapped, or already unmapped)`, { dmaAddr: hex(dmaAddr) });
-    if (m.size !== size) this.debug(st, 'size-mismatch', `mapping at ${hex(dmaAddr)} is ${m.size} bytes, unmap says ${size}`, { dmaAddr: hex(dmaAddr), mapped: m.size, size });
-    if (m.dir !== dir) this.debug(st, 'direction-mismatch', `mapping at ${hex(dmaAddr)} is ${m.dir}, unmap says ${dir}`, { dmaAddr: hex(dmaAddr), mapped: m.dir, dir });
+    const st = this.existing(device);
+    const m = st?.mappings.get(dmaAddr);
+    if (!st || !m) this.debug(device, 'unknown-handle', `no live DMA mapping at ${hex(dmaAddr)} (never mapped, or already unmapped)`, { dmaAddr: hex(dmaAddr) });
+    if (m.size !== size) this.debug(st.device, 'size-mismatch', `mapping at ${hex(dmaAddr)} is ${m.size} bytes, unmap says ${size}`, { dmaAddr: hex(dmaAddr), mapped: m.size, size });
+    if (m.dir !== dir) this.debug(st.device, 'direction-mismatch', `mapping at ${hex(dmaAddr)} is ${m.dir}, unmap says ${dir}`, { dmaAddr: hex(dmaAddr), mapped: m.dir, dir });
     this.iommu.batch(st.domain.id, [{ op: 'unmap', iova: m.iova, size: m.iovaBytes }], true);
     st.mappings.delete(dmaAddr);
     if (st.domain.flushPolicy === 'strict') {
@@ -164,11 +202,11 @@ export class DmaApi {
 
   /** dma_sync_single_for_cpu / _for_device: a range inside one live mapping (partial syncs are legal). */
   sync(device: string, dmaAddr: number, size: number, offset: number, forWhom: 'cpu' | 'device', dir?: DmaDirection): DmaMapping {
-    const st = this.state(device);
+    const st = this.existing(device);
     const start = dmaAddr + offset;
-    const m = [...st.mappings.values()].find((x) => start >= x.dmaAddr && start + size <= x.dmaAddr + x.size && dmaAddr >= x.dmaAddr);
-    if (!m) this.debug(st, 'sync-outside-mapping', `sync of [${hex(start)}, ${hex(start + size)}) is outside any live mapping`, { dmaAddr: hex(dmaAddr), offset, size });
-    if (dir !== undefined && dir !== m.dir) this.debug(st, 'direction-mismatch', `sync for ${forWhom} says ${dir}, the mapping is ${m.dir}`, { dmaAddr: hex(dmaAddr), mapped: m.dir, dir });
+    const m = st ? [...st.mappings.values()].find((x) => start >= x.dmaAddr && start + size <= x.dmaAddr + x.size && dmaAddr >= x.dmaAddr) : undefined;
+    if (!st || !m) this.debug(device, 'sync-outside-mapping', `sync of [${hex(start)}, ${hex(start + size)}) is outside any live mapping`, { dmaAddr: hex(dmaAddr), offset, size });
+    if (dir !== undefined && dir !== m.dir) this.debug(st.device, 'direction-mismatch', `sync for ${forWhom} says ${dir}, the mapping is ${m.dir}`, { dmaAddr: hex(dmaAddr), mapped: m.dir, dir });
     return m;
   }
 
@@ -227,12 +265,12 @@ export class DmaApi {
     }
   }
 
-  private checkOverlap(st: DeviceDmaState, paddr: number, size: number, dir: DmaDirection): void {
+  private checkOverlap(device: string, paddr: number, size: number, dir: DmaDirection): void {
     for (const other of this.devices.values()) {
       for (const m of other.mappings.values()) {
         for (const s of m.segments) {
           if (s.paddr < paddr + size && paddr < s.paddr + s.size && (writes(dir) || writes(m.dir))) {
-            this.debug(st, 'overlapping-mapping', `[${hex(paddr)}, ${hex(paddr + size)}) overlaps a live ${m.dir} mapping of ${other.device} at ${hex(m.dmaAddr)}`, {
+            this.debug(device, 'overlapping-mapping', `[${hex(paddr)}, ${hex(paddr + size)}) overlaps a live ${m.dir} mapping of ${other.device} at ${hex(m.dmaAddr)}`, {
               paddr: hex(paddr),
               other: { device: other.device, dmaAddr: hex(m.dmaAddr), paddr: hex(s.paddr), size: s.size, dir: m.dir },
             });
@@ -242,8 +280,8 @@ export class DmaApi {
     }
   }
 
-  private debug(st: DeviceDmaState, check: DmaCheck, message: string, details: Record<string, unknown>): never {
-    this.sink.emit({ type: 'dma-debug', device: st.device, domain: st.domain.id, check, message, ...details });
+  private debug(device: string, check: DmaCheck, message: string, details: Record<string, unknown>): never {
+    this.sink.emit({ type: 'dma-debug', device, domain: this.iommu.domainOf(device)?.id ?? null, check, message, ...details });
     throw new IommuError('DMA_DEBUG', message, { check, ...details });
   }
 
@@ -254,7 +292,7 @@ export class DmaApi {
       this.sink.emit({ type: 'dma-debug', device, domain: domainId, check: 'leak', reason: why, dmaAddr: hex(m.dmaAddr), size: m.size, dir: m.dir });
     }
     this.flushQueue(st);
-    if (st.fqTimer) clearTimeout(st.fqTimer);
-    this.devices.delete(device);
+    // Detached, the device keeps its default domain (and its allocator) for its next DMA call; freed, it is gone.
+    if (why === 'domain-free') this.devices.delete(device);
   }
 }

@@ -35,19 +35,40 @@ export class IovaAllocator {
     return pages;
   }
 
+  /** Where the last allocation came from, so a refused mapping can give it back exactly (undoAlloc). */
+  private last: { range: IovaRange; fromCache: boolean } | null = null;
+
   /** Allocates `pages` pages; returns the IOVA (bytes). */
   alloc(pages: number): number {
+    this.last = null;
     if (pages <= CACHE_MAX_PAGES && (pages & (pages - 1)) === 0) {
       const cached = this.cache.get(pages)?.pop();
-      if (cached) return cached.lo * 2 ** PAGE_SHIFT;
+      if (cached) {
+        this.last = { range: cached, fromCache: true };
+        return cached.lo * 2 ** PAGE_SHIFT;
+      }
     }
     const lo = this.allocInTree(pages);
-    if (lo >= 0) return lo * 2 ** PAGE_SHIFT;
+    if (lo >= 0) return this.took(lo);
     // Out of space: give the rcache's parked ranges back to the tree and try once more (as the kernel does).
     for (const stack of this.cache.values()) for (const r of stack.splice(0)) this.remove(r.lo);
     const again = this.allocInTree(pages);
-    if (again >= 0) return again * 2 ** PAGE_SHIFT;
+    if (again >= 0) return this.took(again);
     throw new IommuError('NO_SPACE', `IOVA space exhausted: no ${pages} free pages below 0x${((this.limitPfn + 1) * 4096 - 1).toString(16)}`, { pages });
+  }
+
+  /** Undoes the allocation just made (a refused mapping): the allocator is exactly as before it. */
+  undoAlloc(iova: number): void {
+    const last = this.last;
+    this.last = null;
+    if (!last || last.range.lo * 2 ** PAGE_SHIFT !== iova) return;
+    if (last.fromCache) this.cache.get(last.range.hi - last.range.lo + 1)!.push(last.range);
+    else this.remove(last.range.lo);
+  }
+
+  private took(lo: number): number {
+    this.last = { range: this.ranges.find((r) => r.lo === lo)!, fromCache: false };
+    return lo * 2 ** PAGE_SHIFT;
   }
 
   /** Frees a range by its IOVA; small ranges are parked in the rcache (still reserved) for fast reuse. */

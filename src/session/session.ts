@@ -62,6 +62,8 @@ export interface CommandRecord {
   time: string;
   by: Actor | null;
   cmd: Command;
+  /** A command that was refused but emitted events (DMA-debug): replayed for its events only. */
+  refused?: true;
 }
 
 /** A whole session state: a trace or journal may start from one instead of from nothing. */
@@ -193,15 +195,25 @@ export class Session {
       throw new IommuError('UNAVAILABLE', `persistence failed (${this.journal.failed.message}): mutations are refused, reads still work`);
     }
     const prev = this.bus.actor;
+    const seqBefore = this.bus.lastSeq;
     this.bus.actor = actor ? { role: actor.role, label: actor.label } : null;
     let result: unknown;
     try {
       result = execute(this, cmd);
+    } catch (e) {
+      // A refusal changes nothing but may have said so on the event stream (dma-debug): it is recorded too, so
+      // a replay re-emits the same events and seq keeps its numbering.
+      if (e instanceof IommuError && this.bus.lastSeq !== seqBefore) this.record({ seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd, refused: true });
+      throw e;
     } finally {
       this.bus.actor = prev;
     }
     this.revision++;
-    const rec: CommandRecord = { seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd };
+    return { result, durable: this.record({ seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd }) };
+  }
+
+  /** Appends a record to the journal (or the in-memory trace); resolves once durable. */
+  private record(rec: CommandRecord): Promise<void> {
     if (this.journal && !this.replaying) {
       const durable = this.journal.append(rec);
       if (this.compactEvery && this.journal.records >= this.compactEvery && !this.compactScheduled) {
@@ -215,14 +227,14 @@ export class Session {
           }
         });
       }
-      return { result, durable };
+      return durable;
     }
     if (this.trace && !this.journal) {
-      this.traceBytes += recordBytes(cmd);
+      this.traceBytes += recordBytes(rec.cmd);
       if (this.traceBytes <= TRACE_MEMORY_LIMIT) this.trace.push(rec);
       else this.trace = null;
     }
-    return { result, durable: DONE };
+    return DONE;
   }
 
   /** run(), then wait until the record is durable; a journal failure becomes UNAVAILABLE (503). */
@@ -262,7 +274,14 @@ export class Session {
           this.addToken(Buffer.from(t.hash, 'hex'), t.role, t.label);
         } else if ((r as CommandRecord).cmd) {
           const rec = r as CommandRecord;
-          this.run(rec.by, rec.cmd);
+          if (!rec.refused) this.run(rec.by, rec.cmd);
+          else {
+            try {
+              this.run(rec.by, rec.cmd);
+            } catch (e) {
+              if (!(e instanceof IommuError)) throw e;
+            }
+          }
         }
       }
     } finally {
