@@ -12,11 +12,15 @@ export const OP_TRANSLATE_EXEC = 3;
 export const OP_READ = 4;
 /** Write bytes at each iova through the SMMU; the request carries the bytes after the item list. */
 export const OP_WRITE = 5;
+/** Read registers of the device's SMMU window: the items are byte offsets; the reply's paddr field is the value. */
+export const OP_MMIO_READ = 6;
+/** Write registers (with their side effects): offsets, then one u32 value per item. */
+export const OP_MMIO_WRITE = 7;
 
 export const FLAG_PRIV = 1;
 
 export const STATUS_OK = 0;
-export const STATUS_NAMES = ['ok', 'translation', 'permission', 'access-flag', 'external', 'multi-hit', 'tlb-miss', 'stalled'] as const;
+export const STATUS_NAMES = ['ok', 'translation', 'permission', 'access-flag', 'external', 'multi-hit', 'tlb-miss', 'stalled', 'bad-offset'] as const;
 export type StreamStatus = (typeof STATUS_NAMES)[number];
 export const TLB_NAMES = ['hit', 'miss', 'bypass'] as const;
 export const ITEM_FLAG_STALE = 1;
@@ -37,6 +41,8 @@ export interface StreamRequest {
   lengths?: Uint32Array;
   /** OP_WRITE: the bytes, items concatenated. */
   data?: Uint8Array;
+  /** OP_MMIO_WRITE: the value for each offset. */
+  values?: Uint32Array;
 }
 
 export interface StreamItem {
@@ -56,7 +62,8 @@ export class StreamFrameError extends Error {}
  */
 export function encodeRequest(r: StreamRequest): Uint8Array {
   const n = r.iovas.length;
-  const withLen = r.op === OP_READ || r.op === OP_WRITE;
+  const withLen = r.op === OP_READ || r.op === OP_WRITE || r.op === OP_MMIO_WRITE;
+  const second = r.op === OP_MMIO_WRITE ? r.values : r.lengths;
   const dataLen = r.op === OP_WRITE ? (r.data?.length ?? 0) : 0;
   const buf = new Uint8Array(REQUEST_HEADER + 4 * n * (withLen ? 2 : 1) + dataLen);
   const dv = new DataView(buf.buffer);
@@ -68,7 +75,7 @@ export function encodeRequest(r: StreamRequest): Uint8Array {
   dv.setUint32(8, n, true);
   let o = REQUEST_HEADER;
   for (let i = 0; i < n; i++, o += 4) dv.setUint32(o, r.iovas[i]!, true);
-  if (withLen) for (let i = 0; i < n; i++, o += 4) dv.setUint32(o, r.lengths![i]!, true);
+  if (withLen) for (let i = 0; i < n; i++, o += 4) dv.setUint32(o, second![i]!, true);
   if (dataLen) buf.set(r.data!, o);
   return buf;
 }
@@ -79,18 +86,23 @@ export function decodeRequest(buf: Uint8Array, maxItems: number): StreamRequest 
   const version = dv.getUint8(0);
   if (version !== STREAM_VERSION) throw new StreamFrameError(`protocol version ${version} is not supported (this daemon speaks ${STREAM_VERSION})`);
   const op = dv.getUint8(1);
-  if (op < OP_TRANSLATE_READ || op > OP_WRITE) throw new StreamFrameError(`unknown opcode ${op}`);
+  if (op < OP_TRANSLATE_READ || op > OP_MMIO_WRITE) throw new StreamFrameError(`unknown opcode ${op}`);
   const id = dv.getUint32(4, true);
   const n = dv.getUint32(8, true);
   if (n === 0 || n > maxItems) throw new StreamFrameError(`count must be 1..${maxItems}`);
-  const withLen = op === OP_READ || op === OP_WRITE;
+  const withLen = op === OP_READ || op === OP_WRITE || op === OP_MMIO_WRITE;
   const head = REQUEST_HEADER + 4 * n * (withLen ? 2 : 1);
   if (buf.length < head) throw new StreamFrameError('frame shorter than its count says');
   // The frame's bytes may not be 4-aligned in the socket buffer: copy the item lists out.
   const iovas = new Uint32Array(n);
   for (let i = 0; i < n; i++) iovas[i] = dv.getUint32(REQUEST_HEADER + 4 * i, true);
   const req: StreamRequest = { id, op, priv: (dv.getUint8(2) & FLAG_PRIV) !== 0, mid: dv.getUint8(3), iovas };
-  if (withLen) {
+  if (op === OP_MMIO_WRITE) {
+    const values = new Uint32Array(n);
+    for (let i = 0; i < n; i++) values[i] = dv.getUint32(REQUEST_HEADER + 4 * (n + i), true);
+    req.values = values;
+    if (buf.length !== head) throw new StreamFrameError('trailing bytes after the values');
+  } else if (withLen) {
     const lengths = new Uint32Array(n);
     let total = 0;
     for (let i = 0; i < n; i++) {

@@ -9,6 +9,8 @@ import type * as S from '../api/schemas.js';
 import {
   decodeReply,
   encodeRequest,
+  OP_MMIO_READ,
+  OP_MMIO_WRITE,
   OP_READ,
   OP_TRANSLATE_EXEC,
   OP_TRANSLATE_READ,
@@ -461,14 +463,31 @@ export class TranslateStream {
     return (await this.send(OP_WRITE, Uint32Array.from(items.map((x) => x.iova)), opts, Uint32Array.from(items.map((x) => x.data.length)), data)).items;
   }
 
+  /** Reads registers of the device's SMMU window (byte offsets); each item's `paddr` holds the value. */
+  async mmioRead(offsets: ArrayLike<number>): Promise<StreamItem[]> {
+    return (await this.send(OP_MMIO_READ, Uint32Array.from(offsets), {})).items;
+  }
+
+  /** Writes registers, in order, with their hardware side effects; each item's `paddr` holds the value written. */
+  async mmioWrite(items: Array<{ offset: number; value: number }>): Promise<StreamItem[]> {
+    return (await this.send(OP_MMIO_WRITE, Uint32Array.from(items.map((x) => x.offset)), {}, undefined, undefined, Uint32Array.from(items.map((x) => x.value >>> 0)))).items;
+  }
+
   close(): void {
     this.ws.close(1000);
   }
 
-  private async send(op: number, iovas: Uint32Array, opts: { priv?: boolean; mid?: number }, lengths?: Uint32Array, data?: Uint8Array): Promise<{ items: StreamItem[]; data: Uint8Array }> {
+  private async send(
+    op: number,
+    iovas: Uint32Array,
+    opts: { priv?: boolean; mid?: number },
+    lengths?: Uint32Array,
+    data?: Uint8Array,
+    values?: Uint32Array,
+  ): Promise<{ items: StreamItem[]; data: Uint8Array }> {
     while (this.pending.length >= this.maxInFlight) await new Promise<void>((r) => this.waiting.push(r));
     const id = this.nextId++ >>> 0;
-    const frame = encodeRequest({ id, op, priv: opts.priv ?? false, mid: opts.mid ?? 0xff, iovas, lengths, data });
+    const frame = encodeRequest({ id, op, priv: opts.priv ?? false, mid: opts.mid ?? 0xff, iovas, lengths, data, values });
     return new Promise((resolve, reject) => {
       this.pending.push({ id, resolve, reject });
       this.ws.send(frame, { binary: true }, (err) => {

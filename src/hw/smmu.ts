@@ -173,6 +173,11 @@ export class Smmu {
     for (const [id, r] of s.stalled) this.stalledRequests.set(id, { ...r, data: r.data !== undefined ? Buffer.from(r.data, 'base64') : undefined });
   }
 
+  /** Where this SMMU's events go (MMIO writes through the stream report there too). */
+  get sink(): EventSink {
+    return this.env.sink;
+  }
+
   /** TLB counters of one bank, or of the whole SMMU. */
   tlbStats(bank?: ContextBank): TlbStats {
     const banks = bank ? [bank] : this.banks;

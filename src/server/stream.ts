@@ -47,6 +47,7 @@ export const streamRoutes: FastifyPluginAsyncZod = async (app) => {
             iovas: b64(r.iovas),
             ...(r.lengths ? { lengths: b64(r.lengths) } : {}),
             ...(r.data ? { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength).toString('base64') } : {}),
+            ...(r.values ? { values: b64(r.values) } : {}),
           });
           const reply = result as Uint8Array;
           new DataView(reply.buffer, reply.byteOffset).setUint32(4, r.id, true);

@@ -8,7 +8,21 @@ import { decodeOffset, readRegister, writeRegister } from '../hw/mmio.js';
 import { FSR } from '../hw/regs.js';
 import type { ContextBank } from '../hw/context.js';
 import { OUTCOME_OK, OUTCOME_STALLED, TLB_STATE_NAMES, type AccessResult, type Smmu, type TransferRequest } from '../hw/smmu.js';
-import { ITEM_FLAG_STALE, ITEM_FLAG_UNBACKED, OP_READ, OP_TRANSLATE_EXEC, OP_TRANSLATE_READ, OP_WRITE, REPLY_HEADER, REPLY_ITEM, replyHeader } from '../api/stream.js';
+import {
+  ITEM_FLAG_STALE,
+  ITEM_FLAG_UNBACKED,
+  OP_MMIO_READ,
+  OP_MMIO_WRITE,
+  OP_READ,
+  OP_TRANSLATE_EXEC,
+  OP_TRANSLATE_READ,
+  OP_WRITE,
+  REPLY_HEADER,
+  REPLY_ITEM,
+  replyHeader,
+} from '../api/stream.js';
+
+const STATUS_BAD_OFFSET = 8;
 import type { BatchOp } from '../iommu/iommu.js';
 import { protFromNames } from '../pgtable/desc.js';
 import type { DmaDirection } from '../dma/dma.js';
@@ -45,7 +59,7 @@ export type Command =
   | { op: 'dma-sync'; device: string; dmaAddr: number; size: number; offset?: number; for: 'cpu' | 'device'; dir?: DmaDirection }
   | { op: 'dma-flush'; device: string }
   /** A binary-stream request (src/api/stream.ts); item lists as base64 of little-endian u32 arrays. */
-  | { op: 'stream'; device: string; sop: number; priv: boolean; mid: number; iovas: string; lengths?: string; data?: string };
+  | { op: 'stream'; device: string; sop: number; priv: boolean; mid: number; iovas: string; lengths?: string; data?: string; values?: string };
 
 export type CommandOf<K extends Command['op']> = Extract<Command, { op: K }>;
 
@@ -57,6 +71,26 @@ function u32s(b64: string): Uint32Array {
 }
 
 const FAULT_STATUS: Record<string, number> = { translation: 1, permission: 2, 'access-flag': 3, external: 4, 'multi-hit': 5, 'tlb-miss': 6 };
+
+/** MMIO over the stream: each item one register of the device's SMMU; a bad offset refuses that item only. */
+function streamMmio(smmu: Smmu, cmd: CommandOf<'stream'>, offsets: Uint32Array): Uint8Array {
+  const n = offsets.length;
+  const values = cmd.sop === OP_MMIO_WRITE ? u32s(cmd.values ?? '') : null;
+  if (values && values.length !== n) throw new IommuError('BAD_REQUEST', 'one value per offset');
+  const buf = new Uint8Array(REPLY_HEADER + REPLY_ITEM * n);
+  const dv = replyHeader(buf, cmd.sop, 0, n);
+  for (let i = 0; i < n; i++) {
+    const o = REPLY_HEADER + REPLY_ITEM * i;
+    try {
+      const v = values ? writeRegister(smmu, offsets[i]!, values[i]!, smmu.sink).value : readRegister(smmu, offsets[i]!);
+      dv.setUint32(o + 4, v, true);
+    } catch (e) {
+      if (!(e instanceof IommuError)) throw e;
+      dv.setUint8(o, STATUS_BAD_OFFSET);
+    }
+  }
+  return buf;
+}
 
 /**
  * One binary-stream request: the reply frame with request id 0 (the caller stamps its id). Translations go
@@ -88,6 +122,7 @@ function streamBatch(smmu: Smmu, bank: ContextBank, cmd: CommandOf<'stream'>): U
     }
     return buf;
   }
+  if (cmd.sop === OP_MMIO_READ || cmd.sop === OP_MMIO_WRITE) return streamMmio(smmu, cmd, iovas);
   const lengths = u32s(cmd.lengths ?? '');
   if (lengths.length !== n) throw new IommuError('BAD_REQUEST', 'one length per iova');
   const data = cmd.data !== undefined ? Buffer.from(cmd.data, 'base64') : undefined;

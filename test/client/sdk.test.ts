@@ -143,6 +143,17 @@ describe('binary translate stream', () => {
     st.close();
   });
 
+  it('MMIO over the stream: a V2P probe written and PAR read back in one pipelined pair; a bad offset refuses its item', async () => {
+    const st = await s.stream('dev0');
+    const w = await st.mmioWrite([{ offset: 0x810, value: 0x10000000 }, { offset: 0x44, value: 1 }]);
+    expect(w.map((x) => x.status)).toEqual(['ok', 'bad-offset']);
+    const [par, idr] = await st.mmioRead([0x01c, 0xffff8]);
+    expect(par).toMatchObject({ status: 'ok', paddr: 0x80000000 });
+    expect(idr!.paddr).toBe((1 << 16) | (7 << 12) | 255);
+    expect((await s.mmioRead('smmu0', '0x1c')).value).toBe('0x80000000');
+    st.close();
+  });
+
   it('pipelining: thousands of batches in flight come back in order, each with its own answers', async () => {
     const st = await s.stream('dev0', { maxInFlight: 4096 });
     const batches = Array.from({ length: 3000 }, (_, i) => [0x10000000 + ((i * 4096) % 0x100000) + (i % 4096), 0x10000000 + 4 * i]);
