@@ -14,12 +14,13 @@ const { values } = parseArgs({
     demo: { type: 'boolean', default: false },
     'data-dir': { type: 'string' },
     'compact-every': { type: 'string' },
+    'rate-limit': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 
 if (values.help) {
-  process.stdout.write('usage: iommud [--port N] [--host ADDR] [--data-dir DIR] [--compact-every RECORDS] [--demo]\n  env: PORT, HOST, IOMMUD_DATA_DIR, IOMMUD_COMPACT_EVERY, LOG_LEVEL\n');
+  process.stdout.write('usage: iommud [--port N] [--host ADDR] [--data-dir DIR] [--compact-every RECORDS] [--rate-limit REQ_PER_S] [--demo]\n  env: PORT, HOST, IOMMUD_DATA_DIR, IOMMUD_COMPACT_EVERY, IOMMUD_RATE_LIMIT, LOG_LEVEL\n');
   process.exit(0);
 }
 
@@ -33,8 +34,10 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
 const level = process.env.LOG_LEVEL ?? 'info';
 const dataDir = values['data-dir'] ?? process.env.IOMMUD_DATA_DIR ?? null;
 const compactEvery = values['compact-every'] ?? process.env.IOMMUD_COMPACT_EVERY;
+const rate = values['rate-limit'] ?? process.env.IOMMUD_RATE_LIMIT;
 const app = await build({
   dataDir,
+  ...(rate !== undefined ? { limits: { requestsPerSecond: Number(rate) } } : {}),
   ...(compactEvery !== undefined ? { compactEvery: Number(compactEvery) } : {}),
   logger: {
     level,

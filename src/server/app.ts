@@ -46,6 +46,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxBatchOps: 65536,
   bodyLimit: 8 * 1024 * 1024,
   eventRetain: 10_000,
+  requestsPerSecond: 0,
 };
 
 export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
@@ -110,7 +111,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   await app.register(publicRoutes);
   await app.register(
     async (scope) => {
-      installSessionAuth(scope, (req) => {
+      installSessionAuth(scope, limits.requestsPerSecond, (req) => {
         if (req.routeOptions.url?.endsWith('/events')) checkSubscriberLimit(req.iommuSession, limits.maxSubscribersPerSession);
       });
       await scope.register(sessionRoutes);

@@ -17,9 +17,28 @@ function tokenOf(req: FastifyRequest): string | null {
  * Auth for every /v1/sessions/:sid route, before validation as API.md orders it: 401 (missing or unknown token,
  * unknown session: ids cannot be probed), then 403 (role), then 404 for resources inside the session.
  */
-export function installSessionAuth(app: FastifyInstance, beforeValidation?: (req: FastifyRequest) => void): void {
+/** A token bucket per session: `rate` requests per second, bursts up to one second's worth. */
+class RateLimiter {
+  private readonly buckets = new WeakMap<Session, { tokens: number; at: number }>();
+  constructor(private readonly rate: number) {}
+
+  /** Seconds to wait before the next request is allowed (0: allowed now, and counted). */
+  take(s: Session): number {
+    const now = performance.now() / 1000;
+    const b = this.buckets.get(s) ?? { tokens: this.rate, at: now };
+    b.tokens = Math.min(this.rate, b.tokens + (now - b.at) * this.rate);
+    b.at = now;
+    this.buckets.set(s, b);
+    if (b.tokens < 1) return (1 - b.tokens) / this.rate;
+    b.tokens -= 1;
+    return 0;
+  }
+}
+
+export function installSessionAuth(app: FastifyInstance, requestsPerSecond: number, beforeValidation?: (req: FastifyRequest) => void): void {
+  const limiter = requestsPerSecond > 0 ? new RateLimiter(requestsPerSecond) : null;
   // Callback-style hooks: no promise per request on the hottest path of every session route.
-  app.addHook('onRequest', (req, _reply, done) => {
+  app.addHook('onRequest', (req, reply, done) => {
     const sid = (req.params as { sid?: string }).sid;
     const token = tokenOf(req);
     const session = sid ? app.registry.get(sid) : undefined;
@@ -28,6 +47,11 @@ export function installSessionAuth(app: FastifyInstance, beforeValidation?: (req
     const needed: Role = req.routeOptions.config.role ?? (req.method === 'GET' ? 'observer' : 'operator');
     if (!Session.allows(auth.role, needed)) {
       return done(new IommuError('FORBIDDEN', `this needs the ${needed} role; the token is ${auth.role}`, { role: auth.role, needed }));
+    }
+    const wait = limiter?.take(session) ?? 0;
+    if (wait > 0) {
+      reply.header('retry-after', String(Math.ceil(wait)));
+      return done(new IommuError('LIMIT', `rate limit: at most ${requestsPerSecond} requests per second for this session`, { retryAfterMs: Math.ceil(wait * 1000) }));
     }
     req.iommuSession = session;
     req.auth = auth;

@@ -27,6 +27,8 @@ export interface Limits {
   maxBatchOps: number;
   bodyLimit: number;
   eventRetain: number;
+  /** Requests per second per session (token bucket, burst of one second's worth); 0: unlimited. */
+  requestsPerSecond: number;
 }
 
 export interface ResolvedOptions {

@@ -113,3 +113,20 @@ describe('quotas: mapped pages per session and subscribers per session', () => {
     await c.app.close();
   });
 });
+
+describe('rate limit', () => {
+  it('past the per-session rate: 429 LIMIT with Retry-After, nothing changed; other sessions unaffected', async () => {
+    const c = await client('tiny', { limits: { requestsPerSecond: 5 } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) statuses.push((await c.call('POST', '/domains', {})).status);
+    expect(statuses.slice(0, 5)).toEqual([201, 201, 201, 201, 201]);
+    expect(statuses.slice(5)).toEqual([429, 429, 429]);
+    const r = await c.app.inject({ method: 'GET', url: `/v1/sessions/${c.sid}`, headers: { authorization: `Bearer ${c.token}` } });
+    expect([r.statusCode, r.json().error.code, r.headers['retry-after']]).toEqual([429, 'LIMIT', '1']);
+    const other = (await c.app.inject({ method: 'POST', url: '/v1/sessions', payload: { profile: 'tiny' } })).json();
+    expect((await c.app.inject({ method: 'GET', url: `/v1/sessions/${other.id}`, headers: { authorization: `Bearer ${other.token}` } })).statusCode).toBe(200);
+    await new Promise((res) => setTimeout(res, 1100));
+    expect((await c.call('GET', '/')).body.domains).toBe(5);
+    await c.app.close();
+  });
+});
