@@ -422,8 +422,13 @@ export class SessionRegistry {
     }
     if (this.opts.dataDir) {
       const path = this.journalPath(id);
-      Journal.createSync(path, session.header());
-      session.journal = await Journal.open(path);
+      try {
+        Journal.createSync(path, session.header());
+        session.journal = await Journal.open(path);
+      } catch (e) {
+        session.close();
+        throw new IommuError('UNAVAILABLE', `cannot create the session's journal: ${(e as Error).message}`);
+      }
       session.compactEvery = this.opts.compactEvery ?? 100_000;
       // A replayed trace becomes this session's own history: journal it after the header.
       if (opts.trace) await Promise.all(session.takeTrace().map((r) => session.journal!.append(r)));
@@ -470,26 +475,38 @@ export class SessionRegistry {
         continue;
       }
       if (torn) log('journal had a torn tail: cut at the last whole record', { path, validBytes });
-      const h = header.session;
-      const session = new Session({ ...h, profile: validateProfile(h.profile) });
-      const snapPath = path.replace(/\.journal$/, '.snap');
-      const snap = existsSync(snapPath) ? (readJournal(snapPath).records[0] as (TraceHeader & SnapshotRecord) | undefined) : undefined;
-      const journalGen = header.gen ?? 0;
-      if (snap) {
-        session.restoreSnapshot(snap.snapshot);
-        session.gen = snap.gen ?? 0;
-      } else session.bus.emit({ type: 'session', action: 'create', session: h.id });
-      // A journal older than the snapshot was compacted into it (a crash came between the two writes).
-      const stale = snap !== undefined && journalGen < (snap.gen ?? 0);
-      if (!stale) session.replay(records.slice(1));
-      session.takeTrace(); // the journal is the trace from now on
-      session.journal = await Journal.open(path, torn && !stale ? validBytes : undefined);
-      session.compactEvery = this.opts.compactEvery ?? 100_000;
-      if (stale) session.journal.resetSync({ ...session.header(), gen: session.gen });
-      this.sessions.set(h.id, session);
+      let session: Session;
+      try {
+        session = await this.restoreOne(path, header, records, torn ? validBytes : undefined);
+      } catch (e) {
+        // One unreadable session must not keep the daemon (and every other session) down: skip it, keep its files.
+        log('could not restore a session: skipped, its files are kept', { path, error: (e as Error).message });
+        continue;
+      }
+      this.sessions.set(session.id, session);
       n++;
     }
     return n;
+  }
+
+  private async restoreOne(path: string, header: TraceHeader, records: unknown[], truncateTo: number | undefined): Promise<Session> {
+    const h = header.session;
+    const session = new Session({ ...h, profile: validateProfile(h.profile) });
+    const snapPath = path.replace(/\.journal$/, '.snap');
+    const snap = existsSync(snapPath) ? (readJournal(snapPath).records[0] as (TraceHeader & SnapshotRecord) | undefined) : undefined;
+    const journalGen = header.gen ?? 0;
+    if (snap) {
+      session.restoreSnapshot(snap.snapshot);
+      session.gen = snap.gen ?? 0;
+    } else session.bus.emit({ type: 'session', action: 'create', session: h.id });
+    // A journal older than the snapshot was compacted into it (a crash came between the two writes).
+    const stale = snap !== undefined && journalGen < (snap.gen ?? 0);
+    if (!stale) session.replay(records.slice(1));
+    session.takeTrace(); // the journal is the trace from now on
+    session.journal = await Journal.open(path, stale ? undefined : truncateTo);
+    session.compactEvery = this.opts.compactEvery ?? 100_000;
+    if (stale) session.journal.resetSync({ ...session.header(), gen: session.gen });
+    return session;
   }
 
   async closeAll(): Promise<void> {

@@ -278,3 +278,21 @@ describe('snapshots compact the journal', () => {
     await b.close();
   });
 });
+
+describe('restore is per session', () => {
+  it('a journal that cannot be replayed is skipped and logged; the other sessions come back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'iommud-'));
+    dirs.push(dir);
+    const a = await build({ dataDir: dir });
+    const good = (await a.inject({ method: 'POST', url: '/v1/sessions', payload: { profile: 'tiny' } })).json();
+    const bad = (await a.inject({ method: 'POST', url: '/v1/sessions', payload: { profile: 'tiny' } })).json();
+    await a.close();
+    // A well-formed record of a command that cannot apply (no such domain).
+    appendFileSync(join(dir, `${bad.id}.journal`), encodeRecord({ seq: 9, time: 'x', by: null, cmd: { op: 'detach', did: 'dom-7', device: 'dev0' } }));
+    const b = await build({ dataDir: dir });
+    expect(b.registry.get(good.id)).toBeDefined();
+    expect(b.registry.get(bad.id)).toBeUndefined();
+    expect(readdirSync(dir)).toContain(`${bad.id}.journal`);
+    await b.close();
+  });
+});

@@ -18,6 +18,13 @@ describe('dashboard in headless Chromium', () => {
   let page: Page;
   let sid: string;
   let token: string;
+  /** Fills and submits the page's map form, as a user would. */
+  const mapFromPage = async (iova: string, paddr: string, size: string) => {
+    await page.fill('#map-form input[name=iova]', iova);
+    await page.fill('#map-form input[name=paddr]', paddr);
+    await page.fill('#map-form input[name=size]', size);
+    await page.click('#map-form button');
+  };
   const call = async (method: string, path: string, body?: unknown) =>
     (await app.inject({ method: method as 'POST', url: `/v1/sessions/${sid}${path}`, headers: { authorization: `Bearer ${token}` }, ...(body !== undefined ? { payload: body as object } : {}) })).json();
 
@@ -54,10 +61,7 @@ describe('dashboard in headless Chromium', () => {
   }, 30_000);
 
   it('maps a region from the page and it appears on the address-space map', async () => {
-    await page.fill('#map-form input[name=iova]', '0x40000000');
-    await page.fill('#map-form input[name=paddr]', '0x41000000');
-    await page.fill('#map-form input[name=size]', '0x1000000');
-    await page.click('#map-form button');
+    await mapFromPage('0x40000000', '0x41000000', '0x1000000');
     await page.waitForFunction(() => document.querySelector('#action-result')?.textContent?.includes('mapped 0x40000000'));
     // 0x40000000 is a quarter of the 4 GiB space: row 128 of 512, column 0. A writable supersection is purple.
     await page.waitForFunction(() => {
@@ -83,10 +87,7 @@ describe('dashboard in headless Chromium', () => {
   }, 30_000);
 
   it('an operator action refused by the API shows its error inline', async () => {
-    await page.fill('#map-form input[name=iova]', '0x40000000');
-    await page.fill('#map-form input[name=paddr]', '0x41000000');
-    await page.fill('#map-form input[name=size]', '0x1000');
-    await page.click('#map-form button');
+    await mapFromPage('0x40000000', '0x41000000', '0x1000');
     await page.waitForFunction(() => document.querySelector('#action-result .error')?.textContent?.startsWith('ALREADY_MAPPED'));
   }, 30_000);
 });
