@@ -3,7 +3,7 @@
  * tokens, the revision counter, and the record of its commands (trace, journal). The only place that knows all
  * of the layers below.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, hash as cryptoHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { IommuError } from '../errors.js';
@@ -23,7 +23,8 @@ const ROLE_RANK: Record<Role, number> = { observer: 0, operator: 1, owner: 2 };
 export interface TokenInfo {
   role: Role;
   label: string | null;
-  hash: Buffer;
+  /** SHA-256 of the token, hex: the token itself is never kept. */
+  hash: string;
 }
 
 export interface Actor {
@@ -101,8 +102,17 @@ function recordBytes(cmd: Command): number {
   return 200 + (c.data?.length ?? 0) + (typeof c.iovas === 'string' ? c.iovas.length : Array.isArray(c.iovas) ? 12 * c.iovas.length : 0) + (c.lengths?.length ?? 0);
 }
 
-export function hashToken(token: string): Buffer {
-  return createHash('sha256').update(token).digest();
+/** SHA-256 of a token as hex (the one-shot hash is ~6x faster than createHash on every request's auth). */
+export function hashToken(token: string): string {
+  return typeof cryptoHash === 'function' ? cryptoHash('sha256', token, 'hex') : createHash('sha256').update(token).digest('hex');
+}
+
+/** Compares two equal-length strings without an early exit (the digests of tokens). */
+function equalConstantTime(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
 }
 
 export class Session {
@@ -170,15 +180,16 @@ export class Session {
     const token = randomBytes(24).toString('base64url');
     const hash = hashToken(token);
     this.addToken(hash, role, label);
-    const rec: TokenRecord = { token: { hash: hash.toString('hex'), role, label } };
+    const rec: TokenRecord = { token: { hash, role, label } };
     return { token, durable: this.journal ? this.journal.append(rec) : DONE };
   }
 
   /** The token's role and label, or null. The comparison of the digests is constant-time. */
   authenticate(token: string): TokenInfo | null {
     const hash = hashToken(token);
-    const info = this.tokens.get(hash.toString('hex'));
-    return info && timingSafeEqual(info.hash, hash) ? info : null;
+    // Looked up by digest (its timing tells nothing about the token), then compared in constant time.
+    const info = this.tokens.get(hash);
+    return info && equalConstantTime(info.hash, hash) ? info : null;
   }
 
   static allows(role: Role, needed: Role): boolean {
@@ -271,7 +282,7 @@ export class Session {
           this.restoreSnapshot((r as SnapshotRecord).snapshot);
         } else if ((r as TokenRecord).token) {
           const t = (r as TokenRecord).token;
-          this.addToken(Buffer.from(t.hash, 'hex'), t.role, t.label);
+          this.addToken(t.hash, t.role, t.label);
         } else if ((r as CommandRecord).cmd) {
           const rec = r as CommandRecord;
           if (!rec.refused) this.run(rec.by, rec.cmd);
@@ -294,7 +305,7 @@ export class Session {
     return {
       revision: this.revision,
       faultCounts: [...this.faultCounts],
-      tokens: [...this.tokens.values()].map((t) => ({ hash: t.hash.toString('hex'), role: t.role, label: t.label })),
+      tokens: [...this.tokens.values()].map((t) => ({ hash: t.hash, role: t.role, label: t.label })),
       soc: this.soc.snapshot(),
       iommu: this.iommu.snapshot(),
       dma: this.dma.snapshot(),
@@ -312,7 +323,7 @@ export class Session {
     this.revision = s.revision;
     this.faultCounts.clear();
     for (const [k, n] of s.faultCounts) this.faultCounts.set(k, n);
-    for (const t of s.tokens) this.addToken(Buffer.from(t.hash, 'hex'), t.role, t.label);
+    for (const t of s.tokens) this.addToken(t.hash, t.role, t.label);
     for (const smmu of this.soc.smmus) for (const b of smmu.banks) for (const st of b.stalls) this.armStallTimer(smmu.name, b.index, st.id);
   }
 
@@ -358,8 +369,8 @@ export class Session {
     this.untap();
   }
 
-  private addToken(hash: Buffer, role: Role, label: string | null): void {
-    this.tokens.set(hash.toString('hex'), { role, label, hash });
+  private addToken(hash: string, role: Role, label: string | null): void {
+    this.tokens.set(hash, { role, label, hash });
   }
 
   /** A command no request asked for (timers): applied and journaled like any other. */
