@@ -11,7 +11,7 @@ import { SessionRegistry } from '../session/session.js';
 import { installSessionAuth } from './auth.js';
 import type { Limits, ResolvedOptions } from './context.js';
 import { installErrorHandler } from './errors.js';
-import { checkSubscriberLimit, eventRoutes } from './events.js';
+import { eventRoutes } from './events.js';
 import { installDashboard } from './dashboard.js';
 import { installMetrics } from './metrics.js';
 import { streamRoutes } from './stream.js';
@@ -111,9 +111,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   await app.register(publicRoutes);
   await app.register(
     async (scope) => {
-      installSessionAuth(scope, limits.requestsPerSecond, (req) => {
-        if (req.routeOptions.url?.endsWith('/events')) checkSubscriberLimit(req.iommuSession, limits.maxSubscribersPerSession);
-      });
+      installSessionAuth(scope, limits.requestsPerSecond);
       await scope.register(sessionRoutes);
       await scope.register(hardwareRoutes);
       await scope.register(domainRoutes);

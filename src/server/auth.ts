@@ -35,7 +35,7 @@ class RateLimiter {
   }
 }
 
-export function installSessionAuth(app: FastifyInstance, requestsPerSecond: number, beforeValidation?: (req: FastifyRequest) => void): void {
+export function installSessionAuth(app: FastifyInstance, requestsPerSecond: number): void {
   const limiter = requestsPerSecond > 0 ? new RateLimiter(requestsPerSecond) : null;
   // Callback-style hooks: no promise per request on the hottest path of every session route.
   app.addHook('onRequest', (req, reply, done) => {
@@ -67,7 +67,6 @@ export function installSessionAuth(app: FastifyInstance, requestsPerSecond: numb
         const smmu = s.soc.smmu(p.smmu);
         if (p.ctx !== undefined) s.soc.context(smmu, p.ctx);
       }
-      beforeValidation?.(req);
     } catch (e) {
       return done(e as Error);
     }

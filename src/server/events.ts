@@ -30,7 +30,24 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
   return async (app) => {
     app.get(
       '/events',
-      { websocket: true, schema: { summary: 'Event stream (WebSocket): seq, since, types and device filters, gaps', tags: ['events'], querystring: S.EventsQuery, params: z.object({ sid: z.string() }) } },
+      {
+        websocket: true,
+        // The subscriber quota is checked before the upgrade, so a refused client gets a plain 429.
+        preValidation: (req, _reply, done) => {
+          try {
+            checkSubscriberLimit(req.iommuSession, app.iommudOptions.limits.maxSubscribersPerSession);
+            done();
+          } catch (e) {
+            done(e as Error);
+          }
+        },
+        schema: {
+          summary: 'Event stream (WebSocket): seq, since, types and device filters, gaps',
+          tags: ['events'],
+          querystring: S.EventsQuery,
+          params: z.object({ sid: z.string() }),
+        },
+      },
       (socket: WebSocket, req) => {
         const s = req.iommuSession;
         const q = req.query as z.infer<typeof S.EventsQuery>;
