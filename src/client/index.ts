@@ -16,8 +16,6 @@ import {
   OP_TRANSLATE_READ,
   OP_TRANSLATE_WRITE,
   OP_WRITE,
-  REPLY_HEADER,
-  REPLY_ITEM,
   type StreamItem,
 } from '../api/stream.js';
 
@@ -501,4 +499,3 @@ export class TranslateStream {
   }
 }
 
-export { REPLY_HEADER, REPLY_ITEM };

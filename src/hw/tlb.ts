@@ -42,7 +42,6 @@ export class TlbEntry {
 
 /** Page-number masks per size index (4K, 64K, 1M, 16M) over va >>> 12. */
 const VPN_MASK = [0xfffff, 0xffff0, 0xfff00, 0xff000];
-const SIZE_OF = [0x1000, 0x10000, 0x100000, 0x1000000];
 
 export function tlbKey(asid: number, va: number, sizeIdx: number): number {
   return (asid << 20) | ((va >>> 12) & VPN_MASK[sizeIdx]!);
@@ -224,4 +223,3 @@ export class Tlb {
   }
 }
 
-export { SIZE_OF as TLB_PAGE_SIZES };
