@@ -36,6 +36,8 @@ const BANK_WO: Record<number, string> = {
   [R.V2PUW]: 'V2PUW',
   [R.RESUME]: 'RESUME',
 };
+/** The write-only registers by name: they read as 0 and their events report the value written. */
+const WRITE_ONLY = new Set([...Object.values(BANK_WO), 'GLOBAL_TLBIALL']);
 
 /** Registers whose writes change how transactions translate: those writes go on the event stream. */
 const TRANSLATION_REGS = new Set(['SCTLR', 'ACTLR', 'CONTEXTIDR', 'TTBR0', 'TTBCR', 'CTX_TLBIALL', 'TLBIASID', 'TLBIVA', 'TLBIVAA', 'M2VCBR_N', 'GLOBAL_TLBIALL']);
@@ -78,7 +80,7 @@ export function idrValue(smmu: Smmu): number {
 export function readRegister(smmu: Smmu, offset: number): number {
   const { bank, name, index } = decodeOffset(smmu, offset);
   if (bank) {
-    if (name in BANK_WO || name === 'RESUME') return 0;
+    if (WRITE_ONLY.has(name)) return 0;
     return (bank as unknown as Record<string, number>)[name]! >>> 0;
   }
   switch (name) {
@@ -101,7 +103,7 @@ export function readRegister(smmu: Smmu, offset: number): number {
 
 /**
  * Writes one register with its side effects. Returns the access as performed; the result of a V2P probe is in
- * PAR and a RESUME's retried transaction is returned as `resumed`.
+ * PAR, and a RESUME's retried (or terminated) transaction is reported by the `resume` event the SMMU emits.
  */
 export function writeRegister(smmu: Smmu, offset: number, value: number, sink: EventSink): { name: string; old: number; value: number } {
   const v = value >>> 0;
@@ -140,7 +142,7 @@ export function writeRegister(smmu: Smmu, offset: number, value: number, sink: E
       ...(index !== undefined ? { index } : {}),
       offset: hex(offset),
       old: hex(old),
-      new: hex(name in BANK_WO || name === 'GLOBAL_TLBIALL' ? v : readRegister(smmu, offset)),
+      new: hex(WRITE_ONLY.has(name) ? v : readRegister(smmu, offset)),
     });
   }
   return { name, old, value: v };

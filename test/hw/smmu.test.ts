@@ -300,3 +300,24 @@ describe('MMIO writes that change translation are events', () => {
     expect(events[3]).toMatchObject({ type: 'mmio', smmu: 'smmu0', index: 1, offset: '0xff004' });
   });
 });
+
+describe('write-only registers (regression: they were looked up by name in a table keyed by offset)', () => {
+  it('TLBIVA, TLBIASID, TLBIVAA and GLOBAL_TLBIALL events report the value written; the registers read as 0', async () => {
+    const { readRegister } = await import('../../src/hw/mmio.js');
+    const s = tinySession();
+    const events: IommuEvent[] = [];
+    s.bus.subscribe((e) => events.push(e));
+    const smmu = s.soc.smmus[0]!;
+    writeRegister(smmu, 0x808, 0x10005001, s.bus);
+    writeRegister(smmu, 0x804, 0x5, s.bus);
+    writeRegister(smmu, 0x80c, 0x20000000, s.bus);
+    writeRegister(smmu, 0xfff00, 0x1, s.bus);
+    expect(events.map((e) => [e.register, e.old, e.new])).toEqual([
+      ['TLBIVA', '0x0', '0x10005001'],
+      ['TLBIASID', '0x0', '0x5'],
+      ['TLBIVAA', '0x0', '0x20000000'],
+      ['GLOBAL_TLBIALL', '0x0', '0x1'],
+    ]);
+    for (const off of [0x800, 0x804, 0x808, 0x80c, 0x810, 0x814, 0x818, 0x81c, 0xfff00]) expect(readRegister(smmu, off), off.toString(16)).toBe(0);
+  });
+});
