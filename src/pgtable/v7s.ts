@@ -421,10 +421,10 @@ export class V7sTable {
       if ((d & 3) === 0) continue;
       if (d & L1_SECTION_BIT) {
         if (d & L1_SUPERSECTION) {
-          if ((i & 15) !== 0) continue;
-          const va = i * SZ_1M;
-          if (va + SZ_16M <= from) continue;
-          if (fn(va, (d & 0xff000000) >>> 0, SZ_16M, permToProt(sectionPerm(d))) === false) return;
+          // `from` may fall inside the supersection: report it from its first entry, then skip its other 15.
+          const first = i & ~15;
+          i = first + 15;
+          if (fn(first * SZ_1M, (d & 0xff000000) >>> 0, SZ_16M, permToProt(sectionPerm(d))) === false) return;
         } else if (fn(i * SZ_1M, (d & 0xfff00000) >>> 0, SZ_1M, permToProt(sectionPerm(d))) === false) return;
         continue;
       }

@@ -154,6 +154,23 @@ describe('io-pgtable self-test sequence (tiny profile)', () => {
     expect(s.iommu.mappings(d.id, 0x00200000, 2 ** 32, 1)).toEqual([{ iova: 0x00200000, paddr: RAM + 0x00200000, size: 0x10000, pageSize: 0x10000, prot: RW }]);
   });
 
+  it.each([
+    ['16M', 0x1000000, 0x10000000],
+    ['1M', 0x100000, 0x10100000],
+    ['64K', 0x10000, 0x10010000],
+    ['4K', 0x1000, 0x10001000],
+  ])('mappings from an address inside a %s block returns the block (regression: a supersection was skipped)', (_n, size, iova) => {
+    const s = tinySession();
+    const d = s.iommu.domainAlloc();
+    s.iommu.map(d.id, iova as number, RAM, size as number, RW);
+    const inside = (iova as number) + (size as number) - 0x1000;
+    expect(s.iommu.iovaToPhys(d.id, inside).pageSize).toBe(size);
+    for (const from of [inside, (iova as number) + 0x800, iova as number]) {
+      expect(s.iommu.mappings(d.id, from)).toEqual([{ iova, paddr: RAM, size, pageSize: size, prot: RW }]);
+    }
+    expect(s.iommu.mappings(d.id, (iova as number) + (size as number))).toEqual([]);
+  });
+
   it('NO_SPACE when the page-table pool is exhausted, atomically', () => {
     const s = tinySession();
     const d = s.iommu.domainAlloc({ pgsizes: [0x1000] });
