@@ -3,7 +3,7 @@
  * tokens, the revision counter, and the record of its commands (trace, journal). The only place that knows all
  * of the layers below.
  */
-import { createHash, hash as cryptoHash, randomBytes } from 'node:crypto';
+import { createHash, hash as cryptoHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { IommuError } from '../errors.js';
@@ -21,9 +21,11 @@ export type Role = 'observer' | 'operator' | 'owner';
 const ROLE_RANK: Record<Role, number> = { observer: 0, operator: 1, owner: 2 };
 
 export interface TokenInfo {
+  /** The token's public part (before the '.'): what it is looked up by. Absent on tokens of older journals. */
+  id?: string;
   role: Role;
   label: string | null;
-  /** SHA-256 of the token, hex: the token itself is never kept. */
+  /** SHA-256 of the whole token, hex: the token itself is never kept. */
   hash: string;
 }
 
@@ -75,7 +77,7 @@ interface SnapshotRecord {
 export interface SessionSnapshot {
   revision: number;
   faultCounts: Array<[string, number]>;
-  tokens: Array<{ hash: string; role: Role; label: string | null }>;
+  tokens: Array<{ id?: string; hash: string; role: Role; label: string | null }>;
   soc: ReturnType<Soc['snapshot']>;
   iommu: ReturnType<Iommu['snapshot']>;
   dma: ReturnType<DmaApi['snapshot']>;
@@ -85,7 +87,7 @@ export interface SessionSnapshot {
 
 /** A token as the journal holds it: its digest, never the token itself. */
 interface TokenRecord {
-  token: { hash: string; role: Role; label: string | null };
+  token: { id?: string; hash: string; role: Role; label: string | null };
 }
 
 const SYSTEM: Actor = { role: 'owner', label: 'iommud' };
@@ -107,12 +109,11 @@ export function hashToken(token: string): string {
   return typeof cryptoHash === 'function' ? cryptoHash('sha256', token, 'hex') : createHash('sha256').update(token).digest('hex');
 }
 
-/** Compares two equal-length strings without an early exit (the digests of tokens). */
+/** Compares two hex digests without an early exit. */
 function equalConstantTime(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
+  const x = Buffer.from(a, 'latin1');
+  const y = Buffer.from(b, 'latin1');
+  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 export class Session {
@@ -176,20 +177,31 @@ export class Session {
     };
   }
 
+  /** A new token `<id>.<secret>`: the id is public (the lookup key), the whole token's digest is what is kept. */
   mintToken(role: Role, label: string | null = null): { token: string; durable: Promise<void> } {
-    const token = randomBytes(24).toString('base64url');
-    const hash = hashToken(token);
-    this.addToken(hash, role, label);
-    const rec: TokenRecord = { token: { hash, role, label } };
+    const id = randomBytes(9).toString('base64url');
+    const token = `${id}.${randomBytes(24).toString('base64url')}`;
+    const info: TokenInfo = { id, hash: hashToken(token), role, label };
+    this.addToken(info);
+    const rec: TokenRecord = { token: info };
     return { token, durable: this.journal ? this.journal.append(rec) : DONE };
   }
 
-  /** The token's role and label, or null. The comparison of the digests is constant-time. */
+  /**
+   * The token's role and label, or null. Looked up by its public id; the digest of what the client sent is then
+   * compared in constant time with the stored one, so a wrong secret under a valid id fails without telling how
+   * much of it matched.
+   */
   authenticate(token: string): TokenInfo | null {
+    const dot = token.indexOf('.');
     const hash = hashToken(token);
-    // Looked up by digest (its timing tells nothing about the token), then compared in constant time.
-    const info = this.tokens.get(hash);
-    return info && equalConstantTime(info.hash, hash) ? info : null;
+    if (dot < 0) {
+      // A token minted before ids existed (restored from an older journal) is keyed by its digest.
+      const legacy = this.tokens.get(hash);
+      return legacy && legacy.id === undefined ? legacy : null;
+    }
+    const info = this.tokens.get(token.slice(0, dot));
+    return info && info.id !== undefined && equalConstantTime(hash, info.hash) ? info : null;
   }
 
   static allows(role: Role, needed: Role): boolean {
@@ -282,7 +294,7 @@ export class Session {
           this.restoreSnapshot((r as SnapshotRecord).snapshot);
         } else if ((r as TokenRecord).token) {
           const t = (r as TokenRecord).token;
-          this.addToken(t.hash, t.role, t.label);
+          this.addToken(t);
         } else if ((r as CommandRecord).cmd) {
           const rec = r as CommandRecord;
           if (!rec.refused) this.run(rec.by, rec.cmd);
@@ -305,7 +317,7 @@ export class Session {
     return {
       revision: this.revision,
       faultCounts: [...this.faultCounts],
-      tokens: [...this.tokens.values()].map((t) => ({ hash: t.hash, role: t.role, label: t.label })),
+      tokens: [...this.tokens.values()].map((t) => ({ ...(t.id !== undefined ? { id: t.id } : {}), hash: t.hash, role: t.role, label: t.label })),
       soc: this.soc.snapshot(),
       iommu: this.iommu.snapshot(),
       dma: this.dma.snapshot(),
@@ -323,7 +335,7 @@ export class Session {
     this.revision = s.revision;
     this.faultCounts.clear();
     for (const [k, n] of s.faultCounts) this.faultCounts.set(k, n);
-    for (const t of s.tokens) this.addToken(t.hash, t.role, t.label);
+    for (const t of s.tokens) this.addToken(t);
     for (const smmu of this.soc.smmus) for (const b of smmu.banks) for (const st of b.stalls) this.armStallTimer(smmu.name, b.index, st.id);
   }
 
@@ -369,8 +381,9 @@ export class Session {
     this.untap();
   }
 
-  private addToken(hash: string, role: Role, label: string | null): void {
-    this.tokens.set(hash, { role, label, hash });
+  private addToken(t: TokenInfo): void {
+    const info: TokenInfo = { ...(t.id !== undefined ? { id: t.id } : {}), hash: t.hash, role: t.role, label: t.label };
+    this.tokens.set(info.id ?? info.hash, info);
   }
 
   /** A command no request asked for (timers): applied and journaled like any other. */
