@@ -66,6 +66,15 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 
 await app.listen({ port, host });
 if (values.demo) {
-  const { session, token } = await app.registry.create({ name: 'demo', profile: MSM8X60 });
-  process.stdout.write(`demo session: ${session.id}\nowner token: ${token}\n`);
+  // With a data dir the demo session of an earlier run was restored: reuse it (with a fresh owner token, since
+  // only token digests are kept) rather than adding one more demo session at every restart.
+  const restored = [...app.registry.sessions.values()].find((s) => s.name === 'demo');
+  if (restored) {
+    const { token, durable } = restored.mintToken('owner', 'owner');
+    await durable;
+    process.stdout.write(`demo session: ${restored.id} (restored)\nowner token: ${token}\n`);
+  } else {
+    const { session, token } = await app.registry.create({ name: 'demo', profile: MSM8X60 });
+    process.stdout.write(`demo session: ${session.id}\nowner token: ${token}\n`);
+  }
 }
