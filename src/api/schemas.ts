@@ -232,8 +232,9 @@ export const EventsQuery = z.strictObject({
 });
 
 // ---- operations -----------------------------------------------------------------------------------------------
-export const HealthResponse = z.object({ status: z.literal('ok'), sessions: z.number(), uptime: z.number() });
-export const VersionResponse = z.object({ name: z.string(), version: z.string(), api: z.literal('v1'), capabilities: z.array(z.string()) });
+/** `node`: the cluster node id of this daemon (the prefix of its session ids). */
+export const HealthResponse = z.object({ status: z.literal('ok'), node: z.string(), sessions: z.number(), uptime: z.number() });
+export const VersionResponse = z.object({ name: z.string(), version: z.string(), api: z.literal('v1'), node: z.string(), capabilities: z.array(z.string()) });
 
 /** Every request/response body schema, by the file name `npm run schemas` writes into schemas/. */
 export const SCHEMAS: Record<string, z.ZodType> = {

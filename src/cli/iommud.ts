@@ -4,6 +4,7 @@
  * otherwise; --demo also creates a session and prints its id and owner token.
  */
 import { parseArgs } from 'node:util';
+import { DEFAULT_NODE_ID, isNodeId } from '../cluster/node.js';
 import { MSM8X60 } from '../hw/profile.js';
 import { build } from '../server/app.js';
 
@@ -15,12 +16,13 @@ const { values } = parseArgs({
     'data-dir': { type: 'string' },
     'compact-every': { type: 'string' },
     'rate-limit': { type: 'string' },
+    'node-id': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 
 if (values.help) {
-  process.stdout.write('usage: iommud [--port N] [--host ADDR] [--data-dir DIR] [--compact-every RECORDS] [--rate-limit REQ_PER_S] [--demo]\n  env: PORT, HOST, IOMMUD_DATA_DIR, IOMMUD_COMPACT_EVERY, IOMMUD_RATE_LIMIT, LOG_LEVEL\n');
+  process.stdout.write('usage: iommud [--port N] [--host ADDR] [--data-dir DIR] [--compact-every RECORDS] [--rate-limit REQ_PER_S] [--node-id NAME] [--demo]\n  env: PORT, HOST, IOMMUD_DATA_DIR, IOMMUD_COMPACT_EVERY, IOMMUD_RATE_LIMIT, IOMMUD_NODE_ID, LOG_LEVEL\n');
   process.exit(0);
 }
 
@@ -31,12 +33,19 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2);
 }
 
+const nodeId = values['node-id'] ?? process.env.IOMMUD_NODE_ID ?? DEFAULT_NODE_ID;
+if (!isNodeId(nodeId)) {
+  process.stderr.write(`iommud: bad node id ${JSON.stringify(nodeId)} (1-16 lower-case letters and digits)\n`);
+  process.exit(2);
+}
+
 const level = process.env.LOG_LEVEL ?? 'info';
 const dataDir = values['data-dir'] ?? process.env.IOMMUD_DATA_DIR ?? null;
 const compactEvery = values['compact-every'] ?? process.env.IOMMUD_COMPACT_EVERY;
 const rate = values['rate-limit'] ?? process.env.IOMMUD_RATE_LIMIT;
 const app = await build({
   dataDir,
+  nodeId,
   ...(rate !== undefined ? { limits: { requestsPerSecond: Number(rate) } } : {}),
   ...(compactEvery !== undefined ? { compactEvery: Number(compactEvery) } : {}),
   logger: {

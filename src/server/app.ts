@@ -36,6 +36,8 @@ export interface BuildOptions {
   dataDir?: string | null;
   /** Journal records after which a session is compacted into a snapshot (default 100,000). */
   compactEvery?: number;
+  /** Cluster node id: the prefix of every session id this daemon creates (default `s`). */
+  nodeId?: string;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -73,7 +75,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
 
   const resolved: ResolvedOptions = { limits, wsHighWater: opts.wsHighWater ?? 1024 * 1024 };
   app.decorate('iommudOptions', resolved);
-  const registry = opts.registry ?? new SessionRegistry({ maxSessions: limits.maxSessions, dataDir: opts.dataDir ?? null, ...(opts.compactEvery !== undefined ? { compactEvery: opts.compactEvery } : {}) });
+  const registry = opts.registry ?? new SessionRegistry({ maxSessions: limits.maxSessions, dataDir: opts.dataDir ?? null, ...(opts.nodeId !== undefined ? { nodeId: opts.nodeId } : {}), ...(opts.compactEvery !== undefined ? { compactEvery: opts.compactEvery } : {}) });
   app.decorate('registry', registry);
   if (!opts.registry && opts.dataDir) {
     const n = await registry.restore((msg, extra) => app.log.warn(extra ?? {}, msg));

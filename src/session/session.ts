@@ -6,6 +6,7 @@
 import { createHash, hash as cryptoHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_NODE_ID, isNodeId } from '../cluster/node.js';
 import { IommuError } from '../errors.js';
 import { DmaApi } from '../dma/dma.js';
 import { EventBus } from '../events/bus.js';
@@ -412,6 +413,8 @@ export interface RegistryOptions {
   dataDir?: string | null;
   /** Journal records after which a session is compacted into a snapshot (default 100,000; 0 never). */
   compactEvery?: number;
+  /** The node id that prefixes every session id (default `s`). */
+  nodeId?: string;
 }
 
 export class SessionRegistry {
@@ -419,7 +422,12 @@ export class SessionRegistry {
   private seq = 0;
 
   constructor(readonly opts: RegistryOptions = { maxSessions: 64 }) {
+    if (opts.nodeId !== undefined && !isNodeId(opts.nodeId)) throw new Error(`bad node id ${JSON.stringify(opts.nodeId)}: 1-16 lower-case letters and digits`);
     if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true });
+  }
+
+  get nodeId(): string {
+    return this.opts.nodeId ?? DEFAULT_NODE_ID;
   }
 
   get limits(): RegistryOptions {
@@ -427,11 +435,12 @@ export class SessionRegistry {
   }
 
   /** Creates a session (and its journal, durably, when persistence is on); returns its owner token. */
-  async create(opts: Omit<SessionOptions, 'id'> & { trace?: readonly unknown[] }): Promise<{ session: Session; token: string }> {
+  async create(opts: Omit<SessionOptions, 'id'> & { trace?: readonly unknown[]; persist?: boolean }): Promise<{ session: Session; token: string }> {
     if (this.sessions.size >= this.opts.maxSessions) {
       throw new IommuError('LIMIT', `the daemon holds at most ${this.opts.maxSessions} sessions`, { limit: this.opts.maxSessions });
     }
-    const id = `s-${(++this.seq).toString(36)}${randomBytes(6).toString('hex')}`;
+    // `node-` then lower-case hex only: the proxy routes by the prefix, clients treat the whole id as opaque.
+    const id = `${this.nodeId}-${(++this.seq).toString(16)}${randomBytes(6).toString('hex')}`;
     const session = new Session({ ...opts, id });
     session.bus.emit({ type: 'session', action: 'create', session: id });
     if (opts.trace) {
@@ -444,7 +453,7 @@ export class SessionRegistry {
         throw new IommuError('BAD_REQUEST', `${where} is malformed`, { command: session.revision + 1 });
       }
     }
-    if (this.opts.dataDir) {
+    if (this.opts.dataDir && opts.persist !== false) {
       const path = this.journalPath(id);
       try {
         Journal.createSync(path, session.header());

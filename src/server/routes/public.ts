@@ -35,6 +35,7 @@ function parseTrace(trace: string | Array<Record<string, unknown>>): { header: T
 export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get('/health', { schema: { summary: 'Liveness: status, sessions, uptime', tags: ['operations'], response: { 200: S.HealthResponse } } }, async () => ({
     status: 'ok' as const,
+    node: app.registry.nodeId,
     sessions: app.registry.sessions.size,
     uptime: Math.round((Date.now() - started) / 1000),
   }));
@@ -43,7 +44,8 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
     name: 'iommud',
     version: VERSION,
     api: 'v1' as const,
-    capabilities: ['iommu-api', 'mmio', 'dma', 'memory', 'events', 'stale-tlb-detector', 'fault-injection', 'stall', 'masters', 'trace', 'stream', ...(app.registry.opts.dataDir ? ['persistence'] : [])],
+    node: app.registry.nodeId,
+    capabilities: ['iommu-api', 'mmio', 'dma', 'memory', 'events', 'stale-tlb-detector', 'fault-injection', 'stall', 'masters', 'trace', 'stream', 'cluster', ...(app.registry.opts.dataDir ? ['persistence'] : [])],
   }));
 
   app.get('/v1/profiles', { schema: { summary: 'Simulated SoCs: SMMUs, contexts, MIDs, memory map', tags: ['profiles'], response: { 200: S.ProfilesResponse } } }, async () => Object.values(PROFILES).map(profileView));
@@ -61,6 +63,9 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
     } else {
       profile = validateProfile(body.profile as Profile);
     }
+    if (body.persist === true && !app.registry.opts.dataDir) {
+      throw new IommuError('BAD_REQUEST', 'persist: true needs a daemon started with --data-dir', { field: 'persist' });
+    }
     const lim = app.iommudOptions.limits;
     const h = trace?.header.session;
     const { session, token } = await app.registry.create({
@@ -72,6 +77,7 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
       eventRetain: lim.eventRetain,
       limits: { maxDomains: lim.maxDomainsPerSession, maxMappedPages: lim.maxMappedPagesPerSession },
       ...(trace ? { trace: trace.records } : {}),
+      ...(body.persist !== undefined ? { persist: body.persist } : {}),
     });
     reply.code(201);
     return { id: session.id, name: session.name, profile: profile.name, token, createdAt: session.createdAt };
