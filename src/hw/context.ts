@@ -58,6 +58,9 @@ export class ContextBank {
   NMRR = 0;
   TLBLCKR = 0;
   V2PSR = 0;
+  TLBFLPTER = 0;
+  TLBSLPTER = 0;
+  BFBCR = 0;
   CBACR = 0;
 
   /** Per-context settings (API.md): attach programs ACTLR.CFCFG / CFEIE from them. */
@@ -103,6 +106,7 @@ export class ContextBank {
     this.SCTLR = this.ACTLR = this.CONTEXTIDR = this.TTBR0 = this.TTBR1 = this.TTBCR = 0;
     this.PAR = this.FSR = this.FSRRESTORE = this.FAR = this.FSYNR0 = this.FSYNR1 = 0;
     this.PRRR = this.NMRR = this.TLBLCKR = this.V2PSR = 0;
+    this.TLBFLPTER = this.TLBSLPTER = this.BFBCR = 0;
   }
 }
 

@@ -23,6 +23,9 @@ const BANK_RW: Record<number, keyof ContextBank & R.ContextRegister> = {
   [R.PRRR]: 'PRRR',
   [R.NMRR]: 'NMRR',
   [R.TLBLCKR]: 'TLBLCKR',
+  [R.TLBFLPTER]: 'TLBFLPTER',
+  [R.TLBSLPTER]: 'TLBSLPTER',
+  [R.BFBCR]: 'BFBCR',
 };
 
 const BANK_WO: Record<number, string> = {
@@ -37,10 +40,14 @@ const BANK_WO: Record<number, string> = {
   [R.RESUME]: 'RESUME',
 };
 /** The write-only registers by name: they read as 0 and their events report the value written. */
-const WRITE_ONLY = new Set([...Object.values(BANK_WO), 'GLOBAL_TLBIALL']);
+const WRITE_ONLY = new Set([...Object.values(BANK_WO), 'GLOBAL_TLBIALL', 'TLBIVMID']);
 
 /** Registers whose writes change how transactions translate: those writes go on the event stream. */
-const TRANSLATION_REGS = new Set(['SCTLR', 'ACTLR', 'CONTEXTIDR', 'TTBR0', 'TTBCR', 'CTX_TLBIALL', 'TLBIASID', 'TLBIVA', 'TLBIVAA', 'M2VCBR_N', 'GLOBAL_TLBIALL']);
+const TRANSLATION_REGS = new Set(['SCTLR', 'ACTLR', 'CONTEXTIDR', 'TTBR0', 'TTBCR', 'CTX_TLBIALL', 'TLBIASID', 'TLBIVA', 'TLBIVAA', 'M2VCBR_N', 'GLOBAL_TLBIALL', 'TLBIVMID']);
+
+/** Global offset → name (M2VCBR_N and CBACR_N are tables, decoded apart). */
+const GLOBAL_NAMES = new Map<number, keyof typeof R.GLOBAL_REGISTERS>(Object.entries(R.GLOBAL_REGISTERS).map(([n, o]) => [o, n as keyof typeof R.GLOBAL_REGISTERS]));
+const GLOBAL_STATE = new Set<string>(R.GLOBAL_STATE_REGISTERS);
 
 export interface RegisterAccess {
   offset: number;
@@ -67,7 +74,7 @@ export function decodeOffset(smmu: Smmu, offset: number): { bank: ContextBank | 
   }
   if (offset >= R.M2VCBR_N && offset < R.M2VCBR_N + 4 * R.NUM_MIDS) return { bank: null, name: 'M2VCBR_N', index: (offset - R.M2VCBR_N) >>> 2 };
   if (offset >= R.CBACR_N && offset < R.CBACR_N + 4 * smmu.banks.length) return { bank: null, name: 'CBACR_N', index: (offset - R.CBACR_N) >>> 2 };
-  const g = { [R.GLOBAL_TLBIALL]: 'GLOBAL_TLBIALL', [R.CR]: 'CR', [R.ESR]: 'ESR', [R.REV]: 'REV', [R.IDR]: 'IDR' }[offset];
+  const g = GLOBAL_NAMES.get(offset);
   if (!g) badOffset(offset, 'reserved or unknown register');
   return { bank: null, name: g };
 }
@@ -88,16 +95,12 @@ export function readRegister(smmu: Smmu, offset: number): number {
       return smmu.m2vcbr[index!]!;
     case 'CBACR_N':
       return smmu.banks[index!]!.CBACR >>> 0;
-    case 'CR':
-      return smmu.CR >>> 0;
-    case 'ESR':
-      return smmu.ESR >>> 0;
     case 'REV':
       return R.REV_VALUE;
     case 'IDR':
       return idrValue(smmu);
     default:
-      return 0; // GLOBAL_TLBIALL is write-only
+      return GLOBAL_STATE.has(name) ? smmu[name as R.GlobalStateRegister] >>> 0 : 0; // GLOBAL_TLBIALL, TLBIVMID: write-only
   }
 }
 
@@ -121,13 +124,20 @@ export function writeRegister(smmu: Smmu, offset: number, value: number, sink: E
       case 'GLOBAL_TLBIALL':
         smmu.tlb.invalidateAll();
         break;
-      case 'CR':
-        smmu.CR = v;
+      case 'TLBIVMID':
+        // Every bank whose CBACR_N.CBVMID is the VMID written (the driver leaves them all at VMID 0).
+        for (const b of smmu.banks) if (((b.CBACR >>> R.CBACR_CBVMID_SHIFT) & R.CBACR_CBVMID_MASK) === (v & R.CBACR_CBVMID_MASK)) smmu.tlb.invalidateAll(b.index);
         break;
       case 'ESR':
         smmu.ESR = (smmu.ESR & ~v) >>> 0; // write-1-to-clear, as the error syndrome is
         break;
+      case 'ESRRESTORE':
+        // As FSRRESTORE does for FSR: stored, and ESR takes the value.
+        smmu.ESRRESTORE = v;
+        smmu.ESR = v;
+        break;
       default:
+        if (GLOBAL_STATE.has(name)) smmu[name as R.GlobalStateRegister] = v;
         break; // REV and IDR are read-only: writes are ignored
     }
   }

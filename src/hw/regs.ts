@@ -17,6 +17,10 @@ export const PRRR = 0x034;
 export const NMRR = 0x038;
 export const TLBLCKR = 0x03c;
 export const V2PSR = 0x040;
+// TLB first/second-level PTE debug registers and the BFB (prefetch) control: stored and read back, no behaviour.
+export const TLBFLPTER = 0x044;
+export const TLBSLPTER = 0x048;
+export const BFBCR = 0x04c;
 export const CTX_TLBIALL = 0x800;
 export const TLBIASID = 0x804;
 export const TLBIVA = 0x808;
@@ -45,6 +49,9 @@ export const CONTEXT_REGISTERS = {
   NMRR,
   TLBLCKR,
   V2PSR,
+  TLBFLPTER,
+  TLBSLPTER,
+  BFBCR,
 } as const;
 export type ContextRegister = keyof typeof CONTEXT_REGISTERS;
 
@@ -52,11 +59,49 @@ export type ContextRegister = keyof typeof CONTEXT_REGISTERS;
 export const GLOBAL_BASE = 0xff000;
 export const M2VCBR_N = 0xff000;
 export const CBACR_N = 0xff800;
+export const TLBRSW = 0xffe00;
+export const TLBTR0 = 0xffe80;
+export const TLBTR1 = 0xffe84;
+export const TLBTR2 = 0xffe88;
+export const TESTBUSCR = 0xffe8c;
 export const GLOBAL_TLBIALL = 0xfff00;
+export const TLBIVMID = 0xfff04;
 export const CR = 0xfff80;
+export const EAR = 0xfff84;
 export const ESR = 0xfff88;
+export const ESRRESTORE = 0xfff8c;
+export const ESYNR0 = 0xfff90;
+export const ESYNR1 = 0xfff94;
 export const REV = 0xffff4;
 export const IDR = 0xffff8;
+export const RPU_ACR = 0xffffc;
+
+/** The single global registers (M2VCBR_N and CBACR_N are tables), as msm_iommu_hw-8xxx.h defines them. */
+export const GLOBAL_REGISTERS = {
+  TLBRSW,
+  TLBTR0,
+  TLBTR1,
+  TLBTR2,
+  TESTBUSCR,
+  GLOBAL_TLBIALL,
+  TLBIVMID,
+  CR,
+  EAR,
+  ESR,
+  ESRRESTORE,
+  ESYNR0,
+  ESYNR1,
+  REV,
+  IDR,
+  RPU_ACR,
+} as const;
+/** Global registers that hold state (the others are operations or read-only identification). */
+export const GLOBAL_STATE_REGISTERS = ['TLBRSW', 'TLBTR0', 'TLBTR1', 'TLBTR2', 'TESTBUSCR', 'CR', 'EAR', 'ESR', 'ESRRESTORE', 'ESYNR0', 'ESYNR1', 'RPU_ACR'] as const;
+export type GlobalStateRegister = (typeof GLOBAL_STATE_REGISTERS)[number];
+
+// CBACR_N fields.
+export const CBACR_CBVMID_SHIFT = 16;
+export const CBACR_CBVMID_MASK = 0x1f;
 /** Master IDs the M2VCBR table covers. */
 export const NUM_MIDS = 256;
 
@@ -122,8 +167,14 @@ export const FSYNR1_AWRITE = 1 << 8;
 export const PAR_FAULT = 1 << 0;
 export const PAR_SS = 1 << 1;
 
-/** Values io-pgtable-v7s computes and the driver programs on attach. */
-export const TTBR0_WALK_ATTRS = 0x6a;
+// TTBR0 fields.
+export const TTBR0_SH = 1 << 1;
+
+/**
+ * Values io-pgtable-v7s computes and the driver programs on attach. msm_iommu leaves coherent_walk false, so TTBR0
+ * carries S only (inner and outer non-cacheable walk), not the 0x6a of a coherent walker.
+ */
+export const TTBR0_WALK_ATTRS = TTBR0_SH;
 export const PRRR_ATTACH = 0x800b8204;
 export const NMRR_ATTACH = 0x40004000;
 export const SCTLR_ATTACH = SCTLR_M | SCTLR_TRE | SCTLR_AFE;

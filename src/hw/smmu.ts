@@ -27,6 +27,8 @@ import {
   SCTLR_AFE,
   SCTLR_M,
   CONTEXT_REGISTERS,
+  GLOBAL_STATE_REGISTERS,
+  type GlobalStateRegister,
   fsrBitNames,
   type FaultKind,
 } from './regs.js';
@@ -96,6 +98,8 @@ export interface SmmuSnapshot {
   m2vcbr: number[];
   CR: number;
   ESR: number;
+  /** The other global registers that hold state (absent in snapshots from before they were modelled). */
+  globals?: Partial<Record<GlobalStateRegister, number>>;
   banks: Array<{
     regs: Record<string, number>;
     faultMode: 'terminate' | 'stall';
@@ -115,8 +119,19 @@ export class Smmu {
   /** M2VCBR_N per master ID: CBNDX (15:8) names the bank a MID's transactions go to. */
   readonly m2vcbr = new Uint32Array(NUM_MIDS);
   readonly tlb: Tlb;
+  // Global registers that hold state; only CR and ESR have fields iommud reads, the rest are stored and read back.
+  TLBRSW = 0;
+  TLBTR0 = 0;
+  TLBTR1 = 0;
+  TLBTR2 = 0;
+  TESTBUSCR = 0;
   CR = 0;
+  EAR = 0;
   ESR = 0;
+  ESRRESTORE = 0;
+  ESYNR0 = 0;
+  ESYNR1 = 0;
+  RPU_ACR = 0;
   readonly res = new TxnResult();
   private readonly w = new WalkResult();
   private readonly env: HwEnv;
@@ -146,6 +161,7 @@ export class Smmu {
       m2vcbr: [...this.m2vcbr],
       CR: this.CR,
       ESR: this.ESR,
+      globals: Object.fromEntries(GLOBAL_STATE_REGISTERS.map((r) => [r, this[r]])),
       banks: this.banks.map((b) => {
         const regs: Record<string, number> = {};
         for (const r of [...Object.keys(CONTEXT_REGISTERS), 'CBACR']) regs[r] = (b as unknown as Record<string, number>)[r]!;
@@ -157,6 +173,7 @@ export class Smmu {
 
   restore(s: SmmuSnapshot): void {
     this.m2vcbr.set(s.m2vcbr);
+    for (const r of GLOBAL_STATE_REGISTERS) this[r] = s.globals?.[r] ?? 0;
     this.CR = s.CR;
     this.ESR = s.ESR;
     s.banks.forEach((x, i) => {

@@ -28,7 +28,7 @@ describe('attach programs the context bank as the MSM driver does', () => {
     const { s, bank, d } = setup();
     expect(bank.SCTLR).toBe(0x7);
     expect(bank.ACTLR).toBe((3 << 12) | (3 << 16) | 0x2); // TLBMCFG=3, V2PCFG=3, CFEIE, terminate
-    expect(bank.TTBR0).toBe(0x83e0006a);
+    expect(bank.TTBR0).toBe(0x83e00002);
     expect(bank.TTBCR).toBe(0);
     expect(bank.PRRR).toBe(0x800b8204);
     expect(bank.NMRR).toBe(0x40004000);
@@ -55,7 +55,7 @@ describe('attach programs the context bank as the MSM driver does', () => {
     tx(0x1000);
     expect(smmu.tlb.size).toBe(1);
     s.iommu.attach(d2.id, 'dev0', true);
-    expect(bank.TTBR0).toBe((d2.table.l1 | 0x6a) >>> 0);
+    expect(bank.TTBR0).toBe((d2.table.l1 | 0x2) >>> 0);
     expect(smmu.tlb.size).toBe(0);
     expect(codeOf(() => s.iommu.detach(d.id, 'dev0'))).toBe('NOT_ATTACHED');
     expect(codeOf(() => s.iommu.domainFree(d2.id))).toBe('DOMAIN_ATTACHED');
@@ -286,13 +286,13 @@ describe('MMIO writes that change translation are events', () => {
     const events: IommuEvent[] = [];
     s.bus.subscribe((e) => events.push(e));
     const smmu = s.soc.smmus[0]!;
-    writeRegister(smmu, 0x010, 0x83e0006a, s.bus);
+    writeRegister(smmu, 0x010, 0x83e00002, s.bus);
     writeRegister(smmu, 0x000, 0x7, s.bus);
     writeRegister(smmu, 0x800, 0, s.bus);
     writeRegister(smmu, 0xff000 + 4, 0, s.bus);
     writeRegister(smmu, 0x020, 0, s.bus); // FSR: no translation change, no event
     expect(events.map((e) => [e.register, e.old, e.new])).toEqual([
-      ['TTBR0', '0x0', '0x83e0006a'],
+      ['TTBR0', '0x0', '0x83e00002'],
       ['SCTLR', '0x0', '0x7'],
       ['CTX_TLBIALL', '0x0', '0x0'],
       ['M2VCBR_N', '0x100', '0x0'],

@@ -33,7 +33,7 @@ describe('every error code a route can give, and nothing changes', () => {
     ['unknown context', 'GET', '/smmus/smmu0/contexts/7', undefined, 404, 'NOT_FOUND'],
     ['unknown stall', 'POST', '/smmus/smmu0/contexts/0/resume', { stall: 'stall-9', action: 'retry' }, 404, 'NOT_FOUND'],
     ['unaligned register', 'GET', '/smmus/smmu0/mmio/0x2', undefined, 400, 'BAD_REQUEST'],
-    ['reserved register', 'GET', '/smmus/smmu0/mmio/0x44', undefined, 400, 'BAD_REQUEST'],
+    ['reserved register', 'GET', '/smmus/smmu0/mmio/0x50', undefined, 400, 'BAD_REQUEST'],
     ['bank beyond the SMMU', 'GET', '/smmus/smmu0/mmio/0x2000', undefined, 400, 'BAD_REQUEST'],
     ['register value past 32 bits', 'PUT', '/smmus/smmu0/mmio/0x10', { value: '0x100000000' }, 400, 'OUT_OF_RANGE'],
     ['data with a read', 'POST', '/devices/dev0/access', { iova: 0, access: 'read', data: 'AAAA' }, 400, 'BAD_REQUEST'],

@@ -21,7 +21,7 @@ describe('a driver-like scenario over HTTP (msm8x60)', () => {
     expect(a.status).toBe(200);
     expect(a.body.attached).toEqual(['vfe_imgwr']);
     const ctx = await c.call('GET', '/smmus/vfe/contexts/vfe_imgwr');
-    expect(ctx.body.registers).toMatchObject({ SCTLR: '0x7', ACTLR: '0x33002', TTBR0: '0x5f00006a', TTBCR: '0x0', CONTEXTIDR: '0x0', PRRR: '0x800b8204', NMRR: '0x40004000', FSR: '0x0' });
+    expect(ctx.body.registers).toMatchObject({ SCTLR: '0x7', ACTLR: '0x33002', TTBR0: '0x5f000002', TTBCR: '0x0', CONTEXTIDR: '0x0', PRRR: '0x800b8204', NMRR: '0x40004000', FSR: '0x0' });
     expect(ctx.body).toMatchObject({ index: 0, device: 'vfe_imgwr', mids: [2, 3, 4, 5, 6, 7, 8], enabled: true, domain: did, faultMode: 'terminate' });
   });
 
