@@ -147,7 +147,7 @@ program
 // ---- watch ----
 program
   .command('watch')
-  .description('live events until interrupted')
+  .description('live events until interrupted (a refusal by the daemon is exit 3, an unreachable daemon exit 4)')
   .option('--types <list>', 'comma list of event types')
   .option('--device <name>')
   .option('--since <seq>')
@@ -155,26 +155,21 @@ program
   .action(async (o: { types?: string; device?: string; since?: string; count?: string }) => {
     const s = session();
     let left = o.count ? Number(o.count) : Infinity;
-    await new Promise<void>((resolve) => {
-      const sub = s.subscribe({
-        ...(o.types ? { types: o.types.split(',') } : {}),
-        ...(o.device ? { device: o.device } : {}),
-        ...(o.since !== undefined ? { since: Number(o.since) } : {}),
-        onEvent: (ev) => {
-          const { seq, time, type, by, ...rest } = ev as Record<string, unknown>;
-          process.stdout.write(globals().json ? JSON.stringify(ev) + '\n' : `${seq} ${String(time).slice(11, 23)} ${type} ${by ? `[${(by as { label: string }).label}] ` : ''}${JSON.stringify(rest)}\n`);
-          if (--left <= 0) {
-            sub.close();
-            resolve();
-          }
-        },
-        onGap: (g) => process.stdout.write(globals().json ? JSON.stringify({ type: 'gap', ...g }) + '\n' : `-- gap: events ${g.from}..${g.to} were missed --\n`),
-      });
-      process.once('SIGINT', () => {
-        sub.close();
-        resolve();
-      });
+    const sub = s.subscribe({
+      ...(o.types ? { types: o.types.split(',') } : {}),
+      ...(o.device ? { device: o.device } : {}),
+      ...(o.since !== undefined ? { since: Number(o.since) } : {}),
+      onEvent: (ev) => {
+        const { seq, time, type, by, ...rest } = ev as Record<string, unknown>;
+        process.stdout.write(globals().json ? JSON.stringify(ev) + '\n' : `${seq} ${String(time).slice(11, 23)} ${type} ${by ? `[${(by as { label: string }).label}] ` : ''}${JSON.stringify(rest)}\n`);
+        if (--left <= 0) sub.close();
+      },
+      onGap: (g) => process.stdout.write(globals().json ? JSON.stringify({ type: 'gap', ...g }) + '\n' : `-- gap: events ${g.from}..${g.to} were missed --\n`),
+      onReconnect: (r) => process.stderr.write(`iommuctl: connection lost (${r.reason}); reconnecting in ${r.delayMs} ms (attempt ${r.attempt})\n`),
     });
+    process.once('SIGINT', () => sub.close());
+    // Rejects with IommudError (exit 3) or IommudConnectionError (exit 4): the daemon's own message is printed.
+    await sub.done();
   });
 
 // ---- trace ----

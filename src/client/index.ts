@@ -300,18 +300,34 @@ export interface SubscribeOptions {
   onEvent(ev: IommudEvent): void;
   /** Events the daemon could no longer give (announced, never silent). */
   onGap?(gap: { from: number; to: number }): void;
+  /** Errors the daemon sent on the socket (a refused resume), and the final refusal that ends the subscription. */
   onError?(err: Error): void;
+  /** A live subscription lost its connection and tries again after `delayMs` (attempt counts from 1). */
+  onReconnect?(info: { attempt: number; delayMs: number; reason: string }): void;
   /** Reconnect delay bounds in ms (doubling from min to max). */
   reconnect?: { min: number; max: number };
+  /** Tries to reach the daemon before ready() rejects with IommudConnectionError (default 5). */
+  connectAttempts?: number;
 }
 
+/**
+ * A subscription that fails loudly: a refusal by the daemon (400, 401, 403, 404: a wrong token, an unknown session,
+ * a bad filter) is final, at the first connection or at a reconnect; only the loss of a connection that was
+ * accepted is retried, with backoff and an `onReconnect` notice. A daemon that is not there at the start is a
+ * rejected ready() after `connectAttempts` tries.
+ */
 export class EventSubscription {
   /** The last seq seen (delivered or covered by a gap): where a reconnect resumes. */
   lastSeq: number;
   private ws: WebSocket | null = null;
-  private closed = false;
+  private state: 'connecting' | 'open' | 'closed' = 'connecting';
+  private everOpened = false;
+  private attempt = 0;
   private delay: number;
   private readonly opened: Promise<void>;
+  private readonly ended: Promise<void>;
+  private settleOpened!: { resolve(): void; reject(e: Error): void };
+  private settleEnded!: { resolve(): void; reject(e: Error): void };
 
   constructor(
     private readonly url: string,
@@ -320,17 +336,29 @@ export class EventSubscription {
   ) {
     this.lastSeq = opts.since ?? -1;
     this.delay = opts.reconnect?.min ?? 50;
-    this.opened = new Promise((resolve) => this.connect(resolve));
+    this.opened = new Promise((resolve, reject) => (this.settleOpened = { resolve, reject }));
+    this.ended = new Promise((resolve, reject) => (this.settleEnded = { resolve, reject }));
+    // Whoever awaits only one of the two must not see the other as an unhandled rejection.
+    this.opened.catch(() => {});
+    this.ended.catch(() => {});
+    this.connect();
   }
 
-  /** Resolves once the first connection is open. */
+  /** Resolves once the first connection is open; rejects with the daemon's refusal or after the connect attempts. */
   ready(): Promise<void> {
     return this.opened;
   }
 
+  /** Resolves when close() is called; rejects when the subscription ends on a refusal or a failed first connect. */
+  done(): Promise<void> {
+    return this.ended;
+  }
+
   close(): void {
-    this.closed = true;
+    if (this.state === 'closed') return;
+    this.state = 'closed';
     this.ws?.close(1000);
+    this.settleEnded.resolve();
   }
 
   /** Drops the connection as a network failure would (for tests of the resume path). */
@@ -338,16 +366,51 @@ export class EventSubscription {
     this.ws?.terminate();
   }
 
-  private connect(onOpen?: () => void): void {
+  private fail(err: Error): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.ws?.terminate();
+    if (!this.everOpened) this.settleOpened.reject(err);
+    this.opts.onError?.(err);
+    this.settleEnded.reject(err);
+  }
+
+  private connect(): void {
     const q = [`token=${encodeURIComponent(this.token)}`];
-    if (this.opts.types?.length) q.push(`types=${this.opts.types.join(',')}`);
+    if (this.opts.types?.length) q.push(`types=${this.opts.types.map(encodeURIComponent).join(',')}`);
     if (this.opts.device) q.push(`device=${encodeURIComponent(this.opts.device)}`);
     if (this.lastSeq >= 0) q.push(`since=${this.lastSeq}`);
     const ws = new WebSocket(`${this.url}?${q.join('&')}`);
     this.ws = ws;
+    let refused = false;
+    ws.on('unexpected-response', (_req, res) => {
+      // The daemon answered the upgrade with an HTTP refusal: its JSON error is the reason, and it is final.
+      refused = true;
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => {
+        ws.terminate();
+        let err: { code?: string; message?: string; details?: Record<string, unknown> } | undefined;
+        try {
+          err = (JSON.parse(body) as { error?: typeof err }).error;
+        } catch {
+          // not the contract's shape (a proxy's page): keep the status
+        }
+        const status = res.statusCode ?? 0;
+        const e = new IommudError(err?.code ?? `HTTP_${status}`, err?.message ?? (res.statusMessage || 'subscription refused'), status, err?.details);
+        // 5xx (a proxy whose node is down, a daemon restarting) is not a refusal of this subscription: retry.
+        if (status >= 500 && this.everOpened) this.retry(`${e.code}: ${e.message}`);
+        else this.fail(e);
+      });
+      res.on('error', () => this.fail(new IommudError(`HTTP_${res.statusCode}`, 'subscription refused', res.statusCode ?? 0)));
+    });
     ws.on('open', () => {
+      this.state = 'open';
+      this.everOpened = true;
+      this.attempt = 0;
       this.delay = this.opts.reconnect?.min ?? 50;
-      onOpen?.();
+      this.settleOpened.resolve();
     });
     ws.on('message', (raw) => {
       const m = JSON.parse(String(raw)) as IommudEvent & { from?: number; to?: number; error?: { code: string; message: string } };
@@ -362,12 +425,32 @@ export class EventSubscription {
         this.opts.onEvent(m);
       }
     });
-    ws.on('error', (e) => this.opts.onError?.(new IommudConnectionError(e.message, e)));
-    ws.on('close', () => {
-      if (this.closed) return;
-      setTimeout(() => this.connect(onOpen), this.delay);
-      this.delay = Math.min(this.delay * 2, this.opts.reconnect?.max ?? 2000);
+    let lastError = '';
+    ws.on('error', (e) => {
+      lastError = e.message;
     });
+    ws.on('close', (code, reason) => {
+      if (this.state === 'closed' || refused) return;
+      const why = reason.length ? `${code} ${reason.toString()}` : lastError || `closed (${code})`;
+      if (!this.everOpened) {
+        this.attempt++;
+        if (this.attempt >= (this.opts.connectAttempts ?? 5)) return this.fail(new IommudConnectionError(`cannot subscribe at ${this.url}: ${why}`));
+        setTimeout(() => this.state !== 'closed' && this.connect(), this.delay);
+        this.delay = Math.min(this.delay * 2, this.opts.reconnect?.max ?? 2000);
+        return;
+      }
+      this.retry(why);
+    });
+  }
+
+  private retry(reason: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'connecting';
+    this.attempt++;
+    const delayMs = this.delay;
+    this.opts.onReconnect?.({ attempt: this.attempt, delayMs, reason });
+    setTimeout(() => this.state !== 'closed' && this.connect(), delayMs);
+    this.delay = Math.min(this.delay * 2, this.opts.reconnect?.max ?? 2000);
   }
 
   /** Answers a stall on this socket (needs an operator token). */
