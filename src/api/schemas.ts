@@ -9,9 +9,10 @@ const HEX = /^0[xX][0-9a-fA-F]+$/;
 
 /** An address or size in a body: a JSON integer or a hex string; decimal strings are refused. */
 export const Addr = z
-  .union([z.number().int().nonnegative(), z.string().regex(HEX, 'hex string like "0x1000"')])
+  // The hex branch first, with an example: OpenAPI UIs build their sample request from the first branch.
+  .union([z.string().regex(HEX, 'hex string like "0x1000"').meta({ example: '0x10000000' }), z.number().int().nonnegative()])
   .transform((v) => (typeof v === 'string' ? parseInt(v, 16) : v))
-  .meta({ description: 'integer or hex string ("0x1000")' });
+  .meta({ description: 'hex string ("0x1000") or integer' });
 
 /** An address in a path or query: hex or decimal. */
 export const ParamAddr = z
@@ -26,6 +27,9 @@ export const Role = z.enum(['observer', 'operator', 'owner']);
 export const PageCounts = z.object({ '4K': z.number(), '64K': z.number(), '1M': z.number(), '16M': z.number() });
 export const AccessKind = z.enum(['read', 'write', 'exec']);
 export const FaultKind = z.enum(['translation', 'permission', 'access-flag', 'external', 'multi-hit', 'tlb-miss']);
+
+/** The body of a 204 reply: none. */
+export const NoContent = z.null().meta({ description: 'No Content' });
 
 export const ErrorBody = z.object({
   error: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()).optional() }),

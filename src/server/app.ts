@@ -14,6 +14,7 @@ import { installErrorHandler } from './errors.js';
 import { eventRoutes } from './events.js';
 import { installDashboard } from './dashboard.js';
 import { installMetrics } from './metrics.js';
+import { installOpenApiResponses } from './openapi.js';
 import { streamRoutes } from './stream.js';
 import { deviceRoutes } from './routes/devices.js';
 import { dmaRoutes } from './routes/dma.js';
@@ -107,6 +108,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   app.addHook('onRoute', (route) => {
     if (route.websocket && route.schema) route.schema.hide = false;
   });
+  installOpenApiResponses(app);
 
   const metrics = installMetrics(app, app.registry);
   await installDashboard(app);

@@ -45,13 +45,13 @@ export const dmaRoutes: FastifyPluginAsyncZod = async (app) => {
     return { dmaAddr: hex(m.dmaAddr), segments: m.segments.map((x) => ({ dmaAddr: hex(x.dmaAddr), size: x.size })) };
   });
 
-  app.post('/devices/:device/dma/unmap', { schema: { summary: 'dma_unmap_single/sg with DMA-debug checks', tags: ['dma'], params: DevParams, body: S.DmaUnmapBody } }, async (req, reply) => {
+  app.post('/devices/:device/dma/unmap', { schema: { summary: 'dma_unmap_single/sg with DMA-debug checks', tags: ['dma'], params: DevParams, body: S.DmaUnmapBody, response: { 204: S.NoContent } } }, async (req, reply) => {
     await apply(req, { op: 'dma-unmap', device: req.params.device, ...req.body });
-    reply.code(204).send();
+    reply.code(204).send(null);
   });
 
-  app.post('/devices/:device/dma/sync', { schema: { summary: 'dma_sync_single_for_cpu/device (partial ranges allowed)', tags: ['dma'], params: DevParams, body: S.DmaSyncBody } }, async (req, reply) => {
+  app.post('/devices/:device/dma/sync', { schema: { summary: 'dma_sync_single_for_cpu/device (partial ranges allowed)', tags: ['dma'], params: DevParams, body: S.DmaSyncBody, response: { 204: S.NoContent } } }, async (req, reply) => {
     await apply(req, { op: 'dma-sync', device: req.params.device, ...req.body });
-    reply.code(204).send();
+    reply.code(204).send(null);
   });
 };

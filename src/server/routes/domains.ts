@@ -28,9 +28,9 @@ export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
     domainView(req.iommuSession.iommu.domain(req.params.did)),
   );
 
-  app.delete('/domains/:did', { schema: { summary: 'iommu_domain_free (refused while devices are attached)', tags: ['domains'], params: DomParams } }, async (req, reply) => {
+  app.delete('/domains/:did', { schema: { summary: 'iommu_domain_free (refused while devices are attached)', tags: ['domains'], params: DomParams, response: { 204: S.NoContent } } }, async (req, reply) => {
     await apply(req, { op: 'domain-free', did: req.params.did });
-    reply.code(204).send();
+    reply.code(204).send(null);
   });
 
   app.post('/domains/:did/attach', { schema: { summary: 'iommu_attach_device: program the context bank (replace: switch on the fly)', tags: ['domains'], params: DomParams, body: S.AttachBody, response: { 200: S.DomainResponse } } }, async (req) =>

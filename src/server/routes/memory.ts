@@ -26,9 +26,9 @@ export const memoryRoutes: FastifyPluginAsyncZod = async (app) => {
     return bufferView(b);
   });
 
-  app.delete('/buffers/:paddr', { schema: { summary: 'Free a physical buffer', tags: ['memory'], params: z.object({ sid: z.string(), paddr: S.ParamAddr }) } }, async (req, reply) => {
+  app.delete('/buffers/:paddr', { schema: { summary: 'Free a physical buffer', tags: ['memory'], params: z.object({ sid: z.string(), paddr: S.ParamAddr }), response: { 204: S.NoContent } } }, async (req, reply) => {
     await apply(req, { op: 'buffer-free', paddr: req.params.paddr });
-    reply.code(204).send();
+    reply.code(204).send(null);
   });
 
   app.get('/memory', { schema: { summary: 'Read physical memory (CPU side), application/octet-stream', tags: ['memory'], querystring: S.MemoryQuery } }, async (req, reply) => {
@@ -39,7 +39,7 @@ export const memoryRoutes: FastifyPluginAsyncZod = async (app) => {
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   });
 
-  app.put('/memory', { schema: { summary: 'Write physical memory (CPU side) from an application/octet-stream body', tags: ['memory'], querystring: S.MemoryQuery.pick({ paddr: true }) } }, async (req, reply) => {
+  app.put('/memory', { schema: { summary: 'Write physical memory (CPU side) from an application/octet-stream body', tags: ['memory'], querystring: S.MemoryQuery.pick({ paddr: true }), response: { 204: S.NoContent } } }, async (req, reply) => {
     const s = req.iommuSession;
     const body = req.body;
     if (!Buffer.isBuffer(body) || body.length === 0) {
@@ -47,7 +47,7 @@ export const memoryRoutes: FastifyPluginAsyncZod = async (app) => {
     }
     checkRam(s.soc.mem, req.query.paddr, body.length);
     await apply(req, { op: 'memory-write', paddr: req.query.paddr, data: body.toString('base64') });
-    reply.code(204).send();
+    reply.code(204).send(null);
   });
 };
 

@@ -20,9 +20,9 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
     };
   });
 
-  app.delete('/', { config: { role: 'owner' }, schema: { summary: 'Delete the session (owner)', tags: ['sessions'] } }, async (req, reply) => {
+  app.delete('/', { config: { role: 'owner' }, schema: { summary: 'Delete the session (owner)', tags: ['sessions'], response: { 204: S.NoContent } } }, async (req, reply) => {
     await app.registry.delete(req.iommuSession.id);
-    reply.code(204).send();
+    reply.code(204).send(null);
   });
 
   app.post('/tokens', { config: { role: 'owner' }, schema: { summary: 'Mint a token with a role and a label (owner)', tags: ['sessions'], body: S.TokenBody, response: { 201: S.TokenResponse } } }, async (req, reply) => {
