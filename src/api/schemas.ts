@@ -98,8 +98,11 @@ export const ContextResponse = z.object({
   mids: z.array(z.number()),
   enabled: z.boolean(),
   domain: z.string().nullable(),
+  /** Derived from ACTLR.CFCFG and CFEIE as they are now (API or MMIO wrote them). */
   faultMode: z.enum(['terminate', 'stall']),
   faultInterrupt: z.boolean(),
+  /** The per-context setting (PATCH) that the IOMMU API's attach programs into ACTLR; kept across attach/detach. */
+  settings: z.object({ faultMode: z.enum(['terminate', 'stall']), faultInterrupt: z.boolean() }),
   stalls: z.array(z.object({ stall: z.string(), iova: Hex, access: AccessKind })),
   registers: z.record(z.string(), Hex),
   tlb: z.object({ entries: z.number(), hits: z.number(), misses: z.number(), evictions: z.number(), invalidations: z.number() }),

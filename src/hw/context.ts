@@ -1,4 +1,4 @@
-import { ACTLR_CFCFG, ACTLR_CFEIE, type FaultKind } from './regs.js';
+import { ACTLR_CFCFG, ACTLR_CFEIE, FSR_SS, type FaultKind } from './regs.js';
 
 export type AccessKind = 'read' | 'write' | 'exec';
 export const ACCESS_READ = 0;
@@ -90,21 +90,33 @@ export class ContextBank {
   ) {}
 
   /**
-   * Changes the per-context fault settings; an attached context takes them at once in ACTLR (CFCFG: stall,
-   * CFEIE: fault interrupt), as a driver rewriting ACTLR would.
+   * Changes the per-context fault settings (what attach programs) and writes them into ACTLR at once (CFCFG:
+   * stall, CFEIE: fault interrupt), as a driver rewriting ACTLR would; a detached bank bypasses, so it matters there
+   * only until the next reset.
    */
   setFaultSettings(mode: 'terminate' | 'stall' | undefined, interrupt: boolean | undefined): void {
     if (mode !== undefined) this.faultMode = mode;
     if (interrupt !== undefined) this.faultInterrupt = interrupt;
-    if (this.domain) {
-      this.ACTLR = ((this.ACTLR & ~(ACTLR_CFCFG | ACTLR_CFEIE)) | (this.faultMode === 'stall' ? ACTLR_CFCFG : 0) | (this.faultInterrupt ? ACTLR_CFEIE : 0)) >>> 0;
-    }
+    this.ACTLR = ((this.ACTLR & ~(ACTLR_CFCFG | ACTLR_CFEIE)) | (this.faultMode === 'stall' ? ACTLR_CFCFG : 0) | (this.faultInterrupt ? ACTLR_CFEIE : 0)) >>> 0;
   }
 
-  /** The driver's reset: every register 0 (msm_iommu's __reset_context). */
+  /** The fault behaviour in force: ACTLR as it is now, whoever wrote it (the API or a driver over MMIO). */
+  get effectiveFaultMode(): 'terminate' | 'stall' {
+    return this.ACTLR & ACTLR_CFCFG ? 'stall' : 'terminate';
+  }
+
+  get effectiveFaultInterrupt(): boolean {
+    return (this.ACTLR & ACTLR_CFEIE) !== 0;
+  }
+
+  /**
+   * The bank's registers to 0 (the IOMMU API's attach and detach). Pending stalls are not touched here (detach
+   * terminates them first), so FSR.SS stays set while any is left.
+   */
   reset(): void {
     this.SCTLR = this.ACTLR = this.CONTEXTIDR = this.TTBR0 = this.TTBR1 = this.TTBCR = 0;
-    this.PAR = this.FSR = this.FSRRESTORE = this.FAR = this.FSYNR0 = this.FSYNR1 = 0;
+    this.PAR = this.FSRRESTORE = this.FAR = this.FSYNR0 = this.FSYNR1 = 0;
+    this.FSR = this.stalls.length ? FSR_SS : 0;
     this.PRRR = this.NMRR = this.TLBLCKR = this.V2PSR = 0;
     this.TLBFLPTER = this.TLBSLPTER = this.BFBCR = 0;
   }

@@ -81,7 +81,7 @@ export function decodeOffset(smmu: Smmu, offset: number): { bank: ContextBank | 
 
 export function idrValue(smmu: Smmu): number {
   const tlbsize = smmu.tlb.capacity > 0 ? Math.min(15, Math.floor(Math.log2(smmu.tlb.capacity))) : 0;
-  return (((smmu.banks.length - 1) << 16) | (tlbsize << 12) | (R.NUM_MIDS - 1)) >>> 0;
+  return (((smmu.banks.length - 1) << 16) | (tlbsize << 12) | R.IDR_HTW | (R.NUM_MIDS - 1)) >>> 0;
 }
 
 export function readRegister(smmu: Smmu, offset: number): number {
@@ -161,12 +161,18 @@ export function writeRegister(smmu: Smmu, offset: number, value: number, sink: E
 function writeBankRegister(smmu: Smmu, bank: ContextBank, name: string, v: number): void {
   switch (name) {
     case 'FSR':
-      // Write-1-to-clear.
-      bank.FSR = (bank.FSR & ~(v & R.FSR_WRITABLE)) >>> 0;
+      // Write-1-to-clear. SS stands for the pending stalls: clearing it terminates them (the msm driver's handler
+      // writes 0x4000000F and never RESUME), and it clears with the last of them.
+      bank.FSR = (bank.FSR & ~(v & R.FSR_WRITABLE & ~R.FSR_SS)) >>> 0;
+      if (v & R.FSR_SS) {
+        smmu.terminateStalls(bank);
+        bank.FSR = (bank.FSR & ~R.FSR_SS) >>> 0;
+      }
       return;
     case 'FSRRESTORE':
+      // Every bit but SS, which only the stalls themselves set and clear.
       bank.FSRRESTORE = v;
-      bank.FSR = v;
+      bank.FSR = ((v & ~R.FSR_SS) | (bank.stalls.length ? R.FSR_SS : 0)) >>> 0;
       return;
     case 'V2PSR':
       return; // read-only

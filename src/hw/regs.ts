@@ -179,8 +179,11 @@ export const PRRR_ATTACH = 0x800b8204;
 export const NMRR_ATTACH = 0x40004000;
 export const SCTLR_ATTACH = SCTLR_M | SCTLR_TRE | SCTLR_AFE;
 
-/** The version this model reports in REV (major 1, minor 0: the 8x60 SMMU generation). */
-export const REV_VALUE = 0x10000;
+/** The version this model reports in REV: major 1 (REV 7:4), minor 0 (REV 3:0), the 8x60 SMMU generation. */
+export const REV_VALUE = (1 << 4) | 0;
+
+// IDR fields (NM2VCBMT 8:0, HTW b9: hardware table walk, TLBSIZE 15:12, NCB 23:16).
+export const IDR_HTW = 1 << 9;
 
 export type FaultKind = 'translation' | 'permission' | 'access-flag' | 'external' | 'multi-hit' | 'tlb-miss';
 

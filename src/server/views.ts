@@ -30,8 +30,10 @@ export function contextView(smmu: Smmu, bank: ContextBank) {
     mids: [...bank.mids],
     enabled: (bank.SCTLR & SCTLR_M) !== 0,
     domain: bank.domain,
-    faultMode: bank.faultMode,
-    faultInterrupt: bank.faultInterrupt,
+    // In force now (ACTLR.CFCFG / CFEIE, whoever wrote them); `settings` is what the API's attach programs.
+    faultMode: bank.effectiveFaultMode,
+    faultInterrupt: bank.effectiveFaultInterrupt,
+    settings: { faultMode: bank.faultMode, faultInterrupt: bank.faultInterrupt },
     stalls: bank.stalls.map((s) => ({ stall: s.id, iova: hex(s.iova), access: ACCESS_NAMES[s.access]! })),
     registers,
     tlb: { entries: smmu.tlb.entries(bank.index).length, ...smmu.tlbStats(bank) },

@@ -149,7 +149,7 @@ describe('binary translate stream', () => {
     expect(w.map((x) => x.status)).toEqual(['ok', 'bad-offset']);
     const [par, idr] = await st.mmioRead([0x01c, 0xffff8]);
     expect(par).toMatchObject({ status: 'ok', paddr: 0x80000000 });
-    expect(idr!.paddr).toBe((1 << 16) | (7 << 12) | 255);
+    expect(idr!.paddr).toBe((1 << 16) | (7 << 12) | (1 << 9) | 255);
     expect((await s.mmioRead('smmu0', '0x1c')).value).toBe('0x80000000');
     st.close();
   });

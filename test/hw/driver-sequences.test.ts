@@ -9,6 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Session } from '../../src/session/session.js';
+import { contextView } from '../../src/server/views.js';
 import { msmSession } from '../support/core.js';
 import { client, type Client } from '../support/server.js';
 
@@ -197,6 +198,23 @@ class MsmDriver {
     }
   }
 
+  /**
+   * msm_iommu_fault_handler: every bank whose FSR is not 0 is logged (print_ctx_regs) and cleared with 0x4000000F.
+   * Returns what the driver logged, per bank.
+   */
+  async faultHandler(ncb: number): Promise<Array<Record<string, string>>> {
+    const logged: Array<Record<string, string>> = [];
+    for (let i = 0; i < ncb; i++) {
+      if (await this.getC(CTX.FSR, i)) {
+        const log: Record<string, string> = { ctx: String(i) };
+        for (const r of ['FSR', 'FAR', 'PAR', 'FSYNR0', 'FSYNR1', 'TTBR0', 'TTBR1', 'SCTLR', 'ACTLR'] as const) log[r] = hexv(await this.getC(CTX[r], i));
+        logged.push(log);
+        await this.setC(CTX.FSR, i, 0x4000000f);
+      }
+    }
+    return logged;
+  }
+
   /** msm_iommu_iova_to_phys: CTX_TLBIALL, V2PPR, then PAR decoded (0 on a fault). */
   async iovaToPhys(ctx: number, va: number): Promise<number> {
     await this.setC(CTX.CTX_TLBIALL, ctx, 0);
@@ -218,6 +236,8 @@ interface Host {
   unmap(did: string, iova: number, size: number): Promise<void>;
   access(device: string, iova: number, access: 'read' | 'write'): Promise<{ outcome: string; paddr?: number; tlb?: string; stale?: boolean; stall?: string }>;
   stalls(smmu: string, ctx: number): Promise<string[]>;
+  /** GET .../contexts/:ctx: the fault behaviour the view reports, and the API setting. */
+  view(smmu: string, ctx: number): Promise<{ faultMode: string; faultInterrupt: boolean; settings: { faultMode: string; faultInterrupt: boolean } }>;
 }
 
 function libraryHost(s: Session): Host {
@@ -245,6 +265,10 @@ function libraryHost(s: Session): Host {
     },
     async stalls(smmu, ctx) {
       return s.soc.smmu(smmu).banks[ctx]!.stalls.map((x) => x.id);
+    },
+    async view(smmu, ctx) {
+      const v = contextView(s.soc.smmu(smmu), s.soc.smmu(smmu).banks[ctx]!);
+      return { faultMode: v.faultMode, faultInterrupt: v.faultInterrupt, settings: v.settings };
     },
   };
 }
@@ -276,6 +300,10 @@ function httpHost(c: Client): Host {
     },
     async stalls(smmu, ctx) {
       return (await c.call('GET', `/smmus/${smmu}/contexts/${ctx}`)).body.stalls.map((x: { stall: string }) => x.stall);
+    },
+    async view(smmu, ctx) {
+      const v = (await c.call('GET', `/smmus/${smmu}/contexts/${ctx}`)).body;
+      return { faultMode: v.faultMode, faultInterrupt: v.faultInterrupt, settings: v.settings };
     },
   };
 }
@@ -357,6 +385,70 @@ function scenarios(name: string, setup: () => Promise<{ host: Host; done?: () =>
       expect((await host.access('vfe_misc', 0x30003000, 'read')).stale).toBe(true);
       await drv.flushIotlb([CTX_MISC]);
       expect((await host.access('vfe_misc', 0x30000000, 'read')).outcome).toBe('stalled'); // CFCFG: the fault stalls
+      await drv.faultHandler(NCB);
+    });
+
+    it('the view reports the fault behaviour ACTLR holds: stall with interrupt, as __program_context wrote it', async () => {
+      expect(await host.view(SMMU, CTX_MISC)).toEqual({ faultMode: 'stall', faultInterrupt: true, settings: { faultMode: 'terminate', faultInterrupt: true } });
+      await drv.setCF(F.CFCFG, CTX_MISC, 0);
+      await drv.setCF(F.CFEIE, CTX_MISC, 0);
+      expect(await host.view(SMMU, CTX_MISC)).toMatchObject({ faultMode: 'terminate', faultInterrupt: false });
+      await drv.setCF(F.CFCFG, CTX_MISC, 1);
+      await drv.setCF(F.CFEIE, CTX_MISC, 1);
+      expect(await host.view(SMMU, CTX_MISC)).toMatchObject({ faultMode: 'stall', faultInterrupt: true });
+    });
+
+    it("fault handler: print_ctx_regs reads the fault; FSR = 0x4000000F terminates the stall, FSR reads 0; 70 faults in a row stay below the stall limit", async () => {
+      const t = await host.table([]);
+      await drv.configMids(CTX_MISC, MIDS_MISC);
+      await drv.programContext(CTX_MISC, t.l1 | V7S_TTBR_S);
+      const st = await host.access('vfe_misc', 0x50000010, 'write');
+      expect(st.outcome).toBe('stalled');
+      expect(await host.stalls(SMMU, CTX_MISC)).toEqual([st.stall]);
+      const logged = await drv.faultHandler(NCB);
+      expect(logged).toEqual([
+        { ctx: '1', FSR: '0x40000002', FAR: '0x50000010', PAR: '0x0', FSYNR0: '0x0', FSYNR1: '0x100', TTBR0: hexv(t.l1 | 0x2), TTBR1: '0x0', SCTLR: '0x7', ACTLR: '0x37072' },
+      ]);
+      expect(hexv(await drv.getC(CTX.FSR, CTX_MISC))).toBe('0x0');
+      expect(await host.stalls(SMMU, CTX_MISC)).toEqual([]);
+      // The driver never writes RESUME: without the SS clear terminating stalls they would pile up to the limit.
+      for (let i = 0; i < 70; i++) {
+        expect((await host.access('vfe_misc', 0x50000000 + i * 0x1000, 'read')).outcome).toBe('stalled');
+        expect((await drv.faultHandler(NCB)).map((l) => [l.ctx, l.FSR, l.FAR])).toEqual([['1', '0x40000002', hexv(0x50000000 + i * 0x1000)]]);
+        expect(await host.stalls(SMMU, CTX_MISC)).toEqual([]);
+      }
+      // Two faults before the handler runs: MULTI, which 0x4000000F does not clear; both stalls end.
+      await host.access('vfe_misc', 0x51000000, 'read');
+      await host.access('vfe_misc', 0x52000000, 'read');
+      expect((await drv.faultHandler(NCB)).map((l) => [l.FSR, l.FAR])).toEqual([['0xc0000002', '0x51000000']]);
+      expect(hexv(await drv.getC(CTX.FSR, CTX_MISC))).toBe('0x80000000');
+      expect(await host.stalls(SMMU, CTX_MISC)).toEqual([]);
+      await drv.setC(CTX.FSR, CTX_MISC, 0x80000000);
+      expect(hexv(await drv.getC(CTX.FSR, CTX_MISC))).toBe('0x0');
+    });
+
+    it('detach: __reset_context leaves a pending stall (and SS) until FSR.SS is cleared; the bank then bypasses', async () => {
+      const t = await host.table([]);
+      await drv.configMids(CTX_MISC, MIDS_MISC);
+      await drv.programContext(CTX_MISC, t.l1 | V7S_TTBR_S);
+      const st = await host.access('vfe_misc', 0x60000000, 'read');
+      expect(st.outcome).toBe('stalled');
+      await drv.flushIotlb([CTX_MISC]);
+      await drv.resetContext(CTX_MISC);
+      const regs = async (...names: Array<keyof typeof CTX>) => Object.fromEntries(await Promise.all(names.map(async (n) => [n, hexv(await drv.getC(CTX[n], CTX_MISC))])));
+      expect(await regs('SCTLR', 'ACTLR', 'TTBR0', 'TTBR1', 'TTBCR', 'BFBCR', 'PAR', 'FAR', 'TLBFLPTER', 'TLBSLPTER', 'TLBLCKR', 'FSRRESTORE', 'FSR', 'CONTEXTIDR')).toEqual({
+        SCTLR: '0x0', ACTLR: '0x0', TTBR0: '0x0', TTBR1: '0x0', TTBCR: '0x0', BFBCR: '0x0', PAR: '0x0', FAR: '0x0', TLBFLPTER: '0x0', TLBSLPTER: '0x0', TLBLCKR: '0x0', FSRRESTORE: '0x0',
+        FSR: '0x40000000', // FSRRESTORE = 0 restored every bit but SS: the stall is still pending
+        CONTEXTIDR: hexv(CTX_MISC), // __reset_context does not write it
+      });
+      // The bypass fields of M2VCBR_N[ctx] are cleared; its CBNDX and NSCFG stay.
+      expect(hexv(await drv.getG(GLOBAL.M2VCBR_N + (CTX_MISC << 2)))).toBe(hexv((3 << 22) | (CTX_MISC << 8)));
+      expect(await host.stalls(SMMU, CTX_MISC)).toEqual([st.stall]);
+      expect(await host.view(SMMU, CTX_MISC)).toMatchObject({ faultMode: 'terminate', faultInterrupt: false });
+      expect(await host.access('vfe_misc', 0x60000000, 'read')).toEqual({ outcome: 'ok', paddr: 0x60000000, tlb: 'bypass', stale: false });
+      await drv.setC(CTX.FSR, CTX_MISC, 0x4000000f);
+      expect(await host.stalls(SMMU, CTX_MISC)).toEqual([]);
+      expect(hexv(await drv.getC(CTX.FSR, CTX_MISC))).toBe('0x0');
     });
   });
 }
@@ -365,6 +457,32 @@ scenarios('library', async () => ({ host: libraryHost(msmSession()) }));
 scenarios('HTTP', async () => {
   const c = await client();
   return { host: httpHost(c), done: () => c.app.close() };
+});
+
+describe('stalls end with SS and never outlive the API detach', () => {
+  it('SS reads 1 exactly while a stall is pending: FSRRESTORE cannot clear or fake it; the API detach terminates', () => {
+    const s = msmSession();
+    const bank = s.soc.device('vfe_misc').bank;
+    const events: Array<{ type: string; action?: unknown }> = [];
+    s.bus.subscribe((e) => events.push(e));
+    const w = (offset: number, value: number) => s.run(null, { op: 'mmio', smmu: SMMU, ops: [{ op: 'write', offset: offset + (CTX_MISC << CTX_SHIFT), value }] });
+    w(CTX.FSRRESTORE, 0x40000002);
+    expect(hexv(bank.FSR)).toBe('0x2'); // no stall: SS is not restored
+    w(CTX.FSR, 0x2);
+    s.run(null, { op: 'context-config', smmu: SMMU, ctx: 'vfe_misc', faultMode: 'stall' });
+    const d = s.iommu.domainAlloc({});
+    s.iommu.attach(d.id, 'vfe_misc');
+    const r = s.run(null, { op: 'access', device: 'vfe_misc', iova: 0x1000, access: 'read' }).result as { outcome: string; stall: string };
+    expect(r.outcome).toBe('stalled');
+    w(CTX.FSRRESTORE, 0);
+    expect(hexv(bank.FSR)).toBe('0x40000000');
+    s.run(null, { op: 'access', device: 'vfe_misc', iova: 0x2000, access: 'read' });
+    expect(bank.stalls).toHaveLength(2);
+    s.iommu.detach(d.id, 'vfe_misc');
+    expect(bank.stalls).toEqual([]);
+    expect(hexv(bank.FSR)).toBe('0x0');
+    expect(events.filter((e) => e.type === 'resume').map((e) => e.action)).toEqual(['terminate', 'terminate']);
+  });
 });
 
 describe('every register msm_iommu_hw-8xxx.h defines is decoded, stored and read back (vfe SMMU)', () => {
@@ -395,6 +513,10 @@ describe('every register msm_iommu_hw-8xxx.h defines is decoded, stored and read
     const rev = run([{ op: 'read', offset: GLOBAL.REV }])[0]!.value;
     run([{ op: 'write', offset: GLOBAL.REV, value: 0 }]);
     expect(run([{ op: 'read', offset: GLOBAL.REV }])[0]!.value).toBe(rev);
+    expect([(rev >>> 4) & 0xf, rev & 0xf]).toEqual([1, 0]); // MAJOR, MINOR
+    const idr = run([{ op: 'read', offset: GLOBAL.IDR }])[0]!.value;
+    // NCB (23:16) = banks - 1, TLBSIZE (15:12) = log2 of 128 entries, HUM (b10) 0, HTW (b9) 1, NM2VCBMT (8:0).
+    expect([(idr >>> 16) & 0xff, (idr >>> 12) & 0xf, (idr >>> 10) & 1, (idr >>> 9) & 1, idr & 0x1ff]).toEqual([NCB - 1, 7, 0, 1, 255]);
   });
 
   it('ESRRESTORE is stored and restores ESR, which is write-1-to-clear; TLBIVMID invalidates the banks of that VMID', async () => {

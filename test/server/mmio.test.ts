@@ -18,12 +18,12 @@ describe('MMIO register window (vfe SMMU of msm8x60)', () => {
   afterAll(() => c.app.close());
 
   it('IDR, REV and routing read back as the profile describes; reserved offsets and unaligned accesses are refused', async () => {
-    expect(await get(0xffff8)).toBe(hexv((1 << 16) | (7 << 12) | 255)); // NCB = 2 - 1, TLBSIZE = log2(128)
-    expect(await get(0xffff4)).toBe('0x10000');
+    expect(await get(0xffff8)).toBe(hexv((1 << 16) | (7 << 12) | (1 << 9) | 255)); // NCB = 2 - 1, TLBSIZE = log2(128), HTW
+    expect(await get(0xffff4)).toBe('0x10'); // MAJOR 1 (7:4), MINOR 0 (3:0)
     expect(await get(0xff000 + 4 * 9)).toBe('0x100'); // MID 9 → vfe_misc (bank 1)
     expect(await get(0xff000 + 4 * 3)).toBe('0x0');
     await put(0xffff8, 0);
-    expect(await get(0xffff8)).toBe(hexv((1 << 16) | (7 << 12) | 255)); // read-only: the write is ignored
+    expect(await get(0xffff8)).toBe(hexv((1 << 16) | (7 << 12) | (1 << 9) | 255)); // read-only: the write is ignored
     expect((await c.call('GET', '/smmus/vfe/mmio/0x50')).body.error.code).toBe('BAD_REQUEST');
     expect((await c.call('GET', '/smmus/vfe/mmio/0x11')).body.error.code).toBe('BAD_REQUEST');
     expect((await c.call('GET', '/smmus/vfe/mmio/0x2000')).body.error.code).toBe('BAD_REQUEST');
@@ -117,7 +117,7 @@ describe('MMIO register window (vfe SMMU of msm8x60)', () => {
     expect(s1.outcome).toBe('stalled');
     expect(await get(0x020, 'rot')).toBe('0x40000002');
     await c.call('POST', `/domains/${d}/map`, { iova: '0x9000', paddr: '0x45000000', size: 4096, prot: ['read'] });
-    await put(0x020, 0x4000000f, 'rot');
+    await put(0x020, 0xf, 'rot'); // TF only: writing SS would terminate the stall
     await put(0x820, 0, 'rot'); // RESUME.TNR = 0: retry
     expect((await c.call('GET', '/smmus/rot/contexts/rot_src')).body.stalls).toEqual([]);
     const s2 = (await c.call('POST', '/devices/rot_src/access', { iova: '0xa000', access: 'read' })).body;

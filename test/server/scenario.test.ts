@@ -77,7 +77,7 @@ describe('a driver-like scenario over HTTP (msm8x60)', () => {
     expect(s).toMatchObject({ outcome: 'stalled', fault: { kind: 'translation', fsr: '0x40000002', fsrBits: ['TF', 'SS'] } });
     expect((await c.call('GET', '/smmus/vfe/contexts/vfe_imgwr')).body.stalls).toEqual([{ stall: s.stall, iova: '0x30000008', access: 'write' }]);
     await c.call('POST', `/domains/${did}/map`, { iova: '0x30000000', paddr: '0x40200000', size: 4096, prot: ['read', 'write'] });
-    await c.call('POST', '/smmus/vfe/contexts/vfe_imgwr/clear-fault', { value: '0x4000000F' });
+    await c.call('POST', '/smmus/vfe/contexts/vfe_imgwr/clear-fault', { value: '0xF' });
     const r = await c.call('POST', '/smmus/vfe/contexts/vfe_imgwr/resume', { stall: s.stall, action: 'retry' });
     expect(r.body).toEqual({ outcome: 'ok', paddr: '0x40200008', tlb: 'miss' });
     const back = await c.call('POST', '/devices/vfe_imgwr/access', { iova: '0x30000008', access: 'read', size: 5 });
