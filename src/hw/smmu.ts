@@ -467,6 +467,22 @@ export class Smmu {
     });
   }
 
+  /**
+   * Refuses (LIMIT) a request of `items` transactions that might not all find room to stall: checked before the
+   * first one, so a refused batch leaves no stall, fault or register changed.
+   */
+  checkStallRoom(bank: ContextBank, items: number): void {
+    if ((bank.ACTLR & ACTLR_CFCFG) === 0) return;
+    const free = this.env.maxStallsPerContext - bank.stalls.length;
+    if (items > free) {
+      throw new IommuError('LIMIT', `context ${bank.name ?? bank.index} is in stall mode with room for ${Math.max(0, free)} more stalled transactions; the request has ${items}`, {
+        limit: this.env.maxStallsPerContext,
+        stalled: bank.stalls.length,
+        items,
+      });
+    }
+  }
+
   /** Records a fault in FSR/FAR/FSYNR as the hardware does and, in stall mode, stalls the transaction. */
   private fault(bank: ContextBank, kind: FaultKind, iova: number, access: number, priv: boolean, mid: number): TxnResult {
     const r = this.res;

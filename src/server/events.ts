@@ -133,12 +133,13 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
           for (const smmu of s.soc.smmus) {
             for (const bank of smmu.banks) {
               if (bank.stalls.some((x) => x.id === msg.stall)) {
-                try {
-                  s.run({ role: req.auth.role, label: req.auth.label }, { op: 'resume', smmu: smmu.name, ctx: String(bank.index), stall: msg.stall, action: msg.action });
-                } catch (e) {
-                  if (e instanceof IommuError) reply(e);
-                  else throw e;
-                }
+                // apply() is awaited here: a refusal or a journal failure (503) is answered on the socket, never
+                // left as a rejected promise that would end the process.
+                s.apply({ role: req.auth.role, label: req.auth.label }, { op: 'resume', smmu: smmu.name, ctx: String(bank.index), stall: msg.stall, action: msg.action }).catch((e: unknown) => {
+                  if (e instanceof IommuError) return reply(e);
+                  req.log.error({ err: e }, 'resume failed');
+                  reply(new IommuError('UNAVAILABLE', 'the resume could not be applied'));
+                });
                 return;
               }
             }

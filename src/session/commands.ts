@@ -255,6 +255,7 @@ export function execute(s: Session, cmd: Command): unknown {
       const { smmu, bank } = soc.device(cmd.device);
       // Every item is checked before the first transaction: a malformed item refuses the whole request.
       const reqs = cmd.iovas.map((iova) => transferOf({ iova, access: cmd.access, priv: cmd.priv, mid: cmd.mid }, bank.mids[0] ?? 0));
+      smmu.checkStallRoom(bank, reqs.length);
       return reqs.map((r): AccessResult => smmu.transfer(bank, r));
     }
     case 'buffer-alloc': {

@@ -57,6 +57,11 @@ export interface TraceHeader {
   version: number;
   /** Journal generation: a snapshot of generation G covers every record of journals before G. */
   gen?: number;
+  /**
+   * In a snapshot: the journal bytes it holds (generation and length). If the journal could not be restarted
+   * after the snapshot was written, later records follow those bytes in the same file, and restore applies them.
+   */
+  covers?: { gen: number; bytes: number };
   session: { id: string; name: string; profile: Profile; tlbEntries: number; tlbPolicy: TlbPolicy; stallTimeoutMs: number; createdAt: string };
 }
 
@@ -117,6 +122,88 @@ function equalConstantTime(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
+/** A journal write failed: the change is refused (and undone), as 503. */
+function notDurable(e: unknown): never {
+  if (e instanceof IommuError) throw e;
+  throw new IommuError('UNAVAILABLE', `the change could not be made durable and is refused: ${(e as Error).message}`);
+}
+
+/** A trace line for a journal record: commands and starting states (tokens never leave the daemon). */
+function traceLine(r: unknown): string[] {
+  if ((r as CommandRecord).cmd) return [JSON.stringify(r)];
+  if ((r as SnapshotRecord).snapshot) return [JSON.stringify({ snapshot: { ...(r as SnapshotRecord).snapshot, tokens: [] } })];
+  return [];
+}
+
+/** What a session's files hold: its header, its snapshot and the journal records that come after it. */
+export interface SessionFiles {
+  header: TraceHeader;
+  snap: (TraceHeader & SnapshotRecord) | null;
+  tail: unknown[];
+  /** Generation of the journal file. */
+  gen: number;
+  validBytes: number;
+  torn: boolean;
+  /** A journal older than a snapshot that names no covered bytes (written before `covers`): none of it applies. */
+  stale: boolean;
+}
+
+/**
+ * Reads a journal (its first `upTo` bytes when given) and its snapshot. Refuses, naming the file, what cannot be
+ * restored exactly: a corrupt record before intact ones, a snapshot that fails its checksum or belongs to
+ * another session, a journal whose generation its snapshot does not account for.
+ */
+export function readSessionFiles(path: string, upTo?: number): SessionFiles {
+  const { records, ends, validBytes, torn } = readJournal(path, upTo);
+  const header = records[0] as TraceHeader | undefined;
+  if (!header || header.format !== TRACE_FORMAT) throw new Error(`${path} is not an iommud journal`);
+  if (header.version > TRACE_VERSION) throw new Error(`${path} is a journal of a newer format (version ${header.version})`);
+  const snapPath = path.replace(/\.journal$/, '.snap');
+  let snap: (TraceHeader & SnapshotRecord) | null = null;
+  if (existsSync(snapPath)) {
+    const r = readJournal(snapPath);
+    snap = (r.records[0] ?? null) as (TraceHeader & SnapshotRecord) | null;
+    if (r.records.length !== 1 || r.torn || !snap?.snapshot || snap.session?.id !== header.session?.id) {
+      throw new Error(`snapshot ${snapPath} fails its checksum or is not this session's: not restored, its files are kept`);
+    }
+  }
+  const gen = header.gen ?? 0;
+  let tail = records.slice(1);
+  let stale = false;
+  if (!snap) {
+    if (gen > 0) throw new Error(`${path} continues generation ${gen} but its snapshot ${snapPath} is missing`);
+  } else if ((snap.gen ?? 0) === gen) {
+    // The journal restarted after the snapshot: all of it applies.
+  } else if (snap.covers?.gen === gen) {
+    const from = snap.covers.bytes;
+    // tail[i] is records[i + 1], which starts where records[i] ends.
+    tail = tail.filter((_, i) => ends[i]! >= from);
+  } else if (!snap.covers && gen < (snap.gen ?? 0)) {
+    tail = [];
+    stale = true;
+  } else {
+    throw new Error(`${path} is of generation ${gen}, its snapshot ${snapPath} of ${snap.gen}: they do not belong together`);
+  }
+  return { header, snap, tail, gen, validBytes, torn, stale };
+}
+
+/** A session in the state its files hold (no journal attached). */
+function sessionFromFiles(f: SessionFiles): Session {
+  const h = f.header.session;
+  const session = new Session({ ...h, profile: validateProfile(h.profile) });
+  try {
+    if (f.snap) session.restoreSnapshot(f.snap.snapshot);
+    else session.bus.emit({ type: 'session', action: 'create', session: h.id });
+    session.replay(f.tail);
+  } catch (e) {
+    session.close();
+    throw e;
+  }
+  session.gen = f.stale ? (f.snap!.gen ?? 0) : f.gen;
+  session.takeTrace(); // the journal is the trace from now on
+  return session;
+}
+
 export class Session {
   readonly id: string;
   readonly name: string;
@@ -138,12 +225,16 @@ export class Session {
    * The commands that made this session, for trace export (null once past the memory limit). Kept as records and
    * serialized only on export: the hot path pays a push, not a JSON.stringify.
    */
-  private trace: CommandRecord[] | null = [];
+  private trace: Array<CommandRecord | SnapshotRecord> | null = [];
   private traceBytes = 0;
   private readonly tokens = new Map<string, TokenInfo>();
   private readonly stallTimers = new Map<string, NodeJS.Timeout>();
   private readonly untap: () => void;
   private replaying = false;
+  /** A failed journal write whose changes could not yet be undone (the files were unreadable): retried first. */
+  private rollbackPending = false;
+  /** Journal bytes the state was last reloaded from (where a reopened journal continues). */
+  private reloadedBytes = 0;
 
   constructor(opts: SessionOptions) {
     this.id = opts.id;
@@ -180,12 +271,13 @@ export class Session {
 
   /** A new token `<id>.<secret>`: the id is public (the lookup key), the whole token's digest is what is kept. */
   mintToken(role: Role, label: string | null = null): { token: string; durable: Promise<void> } {
+    this.ensureWritable();
     const id = randomBytes(9).toString('base64url');
     const token = `${id}.${randomBytes(24).toString('base64url')}`;
     const info: TokenInfo = { id, hash: hashToken(token), role, label };
     this.addToken(info);
     const rec: TokenRecord = { token: info };
-    return { token, durable: this.journal ? this.journal.append(rec) : DONE };
+    return { token, durable: this.journal ? this.journal.append(rec).catch(notDurable) : DONE };
   }
 
   /**
@@ -215,9 +307,7 @@ export class Session {
    * in arrival order; `durable` resolves once the journal has the record on disk.
    */
   run(actor: Actor | null, cmd: Command): { result: unknown; durable: Promise<void> } {
-    if (this.journal?.failed) {
-      throw new IommuError('UNAVAILABLE', `persistence failed (${this.journal.failed.message}): mutations are refused, reads still work`);
-    }
+    this.ensureWritable();
     const prev = this.bus.actor;
     const seqBefore = this.bus.lastSeq;
     this.bus.actor = actor ? { role: actor.role, label: actor.label } : null;
@@ -247,7 +337,8 @@ export class Session {
           try {
             this.compact();
           } catch {
-            // A failed compaction leaves the journal as it was: nothing is lost, the next one retries.
+            // Nothing is lost whichever step failed (see compact()); the next try comes compactEvery records later.
+            if (this.journal) this.journal.records = 0;
           }
         });
       }
@@ -261,29 +352,70 @@ export class Session {
     return DONE;
   }
 
-  /** run(), then wait until the record is durable; a journal failure becomes UNAVAILABLE (503). */
+  /**
+   * run(), then wait until the record is durable. A journal failure becomes UNAVAILABLE (503), and the state
+   * has been put back to what the journal holds (see attachJournal): the refused change is undone.
+   */
   async apply(actor: Actor | null, cmd: Command): Promise<unknown> {
     const { result, durable } = this.run(actor, cmd);
-    try {
-      await durable;
-    } catch (e) {
-      throw new IommuError('UNAVAILABLE', `the change was applied but could not be made durable: ${(e as Error).message}`);
-    }
+    await durable.catch(notDurable);
     return result;
+  }
+
+  /** Makes `journal` this session's: a failed write reloads the state from the files (undoing what failed). */
+  attachJournal(journal: Journal): void {
+    this.journal = journal;
+    journal.onFailure = () => {
+      this.rollbackPending = true;
+      try {
+        this.rollback();
+      } catch {
+        // The files cannot be read now (a vanished data dir): retried before the next mutation, refused till then.
+      }
+    };
+  }
+
+  /**
+   * Refuses mutations while the journal is failed, after retrying it: a disk that has room again, or a
+   * transient error, clears the 503 without a restart. A deleted journal stays refused (it is opened by path).
+   */
+  private ensureWritable(): void {
+    const j = this.journal;
+    if (!j || this.replaying || (!j.failed && !this.rollbackPending)) return;
+    try {
+      if (this.rollbackPending) this.rollback();
+      j.reopen(this.reloadedBytes);
+    } catch (e) {
+      throw new IommuError('UNAVAILABLE', `persistence failed (${(e as Error).message}): mutations are refused, reads still work`);
+    }
+  }
+
+  /** Puts the state back to what the session's files hold: every acknowledged change, nothing that failed. */
+  private rollback(): void {
+    const j = this.journal!;
+    const files = readSessionFiles(j.path, j.lengthAtPath());
+    const fresh = sessionFromFiles(files);
+    try {
+      // Through JSON, as a snapshot file would carry it: nothing stays shared with the discarded session.
+      this.restoreSnapshot(JSON.parse(JSON.stringify(fresh.snapshot())) as SessionSnapshot);
+    } finally {
+      fresh.close();
+    }
+    this.gen = fresh.gen;
+    this.reloadedBytes = files.validBytes;
+    this.rollbackPending = false;
   }
 
   /** The trace: a header line and one line per command, as JSON lines (from the journal when there is one). */
   async traceLines(): Promise<string[]> {
     if (this.journal) {
       await this.journal.flush();
-      const { records } = readJournal(this.journal.path);
       // After a compaction the history before it is the snapshot: the trace starts from that state.
-      const snap = this.gen > 0 && existsSync(this.snapshotPath!) ? readJournal(this.snapshotPath!).records[0] as SnapshotRecord : null;
-      const state = snap ? [JSON.stringify({ snapshot: { ...snap.snapshot, tokens: [] } })] : [];
-      return [JSON.stringify(this.header()), ...state, ...records.slice(1).filter((r) => (r as CommandRecord).cmd).map((r) => JSON.stringify(r))];
+      const f = readSessionFiles(this.journal.path, this.journal.failed ? this.journal.lengthAtPath() : undefined);
+      return [JSON.stringify(this.header()), ...[...(f.snap ? [f.snap] : []), ...f.tail].flatMap(traceLine)];
     }
     if (!this.trace) throw new IommuError('LIMIT', `the in-memory trace holds at most ${TRACE_MEMORY_LIMIT} bytes; run with --data-dir for unbounded traces`);
-    return [JSON.stringify(this.header()), ...this.trace.map((r) => JSON.stringify(r))];
+    return [JSON.stringify(this.header()), ...this.trace.flatMap(traceLine)];
   }
 
   /** Replays records (journal restore, trace replay): tokens are re-registered, commands re-applied. */
@@ -293,6 +425,8 @@ export class Session {
       for (const r of records) {
         if ((r as SnapshotRecord).snapshot) {
           this.restoreSnapshot((r as SnapshotRecord).snapshot);
+          // A trace that starts from a snapshot: a session journaled from it needs that state too.
+          if (!this.journal) this.trace?.push({ snapshot: (r as SnapshotRecord).snapshot });
         } else if ((r as TokenRecord).token) {
           const t = (r as TokenRecord).token;
           this.addToken(t);
@@ -336,7 +470,11 @@ export class Session {
     this.revision = s.revision;
     this.faultCounts.clear();
     for (const [k, n] of s.faultCounts) this.faultCounts.set(k, n);
+    // A snapshot is the whole state: tokens and stall timers not in it go.
+    this.tokens.clear();
     for (const t of s.tokens) this.addToken(t);
+    for (const t of this.stallTimers.values()) clearTimeout(t);
+    this.stallTimers.clear();
     for (const smmu of this.soc.smmus) for (const b of smmu.banks) for (const st of b.stalls) this.armStallTimer(smmu.name, b.index, st.id);
   }
 
@@ -347,14 +485,16 @@ export class Session {
 
   /**
    * Compaction: the state goes to a snapshot (atomic, durable) and the journal restarts empty under a new
-   * generation. A crash between the two leaves an old-generation journal that restore knows to skip.
+   * generation. The snapshot names the journal bytes it covers, so a crash or a failure between the two writes
+   * leaves an old-generation journal whose covered records restore skips and whose later records it applies.
    */
   compact(): void {
     const journal = this.journal;
     if (!journal || journal.failed) return;
     journal.flushSync();
-    const gen = (this.gen ?? 0) + 1;
-    writeFileAtomic(this.snapshotPath!, encodeRecord({ ...this.header(), gen, snapshot: this.snapshot() }));
+    const gen = this.gen + 1;
+    const covers = { gen: this.gen, bytes: journal.bytes };
+    writeFileAtomic(this.snapshotPath!, encodeRecord({ ...this.header(), gen, covers, snapshot: this.snapshot() }));
     journal.resetSync({ ...this.header(), gen });
     this.gen = gen;
     this.compactions++;
@@ -368,7 +508,7 @@ export class Session {
   private compactScheduled = false;
 
   /** Hands the in-memory trace over (to a journal just opened for this session). */
-  takeTrace(): CommandRecord[] {
+  takeTrace(): Array<CommandRecord | SnapshotRecord> {
     const t = this.trace ?? [];
     this.trace = [];
     this.traceBytes = 0;
@@ -420,6 +560,8 @@ export interface RegistryOptions {
 export class SessionRegistry {
   readonly sessions = new Map<string, Session>();
   private seq = 0;
+  /** Creations under way (their journals are being written): they count against the session limit. */
+  private creating = 0;
 
   constructor(readonly opts: RegistryOptions = { maxSessions: 64 }) {
     if (opts.nodeId !== undefined && !isNodeId(opts.nodeId)) throw new Error(`bad node id ${JSON.stringify(opts.nodeId)}: 1-16 lower-case letters and digits`);
@@ -436,9 +578,19 @@ export class SessionRegistry {
 
   /** Creates a session (and its journal, durably, when persistence is on); returns its owner token. */
   async create(opts: Omit<SessionOptions, 'id'> & { trace?: readonly unknown[]; persist?: boolean }): Promise<{ session: Session; token: string }> {
-    if (this.sessions.size >= this.opts.maxSessions) {
+    // The slot is taken before the first await: concurrent creations cannot all pass the check.
+    if (this.sessions.size + this.creating >= this.opts.maxSessions) {
       throw new IommuError('LIMIT', `the daemon holds at most ${this.opts.maxSessions} sessions`, { limit: this.opts.maxSessions });
     }
+    this.creating++;
+    try {
+      return await this.createReserved(opts);
+    } finally {
+      this.creating--;
+    }
+  }
+
+  private async createReserved(opts: Omit<SessionOptions, 'id'> & { trace?: readonly unknown[]; persist?: boolean }): Promise<{ session: Session; token: string }> {
     // `node-` then lower-case hex only: the proxy routes by the prefix, clients treat the whole id as opaque.
     const id = `${this.nodeId}-${(++this.seq).toString(16)}${randomBytes(6).toString('hex')}`;
     const session = new Session({ ...opts, id });
@@ -453,41 +605,78 @@ export class SessionRegistry {
         throw new IommuError('BAD_REQUEST', `${where} is malformed`, { command: session.revision + 1 });
       }
     }
-    if (this.opts.dataDir && opts.persist !== false) {
-      const path = this.journalPath(id);
-      try {
-        Journal.createSync(path, session.header());
-        session.journal = await Journal.open(path);
-      } catch (e) {
-        session.close();
-        throw new IommuError('UNAVAILABLE', `cannot create the session's journal: ${(e as Error).message}`);
-      }
+    if (!this.opts.dataDir || opts.persist === false) {
+      const { token } = session.mintToken('owner', 'owner');
+      this.sessions.set(id, session);
+      return { session, token };
+    }
+    const path = this.journalPath(id);
+    try {
+      Journal.createSync(path, session.header());
+    } catch (e) {
+      session.close();
+      throw new IommuError('UNAVAILABLE', `cannot create the session's journal: ${(e as Error).message}`);
+    }
+    try {
+      session.attachJournal(await Journal.open(path));
       session.compactEvery = this.opts.compactEvery ?? 100_000;
       // A replayed trace becomes this session's own history: journal it after the header.
-      if (opts.trace) await Promise.all(session.takeTrace().map((r) => session.journal!.append(r)));
+      if (opts.trace) {
+        const records = session.takeTrace();
+        try {
+          records.forEach(encodeRecord);
+        } catch (e) {
+          throw new IommuError('BAD_REQUEST', `the trace cannot be stored: ${(e as Error).message}`);
+        }
+        await Promise.all(records.map((r) => session.journal!.append(r))).catch((e: Error) => {
+          throw new IommuError('UNAVAILABLE', `cannot write the session's journal: ${e.message}`);
+        });
+      }
+      const { token, durable } = session.mintToken('owner', 'owner');
+      await durable;
+      this.sessions.set(id, session);
+      return { session, token };
+    } catch (e) {
+      // Nothing of a session that was refused may stay: no journal for restore to resurrect.
+      session.close();
+      await session.journal?.close();
+      try {
+        unlinkSync(path);
+      } catch {
+        // Already gone (or the data dir is): nothing to resurrect either.
+      }
+      throw e instanceof IommuError ? e : new IommuError('UNAVAILABLE', `cannot create the session's journal: ${(e as Error).message}`);
     }
-    const { token, durable } = session.mintToken('owner', 'owner');
-    await durable;
-    this.sessions.set(id, session);
-    return { session, token };
   }
 
   get(id: string): Session | undefined {
     return this.sessions.get(id);
   }
 
+  /**
+   * Deletes a session: its journal first, so a file that cannot be removed (a vanished or read-only data dir)
+   * refuses the delete with 503 and the session stays, rather than coming back at the next restart.
+   */
   async delete(id: string): Promise<void> {
     const s = this.sessions.get(id);
     if (!s) return;
+    if (s.journal) {
+      await s.journal.flush();
+      try {
+        unlinkSync(s.journal.path);
+      } catch (e) {
+        throw new IommuError('UNAVAILABLE', `cannot remove the session's journal (${(e as Error).message}): the session is kept`);
+      }
+      try {
+        unlinkSync(s.snapshotPath!);
+      } catch {
+        // No snapshot, or it cannot go: restore reads a snapshot only beside its journal.
+      }
+    }
+    this.sessions.delete(id);
     s.bus.emit({ type: 'session', action: 'delete', session: id });
     s.close();
-    this.sessions.delete(id);
-    if (s.journal) {
-      const snap = s.snapshotPath!;
-      await s.journal.close();
-      unlinkSync(s.journal.path);
-      if (existsSync(snap)) unlinkSync(snap);
-    }
+    await s.journal?.close();
   }
 
   /** Restores every journaled session: each to exactly its last acknowledged state. */
@@ -497,20 +686,11 @@ export class SessionRegistry {
     let n = 0;
     for (const f of readdirSync(dir).filter((x) => x.endsWith('.journal')).sort()) {
       const path = join(dir, f);
-      const { records, validBytes, torn } = readJournal(path);
-      const header = records[0] as TraceHeader | undefined;
-      if (!header || header.format !== TRACE_FORMAT) {
-        log('skipping a file that is not an iommud journal', { path });
-        continue;
-      }
-      if (header.version > TRACE_VERSION) {
-        log('skipping a journal of a newer format', { path, version: header.version });
-        continue;
-      }
-      if (torn) log('journal had a torn tail: cut at the last whole record', { path, validBytes });
       let session: Session;
       try {
-        session = await this.restoreOne(path, header, records, torn ? validBytes : undefined);
+        const files = readSessionFiles(path);
+        if (files.torn) log('journal had a torn tail: cut at the last whole record', { path, validBytes: files.validBytes });
+        session = await this.restoreOne(path, files);
       } catch (e) {
         // One unreadable session must not keep the daemon (and every other session) down: skip it, keep its files.
         log('could not restore a session: skipped, its files are kept', { path, error: (e as Error).message });
@@ -522,23 +702,17 @@ export class SessionRegistry {
     return n;
   }
 
-  private async restoreOne(path: string, header: TraceHeader, records: unknown[], truncateTo: number | undefined): Promise<Session> {
-    const h = header.session;
-    const session = new Session({ ...h, profile: validateProfile(h.profile) });
-    const snapPath = path.replace(/\.journal$/, '.snap');
-    const snap = existsSync(snapPath) ? (readJournal(snapPath).records[0] as (TraceHeader & SnapshotRecord) | undefined) : undefined;
-    const journalGen = header.gen ?? 0;
-    if (snap) {
-      session.restoreSnapshot(snap.snapshot);
-      session.gen = snap.gen ?? 0;
-    } else session.bus.emit({ type: 'session', action: 'create', session: h.id });
-    // A journal older than the snapshot was compacted into it (a crash came between the two writes).
-    const stale = snap !== undefined && journalGen < (snap.gen ?? 0);
-    if (!stale) session.replay(records.slice(1));
-    session.takeTrace(); // the journal is the trace from now on
-    session.journal = await Journal.open(path, stale ? undefined : truncateTo);
-    session.compactEvery = this.opts.compactEvery ?? 100_000;
-    if (stale) session.journal.resetSync({ ...session.header(), gen: session.gen });
+  private async restoreOne(path: string, files: SessionFiles): Promise<Session> {
+    const session = sessionFromFiles(files);
+    try {
+      session.attachJournal(await Journal.open(path, files.stale ? undefined : files.torn ? files.validBytes : undefined));
+      session.compactEvery = this.opts.compactEvery ?? 100_000;
+      if (files.stale) session.journal!.resetSync({ ...session.header(), gen: session.gen });
+    } catch (e) {
+      session.close();
+      await session.journal?.close();
+      throw e;
+    }
     return session;
   }
 

@@ -107,24 +107,28 @@ describe('persistence: journal and restore', () => {
     await a.close();
   });
 
-  it('a persistence failure turns mutations into 503 while reads keep working', async () => {
+  it('a persistence failure turns a mutation into 503 that changed nothing; reads keep working; the next mutation retries', async () => {
     const dir = tmp();
     const a = await build({ dataDir: dir });
     const s = (await a.inject({ method: 'POST', url: '/v1/sessions', payload: { profile: 'tiny' } })).json();
     const h = { authorization: `Bearer ${s.token}` };
     const session = a.registry.get(s.id)!;
-    // The disk goes away under the journal (as a full or failed disk would make every write fail).
+    // The baseline comes before the failing request: a 503 must leave the session exactly as it was.
+    const before = (await a.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: h })).json();
+    // The file goes away under the journal (as a failed disk would make the write fail).
     session.journal!.breakForTest();
     const r1 = await a.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains`, headers: h, payload: {} });
     expect([r1.statusCode, r1.json().error.code]).toEqual([503, 'UNAVAILABLE']);
-    const rev = (await a.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: h })).json().revision;
-    const r2 = await a.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains`, headers: h, payload: {} });
-    expect([r2.statusCode, r2.json().error.code]).toEqual([503, 'UNAVAILABLE']);
     const g = await a.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: h });
-    expect([g.statusCode, g.json().revision]).toEqual([200, rev]);
+    expect([g.statusCode, g.json()]).toEqual([200, before]);
     expect((await a.inject({ method: 'GET', url: '/metrics' })).body).toContain('iommud_journal_failed_sessions 1');
-    session.journal = null;
+    // The journal file is still there: the next mutation reopens it and goes through.
+    const r2 = await a.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains`, headers: h, payload: {} });
+    expect([r2.statusCode, r2.json().id]).toEqual([201, 'dom-1']);
     await a.close();
+    const b = await build({ dataDir: dir });
+    expect((await b.inject({ method: 'GET', url: `/v1/sessions/${s.id}`, headers: h })).json()).toEqual({ ...before, revision: 1, domains: 1, lastSeq: before.lastSeq + 1 });
+    await b.close();
   });
 });
 

@@ -57,7 +57,8 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
     if (trace && body.profile === undefined) profile = validateProfile(trace.header.session.profile);
     else if (body.profile === undefined || typeof body.profile === 'string') {
       const name = body.profile ?? 'msm8x60';
-      const p = PROFILES[name];
+      // Own properties only: "__proto__", "constructor" or "toString" name no profile.
+      const p = Object.hasOwn(PROFILES, name) ? PROFILES[name] : undefined;
       if (!p) throw new IommuError('BAD_REQUEST', `unknown profile ${name}`, { profile: name, known: Object.keys(PROFILES) });
       profile = p;
     } else {
