@@ -35,7 +35,7 @@ async function newSession(a: App, body: object = { profile: 'tiny' }) {
 }
 
 const page = (p: number) => ({ iova: p * 4096, paddr: '0x80000000', size: 4096, prot: ['read'] });
-async function mappedPages(call: (m: string, u: string) => ReturnType<App['inject']>): Promise<number[]> {
+async function mappedPages(call: (m: string, u: string) => Promise<{ json(): unknown }>): Promise<number[]> {
   const maps = (await call('GET', '/domains/dom-1/mappings?limit=100000')).json() as Array<{ iova: string; size: number }>;
   const out: number[] = [];
   for (const m of maps) for (let a = Number(m.iova); a < Number(m.iova) + m.size; a += 4096) out.push(a / 4096);
