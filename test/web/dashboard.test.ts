@@ -1,4 +1,3 @@
-import { execSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,12 +5,15 @@ import type { FastifyInstance } from 'fastify';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from '../../src/server/app.js';
+import { systemTool } from '../support/tools.js';
+
+const chromiumPath = systemTool('chromium');
 
 /** Screenshots go to docs/ (for the README) with UPDATE_SCREENSHOTS=1, else to a temporary directory. */
 const shots = process.env.UPDATE_SCREENSHOTS ? 'docs' : mkdtempSync(join(tmpdir(), 'iommud-shots-'));
 
 /** End to end in Debian's Chromium (installed by .ci/run when missing), driven by playwright-core. */
-describe('dashboard in headless Chromium', () => {
+describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
   let app: FastifyInstance;
   let url: string;
   let browser: Browser;
@@ -35,7 +37,7 @@ describe('dashboard in headless Chromium', () => {
     const d = (await call('POST', '/domains', { label: 'camera' })).id;
     await call('POST', `/domains/${d}/attach`, { device: 'vfe_imgwr' });
     await call('POST', `/domains/${d}/map`, { iova: '0x10000000', paddr: '0x40000000', size: '0x100000', prot: ['read'] });
-    const executablePath = execSync('which chromium').toString().trim();
+    const executablePath = chromiumPath!;
     browser = await chromium.launch({
       executablePath,
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
