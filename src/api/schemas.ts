@@ -292,6 +292,8 @@ export const SCHEMAS: Record<string, z.ZodType> = {
 export const BufferBody = z.strictObject({ size: Addr, pools: z.array(z.string().max(64)).min(1).max(16).optional(), align: Addr.optional() });
 export const BufferResponse = z.object({ paddr: Hex, size: z.number(), pool: z.string() });
 export const BuffersResponse = z.array(BufferResponse);
+/** A page of a long list: items from `from` on, at most `limit` (the next page is in the Link header). */
+export const PageQuery = z.strictObject({ from: ParamAddr.optional(), limit: ParamAddr.optional() });
 export const MemoryQuery = z.strictObject({ paddr: ParamAddr, size: ParamAddr.optional() });
 export const DmaDirection = z.enum(['to-device', 'from-device', 'bidirectional']);
 export const DmaMapBody = z.strictObject({ paddr: Addr, size: Addr, dir: DmaDirection });

@@ -51,7 +51,7 @@ export interface ClientOptions {
   token?: string;
 }
 
-async function request<T>(base: string, token: string | undefined, method: string, path: string, body?: unknown, raw?: Uint8Array): Promise<T> {
+async function request<T>(base: string, token: string | undefined, method: string, path: string, body?: unknown, raw?: Uint8Array, onResponse?: (res: Response) => void): Promise<T> {
   let res: Response;
   try {
     res = await fetch(base + path, {
@@ -65,6 +65,7 @@ async function request<T>(base: string, token: string | undefined, method: strin
   } catch (e) {
     throw new IommudConnectionError(`cannot reach ${base}: ${(e as Error).message}`, e);
   }
+  onResponse?.(res);
   if (res.status === 204) return undefined as T;
   const type = res.headers.get('content-type') ?? '';
   if (!res.ok) {
@@ -116,6 +117,27 @@ export class IommudClient {
 
 const enc = encodeURIComponent;
 
+/** One page of a long list and the cursor of the next (from the Link rel="next" header), if any. */
+export interface Page<T> {
+  items: T[];
+  next: { from: string; limit: number } | null;
+}
+
+function nextFromLink(res: Response): Page<unknown>['next'] {
+  const m = /<([^>]*)>;\s*rel="next"/.exec(res.headers.get('link') ?? '');
+  if (!m) return null;
+  const q = new URLSearchParams(m[1]!.split('?')[1] ?? '');
+  return { from: q.get('from') ?? '0x0', limit: Number(q.get('limit') ?? 1000) };
+}
+
+const query = (q: Record<string, unknown>): string => {
+  const qs = Object.entries(q)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${enc(String(v))}`)
+    .join('&');
+  return qs ? '?' + qs : '';
+};
+
 export class SessionClient {
   constructor(
     readonly url: string,
@@ -125,6 +147,12 @@ export class SessionClient {
 
   private call<T>(method: string, path: string, body?: unknown): Promise<T> {
     return request<T>(this.url, this.token, method, `/v1/sessions/${this.id}${path}`, body);
+  }
+
+  private async page<T>(path: string, q: Record<string, unknown>): Promise<Page<T>> {
+    let next: Page<T>['next'] = null;
+    const items = await request<T[]>(this.url, this.token, 'GET', `/v1/sessions/${this.id}${path}${query(q)}`, undefined, undefined, (res) => (next = nextFromLink(res)));
+    return { items, next };
   }
 
   // ---- session ----
@@ -201,12 +229,18 @@ export class SessionClient {
   batch(did: string, ops: In<typeof S.BatchBody>['ops']): Promise<Out<typeof S.BatchResponse>> {
     return this.call('POST', `/domains/${enc(did)}/batch`, { ops });
   }
+  /** One page of extents (default 1000); `mappingsPage` gives the cursor, `allMappings` follows it. */
   mappings(did: string, q: { from?: Addr; to?: Addr; limit?: number } = {}): Promise<Out<typeof S.MappingsResponse>> {
-    const qs = Object.entries(q)
-      .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${enc(String(v))}`)
-      .join('&');
-    return this.call('GET', `/domains/${enc(did)}/mappings${qs ? '?' + qs : ''}`);
+    return this.call('GET', `/domains/${enc(did)}/mappings${query(q)}`);
+  }
+  mappingsPage(did: string, q: { from?: Addr; to?: Addr; limit?: number } = {}): Promise<Page<Out<typeof S.MappingsResponse>[number]>> {
+    return this.page(`/domains/${enc(did)}/mappings`, q);
+  }
+  async *allMappings(did: string, q: { from?: Addr; to?: Addr; limit?: number } = {}): AsyncGenerator<Out<typeof S.MappingsResponse>[number]> {
+    for (let p = await this.mappingsPage(did, q); ; p = await this.mappingsPage(did, { ...q, ...p.next })) {
+      yield* p.items;
+      if (!p.next) return;
+    }
   }
   iovaToPhys(did: string, iova: Addr): Promise<Out<typeof S.IovaToPhysResponse>> {
     return this.call('GET', `/domains/${enc(did)}/iova-to-phys/${enc(String(iova))}`);
@@ -233,8 +267,11 @@ export class SessionClient {
   pools(): Promise<Out<typeof S.PoolsResponse>> {
     return this.call('GET', '/pools');
   }
-  buffers(): Promise<Out<typeof S.BuffersResponse>> {
-    return this.call('GET', '/buffers');
+  buffers(q: { from?: Addr; limit?: number } = {}): Promise<Out<typeof S.BuffersResponse>> {
+    return this.call('GET', `/buffers${query(q)}`);
+  }
+  buffersPage(q: { from?: Addr; limit?: number } = {}): Promise<Page<Out<typeof S.BuffersResponse>[number]>> {
+    return this.page('/buffers', q);
   }
   allocBuffer(body: In<typeof S.BufferBody>): Promise<Out<typeof S.BufferResponse>> {
     return this.call('POST', '/buffers', body);

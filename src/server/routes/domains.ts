@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import * as S from '../../api/schemas.js';
+import { page, pageLimit } from '../paginate.js';
 import { IommuError, hex } from '../../errors.js';
 import type { Domain } from '../../iommu/domain.js';
 import type { BatchResult } from '../../iommu/iommu.js';
@@ -55,11 +56,11 @@ export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
     return { results: results.map((r) => (r.op === 'map' ? { op: 'map' as const, ...mapView(r) } : r)) };
   });
 
-  app.get('/domains/:did/mappings', { schema: { summary: 'Mappings merged into extents, in iova order', tags: ['domains'], params: DomParams, querystring: S.MappingsQuery, response: { 200: S.MappingsResponse } } }, async (req) => {
+  app.get('/domains/:did/mappings', { schema: { summary: 'Mappings merged into extents, in iova order (Link rel=next past limit, default 1000)', tags: ['domains'], params: DomParams, querystring: S.MappingsQuery, response: { 200: S.MappingsResponse } } }, async (req, reply) => {
     const q = req.query;
-    return req.iommuSession.iommu
-      .mappings(req.params.did, q.from ?? 0, q.to ?? 2 ** 32, Math.min(q.limit ?? 1000, 100_000))
-      .map((m) => ({ iova: hex(m.iova), paddr: hex(m.paddr), size: m.size, pageSize: m.pageSize, prot: protToNames(m.prot) }));
+    const limit = pageLimit(q.limit);
+    const extents = req.iommuSession.iommu.mappings(req.params.did, q.from ?? 0, q.to ?? 2 ** 32, limit + 1);
+    return page(req, reply, extents, limit, (m) => m.iova + m.size).map((m) => ({ iova: hex(m.iova), paddr: hex(m.paddr), size: m.size, pageSize: m.pageSize, prot: protToNames(m.prot) }));
   });
 
   app.get(

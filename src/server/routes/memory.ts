@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import * as S from '../../api/schemas.js';
+import { page, pageLimit } from '../paginate.js';
 import { IommuError, hex } from '../../errors.js';
 import type { PhysBuffer } from '../../memory/pools.js';
 import { apply } from '../context.js';
@@ -18,7 +19,12 @@ export const memoryRoutes: FastifyPluginAsyncZod = async (app) => {
     req.iommuSession.pools.usage().map((p) => ({ ...p, base: hex(p.base) })),
   );
 
-  app.get('/buffers', { schema: { summary: 'Allocated physical buffers', tags: ['memory'], response: { 200: S.BuffersResponse } } }, async (req) => [...req.iommuSession.pools.buffers.values()].map(bufferView));
+  app.get('/buffers', { schema: { summary: 'Allocated physical buffers in paddr order (Link rel=next past limit, default 1000)', tags: ['memory'], querystring: S.PageQuery, response: { 200: S.BuffersResponse } } }, async (req, reply) => {
+    const limit = pageLimit(req.query.limit);
+    const from = req.query.from ?? 0;
+    const bufs = [...req.iommuSession.pools.buffers.values()].filter((b) => b.paddr >= from).sort((a, b) => a.paddr - b.paddr);
+    return page(req, reply, bufs.slice(0, limit + 1), limit, (b) => b.paddr + 1).map(bufferView);
+  });
 
   app.post('/buffers', { schema: { summary: 'Allocate a physical buffer (priority pools, big-page alignment)', tags: ['memory'], body: S.BufferBody, response: { 201: S.BufferResponse } } }, async (req, reply) => {
     const b = await apply<PhysBuffer>(req, { op: 'buffer-alloc', ...req.body });
