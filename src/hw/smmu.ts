@@ -59,6 +59,8 @@ export interface HwEnv {
   sink: EventSink;
   nextStallId(): string;
   maxStallsPerContext: number;
+  /** Every new stall, whether or not ACTLR.CFEIE lets it raise an event (the session's stall timeout). */
+  onStall?: ((smmu: Smmu, bank: ContextBank, stall: string) => void) | undefined;
   /** The IOMMU API's report_iommu_fault: may answer a stall with retry or terminate. */
   faultHook: ((bank: ContextBank, fault: FaultRecord) => 'retry' | 'terminate' | void) | null;
 }
@@ -522,7 +524,10 @@ export class Smmu {
       fsynr1: hex(bank.FSYNR1),
       ...(stallId ? { stall: stallId } : {}),
     };
-    if (stallId) bank.stalls.push({ id: stallId, bank: bank.index, iova, access, priv, mid, fault, createdAt: Date.now() });
+    if (stallId) {
+      bank.stalls.push({ id: stallId, bank: bank.index, iova, access, priv, mid, fault, createdAt: Date.now() });
+      this.env.onStall?.(this, bank, stallId);
+    }
     r.fault = fault;
     r.stall = stallId;
     r.outcome = stallId ? OUTCOME_STALLED : OUTCOME_FAULT;

@@ -251,9 +251,10 @@ export class Session {
     this.dma = new DmaApi(this.iommu, this.bus);
     // Timer-driven changes go through commands too, so the journal and the trace hold them.
     this.dma.onTimerFlush = (device) => this.background({ op: 'dma-flush', device });
+    // Armed for every stall, not only those whose ACTLR.CFEIE raises a `stall` event: no stall outlives the timeout.
+    this.soc.env.onStall = (smmu, bank, stall) => this.armStallTimer(smmu.name, bank.index, stall);
     this.untap = this.bus.tap((ev) => {
       if (ev.type === 'fault') this.faultCounts.set(ev.kind as string, (this.faultCounts.get(ev.kind as string) ?? 0) + 1);
-      else if (ev.type === 'stall') this.armStallTimer(ev.smmu as string, ev.context as number, ev.stall as string);
       else if (ev.type === 'resume') {
         clearTimeout(this.stallTimers.get(ev.stall as string));
         this.stallTimers.delete(ev.stall as string);

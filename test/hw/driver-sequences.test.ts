@@ -7,8 +7,9 @@
  * iommud cannot hide behind a shared constant. The same scenarios run at library level (session commands, the
  * path the HTTP and stream front ends share) and over HTTP.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Session } from '../../src/session/session.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { MSM8X60 } from '../../src/hw/profile.js';
+import { Session } from '../../src/session/session.js';
 import { contextView } from '../../src/server/views.js';
 import { msmSession } from '../support/core.js';
 import { client, type Client } from '../support/server.js';
@@ -482,6 +483,31 @@ describe('stalls end with SS and never outlive the API detach', () => {
     expect(bank.stalls).toEqual([]);
     expect(hexv(bank.FSR)).toBe('0x0');
     expect(events.filter((e) => e.type === 'resume').map((e) => e.action)).toEqual(['terminate', 'terminate']);
+  });
+});
+
+describe('a stall without the fault interrupt still times out', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  it('CFCFG = 1, CFEIE = 0 over MMIO: no stall event, yet the session terminates the stall after stallTimeoutMs', () => {
+    vi.useFakeTimers();
+    const s = new Session({ id: 's-msm', name: 'msm', profile: MSM8X60, stallTimeoutMs: 1000 });
+    const events: Array<{ type: string; action?: unknown }> = [];
+    s.bus.subscribe((e) => events.push(e));
+    const w = (offset: number, value: number) => s.run(null, { op: 'mmio', smmu: SMMU, ops: [{ op: 'write', offset: offset + (CTX_MISC << CTX_SHIFT), value }] });
+    w(CTX.ACTLR, (3 << 12) | (1 << 14)); // TLBMCFG = 3, CFCFG; CFEIE clear
+    w(CTX.TTBR0, 0x5f000000 | V7S_TTBR_S); // the pool's first (empty) L1 table
+    w(CTX.SCTLR, 0x7);
+    expect((s.run(null, { op: 'access', device: 'vfe_misc', iova: 0x1000, access: 'read' }).result as { outcome: string }).outcome).toBe('stalled');
+    expect(events.filter((e) => e.type === 'stall' || e.type === 'fault')).toEqual([]);
+    vi.advanceTimersByTime(999);
+    expect(s.soc.device('vfe_misc').bank.stalls).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(s.soc.device('vfe_misc').bank.stalls).toEqual([]);
+    expect(events.filter((e) => e.type === 'resume').map((e) => e.action)).toEqual(['timeout']);
+    expect(hexv(s.soc.device('vfe_misc').bank.FSR)).toBe('0x2');
+    s.close();
   });
 });
 
