@@ -19,6 +19,15 @@ export const OP_MMIO_WRITE = 7;
 
 export const FLAG_PRIV = 1;
 
+/**
+ * Close code of an event or stream socket whose session was deleted (4000 + the status a new request would get;
+ * the reason says "session deleted").
+ */
+export const WS_SESSION_GONE = 4404;
+
+/** Bytes one read or write frame may move, all items together: the JSON access route's `size` limit. */
+export const STREAM_MAX_BYTES = 4 * 1024 * 1024;
+
 export const STATUS_OK = 0;
 export const STATUS_NAMES = ['ok', 'translation', 'permission', 'access-flag', 'external', 'multi-hit', 'tlb-miss', 'stalled', 'bad-offset'] as const;
 export type StreamStatus = (typeof STATUS_NAMES)[number];

@@ -16,6 +16,7 @@ import {
   OP_TRANSLATE_READ,
   OP_TRANSLATE_WRITE,
   OP_WRITE,
+  WS_SESSION_GONE,
   type StreamItem,
 } from '../api/stream.js';
 
@@ -468,6 +469,8 @@ export class EventSubscription {
     });
     ws.on('close', (code, reason) => {
       if (this.state === 'closed' || refused) return;
+      // The session was deleted: reconnecting could only be refused.
+      if (code === WS_SESSION_GONE) return this.fail(new IommudError('NOT_FOUND', reason.toString() || 'session deleted', 404));
       const why = reason.length ? `${code} ${reason.toString()}` : lastError || `closed (${code})`;
       if (!this.everOpened) {
         this.attempt++;
@@ -533,8 +536,8 @@ export class TranslateStream {
       else p.resolve({ items: r.items, data: r.data });
       this.release();
     });
-    ws.on('close', () => {
-      for (const p of this.pending.splice(0)) p.reject(new IommudConnectionError('stream closed'));
+    ws.on('close', (code, reason) => {
+      for (const p of this.pending.splice(0)) p.reject(new IommudConnectionError(`stream closed${reason.length ? `: ${String(reason)}` : ''}`));
     });
   }
 

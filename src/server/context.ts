@@ -1,5 +1,6 @@
 /** What the server layer hangs on requests and the app: the session registry, the caller's session and role. */
 import type { FastifyRequest } from 'fastify';
+import { WS_SESSION_GONE } from '../api/stream.js';
 import { IommuError } from '../errors.js';
 import type { Command } from '../session/commands.js';
 import type { Role, Session, SessionRegistry, TokenInfo } from '../session/session.js';
@@ -48,4 +49,11 @@ export async function apply<T>(req: FastifyRequest, cmd: Command): Promise<T> {
 
 export function checkBatch(n: number, limit: number): void {
   if (n > limit) throw new IommuError('PAYLOAD_TOO_LARGE', `a batch holds at most ${limit} items`, { limit, got: n });
+}
+
+/** Closes a socket with a reason when its session closes (deleted); returns the undo for the socket's own close. */
+export function closeWithSession(s: Session, socket: { close(code: number, reason: string): void }): () => void {
+  const onClose = () => socket.close(WS_SESSION_GONE, 'session deleted');
+  s.closing.addEventListener('abort', onClose, { once: true });
+  return () => s.closing.removeEventListener('abort', onClose);
 }

@@ -12,6 +12,7 @@ import * as S from '../api/schemas.js';
 import { IommuError } from '../errors.js';
 import type { IommuEvent } from '../events/bus.js';
 import { Session } from '../session/session.js';
+import { closeWithSession } from './context.js';
 import type { Metrics } from './metrics.js';
 
 /**
@@ -113,9 +114,11 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
           for (const ev of events) deliver(ev);
         }
         const unsubscribe = s.bus.subscribe(deliver);
+        const untie = closeWithSession(s, socket);
         metrics.subscribers.inc();
         socket.on('close', () => {
           unsubscribe();
+          untie();
           if (timer) clearInterval(timer);
           metrics.subscribers.dec();
         });

@@ -8,10 +8,12 @@ import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import { decodeRequest, StreamFrameError } from '../api/stream.js';
 import { IommuError } from '../errors.js';
-import { actor } from './context.js';
+import { actor, closeWithSession } from './context.js';
 
 /** Items per request frame (a batch of 4096 is the benchmark's; 65536 keeps a frame under 1 MiB). */
 export const STREAM_MAX_ITEMS = 65536;
+
+const b64 = (a: Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
 
 export const streamRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
@@ -25,19 +27,64 @@ export const streamRoutes: FastifyPluginAsyncZod = async (app) => {
       const s = req.iommuSession;
       const device = (req.params as { device: string }).device;
       const who = actor(req);
+      const highWater = app.iommudOptions.wsHighWater;
       // Replies leave in request order: each waits for the previous one (and for its own durability).
       let tail: Promise<void> = Promise.resolve();
+      // Bytes of replies made but not yet handed to the socket; with the socket's send buffer, the backlog a
+      // client that does not read leaves behind. Past the high-water mark the socket stops being read (TCP then
+      // pushes back on the client) until the backlog has drained to half of it.
+      let queued = 0;
+      let drainTimer: NodeJS.Timeout | null = null;
+      const backlog = () => queued + socket.bufferedAmount;
+      const stopDrainTimer = () => {
+        if (drainTimer) clearInterval(drainTimer);
+        drainTimer = null;
+      };
+      const throttle = () => {
+        if (drainTimer || backlog() <= highWater) return;
+        socket.pause();
+        drainTimer = setInterval(() => {
+          if (backlog() > highWater / 2) return;
+          stopDrainTimer();
+          socket.resume();
+        }, 10);
+        drainTimer.unref();
+      };
+      const unexpected = (e: unknown) => {
+        req.log.error({ err: e }, 'stream handler failed');
+        socket.close(1011, 'internal error');
+      };
+      /** Queues one reply after the previous ones; `make` runs when its turn comes. */
+      const enqueue = (bytes: number, make: () => Promise<Uint8Array | string> | Uint8Array | string) => {
+        queued += bytes;
+        tail = tail
+          .then(make)
+          .then((msg) => {
+            queued -= bytes;
+            if (socket.readyState === socket.OPEN) socket.send(msg);
+          })
+          .catch((e) => {
+            queued -= bytes;
+            unexpected(e);
+          });
+        throttle();
+      };
+      const fail = (id: number | null, e: IommuError) => {
+        const text = JSON.stringify({ type: 'error', id, ...e.toJSON() });
+        enqueue(text.length, () => text);
+      };
+      const untie = closeWithSession(s, socket);
+      socket.on('close', () => {
+        untie();
+        stopDrainTimer();
+      });
       socket.on('message', (raw, isBinary) => {
-        const fail = (id: number | null, e: IommuError) => {
-          tail = tail.then(() => socket.send(JSON.stringify({ type: 'error', id, ...e.toJSON() })));
-        };
         if (!isBinary) return fail(null, new IommuError('BAD_REQUEST', 'the stream takes binary frames (docs/stream.md)'));
         const buf = raw as Buffer;
         let id: number | null = buf.length >= 8 ? buf.readUInt32LE(4) : null;
         try {
           const r = decodeRequest(buf, STREAM_MAX_ITEMS);
           id = r.id;
-          const b64 = (a: Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
           const { result, durable } = s.run(who, {
             op: 'stream',
             device,
@@ -52,18 +99,18 @@ export const streamRoutes: FastifyPluginAsyncZod = async (app) => {
           const reply = result as Uint8Array;
           new DataView(reply.buffer, reply.byteOffset).setUint32(4, r.id, true);
           const rid = r.id;
-          tail = tail.then(async () => {
+          enqueue(reply.byteLength, async () => {
             try {
               await durable;
-              socket.send(reply);
+              return reply;
             } catch {
-              socket.send(JSON.stringify({ type: 'error', id: rid, ...new IommuError('UNAVAILABLE', 'the batch was applied but could not be made durable').toJSON() }));
+              return JSON.stringify({ type: 'error', id: rid, ...new IommuError('UNAVAILABLE', 'the batch was applied but could not be made durable').toJSON() });
             }
           });
         } catch (e) {
           if (e instanceof StreamFrameError) fail(id, new IommuError('BAD_REQUEST', e.message));
           else if (e instanceof IommuError) fail(id, e);
-          else throw e;
+          else unexpected(e);
         }
       });
     },

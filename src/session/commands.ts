@@ -20,6 +20,7 @@ import {
   REPLY_HEADER,
   REPLY_ITEM,
   replyHeader,
+  STREAM_MAX_BYTES,
 } from '../api/stream.js';
 
 const STATUS_BAD_OFFSET = 8;
@@ -125,6 +126,11 @@ function streamBatch(smmu: Smmu, bank: ContextBank, cmd: CommandOf<'stream'>): U
   if (cmd.sop === OP_MMIO_READ || cmd.sop === OP_MMIO_WRITE) return streamMmio(smmu, cmd, iovas);
   const lengths = u32s(cmd.lengths ?? '');
   if (lengths.length !== n) throw new IommuError('BAD_REQUEST', 'one length per iova');
+  let total = 0;
+  for (let i = 0; i < n; i++) total += lengths[i]!;
+  if (total > STREAM_MAX_BYTES) {
+    throw new IommuError('PAYLOAD_TOO_LARGE', `a stream frame moves at most ${STREAM_MAX_BYTES} bytes (as POST .../access)`, { limit: STREAM_MAX_BYTES, got: total });
+  }
   const data = cmd.data !== undefined ? Buffer.from(cmd.data, 'base64') : undefined;
   const results: AccessResult[] = [];
   let off = 0;

@@ -235,6 +235,7 @@ export class Session {
   private rollbackPending = false;
   /** Journal bytes the state was last reloaded from (where a reopened journal continues). */
   private reloadedBytes = 0;
+  private readonly lifetime = new AbortController();
 
   constructor(opts: SessionOptions) {
     this.id = opts.id;
@@ -516,7 +517,13 @@ export class Session {
     return t;
   }
 
+  /** Aborted when the session closes (deleted, or the daemon stops): its sockets close with a reason. */
+  get closing(): AbortSignal {
+    return this.lifetime.signal;
+  }
+
   close(): void {
+    this.lifetime.abort();
     this.dma.close();
     for (const t of this.stallTimers.values()) clearTimeout(t);
     this.stallTimers.clear();
