@@ -107,6 +107,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   // @fastify/websocket hides its routes from the OpenAPI document; the event stream belongs in it.
   app.addHook('onRoute', (route) => {
     if (route.websocket && route.schema) route.schema.hide = false;
+    if (route.websocket) route.config = { ...route.config, websocket: true };
   });
   installOpenApiResponses(app);
 

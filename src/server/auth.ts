@@ -8,9 +8,11 @@ function tokenOf(req: FastifyRequest): string | null {
     const m = /^Bearer\s+(\S+)$/i.exec(h);
     return m ? m[1]! : null;
   }
-  // WebSocket clients cannot always set headers: ?token= is accepted there (API.md).
+  // Browsers cannot set headers on a WebSocket: ?token= is accepted there (API.md), and only there: a real upgrade
+  // (the WebSocket plugin saw it) of a WebSocket route, not any request that carries an Upgrade header.
+  if (!req.ws || !req.routeOptions.config.websocket) return null;
   const q = (req.query as Record<string, unknown> | undefined)?.token;
-  return typeof q === 'string' && req.headers.upgrade ? q : null;
+  return typeof q === 'string' ? q : null;
 }
 
 /**

@@ -17,6 +17,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The least role a route needs (default: observer for GET, operator otherwise). */
     role?: Role;
+    /** Set on WebSocket routes (app.ts): the only ones that take `?token=`. */
+    websocket?: boolean;
   }
 }
 

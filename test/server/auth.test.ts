@@ -89,3 +89,49 @@ describe('auth matrix: every session route', () => {
     expect((await c.call('POST', '/domains/dom-999/map', { bogus: 1 })).body.error.code).toBe('NOT_FOUND');
   });
 });
+
+describe('?token= only on real WebSocket upgrades of WebSocket routes (regression: any Upgrade header let it in)', () => {
+  it('plain HTTP routes with an Upgrade header and ?token= are 401 and change nothing; the event socket takes it', async () => {
+    const { connect } = await import('node:net');
+    const { default: WebSocket } = await import('ws');
+    const { build } = await import('../../src/server/app.js');
+    const app = await build();
+    try {
+      const url = new URL(await app.listen({ port: 0, host: '127.0.0.1' }));
+      const created = (await app.inject({ method: 'POST', url: '/v1/sessions', payload: { profile: 'tiny' } })).json();
+      const q = `?token=${encodeURIComponent(created.token)}`;
+      // Exactly the bytes given (as curl -H 'Upgrade: ...' sends them): the status line of the answer, or 'closed'.
+      const raw = (method: string, path: string, headers: Record<string, string>) =>
+        new Promise<number | string>((resolve) => {
+          const sock = connect(Number(url.port), url.hostname);
+          let got = '';
+          sock.on('data', (b) => {
+            got += b.toString('latin1');
+            const m = /^HTTP\/1\.1 (\d+)/.exec(got);
+            if (m) {
+              resolve(Number(m[1]));
+              sock.destroy();
+            }
+          });
+          sock.on('close', () => resolve('closed'));
+          sock.on('error', () => resolve('closed'));
+          const head = Object.entries({ host: url.host, 'content-length': '0', ...headers }).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+          sock.write(`${method} ${path} HTTP/1.1\r\n${head}\r\n`);
+        });
+      const upgrade = { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' };
+      const sid = `/v1/sessions/${created.id}`;
+      expect([
+        await raw('POST', `${sid}/tokens${q}`, upgrade),
+        await raw('DELETE', `${sid}${q}`, { upgrade: 'websocket' }),
+        await raw('GET', `${sid}${q}`, { upgrade: 'h2c' }),
+        await raw('GET', `${sid}/domains${q}`, upgrade),
+      ]).toEqual([401, 401, 401, 401]);
+      expect((await app.inject({ method: 'GET', url: sid, headers: { authorization: `Bearer ${created.token}` } })).statusCode).toBe(200);
+      const ws = new WebSocket(`ws://${url.host}${sid}/events${q}`);
+      await new Promise((r, j) => ws.once('open', r).once('error', j));
+      ws.close();
+    } finally {
+      await app.close();
+    }
+  });
+});
