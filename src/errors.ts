@@ -37,12 +37,24 @@ export class IommuError extends Error {
     this.name = 'IommuError';
     this.code = code;
     this.status = ERROR_STATUS[code];
-    this.details = details;
+    this.details = details && addressesAsHex(details);
   }
 
   toJSON(): { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } } {
     return { error: { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) } };
   }
+}
+
+/** Detail fields that hold addresses: given as lower-case hex strings, as every address in the API (API.md). */
+const ADDRESS_FIELDS = new Set(['iova', 'paddr', 'dmaAddr', 'dmaLimit', 'far', 'ttbr0']);
+
+function addressesAsHex(details: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | null = null;
+  for (const k in details) {
+    const v = details[k];
+    if (typeof v === 'number' && ADDRESS_FIELDS.has(k) && Number.isFinite(v)) (out ??= { ...details })[k] = hex(v);
+  }
+  return out ?? details;
 }
 
 export function fail(code: ErrorCode, message: string, details?: Record<string, unknown>): never {

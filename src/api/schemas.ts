@@ -9,8 +9,13 @@ const HEX = /^0[xX][0-9a-fA-F]+$/;
 
 /** An address or size in a body: a JSON integer or a hex string; decimal strings are refused. */
 export const Addr = z
-  // The hex branch first, with an example: OpenAPI UIs build their sample request from the first branch.
-  .union([z.string().regex(HEX, 'hex string like "0x1000"').meta({ example: '0x10000000' }), z.number().int().nonnegative()])
+  // The hex branch first, with an example: OpenAPI UIs build their sample request from the first branch. At most
+  // 13 significant hex digits (2^52, inside the exact integers like a JSON number): a longer string is refused here
+  // rather than turned into Infinity; past 0xffffffff the operation itself answers OUT_OF_RANGE.
+  .union([
+    z.string().regex(HEX, 'hex string like "0x1000"').regex(/^0[xX]0*[0-9a-fA-F]{1,13}$/, 'hex string of at most 13 significant digits').meta({ example: '0x10000000' }),
+    z.number().int().nonnegative(),
+  ])
   .transform((v) => (typeof v === 'string' ? parseInt(v, 16) : v))
   .meta({ description: 'hex string ("0x1000") or integer' });
 

@@ -57,7 +57,7 @@ export interface RegisterAccess {
 }
 
 function badOffset(offset: number, why: string): never {
-  throw new IommuError('BAD_REQUEST', `offset 0x${offset.toString(16)}: ${why}`, { offset });
+  throw new IommuError('BAD_REQUEST', `offset ${hex(offset)}: ${why}`, { offset: hex(offset) });
 }
 
 /** Decodes an offset into (bank, register name), refusing unaligned, reserved and unknown ones. */

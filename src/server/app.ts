@@ -7,10 +7,11 @@ import fastifySwaggerUi from '@fastify/swagger-ui';
 import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { IommuError } from '../errors.js';
 import { SessionRegistry } from '../session/session.js';
 import { installSessionAuth } from './auth.js';
 import type { Limits, ResolvedOptions } from './context.js';
-import { installErrorHandler } from './errors.js';
+import { clientErrorHandler, installErrorHandler } from './errors.js';
 import { eventRoutes } from './events.js';
 import { installDashboard } from './dashboard.js';
 import { installMetrics } from './metrics.js';
@@ -57,6 +58,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: limits.bodyLimit,
+    clientErrorHandler,
     genReqId: (() => {
       let n = 0;
       return () => `req-${(++n).toString(36)}`;
@@ -70,6 +72,11 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   app.removeContentTypeParser(['application/json', 'text/plain']);
   const jsonParser = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    // The body is read as UTF-8: a JSON body declared in another charset would be misread, so it is refused.
+    const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(req.headers['content-type'] ?? '')?.[1];
+    if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+      return done(new IommuError('UNSUPPORTED_MEDIA_TYPE', `charset ${charset} is not accepted: send UTF-8 JSON`, { charset }), undefined);
+    }
     if ((body as string).length === 0) return done(null, undefined);
     jsonParser(req, body as string, done);
   });

@@ -46,7 +46,7 @@ export function installSessionAuth(app: FastifyInstance, requestsPerSecond: numb
     const session = sid ? app.registry.get(sid) : undefined;
     const auth = token && session ? session.authenticate(token) : null;
     if (!session || !auth) return done(new IommuError('UNAUTHORIZED', token ? 'unknown token for this session' : 'missing bearer token'));
-    const needed: Role = req.routeOptions.config.role ?? (req.method === 'GET' ? 'observer' : 'operator');
+    const needed: Role = req.routeOptions.config.role ?? (req.method === 'GET' || req.method === 'HEAD' ? 'observer' : 'operator');
     if (!Session.allows(auth.role, needed)) {
       return done(new IommuError('FORBIDDEN', `this needs the ${needed} role; the token is ${auth.role}`, { role: auth.role, needed }));
     }

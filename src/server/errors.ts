@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { IommuError } from '../errors.js';
@@ -34,4 +35,23 @@ export function installErrorHandler(app: FastifyInstance): void {
   app.setNotFoundHandler((req, reply) => {
     reply.code(404).send(new IommuError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
   });
+}
+
+/**
+ * Errors Node's HTTP parser raises before any route (header block over the limit, a malformed request, a request
+ * timeout), answered in the contract's error shape rather than Fastify's. Headers too large keep HTTP's own 431.
+ */
+export function clientErrorHandler(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, reason, e] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'Request Header Fields Too Large', new IommuError('PAYLOAD_TOO_LARGE', 'request headers are over the limit (16 KiB)')]
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'Request Timeout', new IommuError('BAD_REQUEST', 'the request did not arrive in time')]
+        : [400, 'Bad Request', new IommuError('BAD_REQUEST', 'malformed HTTP request')];
+  const body = JSON.stringify(e.toJSON());
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
 }

@@ -176,8 +176,8 @@ export function transferOf(a: AccessArgs, defaultMid: number): TransferRequest {
   return { iova: a.iova, access: ACCESS_NAMES.indexOf(a.access), priv: a.priv ?? false, mid: a.mid ?? defaultMid, size: data ? 0 : (a.size ?? 0), data };
 }
 
-function outOfRange32(value: number, op?: number): IommuError {
-  return new IommuError('OUT_OF_RANGE', 'a register value is 32 bits', { value, ...(op !== undefined ? { op } : {}) });
+function outOfRange32(value: number | undefined, op?: number): IommuError {
+  return new IommuError('OUT_OF_RANGE', 'a register value is 32 bits', { ...(value !== undefined ? { value: hex(value) } : {}), ...(op !== undefined ? { op } : {}) });
 }
 
 /** Applies one command to a session; throws IommuError (changing nothing) on a refusal. */
@@ -219,6 +219,7 @@ export function execute(s: Session, cmd: Command): unknown {
     }
     case 'clear-fault': {
       const { smmu, bank } = bankOf(cmd);
+      if (cmd.value !== undefined && cmd.value > 0xffffffff) throw outOfRange32(cmd.value);
       const old = bank.FSR;
       writeRegister(smmu, (bank.index << 12) | FSR, cmd.value ?? bank.FSR, bus);
       bus.emit({ type: 'context', action: 'clear-fault', smmu: smmu.name, context: bank.index, device: bank.name, domain: bank.domain, old: hex(old), fsr: hex(bank.FSR) });
@@ -239,7 +240,7 @@ export function execute(s: Session, cmd: Command): unknown {
       // Every op is checked before any side effect: a malformed op refuses the whole sequence.
       cmd.ops.forEach((op, i) => {
         decodeOffset(smmu, op.offset);
-        if (op.op === 'write' && (op.value === undefined || op.value > 0xffffffff)) throw outOfRange32(op.value ?? -1, i);
+        if (op.op === 'write' && (op.value === undefined || op.value > 0xffffffff)) throw outOfRange32(op.value, i);
       });
       return cmd.ops.map((op) => {
         if (op.op === 'read') return { offset: op.offset, name: decodeOffset(smmu, op.offset).name, value: readRegister(smmu, op.offset) };

@@ -74,7 +74,7 @@ describe('SDK against a live daemon', () => {
     await s.map(d.id, { iova: 0, paddr: '0x80000000', size: 4096, prot: ['read'] });
     const e = await s.map(d.id, { iova: 0, paddr: '0x80000000', size: 4096, prot: ['read'] }).catch((x) => x);
     expect(e).toBeInstanceOf(IommudError);
-    expect([e.code, e.status, e.details]).toEqual(['ALREADY_MAPPED', 409, { iova: 0 }]);
+    expect([e.code, e.status, e.details]).toEqual(['ALREADY_MAPPED', 409, { iova: '0x0' }]);
     const gone = new IommudClient({ url: 'http://127.0.0.1:1' });
     await expect(gone.health()).rejects.toBeInstanceOf(IommudConnectionError);
   });
