@@ -16,7 +16,6 @@ import {
   OP_TRANSLATE_READ,
   OP_TRANSLATE_WRITE,
   OP_WRITE,
-  WS_SESSION_GONE,
   type StreamItem,
 } from '../api/stream.js';
 
@@ -469,8 +468,6 @@ export class EventSubscription {
     });
     ws.on('close', (code, reason) => {
       if (this.state === 'closed' || refused) return;
-      // The session was deleted: reconnecting could only be refused.
-      if (code === WS_SESSION_GONE) return this.fail(new IommudError('NOT_FOUND', reason.toString() || 'session deleted', 404));
       const why = reason.length ? `${code} ${reason.toString()}` : lastError || `closed (${code})`;
       if (!this.everOpened) {
         this.attempt++;

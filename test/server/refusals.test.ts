@@ -71,7 +71,7 @@ describe('refusals in the contract shape', () => {
     expect((await c.call('POST', `/domains/${did}/map`, { iova: '0x180000', paddr: '0x80000000', size: 4096, prot: ['read'] })).body.error.details).toEqual({ iova: '0x180000' });
     expect((await c.call('POST', `/domains/${did}/unmap`, { iova: '0x10000000', size: 4096 })).body.error.details).toEqual({ iova: '0x10000000', size: 4096 });
     expect((await c.call('GET', `/domains/${did}/iova-to-phys/0x100000000`)).body.error.details).toEqual({ iova: '0x100000000' });
-    expect((await c.call('GET', '/smmus/smmu0/mmio/0x44')).body.error.details).toEqual({ offset: '0x44' });
+    expect((await c.call('GET', '/smmus/smmu0/mmio/0x46')).body.error.details).toEqual({ offset: '0x46' });
     expect((await c.call('DELETE', '/buffers/0x80400000')).body.error.details).toMatchObject({ paddr: '0x80400000' });
   });
 });
