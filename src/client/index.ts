@@ -77,6 +77,27 @@ async function request<T>(base: string, token: string | undefined, method: strin
   return (await res.text()) as T;
 }
 
+/** The daemon's JSON refusal of a WebSocket upgrade (its HTTP answer), as an IommudError with its own message. */
+function upgradeRefusal(res: import('node:http').IncomingMessage): Promise<IommudError> {
+  return new Promise((resolve) => {
+    let body = '';
+    const done = () => {
+      let err: { code?: string; message?: string; details?: Record<string, unknown> } | undefined;
+      try {
+        err = (JSON.parse(body) as { error?: typeof err }).error;
+      } catch {
+        // not the contract's shape (a proxy's page): keep the status
+      }
+      const status = res.statusCode ?? 0;
+      resolve(new IommudError(err?.code ?? `HTTP_${status}`, err?.message ?? (res.statusMessage || 'refused'), status, err?.details));
+    };
+    res.setEncoding('utf8');
+    res.on('data', (c: string) => (body += c));
+    res.on('end', done);
+    res.on('error', done);
+  });
+}
+
 export class IommudClient {
   readonly url: string;
   readonly token: string | undefined;
@@ -423,24 +444,12 @@ export class EventSubscription {
     ws.on('unexpected-response', (_req, res) => {
       // The daemon answered the upgrade with an HTTP refusal: its JSON error is the reason, and it is final.
       refused = true;
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => {
+      void upgradeRefusal(res).then((e) => {
         ws.terminate();
-        let err: { code?: string; message?: string; details?: Record<string, unknown> } | undefined;
-        try {
-          err = (JSON.parse(body) as { error?: typeof err }).error;
-        } catch {
-          // not the contract's shape (a proxy's page): keep the status
-        }
-        const status = res.statusCode ?? 0;
-        const e = new IommudError(err?.code ?? `HTTP_${status}`, err?.message ?? (res.statusMessage || 'subscription refused'), status, err?.details);
         // 5xx (a proxy whose node is down, a daemon restarting) is not a refusal of this subscription: retry.
-        if (status >= 500 && this.everOpened) this.retry(`${e.code}: ${e.message}`);
+        if (e.status >= 500 && this.everOpened) this.retry(`${e.code}: ${e.message}`);
         else this.fail(e);
       });
-      res.on('error', () => this.fail(new IommudError(`HTTP_${res.statusCode}`, 'subscription refused', res.statusCode ?? 0)));
     });
     ws.on('open', () => {
       this.state = 'open';
@@ -542,7 +551,12 @@ export class TranslateStream {
     const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(new TranslateStream(ws, maxInFlight)));
-      ws.once('unexpected-response', (_req, res) => reject(new IommudError(`HTTP_${res.statusCode}`, `stream refused: HTTP ${res.statusCode}`, res.statusCode ?? 0)));
+      ws.once('unexpected-response', (_req, res) =>
+        void upgradeRefusal(res).then((e) => {
+          ws.terminate();
+          reject(e);
+        }),
+      );
       ws.once('error', (e) => reject(new IommudConnectionError(e.message, e)));
     });
   }

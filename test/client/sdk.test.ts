@@ -191,6 +191,6 @@ describe('binary translate stream', () => {
     st.close();
     const obs = await s.mintToken('observer');
     const client = new IommudClient({ url: s.url });
-    await expect(client.session(s.id, obs.token).stream('dev0')).rejects.toMatchObject({ code: 'HTTP_403' });
+    await expect(client.session(s.id, obs.token).stream('dev0')).rejects.toMatchObject({ code: 'FORBIDDEN', status: 403, message: 'this needs the operator role; the token is observer' });
   });
 });
