@@ -1,4 +1,4 @@
-// npm run bench [-- --json] [-- --only core|http]
+// npm run bench [-- --json] [-- --only core|persist|http|cluster]
 import { parseArgs } from 'node:util';
 import { coreBenchmarks, dmaBenchmarks, restoreBenchmark } from './core.js';
 import { report, type BenchResult } from './report.js';
@@ -10,5 +10,9 @@ if (!values.only || values.only === 'persist') results.push(...(await restoreBen
 if (!values.only || values.only === 'http') {
   const { httpBenchmarks } = await import('./http.js');
   results.push(...(await httpBenchmarks()));
+}
+if (!values.only || values.only === 'cluster') {
+  const { clusterBenchmarks } = await import('./cluster.js');
+  results.push(...(await clusterBenchmarks()));
 }
 report(results, values.json);
