@@ -137,6 +137,24 @@ describe.runIf(HAPROXY !== null || REQUIRED)('cluster: 3 nodes behind HAProxy, t
     expect(readFileSync(`/proc/${state.proxy.pid}/cmdline`, 'utf8').split('\0')[0]).toBe(HAPROXY);
   });
 
+  it('a prefix that names no node is 401 UNAUTHORIZED from the proxy, exactly as a node answers an unknown session', async () => {
+    const proxy = `http://127.0.0.1:${state.proxy.port}`;
+    const n1 = `http://127.0.0.1:${state.nodes[0]!.port}`;
+    for (const headers of [{}, { authorization: 'Bearer nope' }] as Array<Record<string, string>>) {
+      const viaProxy = await fetch(`${proxy}/v1/sessions/n9-1a2b/smmus`, { headers });
+      const fromNode = await fetch(`${n1}/v1/sessions/n1-1a2b/smmus`, { headers });
+      expect(viaProxy.status).toBe(401);
+      expect(viaProxy.headers.get('content-type')).toBe('application/json');
+      expect(await viaProxy.json()).toEqual(await fromNode.json());
+    }
+    // WebSocket upgrades are routed the same way.
+    const err = await client.session('zz-1', 'nope').stream('dev0').then(() => null, (e: unknown) => e);
+    expect(err).toMatchObject({ status: 401 });
+    // Routes without a session id reach a node; the dashboard too (one origin).
+    expect(['n1', 'n2', 'n3']).toContain((await client.health()).node);
+    expect((await fetch(`${proxy}/`)).status).toBe(200);
+  });
+
   it('30 sessions created through the proxy are spread 10/10/10 over the nodes', async () => {
     const created: SessionClient[] = [];
     for (let i = 0; i < 30; i++) created.push(await client.createSession({ profile: 'tiny', name: `rig${i}` }));
