@@ -35,7 +35,7 @@ async def run_pipeline(s: Session, *, iotlb_sync: bool) -> Dict[str, Any]:
         s.attach(dom["id"], "vfe_imgwr")
         s.attach(dom["id"], "mdp_vg1")
         matched = 0
-        async with await s.stream("vfe_imgwr") as vfe, await s.stream("mdp_vg1") as mdp:
+        async with s.stream("vfe_imgwr") as vfe, s.stream("mdp_vg1") as mdp:
             for f in range(FRAMES):
                 buf = s.alloc_buffer(size=FRAME, pools=["ebi1"])
                 iova = IOVA + f * FRAME

@@ -148,8 +148,12 @@ def test_connection_errors():
     dead = Client(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(IommudConnectionError):
         dead.health()
+
+    async def open_stream():
+        return await dead.session("s-1", "t").stream("dev0")
+
     with pytest.raises(IommudConnectionError):
-        asyncio.run(dead.session("s-1", "t").stream("dev0"))
+        asyncio.run(open_stream())
 
 
 def test_websocket_refusals(iommud_client: Client, iommud_session: Session):

@@ -6,7 +6,7 @@ import re
 import pytest
 from iommud_test_support import REPO, TTBR0
 
-from iommud import Client, Session
+from iommud import Client, EventSubscription, Session, TranslateStream
 
 pytestmark = pytest.mark.iommud(profile="tiny")
 
@@ -172,6 +172,12 @@ def test_domains(iommud_session: Session):
     assert s.flush(did) == {"contexts": 1, "invalidated": 0}
     b = s.batch(did, [{"op": "map", "iova": 0x40000000, "paddr": 0x80200000, "size": 0x1000, "prot": ["read"]}, {"op": "unmap", "iova": 0x40000000, "size": 0x1000}])
     assert b == {"results": [{"op": "map", "iova": 0x40000000, "size": 0x1000, "pages": {**PAGES0, "4K": 1}}, {"op": "unmap", "unmapped": 0x1000}]}
+    # Switching dev0 to another domain on the fly takes replace=True (otherwise DEVICE_BUSY).
+    other = s.alloc_domain()["id"]
+    assert s.attach(other, "dev0", replace=True)["attached"] == ["dev0"]
+    assert s.domain(did)["attached"] == []
+    s.attach(did, "dev0", True)
+    s.free_domain(other)
     assert [x["id"] for x in s.domains()] == [did]
     assert s.detach(did, "dev0")["attached"] == []
     assert s.free_domain(did) is None
@@ -238,6 +244,6 @@ def _methods(src: str, cls: str) -> set:
 def test_every_typescript_sdk_method_has_its_python_twin():
     """The TypeScript SDK is the reference: a method added there needs its snake_case twin here."""
     src = (REPO / "src/client/index.ts").read_text()
-    for ts_cls, py_cls in (("IommudClient", Client), ("SessionClient", Session)):
+    for ts_cls, py_cls in (("IommudClient", Client), ("SessionClient", Session), ("EventSubscription", EventSubscription), ("TranslateStream", TranslateStream)):
         missing = sorted(_snake(n) for n in _methods(src, ts_cls) if not callable(getattr(py_cls, _snake(n), None)))
         assert missing == [], f"{py_cls.__name__} lacks {missing} (src/client/index.ts {ts_cls} has them)"

@@ -123,7 +123,7 @@ def test_pipelined_replies_in_order_with_backpressure(iommud_session: Session, m
     seen_in_flight: List[int] = []
 
     async def main():
-        async with await s.stream("dev0", max_in_flight=4) as st:
+        async with s.stream("dev0", max_in_flight=4) as st:
 
             async def one(i):
                 seen_in_flight.append(st.in_flight)

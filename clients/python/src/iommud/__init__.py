@@ -7,7 +7,7 @@ REST methods are synchronous; the event subscription and the binary stream are a
     d = s.alloc_domain()
     s.attach(d["id"], "dev0")
     s.map(d["id"], iova=0x10000000, paddr=0x80000000, size=0x100000, prot=["read", "write"])
-    async with await s.stream("dev0") as st:
+    async with s.stream("dev0") as st:
         items = await st.translate("read", [0x10000000])   # [{"status": "ok", "paddr": 0x80000000, ...}]
 """
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
-from typing import Any, Dict, List, Literal, Optional, Sequence, Union
+from typing import Any, Dict, Generator, List, Literal, Optional, Sequence, Union
 from urllib.parse import urlsplit
 
 from . import _wire as w
@@ -317,12 +317,32 @@ class Session:
         "to"}`` notices; it reconnects and resumes with ``since`` until closed. Use ``async with``."""
         return EventSubscription(self, types=types, device=device, since=since, reconnect=reconnect)
 
-    async def stream(self, device: str, *, max_in_flight: int = 64) -> TranslateStream:
-        """Opens the binary translate stream of a device (docs/stream.md)."""
-        return await TranslateStream.open(self._ws_url(f"/devices/{w.seg(device)}/stream"), max_in_flight=max_in_flight)
+    def stream(self, device: str, *, max_in_flight: int = 64) -> "_OpenStream":
+        """Opens the binary translate stream of a device (docs/stream.md): ``st = await s.stream(device)``, or
+        ``async with s.stream(device) as st`` (closed on exit)."""
+        return _OpenStream(self._ws_url(f"/devices/{w.seg(device)}/stream"), max_in_flight)
 
     def _ws_url(self, path: str, query: str = "") -> str:
         base = "ws" + self.client.url[len("http") :]
         q = f"token={w.seg(self.token)}" + (f"&{query}" if query else "")
         return f"{base}/v1/sessions/{self.id}{path}?{q}"
 
+
+class _OpenStream:
+    """Awaitable (gives the stream) and an async context manager (closes it), as ``websockets.connect`` is."""
+
+    def __init__(self, url: str, max_in_flight: int) -> None:
+        self._url = url
+        self._max = max_in_flight
+        self._stream: Optional[TranslateStream] = None
+
+    def __await__(self) -> Generator[Any, None, TranslateStream]:
+        return TranslateStream.open(self._url, max_in_flight=self._max).__await__()
+
+    async def __aenter__(self) -> TranslateStream:
+        self._stream = await TranslateStream.open(self._url, max_in_flight=self._max)
+        return self._stream
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._stream is not None:
+            await self._stream.close()
