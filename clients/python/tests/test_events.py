@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from iommud import Client, NotFound, Session, Unavailable
+from iommud import Client, NotFound, Session, Unauthorized, Unavailable
 
 pytestmark = pytest.mark.iommud(profile="tiny")
 
@@ -128,3 +128,16 @@ def test_daemon_with_a_data_dir_restart_and_loss(iommud_daemon_factory, tmp_path
     with pytest.raises(Unavailable) as info:
         Client(daemon.url).create_session(profile="tiny")
     assert (info.value.code, info.value.status) == ("UNAVAILABLE", 503)
+
+
+async def test_a_refusal_on_reconnect_ends_the_subscription(iommud_client: Client):
+    s = iommud_client.create_session(profile="tiny")
+    async with s.subscribe() as sub:
+        s.delete()
+        await sub.drop_connection()  # the reconnect is refused: the session is gone
+        with pytest.raises(Unauthorized) as info:
+            await asyncio.wait_for(sub.done(), 10)
+        assert info.value.code == "UNAUTHORIZED"
+        with pytest.raises(Unauthorized):
+            async for _ in sub:
+                pass

@@ -86,7 +86,7 @@ def test_hardware_view(iommud_session: Session, mapped):
     assert (ctx["device"], ctx["enabled"], ctx["domain"], ctx["faultMode"]) == ("dev0", True, mapped["id"], "terminate")
     # The context bank exactly as the driver programmed it: SCTLR M|TRE|AFE → 0x7, TTBR0 with its walk attributes.
     assert ctx["registers"]["SCTLR"] == 0x7
-    assert ctx["registers"]["TTBR0"] == 0x83E0006A
+    assert ctx["registers"]["TTBR0"] == 0x83E00002
     assert ctx["registers"]["PRRR"] == 0x800B8204 and ctx["registers"]["NMRR"] == 0x40004000
     c = s.configure_context("smmu0", "dev0", fault_mode="stall", fault_interrupt=False)
     assert (c["faultMode"], c["faultInterrupt"]) == ("stall", False)
@@ -118,7 +118,7 @@ def test_faults_stall_resume_clear_inject(iommud_session: Session, mapped):
 def test_mmio_and_master_access(iommud_session: Session, mapped):
     s = iommud_session
     assert s.mmio_read("smmu0", 0x0) == {"offset": 0x0, "register": "SCTLR", "value": 0x7}
-    assert s.mmio_read("smmu0", "0x10") == {"offset": 0x10, "register": "TTBR0", "value": 0x83E0006A}
+    assert s.mmio_read("smmu0", "0x10") == {"offset": 0x10, "register": "TTBR0", "value": 0x83E00002}
     # V2PPR probe of context 0: PAR gets the physical page of the translation.
     assert s.mmio_write("smmu0", 0x810, 0x10000000)["register"] == "V2PPR"
     assert s.mmio_read("smmu0", 0x1C)["value"] & 0xFFFFF000 == 0x80000000

@@ -312,10 +312,19 @@ class Session:
         self._call("POST", f"/devices/{w.seg(device)}/dma/sync", w.body(dma_addr=dma_addr, size=size, for_=for_, offset=offset, dir=dir, **fields))
 
     # ---- streams (asyncio) ----
-    def subscribe(self, *, types: Optional[Sequence[str]] = None, device: Optional[str] = None, since: Optional[int] = None, reconnect: "tuple[float, float]" = (0.05, 2.0)) -> EventSubscription:
+    def subscribe(
+        self,
+        *,
+        types: Optional[Sequence[str]] = None,
+        device: Optional[str] = None,
+        since: Optional[int] = None,
+        reconnect: "tuple[float, float]" = (0.05, 2.0),
+        connect_attempts: int = 5,
+    ) -> EventSubscription:
         """The event stream, as an async iterator of events (dicts, hex as int) and ``{"type": "gap", "from",
-        "to"}`` notices; it reconnects and resumes with ``since`` until closed. Use ``async with``."""
-        return EventSubscription(self, types=types, device=device, since=since, reconnect=reconnect)
+        "to"}`` notices; it reconnects and resumes with ``since`` until closed (a refusal is final; an absent
+        daemon fails ``ready()`` after ``connect_attempts``). Use ``async with``."""
+        return EventSubscription(self, types=types, device=device, since=since, reconnect=reconnect, connect_attempts=connect_attempts)
 
     def stream(self, device: str, *, max_in_flight: int = 64) -> "_OpenStream":
         """Opens the binary translate stream of a device (docs/stream.md): ``st = await s.stream(device)``, or

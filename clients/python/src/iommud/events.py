@@ -32,7 +32,17 @@ class EventSubscription:
     subscription starts at the session's current ``lastSeq`` (nothing older is replayed, nothing newer is lost,
     even across a reconnect before the first event)."""
 
-    def __init__(self, session: "Session", *, types: Optional[Sequence[str]] = None, device: Optional[str] = None, since: Optional[int] = None, reconnect: Tuple[float, float] = (0.05, 2.0)) -> None:
+    def __init__(
+        self,
+        session: "Session",
+        *,
+        types: Optional[Sequence[str]] = None,
+        device: Optional[str] = None,
+        since: Optional[int] = None,
+        reconnect: Tuple[float, float] = (0.05, 2.0),
+        connect_attempts: int = 5,
+    ) -> None:
+        self.connect_attempts = connect_attempts
         self.session = session
         self.types = list(types) if types else None
         self.device = device
@@ -45,6 +55,7 @@ class EventSubscription:
         self._ws: Any = None
         self._task: Optional["asyncio.Task[None]"] = None
         self._opened: Optional["asyncio.Future[None]"] = None
+        self._ended: Optional["asyncio.Future[None]"] = None
         self._closed = False
 
     # ---- lifecycle ----
@@ -54,12 +65,22 @@ class EventSubscription:
             if not self._since_given:
                 self.last_seq = int((await asyncio.get_running_loop().run_in_executor(None, self.session.get))["lastSeq"])
             self._opened = asyncio.get_running_loop().create_future()
+            self._ended = asyncio.get_running_loop().create_future()
             self._task = asyncio.ensure_future(self._run())
         assert self._opened is not None
         await asyncio.shield(self._opened)
         return self
 
+    async def done(self) -> None:
+        """Returns when close() is called; raises the refusal that ended the subscription (or the failed first
+        connect)."""
+        await self.ready()
+        assert self._ended is not None
+        await asyncio.shield(self._ended)
+
     async def close(self) -> None:
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
         self._closed = True
         if self._ws is not None:
             await self._ws.close()
@@ -137,27 +158,31 @@ class EventSubscription:
     async def _run(self) -> None:
         lo, hi = self._delay_bounds
         delay = lo
+        attempts = 0
         assert self._opened is not None
         while not self._closed:
             try:
                 ws = await connect(self._url())
             except IommudError as e:
-                # A refusal (bad token, unknown session, bad filter) will not heal by retrying; a quota may.
-                if not self._opened.done() or e.status not in (429, 503):
+                # A refusal (bad token, unknown session, bad filter, quota) is final; a 5xx once the subscription
+                # has been open is a daemon restarting or a proxy whose node is down: retry.
+                if not self._opened.done() or e.status < 500:
                     self._fail(e)
                     return
                 ws = None
             except IommudConnectionError as e:
-                if not self._opened.done():
-                    self._fail(e)  # no daemon there at all: say so now rather than wait forever
+                attempts += 1
+                if not self._opened.done() and attempts >= self.connect_attempts:
+                    self._fail(e)  # no daemon there: say so rather than wait forever
                     return
-                ws = None  # it was there: it may be restarting, keep trying
+                ws = None  # it may be restarting: keep trying (a live subscription, forever)
             if ws is None:
                 await asyncio.sleep(delay * (0.75 + random.random() / 2))
                 delay = min(delay * 2, hi)
                 continue
             self._ws = ws
             delay = lo
+            attempts = 0
             if not self._opened.done():
                 self._opened.set_result(None)
             else:
@@ -187,12 +212,17 @@ class EventSubscription:
             self._queue.put_nowait(w.from_api(m))
 
     def _fail(self, e: BaseException) -> None:
-        assert self._opened is not None
+        assert self._opened is not None and self._ended is not None
+        self._closed = True
         if not self._opened.done():
             self._opened.set_exception(e)
+            self._opened.exception()  # whoever awaits only done() must not leave this one unretrieved
         else:
             self._queue.put_nowait(e)
             self._queue.put_nowait(_CLOSED)
+        if not self._ended.done():
+            self._ended.set_exception(e)
+            self._ended.exception()
 
 
 def recent_events(session: "Session", limit: int = 50, timeout: float = 5.0) -> List[str]:
