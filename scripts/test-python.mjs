@@ -3,7 +3,7 @@
  * The Python client's tests (clients/python/tests) and the Python example (examples/python), run with pytest
  * against a daemon the plugin starts from this checkout. Arguments go to pytest (.ci/run adds --junitxml).
  * Without a Python that has pytest and websockets (Debian: python3-pytest, python3-websockets) it says so and
- * skips, unless IOMMUD_REQUIRE_PYTHON=1 (CI), where that is a failure.
+ * skips, unless IOMMUD_REQUIRE_PYTHON=1 or IOMMUD_REQUIRE_TOOLS=1 (CI), where that is a failure.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // Debian's interpreter first: a pyenv or venv python3 on PATH usually lacks Debian's packages.
 const python = process.env.IOMMUD_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
-const required = process.env.IOMMUD_REQUIRE_PYTHON === '1';
+const required = process.env.IOMMUD_REQUIRE_PYTHON === '1' || process.env.IOMMUD_REQUIRE_TOOLS === '1';
 
 const probe = spawnSync(python, ['-c', 'import pytest, websockets'], { stdio: 'ignore' });
 if (probe.error || probe.status !== 0) {
