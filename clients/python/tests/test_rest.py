@@ -154,6 +154,11 @@ def test_domains(iommud_session: Session):
     ]
     assert [m["iova"] for m in s.mappings(did, from_=0x20000000, limit=1)] == [0x20000000]
     assert s.mappings(did, to=0x1FFFFFFF) == s.mappings(did)[:1]
+    # Pages: the Link header's cursor, followed by all_mappings.
+    first = s.mappings_page(did, limit=1)
+    assert (first["items"], first["next"]) == (s.mappings(did)[:1], {"from": 0x10100000, "limit": 1})
+    assert s.mappings_page(did, from_=first["next"]["from"], limit=1)["next"] is None
+    assert list(s.all_mappings(did, limit=1)) == s.mappings(did)
     assert s.iova_to_phys(did, 0x20010010) == {"iova": 0x20010010, "paddr": 0x80110010, "pageSize": 0x1000, "prot": ["read"]}
     pt = s.pagetable(did)
     assert pt["ttbr0"] == TTBR0
@@ -202,6 +207,9 @@ def test_memory_and_buffers(iommud_session: Session):
     assert b == {"paddr": 0x80000000, "size": 0x3000, "pool": "ram"}
     assert s.alloc_buffer(size=0x1000, align=0x10000)["paddr"] == 0x80010000
     assert [x["paddr"] for x in s.buffers()] == [0x80000000, 0x80010000]
+    page = s.buffers_page(limit=1)
+    assert ([x["paddr"] for x in page["items"]], page["next"]) == ([0x80000000], {"from": 0x80000001, "limit": 1})
+    assert [x["paddr"] for x in s.buffers(from_=page["next"]["from"])] == [0x80010000]
     s.write_memory(0x80000001, b"\x01\x02\xff")
     assert s.read_memory(0x80000000, 5) == b"\x00\x01\x02\xff\x00"
     assert s.read_memory("0x80000002", 1) == b"\x02"
@@ -237,7 +245,7 @@ def _snake(name: str) -> str:
 def _methods(src: str, cls: str) -> set:
     body = src.split(f"export class {cls}", 1)[1]
     body = re.split(r"\n}\n", body, maxsplit=1)[0]
-    names = set(re.findall(r"^  (?:async )?([a-z][A-Za-z0-9]*)\(", body, flags=re.M))
+    names = set(re.findall(r"^  (?:async \*?)?([a-z][A-Za-z0-9]*)\(", body, flags=re.M))
     return {n for n in names if n not in {"constructor", "call", "wsUrl"}}
 
 

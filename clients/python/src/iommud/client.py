@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import http.client
 import json
-from typing import Any, Dict, Generator, List, Literal, Optional, Sequence, Union
-from urllib.parse import urlsplit
+import re
+from typing import Any, Dict, Generator, Iterator, List, Literal, Optional, Sequence, Union
+from urllib.parse import parse_qs, urlsplit
 
 from . import _wire as w
 from .errors import IommudConnectionError, error_from
@@ -37,7 +38,7 @@ class _Http:
         self.prefix = u.path.rstrip("/")
         self.timeout = timeout
 
-    def request(self, method: str, path: str, token: Optional[str] = None, body: Any = None, raw: Optional[bytes] = None) -> Any:
+    def request(self, method: str, path: str, token: Optional[str] = None, body: Any = None, raw: Optional[bytes] = None, headers_out: Optional[Dict[str, str]] = None) -> Any:
         headers = {"accept": "application/json"}
         if token:
             headers["authorization"] = f"Bearer {token}"
@@ -58,6 +59,8 @@ class _Http:
             raise IommudConnectionError(f"cannot reach {self.url}: {e}") from e
         finally:
             conn.close()
+        if headers_out is not None:
+            headers_out.update({k.lower(): v for k, v in res.getheaders()})
         ctype = res.getheader("content-type", "") or ""
         if res.status >= 400:
             err: Dict[str, Any] = {}
@@ -159,6 +162,16 @@ class Session:
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         return w.from_api(self.client._http.request(method, f"/v1/sessions/{self.id}{path}", self.token, body))
 
+    def _page(self, path: str, **q: Any) -> Result:
+        headers: Dict[str, str] = {}
+        items = w.from_api(self.client._http.request("GET", f"/v1/sessions/{self.id}{path}{_query(**q)}", self.token, headers_out=headers))
+        m = re.search(r'<([^>]*)>;\s*rel="next"', headers.get("link", ""))
+        nxt = None
+        if m:
+            params = parse_qs(urlsplit(m.group(1)).query)
+            nxt = {"from": w.from_api(params.get("from", ["0x0"])[0]), "limit": int(params.get("limit", ["1000"])[0])}
+        return {"items": items, "next": nxt}
+
     # ---- session ----
     def get(self) -> Result:
         return self._call("GET", "/")
@@ -244,8 +257,21 @@ class Session:
         return self._call("POST", f"/domains/{w.seg(did)}/batch", {"ops": w.to_api(list(ops))})
 
     def mappings(self, did: str, *, from_: Optional[Addr] = None, to: Optional[Addr] = None, limit: Optional[int] = None) -> List[Result]:
-        q = [f"{k}={w.addr(v) if k != 'limit' else int(v)}" for k, v in (("from", from_), ("to", to), ("limit", limit)) if v is not None]
-        return self._call("GET", f"/domains/{w.seg(did)}/mappings" + ("?" + "&".join(q) if q else ""))
+        """One page of extents (default 1000); ``mappings_page`` gives the cursor, ``all_mappings`` follows it."""
+        return self._call("GET", f"/domains/{w.seg(did)}/mappings" + _query(from_=from_, to=to, limit=limit))
+
+    def mappings_page(self, did: str, *, from_: Optional[Addr] = None, to: Optional[Addr] = None, limit: Optional[int] = None) -> Result:
+        """``{"items": [...], "next": {"from", "limit"} | None}``: ``next`` from the Link rel="next" header."""
+        return self._page(f"/domains/{w.seg(did)}/mappings", from_=from_, to=to, limit=limit)
+
+    def all_mappings(self, did: str, *, from_: Optional[Addr] = None, to: Optional[Addr] = None, limit: Optional[int] = None) -> Iterator[Result]:
+        """Every extent in the range, page after page."""
+        page = self.mappings_page(did, from_=from_, to=to, limit=limit)
+        while True:
+            yield from page["items"]
+            if not page["next"]:
+                return
+            page = self.mappings_page(did, from_=page["next"]["from"], to=to, limit=page["next"]["limit"])
 
     def iova_to_phys(self, did: str, iova: Addr) -> Result:
         return self._call("GET", f"/domains/{w.seg(did)}/iova-to-phys/{w.addr(iova)}")
@@ -275,8 +301,12 @@ class Session:
     def pools(self) -> List[Result]:
         return self._call("GET", "/pools")
 
-    def buffers(self) -> List[Result]:
-        return self._call("GET", "/buffers")
+    def buffers(self, *, from_: Optional[Addr] = None, limit: Optional[int] = None) -> List[Result]:
+        return self._call("GET", "/buffers" + _query(from_=from_, limit=limit))
+
+    def buffers_page(self, *, from_: Optional[Addr] = None, limit: Optional[int] = None) -> Result:
+        """``{"items": [...], "next": {"from", "limit"} | None}``."""
+        return self._page("/buffers", from_=from_, limit=limit)
 
     def alloc_buffer(self, *, size: Addr, pools: Optional[Sequence[str]] = None, align: Optional[Addr] = None, **fields: Any) -> Result:
         return self._call("POST", "/buffers", w.body(size=size, pools=list(pools) if pools is not None else None, align=align, **fields))
@@ -335,6 +365,12 @@ class Session:
         base = "ws" + self.client.url[len("http") :]
         q = f"token={w.seg(self.token)}" + (f"&{query}" if query else "")
         return f"{base}/v1/sessions/{self.id}{path}?{q}"
+
+
+def _query(**q: Any) -> str:
+    """Query parameters: addresses as hex, counts as decimal, ``from_`` as ``from``; None left out."""
+    parts = [f"{k.rstrip('_')}={int(v) if k == 'limit' else w.addr(v)}" for k, v in q.items() if v is not None]
+    return "?" + "&".join(parts) if parts else ""
 
 
 class _OpenStream:
