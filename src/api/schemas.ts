@@ -32,6 +32,7 @@ export const Role = z.enum(['observer', 'operator', 'owner']);
 export const PageCounts = z.object({ '4K': z.number(), '64K': z.number(), '1M': z.number(), '16M': z.number() });
 export const AccessKind = z.enum(['read', 'write', 'exec']);
 export const FaultKind = z.enum(['translation', 'permission', 'access-flag', 'external', 'multi-hit', 'tlb-miss']);
+export const Family = z.enum(['msm', 'omap', 'gart']).meta({ description: 'IOMMU family: msm (the v1 SMMU), omap or gart' });
 
 /** The body of a 204 reply: none. */
 export const NoContent = z.null().meta({ description: 'No Content' });
@@ -43,7 +44,18 @@ export const ErrorBody = z.object({
 // ---- profiles -------------------------------------------------------------------------------------------------
 const Int = z.number().int();
 export const ContextSpec = z.strictObject({ index: Int.min(0).max(63), name: z.string().min(1).max(64), mids: z.array(Int.min(0).max(255)).max(256) });
-export const SmmuSpec = z.strictObject({ name: z.string().min(1).max(64), base: Addr, banks: Int.min(1).max(64), contexts: z.array(ContextSpec).max(64) });
+export const SmmuSpec = z.strictObject({
+  name: z.string().min(1).max(64),
+  family: Family.optional(),
+  base: Addr,
+  /** Required for msm; optional (1) for omap and gart. */
+  banks: Int.min(1).max(64).optional(),
+  contexts: z.array(ContextSpec).max(64),
+  /** gart only: the aperture its entries translate. */
+  aperture: z.strictObject({ base: Addr, size: Addr }).optional(),
+  /** omap only: attach writes GP_REG = 1 (bus-error-back on faults). */
+  busErrorBack: z.boolean().optional(),
+});
 export const MemorySpec = z.strictObject({ name: z.string().min(1).max(64), base: Addr, size: Addr, priority: Int.default(0) });
 export const Topology = z.strictObject({
   name: z.string().min(1).max(64).default('inline'),
@@ -56,7 +68,16 @@ export const Topology = z.strictObject({
 const ProfileOut = z.object({
   name: z.string(),
   description: z.string(),
-  smmus: z.array(z.object({ name: z.string(), base: Hex, banks: z.number(), contexts: z.array(z.object({ index: z.number(), name: z.string(), mids: z.array(z.number()) })) })),
+  smmus: z.array(
+    z.object({
+      name: z.string(),
+      family: Family,
+      base: Hex,
+      banks: z.number(),
+      aperture: z.object({ base: Hex, size: z.number() }).optional(),
+      contexts: z.array(z.object({ index: z.number(), name: z.string(), mids: z.array(z.number()) })),
+    }),
+  ),
   memory: z.array(z.object({ name: z.string(), base: Hex, size: z.number(), priority: z.number() })),
   pagetablePool: z.object({ base: Hex, size: z.number() }),
 });
@@ -94,9 +115,10 @@ export const TokenBody = z.strictObject({ role: Role, label: z.string().max(128)
 export const TokenResponse = z.object({ token: z.string(), role: Role, label: z.string().nullable() });
 
 // ---- SMMUs and contexts ---------------------------------------------------------------------------------------
-export const TlbStatsOut = z.object({ entries: z.number(), capacity: z.number(), policy: TlbPolicy, hits: z.number(), misses: z.number(), evictions: z.number(), invalidations: z.number() });
+export const TlbStatsOut = z.object({ entries: z.number(), capacity: z.number(), policy: TlbPolicy.optional(), hits: z.number(), misses: z.number(), evictions: z.number(), invalidations: z.number() });
 export const ContextResponse = z.object({
   smmu: z.string(),
+  family: Family,
   index: z.number(),
   name: z.string().nullable(),
   device: z.string().nullable(),
@@ -107,12 +129,24 @@ export const ContextResponse = z.object({
   faultMode: z.enum(['terminate', 'stall']),
   faultInterrupt: z.boolean(),
   /** The per-context setting (PATCH) that the IOMMU API's attach programs into ACTLR; kept across attach/detach. */
-  settings: z.object({ faultMode: z.enum(['terminate', 'stall']), faultInterrupt: z.boolean() }),
+  /** msm: what the API's attach programs (faultMode/faultInterrupt above are what ACTLR holds now). */
+  settings: z.object({ faultMode: z.enum(['terminate', 'stall']), faultInterrupt: z.boolean() }).optional(),
   stalls: z.array(z.object({ stall: z.string(), iova: Hex, access: AccessKind })),
   registers: z.record(z.string(), Hex),
   tlb: z.object({ entries: z.number(), hits: z.number(), misses: z.number(), evictions: z.number(), invalidations: z.number() }),
 });
-export const SmmusResponse = z.array(z.object({ name: z.string(), base: Hex, banks: z.number(), contexts: z.array(ContextResponse), tlb: TlbStatsOut }));
+export const SmmusResponse = z.array(
+  z.object({
+    name: z.string(),
+    family: Family,
+    base: Hex,
+    banks: z.number(),
+    contexts: z.array(ContextResponse),
+    tlb: TlbStatsOut,
+    /** Family state: omap {lock: {base, victim}, tlb: [entries with locked/preserved]}; gart {aperture, entries, validEntries, activeDomain}. */
+    details: z.record(z.string(), z.unknown()).optional(),
+  }),
+);
 export const PatchContextBody = z.strictObject({ faultMode: z.enum(['terminate', 'stall']).optional(), faultInterrupt: z.boolean().optional() });
 export const ClearFaultBody = z.strictObject({ value: Addr.optional() }).nullish();
 export const ResumeBody = z.strictObject({ stall: z.string().min(1).max(64), action: z.enum(['retry', 'terminate']) });
@@ -130,6 +164,8 @@ export const MmioBatchResponse = z.object({ results: z.array(MmioResponse) });
 export const PgSize = z.union([z.literal(4096), z.literal(65536), z.literal(1048576), z.literal(16777216)]);
 export const CreateDomainBody = z
   .strictObject({
+    /** The device the domain is for: its IOMMU family sets the table format and rules. */
+    for: z.string().min(1).max(64).optional(),
     pgsizes: z.array(PgSize).min(1).max(4).optional(),
     flushPolicy: z.enum(['strict', 'deferred']).optional(),
     partialUnmap: z.enum(['split', 'refuse']).optional(),
@@ -139,6 +175,7 @@ export const CreateDomainBody = z
 export const DomainResponse = z.object({
   id: z.string(),
   type: z.enum(['unmanaged', 'dma']),
+  family: Family,
   label: z.string().nullable(),
   ttbr0: Hex,
   attached: z.array(z.string()),
@@ -172,11 +209,16 @@ export const BatchResponse = z.object({
 export const MappingsQuery = z.strictObject({ from: ParamAddr.optional(), to: ParamAddr.optional(), limit: ParamAddr.optional() });
 export const MappingsResponse = z.array(z.object({ iova: Hex, paddr: Hex, size: z.number(), pageSize: z.number(), prot: Prot }));
 export const IovaToPhysResponse = z.object({ iova: Hex, paddr: Hex, pageSize: z.number(), prot: Prot });
-export const PagetableResponse = z.object({
+/** msm and omap: the two-level table (bit-exact descriptors of the family's format). */
+export const LevelsPagetable = z.object({
+  family: Family,
   ttbr0: Hex,
   l1: z.array(z.object({ index: z.number(), desc: Hex })),
   l2: z.array(z.object({ base: Hex, entries: z.array(z.object({ index: z.number(), desc: Hex })) })),
 });
+/** gart: the valid entries of the domain (the GART's own while the domain is active). */
+export const GartPagetable = z.object({ family: z.literal('gart'), aperture: z.object({ base: Hex, size: z.number() }), entries: z.array(z.object({ iova: Hex, pte: Hex })) });
+export const PagetableResponse = z.union([LevelsPagetable, GartPagetable]);
 export const FlushBody = z.strictObject({ iova: Addr.optional(), size: Addr.optional() }).nullish();
 export const FlushResponse = z.object({ contexts: z.number(), invalidated: z.number() });
 export const SyncResponse = z.object({ invalidated: z.number(), ranges: z.array(z.object({ iova: Hex, size: z.number() })) });
@@ -202,12 +244,23 @@ export const FaultOut = z.object({
   priv: z.boolean(),
   flags: z.number(),
   kind: FaultKind,
-  fsr: Hex,
-  fsrBits: z.array(z.string()),
-  far: Hex,
-  fsynr0: Hex,
-  fsynr1: Hex,
+  family: Family.optional(),
+  // msm registers
+  fsr: Hex.optional(),
+  fsrBits: z.array(z.string()).optional(),
+  far: Hex.optional(),
+  fsynr0: Hex.optional(),
+  fsynr1: Hex.optional(),
   stall: z.string().optional(),
+  // omap registers
+  irqstatus: Hex.optional(),
+  irqstatusBits: z.array(z.string()).optional(),
+  faultAd: Hex.optional(),
+  // gart (memory controller) registers
+  intstatus: Hex.optional(),
+  errorReq: Hex.optional(),
+  errorAddr: Hex.optional(),
+  client: z.object({ id: z.number(), name: z.string() }).optional(),
 });
 export const AccessResponse = z.union([
   z.object({

@@ -266,7 +266,13 @@ export class SessionClient {
   iovaToPhys(did: string, iova: Addr): Promise<Out<typeof S.IovaToPhysResponse>> {
     return this.call('GET', `/domains/${enc(did)}/iova-to-phys/${enc(String(iova))}`);
   }
-  pagetable(did: string): Promise<Out<typeof S.PagetableResponse>> {
+  /** The raw two-level table of an msm or omap domain. */
+  pagetable(did: string): Promise<Out<typeof S.LevelsPagetable>> {
+    return this.call('GET', `/domains/${enc(did)}/pagetable`);
+  }
+
+  /** The entries of a gart domain (the same route, the GART's shape). */
+  gartEntries(did: string): Promise<Out<typeof S.GartPagetable>> {
     return this.call('GET', `/domains/${enc(did)}/pagetable`);
   }
   flush(did: string, range?: { iova: Addr; size?: Addr }): Promise<Out<typeof S.FlushResponse>> {

@@ -1,5 +1,6 @@
 import { IommuError } from '../errors.js';
 import type { MemoryRegion } from '../memory/phys.js';
+import type { Family } from './family.js';
 
 export interface ContextSpec {
   index: number;
@@ -9,9 +10,15 @@ export interface ContextSpec {
 
 export interface SmmuSpec {
   name: string;
+  /** The IOMMU family (default msm): API.md "IOMMU families in one SoC". */
+  family?: Family;
   base: number;
   banks: number;
   contexts: ContextSpec[];
+  /** GART: the aperture its entries translate (4 KiB aligned). */
+  aperture?: { base: number; size: number };
+  /** OMAP: attach writes GP_REG = 1, the MMU answers faults with a bus error (the IPU). */
+  busErrorBack?: boolean;
 }
 
 export interface MemorySpec extends MemoryRegion {
@@ -62,7 +69,42 @@ export const TINY: Profile = {
   pagetablePool: { base: 0x83e00000, size: 0x00200000 },
 };
 
-export const PROFILES: Record<string, Profile> = { msm8x60: MSM8X60, tiny: TINY };
+/** OMAP4 (HARDWARE.md): the IPU's and the DSP's MMUs, one client each. */
+export const OMAP4: Profile = {
+  name: 'omap4',
+  description: 'TI OMAP4: the OMAP IOMMUs of the IPU (Cortex-M3 Ducati) and the DSP (Tesla), 32-entry TLBs, 1 GiB of RAM',
+  smmus: [
+    { name: 'mmu_ipu', family: 'omap', base: 0x55082000, banks: 1, busErrorBack: true, contexts: [{ index: 0, name: 'ipu', mids: [0] }] },
+    { name: 'mmu_dsp', family: 'omap', base: 0x4a066000, banks: 1, contexts: [{ index: 0, name: 'dsp', mids: [0] }] },
+  ],
+  memory: [{ name: 'ram', base: 0x80000000, size: 0x40000000, priority: 0 }],
+  pagetablePool: { base: 0xbf000000, size: 0x01000000 },
+};
+
+/** Tegra 20 (HARDWARE.md): the GART inside the memory controller, its clients as devices. */
+export const TEGRA20: Profile = {
+  name: 'tegra20',
+  description: 'NVIDIA Tegra 20: the GART (8192 entries behind a 32 MiB aperture, no isolation) in the memory controller',
+  smmus: [
+    {
+      name: 'gart',
+      family: 'gart',
+      base: 0x7000f000,
+      banks: 1,
+      aperture: { base: 0x58000000, size: 0x02000000 },
+      contexts: [
+        { index: 0, name: 'host1x', mids: [0x12, 0x2b] },
+        { index: 0, name: 'gr2d', mids: [0x11, 0x28] },
+        { index: 0, name: 'gr3d', mids: [0x10, 0x2a] },
+        { index: 0, name: 'display', mids: [0x00, 0x00] },
+      ],
+    },
+  ],
+  memory: [{ name: 'ram', base: 0x00000000, size: 0x20000000, priority: 0 }],
+  pagetablePool: { base: 0x1f000000, size: 0x01000000 },
+};
+
+export const PROFILES: Record<string, Profile> = { msm8x60: MSM8X60, tiny: TINY, omap4: OMAP4, tegra20: TEGRA20 };
 
 function bad(message: string, details?: Record<string, unknown>): never {
   throw new IommuError('BAD_REQUEST', message, details);
@@ -79,23 +121,16 @@ export function validateProfile(p: Profile): Profile {
   for (const s of p.smmus) {
     if (smmuNames.has(s.name)) bad(`duplicate SMMU name ${s.name}`, { smmu: s.name });
     smmuNames.add(s.name);
-    if (s.base % 0x100000 !== 0 || s.base + 0x100000 > 2 ** 32) bad(`SMMU ${s.name}: base must be 1 MiB aligned in 32-bit space`);
-    if (s.banks < 1 || s.banks > 64) bad(`SMMU ${s.name}: banks must be 1..64`);
-    const banksUsed = new Set<number>();
-    const mids = new Map<number, number>();
+    const family = s.family ?? 'msm';
     for (const c of s.contexts) {
       if (/^[0-9]/.test(c.name)) bad(`context name ${c.name} must not start with a digit`, { context: c.name });
       if (devices.has(c.name)) bad(`duplicate context name ${c.name}`, { context: c.name });
       devices.add(c.name);
-      if (c.index < 0 || c.index >= s.banks) bad(`context ${c.name}: bank index ${c.index} out of range`, { context: c.name });
-      if (banksUsed.has(c.index)) bad(`SMMU ${s.name}: bank ${c.index} named twice`);
-      banksUsed.add(c.index);
-      for (const m of c.mids) {
-        if (m < 0 || m > 255) bad(`context ${c.name}: MID ${m} out of range 0..255`);
-        if (mids.has(m)) bad(`SMMU ${s.name}: MID ${m} routes to more than one bank`, { mid: m });
-        mids.set(m, c.index);
-      }
     }
+    if (family !== 'gart' && s.aperture !== undefined) bad(`SMMU ${s.name}: only a gart has an aperture`, { smmu: s.name });
+    if (family !== 'omap' && s.busErrorBack !== undefined) bad(`SMMU ${s.name}: busErrorBack is an omap setting`, { smmu: s.name });
+    if (family === 'msm') validateMsm(s);
+    else validateSingleBank(s, family);
   }
   if (p.memory.length === 0) bad('a profile needs RAM');
   const mem = [...p.memory].sort((a, b) => a.base - b.base);
@@ -111,4 +146,44 @@ export function validateProfile(p: Profile): Profile {
     bad('pagetablePool must be 16 KiB aligned, at least 16 KiB, and inside one memory region');
   }
   return p;
+}
+
+function validateMsm(s: SmmuSpec): void {
+  if (s.banks === undefined) bad(`SMMU ${s.name}: banks is required for msm`, { smmu: s.name });
+  if (s.base % 0x100000 !== 0 || s.base + 0x100000 > 2 ** 32) bad(`SMMU ${s.name}: base must be 1 MiB aligned in 32-bit space`);
+  if (s.banks < 1 || s.banks > 64) bad(`SMMU ${s.name}: banks must be 1..64`);
+  const banksUsed = new Set<number>();
+  const mids = new Map<number, number>();
+  for (const c of s.contexts) {
+    if (c.index < 0 || c.index >= s.banks) bad(`context ${c.name}: bank index ${c.index} out of range`, { context: c.name });
+    if (banksUsed.has(c.index)) bad(`SMMU ${s.name}: bank ${c.index} named twice`);
+    banksUsed.add(c.index);
+    for (const m of c.mids) {
+      if (m < 0 || m > 255) bad(`context ${c.name}: MID ${m} out of range 0..255`);
+      if (mids.has(m)) bad(`SMMU ${s.name}: MID ${m} routes to more than one bank`, { mid: m });
+      mids.set(m, c.index);
+    }
+  }
+}
+
+/** omap and gart: one bank (banks optional, 1 if given), windows aligned to their size. */
+function validateSingleBank(s: SmmuSpec, family: Family): void {
+  const window = family === 'omap' ? 0x100 : 0x400;
+  if ((s.banks as number | undefined) === undefined) s.banks = 1;
+  if (s.banks !== 1) bad(`SMMU ${s.name}: a ${family} instance has one bank`, { smmu: s.name });
+  if (s.base % window !== 0 || s.base + window > 2 ** 32) bad(`SMMU ${s.name}: base must be 0x${window.toString(16)} aligned in 32-bit space`, { smmu: s.name });
+  for (const c of s.contexts) {
+    if (c.index !== 0) bad(`context ${c.name}: a ${family} context has index 0`, { context: c.name });
+    for (const m of c.mids) if (m < 0 || m > (family === 'gart' ? 0x3f : 255)) bad(`context ${c.name}: MID ${m} out of range`, { context: c.name });
+  }
+  if (family === 'omap') {
+    if (s.contexts.length !== 1) bad(`SMMU ${s.name}: an omap MMU has exactly one context`, { smmu: s.name });
+    return;
+  }
+  for (const c of s.contexts) if (c.mids.length !== 2) bad(`context ${c.name}: gart mids are [read client, write client]`, { context: c.name });
+  const a = s.aperture;
+  if (!a) bad(`SMMU ${s.name}: a gart needs an aperture`, { smmu: s.name });
+  if (a.base % 0x1000 !== 0 || a.size % 0x1000 !== 0 || a.size <= 0 || a.base + a.size > 2 ** 32 || a.size > 0x40000000) {
+    bad(`SMMU ${s.name}: the aperture must be 4 KiB aligned, non-empty, at most 1 GiB and inside 32-bit space`, { smmu: s.name });
+  }
 }

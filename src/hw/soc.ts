@@ -2,9 +2,10 @@ import { IommuError } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import { PhysMemory } from '../memory/phys.js';
 import { PageTablePool } from '../memory/ptpool.js';
-import type { ContextBank } from './context.js';
+import type { FaultBase, FamilyEnv, HwContext, IommuInstance } from './family.js';
+import { FAMILIES } from './families.js';
 import type { Profile } from './profile.js';
-import { Smmu, type HwEnv, type SmmuSnapshot } from './smmu.js';
+import type { HwEnv } from './smmu.js';
 import type { TlbPolicy } from './tlb.js';
 
 export interface SocOptions {
@@ -13,20 +14,25 @@ export interface SocOptions {
   maxStallsPerContext?: number;
 }
 
-/** A device: a named context bank (API.md), the unit the IOMMU API attaches. */
+/** A device: a named context (API.md), the unit the IOMMU API attaches, on an IOMMU of some family. */
 export interface DeviceRef {
   name: string;
-  smmu: Smmu;
-  bank: ContextBank;
+  smmu: IommuInstance;
+  bank: HwContext;
 }
 
-/** One simulated SoC's hardware: RAM, the page-table pool and the SMMUs of a profile. */
+/** The IOMMU layer's report_iommu_fault, whatever the family: may answer an MSM stall with retry or terminate. */
+export type FaultReport = (ctx: HwContext, fault: FaultBase) => 'retry' | 'terminate' | void;
+
+/** One simulated SoC's hardware: RAM, the page-table pool and the IOMMUs of a profile, each of its family. */
 export class Soc {
   readonly mem: PhysMemory;
   readonly ptPool: PageTablePool;
-  readonly smmus: Smmu[];
+  readonly smmus: IommuInstance[];
   readonly devices = new Map<string, DeviceRef>();
   readonly env: HwEnv;
+  /** Set by the IOMMU layer. */
+  faultReport: FaultReport | null = null;
   private stallSeq = 0;
 
   constructor(
@@ -41,15 +47,22 @@ export class Soc {
       sink,
       nextStallId: () => `stall-${++this.stallSeq}`,
       maxStallsPerContext: opts.maxStallsPerContext ?? 64,
-      faultHook: null,
+      faultHook: (bank, fault) => this.faultReport?.(bank, fault),
     };
-    this.smmus = profile.smmus.map((s) => new Smmu(s, opts.tlbEntries ?? 128, opts.tlbPolicy ?? 'lru', this.env));
+    const env: FamilyEnv = { mem: this.mem, sink, report: (ctx, fault) => void this.faultReport?.(ctx, fault) };
+    const o = { tlbEntries: opts.tlbEntries ?? 128, tlbPolicy: opts.tlbPolicy ?? 'lru', hwEnv: this.env, env };
+    this.smmus = profile.smmus.map((s) => FAMILIES[s.family ?? 'msm'].createInstance(s, o));
     for (const smmu of this.smmus) {
       for (const bank of smmu.banks) if (bank.name) this.devices.set(bank.name, { name: bank.name, smmu, bank });
     }
   }
 
-  snapshot(): { stallSeq: number; mem: Record<number, string>; ptPool: { used: string }; smmus: SmmuSnapshot[] } {
+  /** The families present, in profile order, each once. */
+  get families(): string[] {
+    return [...new Set(this.smmus.map((s) => s.family))];
+  }
+
+  snapshot(): { stallSeq: number; mem: Record<number, string>; ptPool: { used: string }; smmus: unknown[] } {
     return { stallSeq: this.stallSeq, mem: this.mem.snapshot(), ptPool: this.ptPool.snapshot(), smmus: this.smmus.map((s) => s.snapshot()) };
   }
 
@@ -60,7 +73,7 @@ export class Soc {
     s.smmus.forEach((x, i) => this.smmus[i]!.restore(x));
   }
 
-  smmu(name: string): Smmu {
+  smmu(name: string): IommuInstance {
     const s = this.smmus.find((x) => x.name === name);
     if (!s) throw new IommuError('NOT_FOUND', `no SMMU named ${name}`, { smmu: name });
     return s;
@@ -72,9 +85,9 @@ export class Soc {
     return d;
   }
 
-  /** A context by bank index or name. */
-  context(smmu: Smmu, ctx: string): ContextBank {
-    const bank = /^[0-9]+$/.test(ctx) ? smmu.banks[Number(ctx)] : smmu.banks.find((b) => b.name === ctx);
+  /** A context by bank index or name (a GART's contexts all have index 0: the index names the first). */
+  context(smmu: IommuInstance, ctx: string): HwContext {
+    const bank = /^[0-9]+$/.test(ctx) ? smmu.banks.find((b) => b.index === Number(ctx)) : smmu.banks.find((b) => b.name === ctx);
     if (!bank) throw new IommuError('NOT_FOUND', `SMMU ${smmu.name} has no context ${ctx}`, { context: ctx });
     return bank;
   }

@@ -1,5 +1,7 @@
+import type { Family, IommuInstance } from '../hw/family.js';
 import type { DeviceRef } from '../hw/soc.js';
-import type { PageCounts, PgtableConfig, V7sTable } from '../pgtable/v7s.js';
+import type { PgTable } from '../pgtable/format.js';
+import type { PageCounts, PgtableConfig } from '../pgtable/v7s.js';
 
 export type FlushPolicy = 'strict' | 'deferred';
 export type DomainType = 'unmanaged' | 'dma';
@@ -26,17 +28,29 @@ export class Domain {
     readonly cfg: PgtableConfig,
     /** Mutable for DMA domains, whose device option picks strict or flush-queue invalidation. */
     public flushPolicy: FlushPolicy,
-    readonly table: V7sTable,
+    readonly table: PgTable,
     readonly label: string | null,
+    /** The IOMMU the table was made for: its family sets the format and the rules. */
+    readonly smmu: IommuInstance,
   ) {}
 
+  get family(): Family {
+    return this.smmu.family;
+  }
+
+  /** Leaves per page size: counted by map/unmap, or read from a table that can change underneath (GART). */
+  get pageCounts(): PageCounts {
+    return this.table.pageCounts?.() ?? this.pages;
+  }
+
   get mappedBytes(): number {
-    const p = this.pages;
+    const p = this.pageCounts;
     return p[0] * 0x1000 + p[1] * 0x10000 + p[2] * 0x100000 + p[3] * 0x1000000;
   }
 
   get leafCount(): number {
-    return this.pages[0] + this.pages[1] + this.pages[2] + this.pages[3];
+    const p = this.pageCounts;
+    return p[0] + p[1] + p[2] + p[3];
   }
 }
 

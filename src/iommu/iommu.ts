@@ -4,11 +4,11 @@
  */
 import { IommuError, hex } from '../errors.js';
 import type { EventSink } from '../events/types.js';
-import type { ContextBank, FaultRecord } from '../hw/context.js';
-import * as R from '../hw/regs.js';
-import type { DeviceRef, Soc } from '../hw/soc.js';
-import { PGSIZES, PGSIZE_NAMES, permToProt, protToNames } from '../pgtable/desc.js';
-import { V7sTable, WALK_OK, WalkResult, walk, type FlushOps, type PageCounts } from '../pgtable/v7s.js';
+import type { FaultBase, HwContext, IommuInstance } from '../hw/family.js';
+import { FAMILIES } from '../hw/families.js';
+import type { Soc } from '../hw/soc.js';
+import { PGSIZES, PGSIZE_NAMES, protToNames } from '../pgtable/desc.js';
+import type { FlushOps, PageCounts } from '../pgtable/v7s.js';
 import { Domain, addRange, type DomainType, type FaultHandler, type FlushPolicy, type IovaRange } from './domain.js';
 
 export interface DomainOptions {
@@ -17,6 +17,8 @@ export interface DomainOptions {
   partialUnmap?: 'split' | 'refuse';
   label?: string | null;
   type?: DomainType;
+  /** The device the domain is for: its IOMMU's family sets the table format and rules (API.md `for`). */
+  for?: string;
 }
 
 export type BatchOp =
@@ -33,7 +35,12 @@ export interface IommuSnapshot {
     cfg: { pgsizeBitmap: number; partialUnmap: 'split' | 'refuse' };
     flushPolicy: FlushPolicy;
     label: string | null;
+    /** The table's root (L1 address; the GART's aperture base). */
     l1: number;
+    /** The IOMMU the domain was made for (absent in older snapshots: the first msm one). */
+    smmu?: string;
+    /** Table state outside RAM (the GART's entries). */
+    table?: unknown;
     attached: string[];
     pending: IovaRange[];
     pages: PageCounts;
@@ -66,14 +73,13 @@ export class Iommu {
   readonly beforeDetach: Array<(domain: string, device: string) => void> = [];
   readonly beforeFree: Array<(domain: string) => void> = [];
   private domainSeq = 0;
-  private readonly w = new WalkResult();
 
   constructor(
     readonly soc: Soc,
     private readonly sink: EventSink,
     readonly limits: IommuLimits = { maxDomains: 1024, maxMappedPages: 4 * 1024 * 1024 },
   ) {
-    soc.env.faultHook = (bank, fault) => this.reportFault(bank, fault);
+    soc.faultReport = (ctx, fault) => this.reportFault(ctx, fault);
   }
 
   domain(id: string): Domain {
@@ -92,16 +98,19 @@ export class Iommu {
     if (this.domains.size >= this.limits.maxDomains) {
       throw new IommuError('LIMIT', `a session holds at most ${this.limits.maxDomains} domains`, { limit: this.limits.maxDomains });
     }
-    const pgsizes = opts.pgsizes ?? [...PGSIZES];
+    const smmu = this.instanceFor(opts.for);
+    const def = FAMILIES[smmu.family];
+    const pgsizes = opts.pgsizes ?? [...def.pgsizes];
     let bitmap = 0;
     for (const s of pgsizes) {
       if (!(PGSIZES as readonly number[]).includes(s)) {
         throw new IommuError('BAD_REQUEST', `page size ${s} is not one of 4K, 64K, 1M, 16M`, { pgsizes });
       }
+      if (!def.pgsizes.includes(s)) throw new IommuError('BAD_REQUEST', `page size ${s} is not one the ${smmu.family} family supports`, { pgsizes, family: smmu.family });
       bitmap |= s;
     }
     if (bitmap === 0) throw new IommuError('BAD_REQUEST', 'pgsizes must name at least one page size', { pgsizes });
-    const table = this.soc.mem.atomically(() => new V7sTable(this.soc.mem, this.soc.ptPool));
+    const table = this.soc.mem.atomically(() => def.createTable({ mem: this.soc.mem, pool: this.soc.ptPool }, smmu));
     const id = `dom-${++this.domainSeq}`;
     const d = new Domain(
       id,
@@ -110,10 +119,17 @@ export class Iommu {
       opts.flushPolicy ?? 'strict',
       table,
       opts.label ?? null,
+      smmu,
     );
     this.domains.set(id, d);
-    this.sink.emit({ type: 'domain', action: 'alloc', domain: id, ttbr0: hex(table.l1) });
+    this.sink.emit({ type: 'domain', action: 'alloc', domain: id, family: smmu.family, ttbr0: hex(table.root) });
     return d;
+  }
+
+  /** The IOMMU a new domain is made for: the device's, else the first msm one, else the profile's first. */
+  private instanceFor(device: string | undefined): IommuInstance {
+    if (device !== undefined) return this.soc.device(device).smmu;
+    return this.soc.smmus.find((s) => s.family === 'msm') ?? this.soc.smmus[0]!;
   }
 
   domainFree(id: string): void {
@@ -127,37 +143,49 @@ export class Iommu {
     this.sink.emit({ type: 'domain', action: 'free', domain: id });
   }
 
-  /** iommu_attach_device: programs the context bank with the driver's sequence. */
+  /** iommu_attach_device: the device's IOMMU programs its context as its driver does. */
   attach(id: string, deviceName: string, replace = false): Domain {
     const d = this.domain(id);
     const dev = this.soc.device(deviceName);
     const cur = dev.bank.domain;
     if (cur === id) return d;
+    if (dev.smmu.family !== d.family) {
+      throw new IommuError('DOMAIN_TYPE', `domain ${id} is ${d.family}; device ${deviceName} sits behind a ${dev.smmu.family} IOMMU`, {
+        domain: id,
+        device: deviceName,
+        domainFamily: d.family,
+        deviceFamily: dev.smmu.family,
+      });
+    }
     if (cur !== null && !replace) {
       throw new IommuError('DEVICE_BUSY', `device ${deviceName} is attached to ${cur}`, { device: deviceName, domain: cur });
     }
-    if (d.type === 'dma' && d.attached.size) {
+    const def = FAMILIES[d.family];
+    if (d.type === 'dma' && d.attached.size && !def.sharedDmaDomain) {
       throw new IommuError('DOMAIN_TYPE', `DMA domain ${id} belongs to another device`, { domain: id });
     }
+    if (d.attached.size >= def.maxDevicesPerDomain) {
+      const holder = [...d.attached][0]!.name;
+      throw new IommuError('DEVICE_BUSY', `a ${d.family} domain takes one device: ${id} holds ${holder}`, { device: deviceName, domain: id, attached: holder });
+    }
+    dev.smmu.checkAttach?.(dev.bank, d.table, cur !== null);
     if (cur !== null) {
       // Switching page tables on the fly: the context stays enabled, its TLB entries go.
       for (const f of this.beforeDetach) f(cur, deviceName);
       const old = this.domains.get(cur)!;
       old.attached.delete(dev);
       d.attached.add(dev);
-      dev.bank.domain = id;
-      dev.bank.TTBR0 = (d.table.l1 | R.TTBR0_WALK_ATTRS) >>> 0;
-      dev.smmu.tlb.invalidateAll(dev.bank.index);
-      this.sink.emit({ type: 'attach', domain: id, device: deviceName, replaced: cur, ttbr0: hex(dev.bank.TTBR0) });
+      dev.smmu.switchContext(dev.bank, d.table, id);
+      this.sink.emit({ type: 'attach', domain: id, device: deviceName, replaced: cur, ttbr0: hex(dev.smmu.tableRegister(dev.bank)) });
       return d;
     }
-    programContext(dev, d);
+    dev.smmu.attachContext(dev.bank, d.table, id);
     d.attached.add(dev);
-    this.sink.emit({ type: 'attach', domain: id, device: deviceName, ttbr0: hex(dev.bank.TTBR0) });
+    this.sink.emit({ type: 'attach', domain: id, device: deviceName, ttbr0: hex(dev.smmu.tableRegister(dev.bank)) });
     return d;
   }
 
-  /** iommu_detach_device: stalls terminated, bank reset to 0, its TLB entries invalidated. */
+  /** iommu_detach_device: the context stops translating as its family's driver leaves it. */
   detach(id: string, deviceName: string): Domain {
     const d = this.domain(id);
     const dev = this.soc.device(deviceName);
@@ -166,10 +194,7 @@ export class Iommu {
     }
     for (const f of this.beforeDetach) f(id, deviceName);
     this.sink.emit({ type: 'detach', domain: id, device: deviceName });
-    dev.smmu.terminateStalls(dev.bank);
-    dev.bank.reset();
-    dev.bank.domain = null;
-    dev.smmu.tlb.invalidateAll(dev.bank.index);
+    dev.smmu.detachContext(dev.bank);
     d.attached.delete(dev);
     return d;
   }
@@ -195,6 +220,7 @@ export class Iommu {
     }
     const gather = new Gather();
     const delta: PageCounts = [0, 0, 0, 0];
+    const leavesBefore = this.totalLeaves();
     const results = this.soc.mem.atomically(() => {
       const out: BatchResult[] = [];
       ops.forEach((op, i) => {
@@ -214,7 +240,7 @@ export class Iommu {
           throw e;
         }
       });
-      const total = this.totalLeaves() + delta[0] + delta[1] + delta[2] + delta[3];
+      const total = leavesBefore + delta[0] + delta[1] + delta[2] + delta[3];
       if (total > this.limits.maxMappedPages) {
         throw new IommuError('LIMIT', `a session maps at most ${this.limits.maxMappedPages} pages`, { limit: this.limits.maxMappedPages });
       }
@@ -235,9 +261,9 @@ export class Iommu {
 
   iovaToPhys(id: string, iova: number): { iova: number; paddr: number; pageSize: number; prot: number } {
     const d = this.domain(id);
-    const w = walk(this.soc.mem, d.table.l1, iova, this.w);
-    if (w.status !== WALK_OK) throw new IommuError('NOT_MAPPED', `iova ${hex(iova)} is not mapped`, { iova: hex(iova) });
-    return { iova, paddr: w.paddr, pageSize: w.size, prot: permToProt(w.perm) };
+    const r = d.table.lookup(iova);
+    if (!r) throw new IommuError('NOT_MAPPED', `iova ${hex(iova)} is not mapped`, { iova: hex(iova) });
+    return { iova, ...r };
   }
 
   /** flush_iotlb_all, or a range flush, on every attached context. */
@@ -245,8 +271,7 @@ export class Iommu {
     const d = this.domain(id);
     let invalidated = 0;
     for (const dev of d.attached) {
-      invalidated +=
-        iova === undefined ? dev.smmu.tlb.invalidateAll(dev.bank.index) : dev.smmu.tlb.invalidateRange(dev.bank.index, iova, size ?? 0x1000);
+      invalidated += dev.smmu.flushContext(dev.bank, iova === undefined ? undefined : { iova, size: size ?? 0x1000 });
     }
     if (iova === undefined) d.pending = [];
     this.sink.emit({ type: 'flush', domain: id, ...(iova !== undefined ? { iova: hex(iova), size: size ?? 0x1000 } : {}), contexts: d.attached.size, invalidated });
@@ -289,7 +314,9 @@ export class Iommu {
         cfg: { ...d.cfg },
         flushPolicy: d.flushPolicy,
         label: d.label,
-        l1: d.table.l1,
+        l1: d.table.root,
+        smmu: d.smmu.name,
+        ...(FAMILIES[d.family].tableState(d.table) !== undefined ? { table: FAMILIES[d.family].tableState(d.table) } : {}),
         attached: [...d.attached].map((x) => x.name),
         pending: d.pending.map((r) => ({ ...r })),
         pages: [...d.pages] as PageCounts,
@@ -302,11 +329,14 @@ export class Iommu {
     this.domainSeq = s.domainSeq;
     this.domains.clear();
     for (const x of s.domains) {
-      const d = new Domain(x.id, x.type, { ...x.cfg }, x.flushPolicy, new V7sTable(this.soc.mem, this.soc.ptPool, x.l1), x.label);
+      const smmu = x.smmu !== undefined ? this.soc.smmu(x.smmu) : this.instanceFor(undefined);
+      const table = FAMILIES[smmu.family].restoreTable({ mem: this.soc.mem, pool: this.soc.ptPool }, smmu, x.l1, x.table);
+      const d = new Domain(x.id, x.type, { ...x.cfg }, x.flushPolicy, table, x.label, smmu);
       for (const name of x.attached) d.attached.add(this.soc.device(name));
       d.pending = x.pending.map((r) => ({ ...r }));
       d.pages.splice(0, 4, ...x.pages);
       this.domains.set(d.id, d);
+      for (const dev of d.attached) dev.smmu.adoptTable?.(d.id, table);
     }
   }
 
@@ -314,7 +344,7 @@ export class Iommu {
     this.domain(id).faultHandler = handler;
   }
 
-  private reportFault(bank: ContextBank, fault: FaultRecord): 'retry' | 'terminate' | void {
+  private reportFault(bank: HwContext, fault: FaultBase): 'retry' | 'terminate' | void {
     const d = bank.domain ? this.domains.get(bank.domain) : undefined;
     if (!d?.faultHandler || !bank.name) return;
     return d.faultHandler({ domain: d.id, device: bank.name, iova: Number(fault.iova), flags: fault.flags });
@@ -328,7 +358,7 @@ export class Iommu {
 
   private invalidateRanges(d: Domain, ranges: IovaRange[]): number {
     let n = 0;
-    for (const dev of d.attached) for (const r of ranges) n += dev.smmu.tlb.invalidateRange(dev.bank.index, r.iova, r.size);
+    for (const dev of d.attached) for (const r of ranges) n += dev.smmu.flushContext(dev.bank, r);
     return n;
   }
 
@@ -337,27 +367,6 @@ export class Iommu {
     for (const d of this.domains.values()) n += d.leafCount;
     return n;
   }
-}
-
-/** The driver's context programming on attach (HARDWARE.md), through the same register fields MMIO reads. */
-export function programContext(dev: DeviceRef, d: Domain): void {
-  const { bank, smmu } = dev;
-  bank.reset();
-  bank.ACTLR =
-    (R.ACTLR_TLBMCFG_WALK << R.ACTLR_TLBMCFG_SHIFT) |
-    (3 << R.ACTLR_V2PCFG_SHIFT) |
-    (bank.faultInterrupt ? R.ACTLR_CFEIE : 0) |
-    (bank.faultMode === 'stall' ? R.ACTLR_CFCFG : 0);
-  bank.TTBCR = 0;
-  bank.TTBR0 = (d.table.l1 | R.TTBR0_WALK_ATTRS) >>> 0;
-  bank.TTBR1 = 0;
-  bank.PRRR = R.PRRR_ATTACH;
-  bank.NMRR = R.NMRR_ATTACH;
-  bank.CONTEXTIDR = bank.index;
-  for (const mid of bank.mids) smmu.m2vcbr[mid] = bank.index << 8;
-  smmu.tlb.invalidateAll(bank.index);
-  bank.SCTLR = R.SCTLR_ATTACH;
-  bank.domain = d.id;
 }
 
 export function pageCountsObject(p: PageCounts): Record<(typeof PGSIZE_NAMES)[number], number> {

@@ -4,6 +4,7 @@
  * touches a TLB: it reports what must be invalidated through the caller's gather.
  */
 import { IommuError } from '../errors.js';
+import { FULL_GEOMETRY, type PgTable, type TableDump } from './format.js';
 import type { PhysMemory } from '../memory/phys.js';
 import { L1_TABLE_SIZE, L2_TABLE_SIZE, type PageTablePool } from '../memory/ptpool.js';
 import {
@@ -192,8 +193,9 @@ function alreadyMapped(iova: number): never {
  * One page table (an L1 and its L2s) in RAM. Holds nothing but its L1 address: everything else is read from
  * memory, so a client that writes descriptors itself sees them honoured.
  */
-export class V7sTable {
+export class V7sTable implements PgTable {
   readonly l1: number;
+  private readonly lw = new WalkResult();
   /** L1 entries whose L2 tables the current unmap cleared entries of (checked for emptiness at its end). */
   private readonly touched: number[] = [];
 
@@ -204,6 +206,33 @@ export class V7sTable {
     l1?: number,
   ) {
     this.l1 = l1 ?? pool.allocL1();
+  }
+
+  readonly geometry = FULL_GEOMETRY;
+
+  dumpTables(): TableDump {
+    return { kind: 'levels', root: this.l1, ...this.dump() };
+  }
+
+  /** What TTBR0 points at. */
+  get root(): number {
+    return this.l1;
+  }
+
+  /** A leaf descriptor for this format (the OMAP format overrides it: no attribute bits). */
+  protected leaf(size: number, paddr: number, prot: number): number {
+    return encodeLeaf(size, paddr, prot);
+  }
+
+  /** The IOMMU prot a leaf's permission bits stand for. */
+  protected protOf(perm: number): number {
+    return permToProt(perm);
+  }
+
+  /** iova_to_phys by software walk (no TLB, no fault). */
+  lookup(iova: number): { paddr: number; pageSize: number; prot: number } | null {
+    const w = walk(this.mem, this.l1, iova, this.lw);
+    return w.status === WALK_OK ? { paddr: w.paddr, pageSize: w.size, prot: permToProt(w.perm) } : null;
   }
 
   /**
@@ -229,7 +258,7 @@ export class V7sTable {
     if (size >= SZ_1M) {
       const n = size === SZ_16M ? 16 : 1;
       for (let k = 0; k < n; k++) if (mem.read32(l1a + 4 * k) & 3) alreadyMapped(iova + k * SZ_1M);
-      const d = encodeLeaf(size, paddr, prot);
+      const d = this.leaf(size, paddr, prot);
       for (let k = 0; k < n; k++) mem.write32(l1a + 4 * k, d);
       return;
     }
@@ -242,7 +271,7 @@ export class V7sTable {
     const l2a = (d1 & 0xfffffc00) + (((iova >>> 12) & 0xff) << 2);
     const n = size === SZ_64K ? 16 : 1;
     for (let k = 0; k < n; k++) if (mem.read32(l2a + 4 * k) & 3) alreadyMapped(iova + k * SZ_4K);
-    const d = encodeLeaf(size, paddr, prot);
+    const d = this.leaf(size, paddr, prot);
     for (let k = 0; k < n; k++) mem.write32(l2a + 4 * k, d);
   }
 
@@ -424,8 +453,8 @@ export class V7sTable {
           // `from` may fall inside the supersection: report it from its first entry, then skip its other 15.
           const first = i & ~15;
           i = first + 15;
-          if (fn(first * SZ_1M, (d & 0xff000000) >>> 0, SZ_16M, permToProt(sectionPerm(d))) === false) return;
-        } else if (fn(i * SZ_1M, (d & 0xfff00000) >>> 0, SZ_1M, permToProt(sectionPerm(d))) === false) return;
+          if (fn(first * SZ_1M, (d & 0xff000000) >>> 0, SZ_16M, this.protOf(sectionPerm(d))) === false) return;
+        } else if (fn(i * SZ_1M, (d & 0xfff00000) >>> 0, SZ_1M, this.protOf(sectionPerm(d))) === false) return;
         continue;
       }
       const l2 = (d & 0xfffffc00) >>> 0;
@@ -435,10 +464,10 @@ export class V7sTable {
         const e = mem.read32(l2 + 4 * j);
         if (e & L2_SMALL_BIT) {
           if (va + SZ_4K <= from) continue;
-          if (fn(va, (e & 0xfffff000) >>> 0, SZ_4K, permToProt(smallPerm(e))) === false) return;
+          if (fn(va, (e & 0xfffff000) >>> 0, SZ_4K, this.protOf(smallPerm(e))) === false) return;
         } else if (e & 1 && (j & 15) === 0) {
           if (va + SZ_64K <= from) continue;
-          if (fn(va, (e & 0xffff0000) >>> 0, SZ_64K, permToProt(largePerm(e))) === false) return;
+          if (fn(va, (e & 0xffff0000) >>> 0, SZ_64K, this.protOf(largePerm(e))) === false) return;
         }
       }
     }

@@ -32,7 +32,7 @@ export function installMetrics(app: FastifyInstance, sessions: SessionRegistry):
       registers: [registry],
       collect() {
         this.reset();
-        for (const s of sessions.sessions.values()) for (const m of s.soc.smmus) this.set({ session: s.id, smmu: m.name }, pick(m.tlbStats()));
+        for (const s of sessions.sessions.values()) for (const m of s.soc.smmus) this.set({ session: s.id, smmu: m.name }, pick({ invalidations: 0, ...m.tlbView() } as { hits: number; misses: number; evictions: number; invalidations: number }));
       },
     });
   perSmmu('iommud_tlb_hits', 'TLB hits per SMMU', (t) => t.hits);

@@ -1,9 +1,7 @@
 /** Shapes core objects into API JSON: addresses and registers as lower-case hex, sizes as integers. */
 import { hex } from '../errors.js';
-import type { ContextBank } from '../hw/context.js';
+import type { HwAccessResult, HwContext, IommuInstance } from '../hw/family.js';
 import type { Profile } from '../hw/profile.js';
-import { CONTEXT_REGISTERS, SCTLR_M } from '../hw/regs.js';
-import type { AccessResult, Smmu } from '../hw/smmu.js';
 import type { Domain } from '../iommu/domain.js';
 import { pageCountsObject } from '../iommu/iommu.js';
 import { PGSIZES } from '../pgtable/desc.js';
@@ -13,40 +11,49 @@ export function profileView(p: Profile) {
   return {
     name: p.name,
     description: p.description,
-    smmus: p.smmus.map((s) => ({ name: s.name, base: hex(s.base), banks: s.banks, contexts: s.contexts.map((c) => ({ index: c.index, name: c.name, mids: [...c.mids] })) })),
+    smmus: p.smmus.map((s) => ({
+      name: s.name,
+      family: s.family ?? 'msm',
+      base: hex(s.base),
+      banks: s.banks,
+      ...(s.aperture ? { aperture: { base: hex(s.aperture.base), size: s.aperture.size } } : {}),
+      contexts: s.contexts.map((c) => ({ index: c.index, name: c.name, mids: [...c.mids] })),
+    })),
     memory: p.memory.map((m) => ({ name: m.name, base: hex(m.base), size: m.size, priority: m.priority })),
     pagetablePool: { base: hex(p.pagetablePool.base), size: p.pagetablePool.size },
   };
 }
 
-export function contextView(smmu: Smmu, bank: ContextBank) {
+export function contextView(smmu: IommuInstance, bank: HwContext) {
   const registers: Record<string, string> = {};
-  for (const name of Object.keys(CONTEXT_REGISTERS)) registers[name] = hex((bank as unknown as Record<string, number>)[name]! >>> 0);
+  for (const [name, v] of Object.entries(smmu.registers(bank))) registers[name] = hex(v >>> 0);
+  const t = smmu.tlbView(bank);
   return {
     smmu: smmu.name,
+    family: smmu.family,
     index: bank.index,
     name: bank.name,
     device: bank.name,
     mids: [...bank.mids],
-    enabled: (bank.SCTLR & SCTLR_M) !== 0,
+    enabled: smmu.enabled(bank),
     domain: bank.domain,
-    // In force now (ACTLR.CFCFG / CFEIE, whoever wrote them); `settings` is what the API's attach programs.
-    faultMode: bank.effectiveFaultMode,
-    faultInterrupt: bank.effectiveFaultInterrupt,
-    settings: { faultMode: bank.faultMode, faultInterrupt: bank.faultInterrupt },
+    ...smmu.faultSettings(bank),
     stalls: bank.stalls.map((s) => ({ stall: s.id, iova: hex(s.iova), access: ACCESS_NAMES[s.access]! })),
     registers,
-    tlb: { entries: smmu.tlb.entries(bank.index).length, ...smmu.tlbStats(bank) },
+    tlb: { entries: t.entries, hits: t.hits, misses: t.misses, evictions: t.evictions, invalidations: t.invalidations ?? 0 },
   };
 }
 
-export function smmuView(smmu: Smmu) {
+export function smmuView(smmu: IommuInstance) {
+  const t = smmu.tlbView();
   return {
     name: smmu.name,
+    family: smmu.family,
     base: hex(smmu.base),
-    banks: smmu.banks.length,
+    banks: Math.max(...smmu.banks.map((b) => b.index)) + 1,
     contexts: smmu.banks.map((b) => contextView(smmu, b)),
-    tlb: { entries: smmu.tlb.size, capacity: smmu.tlb.capacity, policy: smmu.tlb.policy, ...smmu.tlbStats() },
+    tlb: { entries: t.entries, capacity: t.capacity, ...(t.policy ? { policy: t.policy } : {}), hits: t.hits, misses: t.misses, evictions: t.evictions, invalidations: t.invalidations ?? 0 },
+    ...(smmu.details ? { details: smmu.details() } : {}),
   };
 }
 
@@ -54,11 +61,12 @@ export function domainView(d: Domain) {
   return {
     id: d.id,
     type: d.type,
+    family: d.family,
     label: d.label,
-    ttbr0: hex(d.table.l1),
+    ttbr0: hex(d.table.root),
     attached: [...d.attached].map((x) => x.name),
     mappedBytes: d.mappedBytes,
-    pages: pageCountsObject(d.pages),
+    pages: pageCountsObject(d.pageCounts),
     pendingSync: d.pending.map((r) => ({ iova: hex(r.iova), size: r.size })),
     pgsizes: PGSIZES.filter((s) => d.cfg.pgsizeBitmap & s),
     flushPolicy: d.flushPolicy,
@@ -66,7 +74,7 @@ export function domainView(d: Domain) {
   };
 }
 
-export function accessView(r: AccessResult) {
+export function accessView(r: HwAccessResult) {
   if (r.outcome !== 'ok') return r;
   return {
     outcome: 'ok' as const,

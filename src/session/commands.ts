@@ -3,11 +3,10 @@
  * execute(), so a session is exactly the fold of its commands (the journal, the trace, restore and replay).
  */
 import { IommuError, hex } from '../errors.js';
-import { ACCESS_NAMES } from '../hw/context.js';
-import { decodeOffset, readRegister, writeRegister } from '../hw/mmio.js';
-import { FSR } from '../hw/regs.js';
-import type { ContextBank } from '../hw/context.js';
-import { OUTCOME_OK, OUTCOME_STALLED, TLB_STATE_NAMES, type AccessResult, type Smmu, type TransferRequest } from '../hw/smmu.js';
+import { ACCESS_NAMES, type ContextBank } from '../hw/context.js';
+import type { HwAccessResult, HwContext, IommuInstance, TransferRequest } from '../hw/family.js';
+import { MsmSmmu } from '../hw/msm/index.js';
+import { OUTCOME_OK, OUTCOME_STALLED, TLB_STATE_NAMES } from '../hw/smmu.js';
 import {
   ITEM_FLAG_STALE,
   ITEM_FLAG_UNBACKED,
@@ -33,7 +32,7 @@ type Ctx = { smmu: string; ctx: string };
 type AccessArgs = { iova: number; access: 'read' | 'write' | 'exec'; priv?: boolean; mid?: number; size?: number; data?: string };
 
 export type Command =
-  | { op: 'domain-alloc'; pgsizes?: number[]; flushPolicy?: 'strict' | 'deferred'; partialUnmap?: 'split' | 'refuse'; label?: string | null }
+  | { op: 'domain-alloc'; for?: string; pgsizes?: number[]; flushPolicy?: 'strict' | 'deferred'; partialUnmap?: 'split' | 'refuse'; label?: string | null }
   | { op: 'domain-free'; did: string }
   | { op: 'attach'; did: string; device: string; replace?: boolean }
   | { op: 'detach'; did: string; device: string }
@@ -74,7 +73,7 @@ function u32s(b64: string): Uint32Array {
 const FAULT_STATUS: Record<string, number> = { translation: 1, permission: 2, 'access-flag': 3, external: 4, 'multi-hit': 5, 'tlb-miss': 6 };
 
 /** MMIO over the stream: each item one register of the device's SMMU; a bad offset refuses that item only. */
-function streamMmio(smmu: Smmu, cmd: CommandOf<'stream'>, offsets: Uint32Array): Uint8Array {
+function streamMmio(smmu: IommuInstance, cmd: CommandOf<'stream'>, offsets: Uint32Array): Uint8Array {
   const n = offsets.length;
   const values = cmd.sop === OP_MMIO_WRITE ? u32s(cmd.values ?? '') : null;
   if (values && values.length !== n) throw new IommuError('BAD_REQUEST', 'one value per offset');
@@ -83,7 +82,7 @@ function streamMmio(smmu: Smmu, cmd: CommandOf<'stream'>, offsets: Uint32Array):
   for (let i = 0; i < n; i++) {
     const o = REPLY_HEADER + REPLY_ITEM * i;
     try {
-      const v = values ? writeRegister(smmu, offsets[i]!, values[i]!, smmu.sink).value : readRegister(smmu, offsets[i]!);
+      const v = values ? smmu.writeRegister(offsets[i]!, values[i]!).value : smmu.readRegister(offsets[i]!);
       dv.setUint32(o + 4, v, true);
     } catch (e) {
       if (!(e instanceof IommuError)) throw e;
@@ -97,16 +96,16 @@ function streamMmio(smmu: Smmu, cmd: CommandOf<'stream'>, offsets: Uint32Array):
  * One binary-stream request: the reply frame with request id 0 (the caller stamps its id). Translations go
  * through the same transaction path as every other front end; faults raise the same events.
  */
-function streamBatch(smmu: Smmu, bank: ContextBank, cmd: CommandOf<'stream'>): Uint8Array {
+function streamBatch(smmu: IommuInstance, bank: HwContext, cmd: CommandOf<'stream'>): Uint8Array {
   const iovas = u32s(cmd.iovas);
   const n = iovas.length;
-  const mid = cmd.mid === 0xff ? (bank.mids[0] ?? 0) : cmd.mid;
+  const access = cmd.sop === OP_WRITE ? 1 : cmd.sop >= OP_TRANSLATE_READ && cmd.sop <= OP_TRANSLATE_EXEC ? cmd.sop - OP_TRANSLATE_READ : 0;
+  const mid = cmd.mid === 0xff ? smmu.defaultMid(bank, access) : cmd.mid;
   if (cmd.sop >= OP_TRANSLATE_READ && cmd.sop <= OP_TRANSLATE_EXEC) {
     const buf = new Uint8Array(REPLY_HEADER + REPLY_ITEM * n);
     replyHeader(buf, cmd.sop, 0, n);
     // Items start at byte 12 of a fresh buffer: 4-byte aligned, so two u32 stores per item.
     const words = new Uint32Array(buf.buffer, REPLY_HEADER, 2 * n);
-    const access = cmd.sop - OP_TRANSLATE_READ;
     for (let i = 0; i < n; i++) {
       const r = smmu.translate(bank, iovas[i]!, access, cmd.priv, mid);
       if (r.outcome === OUTCOME_OK) {
@@ -132,7 +131,7 @@ function streamBatch(smmu: Smmu, bank: ContextBank, cmd: CommandOf<'stream'>): U
     throw new IommuError('PAYLOAD_TOO_LARGE', `a stream frame moves at most ${STREAM_MAX_BYTES} bytes (as POST .../access)`, { limit: STREAM_MAX_BYTES, got: total });
   }
   const data = cmd.data !== undefined ? Buffer.from(cmd.data, 'base64') : undefined;
-  const results: AccessResult[] = [];
+  const results: HwAccessResult[] = [];
   let off = 0;
   let readBytes = 0;
   for (let i = 0; i < n; i++) {
@@ -180,6 +179,14 @@ function outOfRange32(value: number | undefined, op?: number): IommuError {
   return new IommuError('OUT_OF_RANGE', 'a register value is 32 bits', { ...(value !== undefined ? { value: hex(value) } : {}), ...(op !== undefined ? { op } : {}) });
 }
 
+/** Operations only the MSM SMMU has (stall, resume, fault injection, master routing): BAD_REQUEST elsewhere. */
+function msmOnly(smmu: IommuInstance, what: string): MsmSmmu {
+  if (!(smmu instanceof MsmSmmu)) {
+    throw new IommuError('BAD_REQUEST', `${what} is an msm operation; ${smmu.name} is ${smmu.family}`, { smmu: smmu.name, family: smmu.family });
+  }
+  return smmu;
+}
+
 /** Applies one command to a session; throws IommuError (changing nothing) on a refusal. */
 export function execute(s: Session, cmd: Command): unknown {
   const { soc, iommu, dma, pools, bus } = s;
@@ -189,7 +196,7 @@ export function execute(s: Session, cmd: Command): unknown {
   };
   switch (cmd.op) {
     case 'domain-alloc':
-      return iommu.domainAlloc({ pgsizes: cmd.pgsizes, flushPolicy: cmd.flushPolicy, partialUnmap: cmd.partialUnmap, label: cmd.label ?? null });
+      return iommu.domainAlloc({ for: cmd.for, pgsizes: cmd.pgsizes, flushPolicy: cmd.flushPolicy, partialUnmap: cmd.partialUnmap, label: cmd.label ?? null });
     case 'domain-free':
       return iommu.domainFree(cmd.did);
     case 'attach':
@@ -213,25 +220,28 @@ export function execute(s: Session, cmd: Command): unknown {
       return iommu.sync(cmd.did);
     case 'context-config': {
       const { smmu, bank } = bankOf(cmd);
-      bank.setFaultSettings(cmd.faultMode, cmd.faultInterrupt);
-      bus.emit({ type: 'context', action: 'configure', smmu: smmu.name, context: bank.index, device: bank.name, domain: bank.domain, faultMode: bank.faultMode, faultInterrupt: bank.faultInterrupt });
+      if (smmu instanceof MsmSmmu) (bank as ContextBank).setFaultSettings(cmd.faultMode, cmd.faultInterrupt);
+      else if (cmd.faultMode === 'stall' || cmd.faultInterrupt === false) msmOnly(smmu, cmd.faultMode === 'stall' ? 'faultMode "stall"' : 'faultInterrupt');
+      const f = smmu.faultSettings(bank);
+      const fs = f.settings ?? f;
+      bus.emit({ type: 'context', action: 'configure', smmu: smmu.name, context: bank.index, device: bank.name, domain: bank.domain, faultMode: fs.faultMode, faultInterrupt: fs.faultInterrupt });
       return { smmu, bank };
     }
     case 'clear-fault': {
       const { smmu, bank } = bankOf(cmd);
       if (cmd.value !== undefined && cmd.value > 0xffffffff) throw outOfRange32(cmd.value);
-      const old = bank.FSR;
-      writeRegister(smmu, (bank.index << 12) | FSR, cmd.value ?? bank.FSR, bus);
-      bus.emit({ type: 'context', action: 'clear-fault', smmu: smmu.name, context: bank.index, device: bank.name, domain: bank.domain, old: hex(old), fsr: hex(bank.FSR) });
+      const r = smmu.clearFault(bank, cmd.value);
+      bus.emit({ type: 'context', action: 'clear-fault', smmu: smmu.name, context: bank.index, device: bank.name, domain: bank.domain, register: r.register, old: hex(r.old), [r.register === 'FSR' ? 'fsr' : 'value']: hex(r.value) });
       return { smmu, bank };
     }
     case 'resume': {
       const { smmu, bank } = bankOf(cmd);
-      return smmu.resume(bank, cmd.stall, cmd.action);
+      return msmOnly(smmu, 'resume').resume(bank as ContextBank, cmd.stall, cmd.action);
     }
     case 'inject-fault': {
       const { smmu, bank } = bankOf(cmd);
-      bank.injected = cmd.kind;
+      msmOnly(smmu, 'inject-fault');
+      (bank as ContextBank).injected = cmd.kind;
       bus.emit({ type: 'context', action: 'inject-fault', smmu: smmu.name, context: bank.index, device: bank.name, domain: bank.domain, kind: cmd.kind });
       return { smmu, bank };
     }
@@ -239,21 +249,21 @@ export function execute(s: Session, cmd: Command): unknown {
       const smmu = soc.smmu(cmd.smmu);
       // Every op is checked before any side effect: a malformed op refuses the whole sequence.
       cmd.ops.forEach((op, i) => {
-        decodeOffset(smmu, op.offset);
+        smmu.registerName(op.offset);
         if (op.op === 'write' && (op.value === undefined || op.value > 0xffffffff)) throw outOfRange32(op.value, i);
       });
       return cmd.ops.map((op) => {
-        if (op.op === 'read') return { offset: op.offset, name: decodeOffset(smmu, op.offset).name, value: readRegister(smmu, op.offset) };
-        const w = writeRegister(smmu, op.offset, op.value!, bus);
+        if (op.op === 'read') return { offset: op.offset, name: smmu.registerName(op.offset), value: smmu.readRegister(op.offset) };
+        const w = smmu.writeRegister(op.offset, op.value!);
         return { offset: op.offset, name: w.name, value: w.value };
       });
     }
     case 'access': {
       const { smmu, bank } = soc.device(cmd.device);
-      return smmu.transfer(bank, transferOf(cmd, bank.mids[0] ?? 0));
+      return smmu.transfer(bank, transferOf(cmd, smmu.defaultMid(bank, ACCESS_NAMES.indexOf(cmd.access))));
     }
     case 'master-access': {
-      const smmu = soc.smmu(cmd.smmu);
+      const smmu = msmOnly(soc.smmu(cmd.smmu), 'master access');
       const bank = smmu.bankOfMid(cmd.mid);
       if (!bank) throw new IommuError('NOT_FOUND', `MID ${cmd.mid} routes to no bank`, { mid: cmd.mid });
       return smmu.transfer(bank, transferOf(cmd, cmd.mid));
@@ -261,9 +271,10 @@ export function execute(s: Session, cmd: Command): unknown {
     case 'access-batch': {
       const { smmu, bank } = soc.device(cmd.device);
       // Every item is checked before the first transaction: a malformed item refuses the whole request.
-      const reqs = cmd.iovas.map((iova) => transferOf({ iova, access: cmd.access, priv: cmd.priv, mid: cmd.mid }, bank.mids[0] ?? 0));
-      smmu.checkStallRoom(bank, reqs.length);
-      return reqs.map((r): AccessResult => smmu.transfer(bank, r));
+      const mid = smmu.defaultMid(bank, ACCESS_NAMES.indexOf(cmd.access));
+      const reqs = cmd.iovas.map((iova) => transferOf({ iova, access: cmd.access, priv: cmd.priv, mid: cmd.mid }, mid));
+      smmu.checkStallRoom?.(bank, reqs.length);
+      return reqs.map((r): HwAccessResult => smmu.transfer(bank, r));
     }
     case 'buffer-alloc': {
       const b = pools.alloc(cmd.size, cmd.pools, cmd.align);

@@ -20,7 +20,7 @@ describe('SDK against a live daemon', () => {
   it('every route, with typed results', async () => {
     expect((await client.health()).status).toBe('ok');
     expect((await client.version()).api).toBe('v1');
-    expect((await client.profiles()).map((p) => p.name)).toEqual(['msm8x60', 'tiny']);
+    expect((await client.profiles()).map((p) => p.name)).toEqual(['msm8x60', 'tiny', 'omap4', 'tegra20']);
     expect(await client.metrics()).toContain('iommud_sessions');
     expect((await s.get()).name).toBe('sdk');
     const op = await s.mintToken('operator', 'rig');

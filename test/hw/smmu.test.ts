@@ -3,14 +3,15 @@ import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE } from '../../src/hw/context.js'
 import { OUTCOME_FAULT, OUTCOME_OK, TLB_BYPASS, TLB_HIT, TLB_MISS } from '../../src/hw/smmu.js';
 import { IOMMU_NOEXEC, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE } from '../../src/pgtable/desc.js';
 import type { IommuEvent } from '../../src/events/bus.js';
-import { codeOf, tinySession } from '../support/core.js';
+import { codeOf, msmDevice, tinySession, v7s } from '../support/core.js';
+import { MsmSmmu } from '../../src/hw/msm/index.js';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 const RAM = 0x80000000;
 
 function setup(opts: { stall?: boolean; tlbEntries?: number; flushPolicy?: 'strict' | 'deferred' } = {}) {
   const s = tinySession({ tlbEntries: opts.tlbEntries });
-  const dev = s.soc.device('dev0');
+  const dev = msmDevice(s, 'dev0');
   if (opts.stall) dev.bank.faultMode = 'stall';
   const d = s.iommu.domainAlloc({ flushPolicy: opts.flushPolicy });
   s.iommu.attach(d.id, 'dev0');
@@ -39,11 +40,11 @@ describe('attach programs the context bank as the MSM driver does', () => {
 
   it('stall fault mode sets ACTLR.CFCFG; dev1 gets ASID 1', () => {
     const s = tinySession();
-    s.soc.device('dev1').bank.faultMode = 'stall';
+    msmDevice(s, 'dev1').bank.faultMode = 'stall';
     const d = s.iommu.domainAlloc();
     s.iommu.attach(d.id, 'dev1');
-    expect(s.soc.device('dev1').bank.ACTLR).toBe((3 << 12) | (3 << 16) | 0x2 | 0x4000);
-    expect(s.soc.device('dev1').bank.CONTEXTIDR).toBe(1);
+    expect(msmDevice(s, 'dev1').bank.ACTLR).toBe((3 << 12) | (3 << 16) | 0x2 | 0x4000);
+    expect(msmDevice(s, 'dev1').bank.CONTEXTIDR).toBe(1);
   });
 
   it('DEVICE_BUSY, re-attach no-op, replace switches TTBR0 and drops TLB entries, NOT_ATTACHED, DOMAIN_ATTACHED', () => {
@@ -55,7 +56,7 @@ describe('attach programs the context bank as the MSM driver does', () => {
     tx(0x1000);
     expect(smmu.tlb.size).toBe(1);
     s.iommu.attach(d2.id, 'dev0', true);
-    expect(bank.TTBR0).toBe((d2.table.l1 | 0x2) >>> 0);
+    expect(bank.TTBR0).toBe((v7s(d2).l1 | 0x2) >>> 0);
     expect(smmu.tlb.size).toBe(0);
     expect(codeOf(() => s.iommu.detach(d.id, 'dev0'))).toBe('NOT_ATTACHED');
     expect(codeOf(() => s.iommu.domainFree(d2.id))).toBe('DOMAIN_ATTACHED');
@@ -67,7 +68,7 @@ describe('attach programs the context bank as the MSM driver does', () => {
 describe('transactions', () => {
   it('bypass when SCTLR.M is clear; miss then hit', () => {
     const { s, d, tx, smmu } = setup();
-    const dev1 = s.soc.device('dev1');
+    const dev1 = msmDevice(s, 'dev1');
     expect(dev1.smmu.translate(dev1.bank, 0x1234, ACCESS_READ, false, 1)).toMatchObject({ outcome: OUTCOME_OK, paddr: 0x1234, tlb: TLB_BYPASS });
     s.iommu.map(d.id, 0x10000, RAM + 0x20000, 0x10000, RW);
     expect(tx(0x10008)).toMatchObject({ outcome: OUTCOME_OK, paddr: RAM + 0x20008, tlb: TLB_MISS, pageSize: 0x10000 });
@@ -121,7 +122,7 @@ describe('transactions', () => {
   it('access flag fault when AP[0] is clear in a hand-written descriptor', () => {
     const { s, d, tx } = setup();
     s.iommu.map(d.id, 0x00100000, RAM, 0x100000, RW);
-    const l1a = d.table.l1 + 4;
+    const l1a = v7s(d).l1 + 4;
     s.soc.mem.write32(l1a, (s.soc.mem.read32(l1a) & ~0x400) >>> 0);
     expect(tx(0x00100000).fault).toMatchObject({ kind: 'access-flag', fsr: '0x4' });
   });
@@ -217,7 +218,7 @@ describe('TLB', () => {
   it('round-robin and flush-all policies', () => {
     for (const [policy, want] of [['round-robin', [0x2000, 0x3000]], ['flush-all', [0x3000]]] as const) {
       const s = tinySession({ tlbEntries: 2, tlbPolicy: policy });
-      const dev = s.soc.device('dev0');
+      const dev = msmDevice(s, 'dev0');
       const d = s.iommu.domainAlloc();
       s.iommu.attach(d.id, 'dev0');
       s.iommu.map(d.id, 0x1000, RAM, 0x3000, RW);
@@ -285,7 +286,7 @@ describe('MMIO writes that change translation are events', () => {
     const s = tinySession();
     const events: IommuEvent[] = [];
     s.bus.subscribe((e) => events.push(e));
-    const smmu = s.soc.smmus[0]!;
+    const smmu = (s.soc.smmus[0] as MsmSmmu);
     writeRegister(smmu, 0x010, 0x83e00002, s.bus);
     writeRegister(smmu, 0x000, 0x7, s.bus);
     writeRegister(smmu, 0x800, 0, s.bus);

@@ -5,7 +5,7 @@ import { OUTCOME_OK } from '../../src/hw/smmu.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../../src/pgtable/desc.js';
 import { WALK_OK, WalkResult, walk } from '../../src/pgtable/v7s.js';
 import { RefModel, refPermission } from '../support/refmodel.js';
-import { tinySession } from '../support/core.js';
+import { msmDevice, tinySession, v7s } from '../support/core.js';
 
 const RAM = 0x80000000;
 const RAM_SIZE = 0x03e00000; // below the page-table pool
@@ -55,7 +55,7 @@ describe('property: emulator vs reference model', () => {
     fc.assert(
       fc.property(fc.array(cmdArb(WINDOW, sizeArb, alignArb), { minLength: 400, maxLength: 400 }), (cmds) => {
         const s = tinySession({ tlbEntries: 64 });
-        const dev = s.soc.device('dev0');
+        const dev = msmDevice(s, 'dev0');
         const d = s.iommu.domainAlloc();
         s.iommu.attach(d.id, 'dev0');
         const ref = new RefModel();
@@ -73,7 +73,7 @@ describe('property: emulator vs reference model', () => {
             expect(got).toBe(want === 0 ? 'NOT_MAPPED' : want);
           } else if (cmd.c === 'tx') {
             const want = ref.translate(cmd.iova);
-            const walked = walk(s.soc.mem, d.table.l1, cmd.iova, w);
+            const walked = walk(s.soc.mem, v7s(d).l1, cmd.iova, w);
             expect(walked.status === WALK_OK ? walked.paddr : null).toBe(want);
             let itp: number | null = null;
             try { itp = s.iommu.iovaToPhys(d.id, cmd.iova).paddr; } catch { itp = null; }
@@ -106,7 +106,7 @@ describe('property: emulator vs reference model', () => {
     fc.assert(
       fc.property(fc.array(cmdArb(0x40000, sizes, fc.constant(0x1000)), { minLength: 500, maxLength: 500 }), (cmds) => {
         const s = tinySession({ tlbEntries: 1024 });
-        const dev = s.soc.device('dev0');
+        const dev = msmDevice(s, 'dev0');
         const d = s.iommu.domainAlloc({ pgsizes: [0x1000], flushPolicy: 'deferred' });
         s.iommu.attach(d.id, 'dev0');
         const ref = new RefModel();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { IOMMU_NOEXEC, IOMMU_READ, IOMMU_WRITE } from '../../src/pgtable/desc.js';
-import { codeOf, tinySession } from '../support/core.js';
+import { codeOf, tinySession, v7s } from '../support/core.js';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 const RAM = 0x80000000;
@@ -10,9 +10,9 @@ describe('io-pgtable self-test sequence (tiny profile)', () => {
   it('first domain has TTBR0 at the pool base; an L2 table follows the L1', () => {
     const s = tinySession();
     const d = s.iommu.domainAlloc();
-    expect(d.table.l1).toBe(POOL);
+    expect(v7s(d).l1).toBe(POOL);
     s.iommu.map(d.id, 0x1000, RAM + 0x1000, 0x1000, RW);
-    const dump = d.table.dump();
+    const dump = v7s(d).dump();
     expect(dump.l1).toEqual([{ index: 0, desc: (POOL + 0x4000 + 1) }]);
     expect(dump.l2).toEqual([{ base: POOL + 0x4000, entries: [{ index: 1, desc: 0x80001c72 }] }]);
   });
@@ -51,16 +51,16 @@ describe('io-pgtable self-test sequence (tiny profile)', () => {
     expect(codeOf(() => s.iommu.map(d.id, 0xfffff000, RAM, 0x2000, RW))).toBe('OUT_OF_RANGE');
     expect(codeOf(() => s.iommu.map(d.id, 0x1000, RAM, 0, RW))).toBe('OUT_OF_RANGE');
     expect(codeOf(() => s.iommu.map(d.id, 0x1000, RAM, 0x1000, IOMMU_NOEXEC))).toBe('BAD_REQUEST');
-    expect(d.table.dump().l1).toEqual([]);
+    expect(v7s(d).dump().l1).toEqual([]);
   });
 
   it('a map that hits an existing leaf half way rolls back completely', () => {
     const s = tinySession();
     const d = s.iommu.domainAlloc();
     s.iommu.map(d.id, 0x00205000, RAM, 0x1000, RW);
-    const before = JSON.stringify(d.table.dump());
+    const before = JSON.stringify(v7s(d).dump());
     expect(codeOf(() => s.iommu.map(d.id, 0x00000000, RAM, 0x00400000, RW))).toBe('ALREADY_MAPPED');
-    expect(JSON.stringify(d.table.dump())).toBe(before);
+    expect(JSON.stringify(v7s(d).dump())).toBe(before);
     expect(d.pages).toEqual([1, 0, 0, 0]);
     expect(s.soc.ptPool.bytesUsed).toBe(0x4000 + 0x400);
   });
@@ -70,7 +70,7 @@ describe('io-pgtable self-test sequence (tiny profile)', () => {
     const d = s.iommu.domainAlloc();
     s.iommu.map(d.id, 0x10000, RAM + 0x10000, 0x10000, RW);
     expect(s.iommu.unmap(d.id, 0x13000, 0x1000)).toBe(0x1000);
-    const l2 = d.table.dump().l2[0]!;
+    const l2 = v7s(d).dump().l2[0]!;
     expect(l2.entries.length).toBe(15);
     expect(l2.entries[0]).toEqual({ index: 16, desc: 0x80010c72 });
     expect(l2.entries.find((e) => e.index === 19)).toBeUndefined();
@@ -85,7 +85,7 @@ describe('io-pgtable self-test sequence (tiny profile)', () => {
     s.iommu.map(d.id, 0x00200000, RAM + 0x00200000, 0x100000, RW);
     expect(s.iommu.unmap(d.id, 0x00100000, 0x1000)).toBe(0x1000);
     expect(s.iommu.unmap(d.id, 0x00210000, 0x10000)).toBe(0x10000);
-    const { l1, l2 } = d.table.dump();
+    const { l1, l2 } = v7s(d).dump();
     expect(l1.map((e) => e.index)).toEqual([1, 2]);
     expect(l2[0]!.entries.length).toBe(255);
     expect(l2[0]!.entries[0]).toEqual({ index: 1, desc: 0x80101c72 });
@@ -101,7 +101,7 @@ describe('io-pgtable self-test sequence (tiny profile)', () => {
     const d = s.iommu.domainAlloc();
     s.iommu.map(d.id, 0x01000000, RAM, 0x1000000, RW);
     expect(s.iommu.unmap(d.id, 0x01000000, 0x1000)).toBe(0x1000);
-    const { l1, l2 } = d.table.dump();
+    const { l1, l2 } = v7s(d).dump();
     expect(l1.length).toBe(16);
     expect(l1[1]).toEqual({ index: 17, desc: 0x80131c02 });
     expect(l2[0]!.entries.length).toBe(255);
@@ -113,9 +113,9 @@ describe('io-pgtable self-test sequence (tiny profile)', () => {
     const s = tinySession();
     const d = s.iommu.domainAlloc({ partialUnmap: 'refuse' });
     s.iommu.map(d.id, 0x00100000, RAM, 0x100000, RW);
-    const before = JSON.stringify(d.table.dump());
+    const before = JSON.stringify(v7s(d).dump());
     expect(codeOf(() => s.iommu.unmap(d.id, 0x00100000, 0x1000))).toBe('PARTIAL_UNMAP');
-    expect(JSON.stringify(d.table.dump())).toBe(before);
+    expect(JSON.stringify(v7s(d).dump())).toBe(before);
     expect(s.iommu.unmap(d.id, 0x00100000, 0x100000)).toBe(0x100000);
   });
 
@@ -137,7 +137,7 @@ describe('io-pgtable self-test sequence (tiny profile)', () => {
     s.iommu.unmap(d.id, 0x00001000, 0x1000);
     expect(s.soc.ptPool.bytesUsed).toBe(0x4000 + 3 * 0x400);
     expect(s.iommu.unmap(d.id, 0, 2 ** 32)).toBe(0x300000 - 0x1000 + 0x1000 + 0x10000);
-    expect(d.table.dump()).toEqual({ l1: [], l2: [] });
+    expect(v7s(d).dump()).toEqual({ l1: [], l2: [] });
     expect(s.soc.ptPool.bytesUsed).toBe(0x4000);
     expect(d.pages).toEqual([0, 0, 0, 0]);
   });
@@ -177,6 +177,6 @@ describe('io-pgtable self-test sequence (tiny profile)', () => {
     // 2 MiB pool - 16 KiB L1 = 2032 L2 tables; each 1 MiB of 4K pages takes one.
     expect(codeOf(() => s.iommu.map(d.id, 0, RAM, 2033 * 0x100000, RW))).toBe('NO_SPACE');
     expect(s.soc.ptPool.bytesUsed).toBe(0x4000);
-    expect(d.table.dump().l1).toEqual([]);
+    expect(v7s(d).dump().l1).toEqual([]);
   });
 });

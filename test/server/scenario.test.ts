@@ -13,7 +13,7 @@ describe('a driver-like scenario over HTTP (msm8x60)', () => {
     const r = await c.call('POST', '/domains', { label: 'camera' });
     expect(r.status).toBe(201);
     expect(r.body).toEqual({
-      id: r.body.id, type: 'unmanaged', label: 'camera', ttbr0: '0x5f000000', attached: [], mappedBytes: 0,
+      id: r.body.id, type: 'unmanaged', family: 'msm', label: 'camera', ttbr0: '0x5f000000', attached: [], mappedBytes: 0,
       pages: { '4K': 0, '64K': 0, '1M': 0, '16M': 0 }, pendingSync: [], pgsizes: [4096, 65536, 1048576, 16777216], flushPolicy: 'strict', partialUnmap: 'split',
     });
     did = r.body.id;

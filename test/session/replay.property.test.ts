@@ -9,7 +9,7 @@ import { Session } from '../../src/session/session.js';
 /** Everything a replay must reproduce: tables bit for bit, registers, RAM, allocators, DMA state, revision. */
 function fingerprint(s: Session): string {
   const snap = s.snapshot();
-  const tables = [...s.iommu.domains.values()].map((d) => d.table.dump());
+  const tables = [...s.iommu.domains.values()].map((d) => d.table.dumpTables());
   // Wall-clock stamps (event times, when a stall began) are not state a replay can or should reproduce.
   const text = JSON.stringify({ ...snap, bus: { seq: snap.bus.seq }, tables }, (k, v) => (k === 'createdAt' || k === 'time' ? undefined : v));
   return createHash('sha256').update(text).digest('hex');
@@ -64,7 +64,7 @@ describe('property: a refused command changes nothing', () => {
     const stateOf = (s: Session) => {
       const snap = s.snapshot();
       // The event stream is not state a refusal must leave alone: DMA-debug refusals announce themselves there.
-      return JSON.stringify({ ...snap, bus: null, tables: [...s.iommu.domains.values()].map((d) => d.table.dump()) }, (k, v) => (k === 'createdAt' ? undefined : v));
+      return JSON.stringify({ ...snap, bus: null, tables: [...s.iommu.domains.values()].map((d) => d.table.dumpTables()) }, (k, v) => (k === 'createdAt' ? undefined : v));
     };
     let refusals = 0;
     fc.assert(

@@ -75,9 +75,13 @@ export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get('/domains/:did/pagetable', { schema: { summary: 'The raw L1/L2 tables, bit-exact descriptors', tags: ['domains'], params: DomParams, response: { 200: S.PagetableResponse } } }, async (req) => {
     const d = req.iommuSession.iommu.domain(req.params.did);
-    const dump = d.table.dump();
+    const dump = d.table.dumpTables();
+    if (dump.kind === 'entries') {
+      return { family: 'gart' as const, aperture: { base: hex(dump.aperture.base), size: dump.aperture.size }, entries: dump.entries.map((e) => ({ iova: hex(e.iova), pte: hex(e.pte) })) };
+    }
     return {
-      ttbr0: hex(d.table.l1),
+      family: d.family,
+      ttbr0: hex(dump.root),
       l1: dump.l1.map((e) => ({ index: e.index, desc: hex(e.desc) })),
       l2: dump.l2.map((t) => ({ base: hex(t.base), entries: t.entries.map((e) => ({ index: e.index, desc: hex(e.desc) })) })),
     };

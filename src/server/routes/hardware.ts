@@ -2,9 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import * as S from '../../api/schemas.js';
 import { hex } from '../../errors.js';
-import type { ContextBank } from '../../hw/context.js';
-import { decodeOffset, readRegister } from '../../hw/mmio.js';
-import type { AccessResult, Smmu } from '../../hw/smmu.js';
+import type { HwAccessResult, HwContext, IommuInstance } from '../../hw/family.js';
 import { apply, checkBatch } from '../context.js';
 import { accessView, contextView, smmuView } from '../views.js';
 
@@ -13,7 +11,7 @@ const CtxParams = SmmuParams.extend({ ctx: z.string() });
 const MmioParams = SmmuParams.extend({ offset: S.ParamAddr });
 const MasterParams = SmmuParams.extend({ mid: z.string().regex(/^[0-9]+$/).transform(Number).pipe(z.number().max(255)) });
 
-type BankRef = { smmu: Smmu; bank: ContextBank };
+type BankRef = { smmu: IommuInstance; bank: HwContext };
 type RegAccess = { offset: number; name: string; value: number };
 const regView = (r: RegAccess) => ({ offset: hex(r.offset), register: r.name, value: hex(r.value) });
 
@@ -38,7 +36,7 @@ export const hardwareRoutes: FastifyPluginAsyncZod = async (app) => {
   });
 
   app.post('/smmus/:smmu/contexts/:ctx/resume', { schema: { summary: 'Resolve a stalled transaction: retry (re-walk) or terminate', tags: ['hardware'], params: CtxParams, body: S.ResumeBody, response: { 200: S.AccessResponse } } }, async (req) =>
-    accessView(await apply<AccessResult>(req, { op: 'resume', smmu: req.params.smmu, ctx: req.params.ctx, ...req.body })),
+    accessView(await apply<HwAccessResult>(req, { op: 'resume', smmu: req.params.smmu, ctx: req.params.ctx, ...req.body })),
   );
 
   app.post('/smmus/:smmu/contexts/:ctx/inject-fault', { schema: { summary: 'Force a fault on the next transaction (external, multi-hit, tlb-miss)', tags: ['hardware'], params: CtxParams, body: S.InjectFaultBody, response: { 200: S.ContextResponse } } }, async (req) => {
@@ -48,8 +46,8 @@ export const hardwareRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get('/smmus/:smmu/mmio/:offset', { schema: { summary: 'Read one 32-bit register of the 1 MiB window', tags: ['mmio'], params: MmioParams, response: { 200: S.MmioResponse } } }, async (req) => {
     const smmu = req.iommuSession.soc.smmu(req.params.smmu);
-    const { name } = decodeOffset(smmu, req.params.offset);
-    return regView({ offset: req.params.offset, name, value: readRegister(smmu, req.params.offset) });
+    const name = smmu.registerName(req.params.offset);
+    return regView({ offset: req.params.offset, name, value: smmu.readRegister(req.params.offset) });
   });
 
   app.put('/smmus/:smmu/mmio/:offset', { schema: { summary: 'Write one register, with its hardware side effects', tags: ['mmio'], params: MmioParams, body: S.MmioWriteBody, response: { 200: S.MmioResponse } } }, async (req) => {
@@ -63,6 +61,6 @@ export const hardwareRoutes: FastifyPluginAsyncZod = async (app) => {
   });
 
   app.post('/smmus/:smmu/masters/:mid/access', { schema: { summary: 'A transaction by AXI master ID, routed through M2VCBR_N', tags: ['mmio'], params: MasterParams, body: S.AccessBody, response: { 200: S.AccessResponse } } }, async (req) =>
-    accessView(await apply<AccessResult>(req, { op: 'master-access', smmu: req.params.smmu, ...req.body, mid: req.params.mid })),
+    accessView(await apply<HwAccessResult>(req, { op: 'master-access', smmu: req.params.smmu, ...req.body, mid: req.params.mid })),
   );
 };
