@@ -7,6 +7,7 @@ import { IommuError, hex } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import type { Domain } from '../iommu/domain.js';
 import type { Iommu } from '../iommu/iommu.js';
+import { FAMILIES } from '../hw/families.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../pgtable/desc.js';
 import { IovaAllocator } from './iova.js';
 
@@ -90,12 +91,15 @@ export class DmaApi {
       if (!cur) this.iommu.attach(st.domain.id, device);
       if (!cur || cur === st.domain) return { st, created: false };
     }
-    const domain = cur ?? this.iommu.domainAlloc({ type: 'dma', flushPolicy: 'strict', label: `dma:${device}` });
+    // A family whose devices share one aperture without isolation (the GART) shares one default DMA domain.
+    const shared = cur ? undefined : this.sharedState(device);
+    const domain = cur ?? shared?.domain ?? this.iommu.domainAlloc({ type: 'dma', flushPolicy: 'strict', label: `dma:${device}`, for: device });
     if (!cur) this.iommu.attach(domain.id, device);
+    const limit = st?.dmaLimit ?? 0xffffffff;
     const fresh: DeviceDmaState = {
       device,
       domain,
-      iova: new IovaAllocator(st?.dmaLimit ?? 0xffffffff),
+      iova: shared?.iova ?? this.allocatorFor(domain, limit),
       flushPolicy: st?.flushPolicy ?? 'strict',
       dmaLimit: st?.dmaLimit ?? 0xffffffff,
       mappings: new Map(),
@@ -104,6 +108,22 @@ export class DmaApi {
     };
     this.devices.set(device, fresh);
     return { st: fresh, created: !cur };
+  }
+
+  /** The IOVA allocator of a DMA domain: its family's geometry (the GART's aperture), below the DMA limit. */
+  private allocatorFor(domain: Domain, dmaLimit: number): IovaAllocator {
+    const g = domain.table.geometry;
+    return new IovaAllocator(Math.min(dmaLimit, g.start + g.size - 1), g.start);
+  }
+
+  /** Another device's live default DMA domain on the same IOMMU, when the family shares one. */
+  private sharedState(device: string): DeviceDmaState | undefined {
+    const smmu = this.iommu.soc.device(device).smmu;
+    if (!FAMILIES[smmu.family].sharedDmaDomain) return undefined;
+    for (const st of this.devices.values()) {
+      if (st.device !== device && st.domain.smmu === smmu && this.iommu.domains.has(st.domain.id)) return st;
+    }
+    return undefined;
   }
 
   /** The device's DMA state if it has one, refusing (DOMAIN_TYPE) a device on an unmanaged domain; creates nothing. */
@@ -122,7 +142,7 @@ export class DmaApi {
     const st = this.devices.get(device)!;
     this.devices.delete(device);
     this.iommu.detach(st.domain.id, device);
-    this.iommu.domainFree(st.domain.id);
+    if (![...this.devices.values()].some((o) => o.domain === st.domain)) this.iommu.domainFree(st.domain.id);
   }
 
   configure(device: string, opts: { flushPolicy?: 'strict' | 'deferred'; dmaLimit?: number }): DeviceDmaState {
@@ -130,7 +150,8 @@ export class DmaApi {
     if (opts.dmaLimit !== undefined) {
       if (opts.dmaLimit < 0x1fff || opts.dmaLimit > 0xffffffff) throw new IommuError('OUT_OF_RANGE', 'dmaLimit must be 0x1fff .. 0xffffffff', { dmaLimit: opts.dmaLimit });
       st.dmaLimit = opts.dmaLimit;
-      st.iova.limitPfn = Math.floor(opts.dmaLimit / PAGE);
+      const g = st.domain.table.geometry;
+      st.iova.limitPfn = Math.floor(Math.min(opts.dmaLimit, g.start + g.size - 1) / PAGE);
     }
     if (opts.flushPolicy !== undefined) {
       if (opts.flushPolicy === 'strict') this.flushQueue(st);
@@ -238,9 +259,15 @@ export class DmaApi {
   restore(s: DmaSnapshot): void {
     this.close();
     this.devices.clear();
+    const byDomain = new Map<string, IovaAllocator>();
     for (const x of s) {
-      const iova = new IovaAllocator(x.dmaLimit);
-      iova.restore(x.iova);
+      // Devices sharing one default DMA domain (the GART's) share its allocator.
+      let iova = byDomain.get(x.domain);
+      if (!iova) {
+        iova = new IovaAllocator(x.dmaLimit);
+        iova.restore(x.iova);
+        byDomain.set(x.domain, iova);
+      }
       const st: DeviceDmaState = {
         device: x.device,
         domain: this.iommu.domain(x.domain),

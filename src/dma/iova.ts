@@ -23,9 +23,12 @@ export class IovaAllocator {
   /** rcache: per log2(pages) stacks of freed ranges. */
   private readonly cache = new Map<number, IovaRange[]>();
   limitPfn: number;
+  /** The lowest pfn handed out: 1 (IOVA page 0 is never used), or the start of an aperture (the GART's). */
+  startPfn: number;
 
-  constructor(dmaLimit = 0xffffffff) {
+  constructor(dmaLimit = 0xffffffff, start = 0) {
     this.limitPfn = Math.floor(dmaLimit / 2 ** PAGE_SHIFT);
+    this.startPfn = Math.max(1, Math.floor(start / 2 ** PAGE_SHIFT));
   }
 
   /** Pages an allocation of `bytes` takes (the rounding alloc_iova_fast applies). */
@@ -88,16 +91,18 @@ export class IovaAllocator {
     this.remove(pfn);
   }
 
-  snapshot(): { ranges: IovaRange[]; cache: Array<[number, number[]]>; limitPfn: number } {
+  snapshot(): { ranges: IovaRange[]; cache: Array<[number, number[]]>; limitPfn: number; startPfn?: number } {
     return {
       ranges: this.ranges.map((r) => ({ ...r })),
       // Parked ranges are kept by their first pfn: on restore they are the same objects as in the tree.
       cache: [...this.cache].map(([pages, stack]) => [pages, stack.map((r) => r.lo)]),
       limitPfn: this.limitPfn,
+      ...(this.startPfn !== 1 ? { startPfn: this.startPfn } : {}),
     };
   }
 
-  restore(s: { ranges: IovaRange[]; cache: Array<[number, number[]]>; limitPfn: number }): void {
+  restore(s: { ranges: IovaRange[]; cache: Array<[number, number[]]>; limitPfn: number; startPfn?: number }): void {
+    this.startPfn = s.startPfn ?? 1;
     this.ranges.splice(0, this.ranges.length, ...s.ranges.map((r) => ({ ...r })));
     this.cache.clear();
     for (const [pages, los] of s.cache) this.cache.set(pages, los.map((lo) => this.ranges.find((r) => r.lo === lo)!));
@@ -116,13 +121,13 @@ export class IovaAllocator {
     const align = 2 ** Math.ceil(Math.log2(pages));
     let high = this.limitPfn + 1; // exclusive
     for (let i = this.ranges.length - 1; i >= -1; i--) {
-      const belowHi = i >= 0 ? this.ranges[i]!.hi : 0; // pfn 0 is never used
+      const belowHi = i >= 0 ? this.ranges[i]!.hi : this.startPfn - 1; // pfn 0 is never used
       if (belowHi >= high) {
         high = Math.min(high, this.ranges[i]!.lo);
         continue;
       }
       const lo = Math.floor((high - pages) / align) * align;
-      if (lo > belowHi && lo >= 1) {
+      if (lo > belowHi && lo >= this.startPfn) {
         this.ranges.splice(i + 1, 0, { lo, hi: lo + pages - 1 });
         return lo;
       }
