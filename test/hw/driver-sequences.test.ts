@@ -11,7 +11,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { MSM8X60 } from '../../src/hw/profile.js';
 import { Session } from '../../src/session/session.js';
 import { contextView } from '../../src/server/views.js';
-import { msmSession } from '../support/core.js';
+import { MsmSmmu } from '../../src/hw/msm/index.js';
+import { msmDevice, msmSession } from '../support/core.js';
 import { client, type Client } from '../support/server.js';
 
 // ---- msm_iommu_hw-8xxx.h: register offsets ----------------------------------------------------------------------
@@ -269,7 +270,7 @@ function libraryHost(s: Session): Host {
     },
     async view(smmu, ctx) {
       const v = contextView(s.soc.smmu(smmu), s.soc.smmu(smmu).banks[ctx]!);
-      return { faultMode: v.faultMode, faultInterrupt: v.faultInterrupt, settings: v.settings };
+      return { faultMode: v.faultMode, faultInterrupt: v.faultInterrupt, settings: v.settings! };
     },
   };
 }
@@ -304,7 +305,7 @@ function httpHost(c: Client): Host {
     },
     async view(smmu, ctx) {
       const v = (await c.call('GET', `/smmus/${smmu}/contexts/${ctx}`)).body;
-      return { faultMode: v.faultMode, faultInterrupt: v.faultInterrupt, settings: v.settings };
+      return { faultMode: v.faultMode, faultInterrupt: v.faultInterrupt, settings: v.settings! };
     },
   };
 }
@@ -463,7 +464,7 @@ scenarios('HTTP', async () => {
 describe('stalls end with SS and never outlive the API detach', () => {
   it('SS reads 1 exactly while a stall is pending: FSRRESTORE cannot clear or fake it; the API detach terminates', () => {
     const s = msmSession();
-    const bank = s.soc.device('vfe_misc').bank;
+    const bank = msmDevice(s, 'vfe_misc').bank;
     const events: Array<{ type: string; action?: unknown }> = [];
     s.bus.subscribe((e) => events.push(e));
     const w = (offset: number, value: number) => s.run(null, { op: 'mmio', smmu: SMMU, ops: [{ op: 'write', offset: offset + (CTX_MISC << CTX_SHIFT), value }] });
@@ -560,7 +561,7 @@ describe('every register msm_iommu_hw-8xxx.h defines is decoded, stored and read
     s.iommu.attach(d.id, 'vfe_misc');
     s.run(null, { op: 'access', device: 'vfe_imgwr', iova: 0x1000, access: 'read' });
     s.run(null, { op: 'access', device: 'vfe_misc', iova: 0x1000, access: 'read' });
-    const tlb = s.soc.smmu(SMMU).tlb;
+    const tlb = (s.soc.smmu(SMMU) as MsmSmmu).tlb;
     w(GLOBAL.CBACR_N + 4, 5 << 16);
     w(GLOBAL.TLBIVMID, 5);
     expect([tlb.entries(0).length, tlb.entries(1).length]).toEqual([1, 0]);

@@ -308,7 +308,7 @@ describe('write-only registers (regression: they were looked up by name in a tab
     const s = tinySession();
     const events: IommuEvent[] = [];
     s.bus.subscribe((e) => events.push(e));
-    const smmu = s.soc.smmus[0]!;
+    const smmu = s.soc.smmus[0] as MsmSmmu;
     writeRegister(smmu, 0x808, 0x10005001, s.bus);
     writeRegister(smmu, 0x804, 0x5, s.bus);
     writeRegister(smmu, 0x80c, 0x20000000, s.bus);
