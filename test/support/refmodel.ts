@@ -12,10 +12,13 @@ export interface RefPage {
 export class RefModel {
   readonly pages = new Map<number, RefPage>();
 
+  /** permissions false: the format has no permission bits (OMAP, GART), every mapping reads back read+write. */
+  constructor(readonly permissions = true) {}
+
   map(iova: number, paddr: number, size: number, prot: number): 'ok' | 'ALREADY_MAPPED' {
     for (let o = 0; o < size; o += 0x1000) if (this.pages.has((iova + o) >>> 12)) return 'ALREADY_MAPPED';
     // ARMv7 cannot express write-only: it reads back as read+write.
-    const stored = prot | 1;
+    const stored = this.permissions ? prot | 1 : 3;
     for (let o = 0; o < size; o += 0x1000) this.pages.set((iova + o) >>> 12, { paddr: paddr + o, prot: stored });
     return 'ok';
   }
