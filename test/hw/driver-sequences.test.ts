@@ -507,7 +507,7 @@ describe('a stall without the fault interrupt still times out', () => {
     vi.advanceTimersByTime(1);
     expect(s.soc.device('vfe_misc').bank.stalls).toEqual([]);
     expect(events.filter((e) => e.type === 'resume').map((e) => e.action)).toEqual(['timeout']);
-    expect(hexv(s.soc.device('vfe_misc').bank.FSR)).toBe('0x2');
+    expect(hexv(msmDevice(s, 'vfe_misc').bank.FSR)).toBe('0x2');
     s.close();
   });
 });
