@@ -31,6 +31,11 @@ export class PageTablePool {
     return this.usedUnits * UNIT;
   }
 
+  /** Bytes of the pool consumed: from its base to the end of the highest table, holes (fragmentation) included. */
+  get bytesSpanned(): number {
+    return (this.used.lastIndexOf(1) + 1) * UNIT;
+  }
+
   snapshot(): { used: string } {
     return { used: Buffer.from(this.used).toString('base64') };
   }

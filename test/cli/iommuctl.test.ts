@@ -67,11 +67,15 @@ describe('iommuctl as a child process', () => {
   }, 30_000);
 
   it('bench-rig drives the stream and reports rate and percentiles', async () => {
-    const r = await ctl(['--json', 'bench-rig', 'dev0', '0x100000', '--seconds', '1', '--batch', '256'], env);
+    // The realistic pattern (uniform random over the mapped 1 MiB) and the best case (one page), each labelled.
+    const r = await ctl(['--json', 'bench-rig', 'dev0', '0x100000', '--seconds', '1', '--batch', '256', '--span', '0x100000'], env);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
-    expect(j.faults).toBe(0);
+    expect(j).toMatchObject({ pattern: 'random', span: 0x100000, faults: 0 });
     expect(j.translations).toBeGreaterThan(1000);
     expect(j.latencyMs.p99).toBeGreaterThanOrEqual(j.latencyMs.p50);
+    const w = JSON.parse((await ctl(['--json', 'bench-rig', 'dev0', '0x100000', '--seconds', '1', '--batch', '256', '--pattern', 'warm'], env)).stdout);
+    expect(w).toMatchObject({ pattern: 'warm', faults: 0 });
+    expect((await ctl(['bench-rig', 'dev0', '0x100000', '--pattern', 'hot'], env)).code).toBe(2);
   }, 30_000);
 });
