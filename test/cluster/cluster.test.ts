@@ -149,7 +149,7 @@ describe.runIf(HAPROXY !== null || REQUIRED)('cluster: 3 nodes behind HAProxy, t
     }
     // WebSocket upgrades are routed the same way.
     const err = await client.session('zz-1', 'nope').stream('dev0').then(() => null, (e: unknown) => e);
-    expect(err).toMatchObject({ status: 401 });
+    expect(err).toMatchObject({ code: 'UNAUTHORIZED', status: 401 });
     // Routes without a session id reach a node; the dashboard too (one origin).
     expect(['n1', 'n2', 'n3']).toContain((await client.health()).node);
     expect((await fetch(`${proxy}/`)).status).toBe(200);
@@ -211,7 +211,7 @@ describe.runIf(HAPROXY !== null || REQUIRED)('cluster: 3 nodes behind HAProxy, t
       expect(err).toBeInstanceOf(IommudError);
       expect(err).toMatchObject({ code: 'UNAVAILABLE', status: 503, details: { node: 'n2' } });
       await expect(r.s.map(r.did, { iova: IOVA + PAGE, paddr: r.paddr, size: PAGE, prot: ['read'] })).rejects.toMatchObject({ code: 'UNAVAILABLE', status: 503 });
-      await expect(r.s.stream('dev0')).rejects.toMatchObject({ status: 503 });
+      await expect(r.s.stream('dev0')).rejects.toMatchObject({ code: 'UNAVAILABLE', status: 503, details: { node: 'n2' } });
     }
 
     const live = rigs.filter((r) => r.node !== 'n2');
