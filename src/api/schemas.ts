@@ -83,6 +83,19 @@ const ProfileOut = z.object({
 });
 export const ProfilesResponse = z.array(ProfileOut);
 
+// ---- CPU cache (v1.1) -------------------------------------------------------------------------------------------
+export const CpuCacheSetting = z.strictObject({
+  lineSize: Int.optional().meta({ description: '32 or 64 (default 32)' }),
+  lines: Int.optional().meta({ description: '1 .. 65536 (default 8192)' }),
+  coherent: z.array(z.string().max(64)).max(256).optional(),
+});
+export const BounceSetting = z.strictObject({ paddr: Addr, size: Addr });
+export const CacheQuery = z.strictObject({ paddr: ParamAddr.optional(), size: ParamAddr.optional() });
+export const CacheResponse = z.object({ lineSize: z.number(), lines: z.number(), used: z.number(), entries: z.array(z.object({ paddr: Hex, dirty: z.boolean() })) });
+export const CacheRangeBody = z.strictObject({ paddr: Addr, size: Addr });
+export const CacheMaintainResponse = z.object({ lines: z.number() });
+export const CoherencyCounts = z.object({ 'stale-cpu-read': z.number(), 'device-read-stale': z.number(), 'lost-device-write': z.number(), 'cpu-access-device-owned': z.number() });
+
 // ---- sessions -------------------------------------------------------------------------------------------------
 export const TlbPolicy = z.enum(['lru', 'round-robin', 'flush-all']);
 export const CreateSessionBody = z
@@ -93,6 +106,8 @@ export const CreateSessionBody = z
     tlbPolicy: TlbPolicy.optional(),
     stallTimeoutMs: Int.min(1).max(3_600_000).optional(),
     persist: z.boolean().optional(),
+    cpuCache: CpuCacheSetting.optional(),
+    bounce: BounceSetting.optional(),
     /** A trace (GET .../trace) to replay: JSON lines as one string, or the records as an array. */
     trace: z.union([z.string().max(512 * 1024 * 1024), z.array(z.record(z.string(), z.unknown()))]).optional(),
   })
@@ -110,6 +125,9 @@ export const SessionResponse = z.object({
   subscribers: z.number(),
   lastSeq: z.number(),
   pools: z.array(z.object({ name: z.string(), used: z.number(), free: z.number() })),
+  coherency: CoherencyCounts,
+  cpuCache: z.object({ lineSize: z.number(), lines: z.number(), coherent: z.array(z.string()) }).nullable(),
+  bounce: z.object({ paddr: Hex, size: z.number(), slots: z.number(), used: z.number() }).nullable(),
 });
 export const TokenBody = z.strictObject({ role: Role, label: z.string().max(128).optional() });
 export const TokenResponse = z.object({ token: z.string(), role: Role, label: z.string().nullable() });
@@ -352,7 +370,7 @@ export const BufferResponse = z.object({ paddr: Hex, size: z.number(), pool: z.s
 export const BuffersResponse = z.array(BufferResponse);
 /** A page of a long list: items from `from` on, at most `limit` (the next page is in the Link header). */
 export const PageQuery = z.strictObject({ from: ParamAddr.optional(), limit: ParamAddr.optional() });
-export const MemoryQuery = z.strictObject({ paddr: ParamAddr, size: ParamAddr.optional() });
+export const MemoryQuery = z.strictObject({ paddr: ParamAddr, size: ParamAddr.optional(), view: z.enum(['cpu', 'ram']).optional() });
 export const DmaDirection = z.enum(['to-device', 'from-device', 'bidirectional']);
 export const DmaMapBody = z.strictObject({ paddr: Addr, size: Addr, dir: DmaDirection });
 export const DmaMapResponse = z.object({ dmaAddr: Hex, size: z.number() });
@@ -360,14 +378,26 @@ export const DmaMapSgBody = z.strictObject({ segments: z.array(z.strictObject({ 
 export const DmaMapSgResponse = z.object({ dmaAddr: Hex, segments: z.array(z.object({ dmaAddr: Hex, size: z.number() })) });
 export const DmaUnmapBody = z.strictObject({ dmaAddr: Addr, size: Addr, dir: DmaDirection });
 export const DmaSyncBody = z.strictObject({ dmaAddr: Addr, size: Addr, offset: Addr.optional(), for: z.enum(['cpu', 'device']), dir: DmaDirection.optional() });
-export const DmaConfigBody = z.strictObject({ flushPolicy: z.enum(['strict', 'deferred']).optional(), dmaLimit: Addr.optional() });
+export const DmaMode = z.enum(['iommu', 'direct']);
+export const DmaConfigBody = z.strictObject({ flushPolicy: z.enum(['strict', 'deferred']).optional(), dmaLimit: Addr.optional(), mode: DmaMode.optional() });
+const BounceOut = z.object({ paddr: Hex, slots: z.number() }).nullable();
 export const DmaStateResponse = z.object({
   device: z.string(),
+  mode: DmaMode,
   domain: z.string().nullable(),
   flushPolicy: z.enum(['strict', 'deferred']),
   dmaLimit: Hex,
   pendingFlush: z.number(),
-  mappings: z.array(z.object({ dmaAddr: Hex, size: z.number(), dir: DmaDirection, segments: z.array(z.object({ paddr: Hex, size: z.number(), dmaAddr: Hex })) })),
+  mappings: z.array(
+    z.object({
+      dmaAddr: Hex,
+      size: z.number(),
+      dir: DmaDirection,
+      owner: z.enum(['cpu', 'device']).optional(),
+      bounce: BounceOut,
+      segments: z.array(z.object({ paddr: Hex, size: z.number(), dmaAddr: Hex, bounce: BounceOut })),
+    }),
+  ),
 });
 export const PoolsResponse = z.array(z.object({ name: z.string(), base: Hex, size: z.number(), used: z.number(), free: z.number(), largestFree: z.number(), priority: z.number() }));
 
@@ -384,4 +414,7 @@ Object.assign(SCHEMAS, {
   DmaConfigBody,
   DmaStateResponse,
   PoolsResponse,
+  CacheResponse,
+  CacheRangeBody,
+  CacheMaintainResponse,
 });

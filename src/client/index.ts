@@ -306,11 +306,31 @@ export class SessionClient {
   freeBuffer(paddr: Addr): Promise<void> {
     return this.call('DELETE', `/buffers/${enc(String(paddr))}`);
   }
-  readMemory(paddr: Addr, size: number): Promise<Uint8Array> {
-    return this.call('GET', `/memory?paddr=${enc(String(paddr))}&size=${size}`);
+  /** A CPU load (through the CPU cache when the session has one); `view: 'ram'` reads RAM as devices see it. */
+  readMemory(paddr: Addr, size: number, opts: { view?: 'cpu' | 'ram' } = {}): Promise<Uint8Array> {
+    return this.call('GET', `/memory?paddr=${enc(String(paddr))}&size=${size}${opts.view ? `&view=${opts.view}` : ''}`);
   }
   writeMemory(paddr: Addr, data: Uint8Array): Promise<void> {
     return request(this.url, this.token, 'PUT', `/v1/sessions/${this.id}/memory?paddr=${enc(String(paddr))}`, undefined, data);
+  }
+
+  // ---- CPU cache (v1.1) ----
+  /** Cached lines (in a range, or all), whether dirty. */
+  cache(range: { paddr?: Addr; size?: number } = {}): Promise<Out<typeof S.CacheResponse>> {
+    const q = range.paddr !== undefined ? `?paddr=${enc(String(range.paddr))}${range.size !== undefined ? `&size=${range.size}` : ''}` : '';
+    return this.call('GET', `/cache${q}`);
+  }
+  /** Writes the dirty lines of a range back to RAM. */
+  cacheClean(paddr: Addr, size: Addr): Promise<Out<typeof S.CacheMaintainResponse>> {
+    return this.call('POST', '/cache/clean', { paddr, size });
+  }
+  /** Drops the lines of a range (dirty data is lost). */
+  cacheInvalidate(paddr: Addr, size: Addr): Promise<Out<typeof S.CacheMaintainResponse>> {
+    return this.call('POST', '/cache/invalidate', { paddr, size });
+  }
+  /** Clean, then invalidate. */
+  cacheFlush(paddr: Addr, size: Addr): Promise<Out<typeof S.CacheMaintainResponse>> {
+    return this.call('POST', '/cache/flush', { paddr, size });
   }
 
   // ---- DMA API ----
@@ -355,6 +375,29 @@ export interface IommudEvent {
   type: string;
   [field: string]: unknown;
 }
+
+/** A coherency check report (API.md v1.1): never a refusal, once per line and cause. */
+export interface CoherencyEvent extends IommudEvent {
+  type: 'coherency';
+  check: 'stale-cpu-read' | 'device-read-stale' | 'lost-device-write' | 'cpu-access-device-owned';
+  device: string | null;
+  paddr: string;
+  size: number;
+  dmaAddr?: string;
+}
+
+/** One bounce copy (swiotlb): `dir` is the mapping's direction, `from`/`to` the copy's physical addresses. */
+export interface BounceEvent extends IommudEvent {
+  type: 'bounce';
+  device: string;
+  dir: 'to-device' | 'from-device' | 'bidirectional';
+  from: string;
+  to: string;
+  bytes: number;
+}
+
+export const isCoherencyEvent = (ev: IommudEvent): ev is CoherencyEvent => ev.type === 'coherency';
+export const isBounceEvent = (ev: IommudEvent): ev is BounceEvent => ev.type === 'bounce';
 
 export interface SubscribeOptions {
   types?: string[];

@@ -10,6 +10,8 @@ import type { Iommu } from '../iommu/iommu.js';
 import { FAMILIES } from '../hw/families.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../pgtable/desc.js';
 import { IovaAllocator } from './iova.js';
+import type { DmaMaintenance } from './noncoherent.js';
+import { noSpace } from './swiotlb.js';
 
 export type DmaDirection = 'to-device' | 'from-device' | 'bidirectional';
 export type DmaCheck = 'unknown-handle' | 'size-mismatch' | 'direction-mismatch' | 'sync-outside-mapping' | 'overlapping-mapping' | 'leak';
@@ -24,15 +26,21 @@ export interface DmaMapping {
   size: number;
   dir: DmaDirection;
   /** Physical segments (one for map_single). */
-  segments: Array<{ paddr: number; size: number; dmaAddr: number }>;
+  segments: Array<{ paddr: number; size: number; dmaAddr: number; bounce?: { paddr: number; slots: number } }>;
   iova: number;
   iovaBytes: number;
+  /** Who owns the buffer (sessions with a CPU cache): the device from map or sync-for-device to sync-for-cpu. */
+  owner?: 'cpu' | 'device';
 }
+
+/** How a device's DMA addresses are made: through its SMMU, or physical (direct, with bounce buffers). */
+export type DmaMode = 'iommu' | 'direct';
 
 export type DmaSnapshot = Array<{
   device: string;
-  domain: string;
-  iova: ReturnType<IovaAllocator['snapshot']>;
+  mode?: DmaMode;
+  domain: string | null;
+  iova: ReturnType<IovaAllocator['snapshot']> | null;
   flushPolicy: 'strict' | 'deferred';
   dmaLimit: number;
   mappings: DmaMapping[];
@@ -41,8 +49,10 @@ export type DmaSnapshot = Array<{
 
 export interface DeviceDmaState {
   device: string;
-  domain: Domain;
-  iova: IovaAllocator;
+  mode: DmaMode;
+  /** The default DMA domain (null in direct mode). */
+  domain: Domain | null;
+  iova: IovaAllocator | null;
   flushPolicy: 'strict' | 'deferred';
   dmaLimit: number;
   mappings: Map<number, DmaMapping>;
@@ -61,6 +71,8 @@ export class DmaApi {
   readonly devices = new Map<string, DeviceDmaState>();
   /** How the flush-queue timer flushes: the session routes it through a command; alone, it flushes directly. */
   onTimerFlush: ((device: string) => void) | null = null;
+  /** Cache maintenance, ownership and bounce buffers (sessions with a CPU cache or a bounce pool). */
+  maint: DmaMaintenance | null = null;
 
   constructor(
     private readonly iommu: Iommu,
@@ -68,7 +80,7 @@ export class DmaApi {
   ) {
     iommu.beforeDetach.push((domainId, device) => this.reportLeaks(device, domainId, 'detach'));
     iommu.beforeFree.push((domainId) => {
-      for (const st of this.devices.values()) if (st.domain.id === domainId) this.reportLeaks(st.device, domainId, 'domain-free');
+      for (const st of this.devices.values()) if (st.domain?.id === domainId) this.reportLeaks(st.device, domainId, 'domain-free');
     });
   }
 
@@ -87,7 +99,8 @@ export class DmaApi {
       throw new IommuError('DOMAIN_TYPE', `device ${device} is attached to unmanaged domain ${cur.id}: the DMA API needs its DMA domain`, { device, domain: cur.id });
     }
     const st = this.devices.get(device);
-    if (st && this.iommu.domains.has(st.domain.id)) {
+    if (st?.mode === 'direct') return { st, created: false };
+    if (st?.domain && this.iommu.domains.has(st.domain.id)) {
       if (!cur) this.iommu.attach(st.domain.id, device);
       if (!cur || cur === st.domain) return { st, created: false };
     }
@@ -98,6 +111,7 @@ export class DmaApi {
     const limit = st?.dmaLimit ?? 0xffffffff;
     const fresh: DeviceDmaState = {
       device,
+      mode: 'iommu',
       domain,
       iova: shared?.iova ?? this.allocatorFor(domain, limit),
       flushPolicy: st?.flushPolicy ?? 'strict',
@@ -121,7 +135,7 @@ export class DmaApi {
     const smmu = this.iommu.soc.device(device).smmu;
     if (!FAMILIES[smmu.family].sharedDmaDomain) return undefined;
     for (const st of this.devices.values()) {
-      if (st.device !== device && st.domain.smmu === smmu && this.iommu.domains.has(st.domain.id)) return st;
+      if (st.device !== device && st.domain && st.domain.smmu === smmu && this.iommu.domains.has(st.domain.id)) return st;
     }
     return undefined;
   }
@@ -133,7 +147,7 @@ export class DmaApi {
       throw new IommuError('DOMAIN_TYPE', `device ${device} is attached to unmanaged domain ${cur.id}: the DMA API needs its DMA domain`, { device, domain: cur.id });
     }
     const st = this.devices.get(device);
-    return st && this.iommu.domains.has(st.domain.id) ? st : undefined;
+    return st && (st.mode === 'direct' || (st.domain && this.iommu.domains.has(st.domain.id))) ? st : undefined;
   }
 
   /** Undoes acquire() for a refused first mapping: the default domain goes again. */
@@ -141,24 +155,63 @@ export class DmaApi {
     if (!created) return;
     const st = this.devices.get(device)!;
     this.devices.delete(device);
-    this.iommu.detach(st.domain.id, device);
-    if (![...this.devices.values()].some((o) => o.domain === st.domain)) this.iommu.domainFree(st.domain.id);
+    this.iommu.detach(st.domain!.id, device);
+    if (![...this.devices.values()].some((o) => o.domain === st.domain)) this.iommu.domainFree(st.domain!.id);
   }
 
-  configure(device: string, opts: { flushPolicy?: 'strict' | 'deferred'; dmaLimit?: number }): DeviceDmaState {
-    const st = this.state(device);
+  configure(device: string, opts: { flushPolicy?: 'strict' | 'deferred'; dmaLimit?: number; mode?: DmaMode }): DeviceDmaState {
+    if (opts.dmaLimit !== undefined && (opts.dmaLimit < 0x1fff || opts.dmaLimit > 0xffffffff)) {
+      throw new IommuError('OUT_OF_RANGE', 'dmaLimit must be 0x1fff .. 0xffffffff', { dmaLimit: opts.dmaLimit });
+    }
+    let st = this.existing(device) ?? this.devices.get(device);
+    if (opts.mode !== undefined && opts.mode !== (st?.mode ?? 'iommu')) {
+      if (st && st.mappings.size > 0) {
+        throw new IommuError('DEVICE_BUSY', `device ${device} has ${st.mappings.size} live DMA mappings: unmap them before changing the DMA mode`, { device, mappings: st.mappings.size });
+      }
+      if (opts.mode === 'direct') st = this.toDirect(device, st);
+      else st!.mode = 'iommu';
+    }
+    if (!st || st.mode === 'iommu') st = this.state(device);
     if (opts.dmaLimit !== undefined) {
-      if (opts.dmaLimit < 0x1fff || opts.dmaLimit > 0xffffffff) throw new IommuError('OUT_OF_RANGE', 'dmaLimit must be 0x1fff .. 0xffffffff', { dmaLimit: opts.dmaLimit });
       st.dmaLimit = opts.dmaLimit;
-      const g = st.domain.table.geometry;
-      st.iova.limitPfn = Math.floor(Math.min(opts.dmaLimit, g.start + g.size - 1) / PAGE);
+      if (st.iova && st.domain) {
+        const g = st.domain.table.geometry;
+        st.iova.limitPfn = Math.floor(Math.min(opts.dmaLimit, g.start + g.size - 1) / PAGE);
+      }
     }
     if (opts.flushPolicy !== undefined) {
       if (opts.flushPolicy === 'strict') this.flushQueue(st);
       st.flushPolicy = opts.flushPolicy;
-      st.domain.flushPolicy = opts.flushPolicy;
+      if (st.domain) st.domain.flushPolicy = opts.flushPolicy;
     }
     return st;
+  }
+
+  /** Direct mode: the DMA domain goes (the context returns to bypass); DMA addresses are physical. */
+  private toDirect(device: string, st: DeviceDmaState | undefined): DeviceDmaState {
+    const cur = this.iommu.domainOf(device);
+    if (cur && cur.type !== 'dma') {
+      throw new IommuError('DOMAIN_TYPE', `device ${device} is attached to unmanaged domain ${cur.id}: detach it before direct-mode DMA`, { device, domain: cur.id });
+    }
+    const next: DeviceDmaState = {
+      device,
+      mode: 'direct',
+      domain: null,
+      iova: null,
+      flushPolicy: st?.flushPolicy ?? 'strict',
+      dmaLimit: st?.dmaLimit ?? 0xffffffff,
+      mappings: new Map(),
+      fq: [],
+      fqTimer: null,
+    };
+    if (st) this.flushQueue(st);
+    if (st?.domain && this.iommu.domains.has(st.domain.id)) {
+      if (cur === st.domain) this.iommu.detach(st.domain.id, device);
+      // A default DMA domain other devices share (the GART's) stays theirs.
+      if (![...this.devices.values()].some((o) => o !== st && o.domain === st.domain)) this.iommu.domainFree(st.domain.id);
+    }
+    this.devices.set(device, next);
+    return next;
   }
 
   /** dma_map_single: maps [paddr, paddr+size) at a fresh IOVA; returns the DMA address. */
@@ -174,13 +227,18 @@ export class DmaApi {
     }
     // Every check that can refuse comes before anything is created.
     for (const s of segs) this.checkOverlap(device, s.paddr, s.size, dir);
+    const direct = this.devices.get(device);
+    if (direct?.mode === 'direct') {
+      this.existing(device);
+      return this.mapDirect(direct, segs, dir);
+    }
     const spans = segs.map((s) => Math.ceil(((s.paddr % PAGE) + s.size) / PAGE) * PAGE);
     const total = spans.reduce((a, b) => a + b, 0);
     const pages = IovaAllocator.pagesFor(total);
     const { st, created } = this.acquire(device);
     let iova: number;
     try {
-      iova = st.iova.alloc(pages);
+      iova = st.iova!.alloc(pages);
     } catch (e) {
       this.release(device, created);
       throw e;
@@ -194,14 +252,49 @@ export class DmaApi {
         off += spans[i]!;
         return op;
       });
-      this.iommu.batch(st.domain.id, ops, true);
+      this.iommu.batch(st.domain!.id, ops, true);
     } catch (e) {
-      st.iova.undoAlloc(iova);
+      st.iova!.undoAlloc(iova);
       this.release(device, created);
       throw e;
     }
     const m: DmaMapping = { dmaAddr: out[0]!.dmaAddr, size: segs.reduce((a, s) => a + s.size, 0), dir, segments: out, iova, iovaBytes: total };
     st.mappings.set(m.dmaAddr, m);
+    this.maint?.mapped(device, m);
+    return m;
+  }
+
+  /**
+   * Direct mode: the DMA address is the physical address, unless a segment is not entirely ≤ the device's mask;
+   * then it is bounced through consecutive slots of the bounce pool (swiotlb).
+   */
+  private mapDirect(st: DeviceDmaState, segs: ReadonlyArray<{ paddr: number; size: number }>, dir: DmaDirection): DmaMapping {
+    const pool = this.maint?.pool ?? null;
+    const out: DmaMapping['segments'] = [];
+    const undo = () => {
+      for (const s of out) if (s.bounce) pool!.free(s.bounce.paddr, s.bounce.slots);
+    };
+    try {
+      for (const s of segs) {
+        if (s.paddr + s.size - 1 <= st.dmaLimit) out.push({ paddr: s.paddr, size: s.size, dmaAddr: s.paddr });
+        else {
+          if (!pool) throw noSpace(`[${hex(s.paddr)}, +${s.size}) is above the DMA mask ${hex(st.dmaLimit)} of ${st.device} and the session has no bounce pool`, { paddr: hex(s.paddr), size: s.size, dmaLimit: hex(st.dmaLimit) });
+          const b = pool.alloc(s.size, st.dmaLimit);
+          out.push({ paddr: s.paddr, size: s.size, dmaAddr: b.paddr, bounce: b });
+        }
+      }
+    } catch (e) {
+      undo();
+      throw e;
+    }
+    const dmaAddr = out[0]!.dmaAddr;
+    if (st.mappings.has(dmaAddr)) {
+      undo();
+      this.debug(st.device, 'overlapping-mapping', `${st.device} already has a live direct mapping at ${hex(dmaAddr)}`, { paddr: hex(segs[0]!.paddr), dmaAddr: hex(dmaAddr) });
+    }
+    const m: DmaMapping = { dmaAddr, size: segs.reduce((a, s) => a + s.size, 0), dir, segments: out, iova: 0, iovaBytes: 0 };
+    st.mappings.set(dmaAddr, m);
+    this.maint?.mapped(st.device, m);
     return m;
   }
 
@@ -212,11 +305,17 @@ export class DmaApi {
     if (!st || !m) this.debug(device, 'unknown-handle', `no live DMA mapping at ${hex(dmaAddr)} (never mapped, or already unmapped)`, { dmaAddr: hex(dmaAddr) });
     if (m.size !== size) this.debug(st.device, 'size-mismatch', `mapping at ${hex(dmaAddr)} is ${m.size} bytes, unmap says ${size}`, { dmaAddr: hex(dmaAddr), mapped: m.size, size });
     if (m.dir !== dir) this.debug(st.device, 'direction-mismatch', `mapping at ${hex(dmaAddr)} is ${m.dir}, unmap says ${dir}`, { dmaAddr: hex(dmaAddr), mapped: m.dir, dir });
-    this.iommu.batch(st.domain.id, [{ op: 'unmap', iova: m.iova, size: m.iovaBytes }], true);
+    if (st.mode === 'direct') {
+      this.maint?.unmapped(st.device, m);
+      st.mappings.delete(dmaAddr);
+      return m;
+    }
+    this.iommu.batch(st.domain!.id, [{ op: 'unmap', iova: m.iova, size: m.iovaBytes }], true);
+    this.maint?.unmapped(st.device, m);
     st.mappings.delete(dmaAddr);
-    if (st.domain.flushPolicy === 'strict') {
+    if (st.domain!.flushPolicy === 'strict') {
       // The IOMMU layer invalidated at once (the DMA domain is strict): the IOVA may be reused now.
-      st.iova.free(m.iova);
+      st.iova!.free(m.iova);
     } else this.enqueue(st, m.iova);
     return m;
   }
@@ -225,9 +324,15 @@ export class DmaApi {
   sync(device: string, dmaAddr: number, size: number, offset: number, forWhom: 'cpu' | 'device', dir?: DmaDirection): DmaMapping {
     const st = this.existing(device);
     const start = dmaAddr + offset;
-    const m = st ? [...st.mappings.values()].find((x) => start >= x.dmaAddr && start + size <= x.dmaAddr + x.size && dmaAddr >= x.dmaAddr) : undefined;
+    // Found by containment, not by its start address (the partial sync dmabounce once got wrong). Direct-mode
+    // segments are not contiguous: a sync lies inside one of them.
+    const inside = (lo: number, n: number) => start >= lo && start + size <= lo + n && dmaAddr >= lo;
+    const m = st
+      ? [...st.mappings.values()].find((x) => (st.mode === 'direct' ? x.segments.some((g) => inside(g.dmaAddr, g.size)) : inside(x.dmaAddr, x.size)))
+      : undefined;
     if (!st || !m) this.debug(device, 'sync-outside-mapping', `sync of [${hex(start)}, ${hex(start + size)}) is outside any live mapping`, { dmaAddr: hex(dmaAddr), offset, size });
     if (dir !== undefined && dir !== m.dir) this.debug(st.device, 'direction-mismatch', `sync for ${forWhom} says ${dir}, the mapping is ${m.dir}`, { dmaAddr: hex(dmaAddr), mapped: m.dir, dir });
+    this.maint?.synced(st.device, m, start, size, forWhom);
     return m;
   }
 
@@ -235,9 +340,9 @@ export class DmaApi {
   flushQueue(st: DeviceDmaState): void {
     if (st.fqTimer) clearTimeout(st.fqTimer);
     st.fqTimer = null;
-    if (st.fq.length === 0) return;
+    if (st.fq.length === 0 || !st.domain) return;
     this.iommu.sync(st.domain.id);
-    for (const e of st.fq.splice(0)) st.iova.free(e.iova);
+    for (const e of st.fq.splice(0)) st.iova!.free(e.iova);
   }
 
   close(): void {
@@ -247,11 +352,12 @@ export class DmaApi {
   snapshot(): DmaSnapshot {
     return [...this.devices.values()].map((st) => ({
       device: st.device,
-      domain: st.domain.id,
-      iova: st.iova.snapshot(),
+      ...(st.mode === 'direct' ? { mode: st.mode } : {}),
+      domain: st.domain?.id ?? null,
+      iova: st.iova?.snapshot() ?? null,
       flushPolicy: st.flushPolicy,
       dmaLimit: st.dmaLimit,
-      mappings: [...st.mappings.values()].map((m) => ({ ...m, segments: m.segments.map((x) => ({ ...x })) })),
+      mappings: [...st.mappings.values()].map((m) => ({ ...m, segments: m.segments.map((x) => ({ ...x, ...(x.bounce ? { bounce: { ...x.bounce } } : {}) })) })),
       fq: st.fq.map((e) => ({ ...e })),
     }));
   }
@@ -261,20 +367,24 @@ export class DmaApi {
     this.devices.clear();
     const byDomain = new Map<string, IovaAllocator>();
     for (const x of s) {
-      // Devices sharing one default DMA domain (the GART's) share its allocator.
-      let iova = byDomain.get(x.domain);
-      if (!iova) {
-        iova = new IovaAllocator(x.dmaLimit);
-        iova.restore(x.iova);
-        byDomain.set(x.domain, iova);
+      // Devices sharing one default DMA domain (the GART's) share its allocator; direct mode has none.
+      let iova: IovaAllocator | null = null;
+      if (x.iova && x.domain !== null) {
+        iova = byDomain.get(x.domain) ?? null;
+        if (!iova) {
+          iova = new IovaAllocator(x.dmaLimit);
+          iova.restore(x.iova);
+          byDomain.set(x.domain, iova);
+        }
       }
       const st: DeviceDmaState = {
         device: x.device,
-        domain: this.iommu.domain(x.domain),
+        mode: x.mode ?? 'iommu',
+        domain: x.domain !== null ? this.iommu.domain(x.domain) : null,
         iova,
         flushPolicy: x.flushPolicy,
         dmaLimit: x.dmaLimit,
-        mappings: new Map(x.mappings.map((m) => [m.dmaAddr, m])),
+        mappings: new Map(x.mappings.map((m) => [m.dmaAddr, { ...m, segments: m.segments.map((g) => ({ ...g, ...(g.bounce ? { bounce: { ...g.bounce } } : {}) })) }])),
         fq: [],
         fqTimer: null,
       };
@@ -314,7 +424,7 @@ export class DmaApi {
 
   private reportLeaks(device: string, domainId: string, why: 'detach' | 'domain-free'): void {
     const st = this.devices.get(device);
-    if (!st || st.domain.id !== domainId) return;
+    if (!st || st.domain?.id !== domainId) return;
     for (const m of st.mappings.values()) {
       this.sink.emit({ type: 'dma-debug', device, domain: domainId, check: 'leak', reason: why, dmaAddr: hex(m.dmaAddr), size: m.size, dir: m.dir });
     }

@@ -21,6 +21,9 @@ export const EVENT_TYPES = [
   'buffer',
   'memory',
   'dma',
+  'coherency',
+  'bounce',
+  'cache',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 

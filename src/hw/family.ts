@@ -4,6 +4,7 @@
  * QEMU keeps one translation machinery under several front ends; each family lives in its own folder.
  */
 import type { EventSink } from '../events/types.js';
+import type { CpuCache } from '../memory/cache.js';
 import type { PhysMemory } from '../memory/phys.js';
 import type { PgTable } from '../pgtable/format.js';
 export type { PgTable };
@@ -152,6 +153,8 @@ export interface IommuInstance {
 /** What the non-MSM families share within one SoC: RAM, the event sink and the IOMMU layer's fault report. */
 export interface FamilyEnv {
   readonly mem: PhysMemory;
+  /** The CPU cache of a non-coherent session: device data goes beneath it (or snoops it, coherent devices). */
+  readonly cache: CpuCache | null;
   readonly sink: EventSink;
   /** report_iommu_fault: the IOMMU layer hands the fault to the domain's handler. */
   report(ctx: HwContext, fault: FaultBase): void;
@@ -187,7 +190,7 @@ export const ACCESS_NAMES = ['read', 'write', 'exec'] as const;
  * The transfer loop the families without stalls share: every 4 KiB page translated first (each its own
  * lookup), then the bytes moved; a fault on any page moves nothing and reaches the IOMMU layer.
  */
-export function transferPages(inst: IommuInstance, mem: PhysMemory, ctx: HwContext, req: TransferRequest): HwAccessResult {
+export function transferPages(inst: IommuInstance, mem: PhysMemory, ctx: HwContext, req: TransferRequest, cache: CpuCache | null = null): HwAccessResult {
   const { iova, access, priv, mid } = req;
   const size = req.data ? req.data.length : Math.max(1, req.size);
   const segments: Segment[] = [];
@@ -211,8 +214,13 @@ export function transferPages(inst: IommuInstance, mem: PhysMemory, ctx: HwConte
     if (!mem.isRamRange(s.paddr, s.size)) {
       s.unbacked = true;
       unbacked = true;
-    } else if (req.data && access === 1) mem.writeBytes(s.paddr, req.data.subarray(o, o + s.size));
-    else if (out) mem.readBytes(s.paddr, s.size, out, o);
+    } else if (req.data && access === 1) {
+      if (cache) cache.deviceWrite(ctx.name, s.paddr, req.data.subarray(o, o + s.size));
+      else mem.writeBytes(s.paddr, req.data.subarray(o, o + s.size));
+    } else if (out) {
+      if (cache) cache.deviceRead(ctx.name, s.paddr, s.size, out, o);
+      else mem.readBytes(s.paddr, s.size, out, o);
+    }
     o += s.size;
   }
   const first = segments[0]!;

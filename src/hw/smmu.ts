@@ -4,6 +4,7 @@
  */
 import { IommuError, hex } from '../errors.js';
 import type { EventSink } from '../events/types.js';
+import type { CpuCache } from '../memory/cache.js';
 import type { PhysMemory } from '../memory/phys.js';
 import { PERM_AP0, PERM_AP1, PERM_AP2, PERM_XN, permToProt, pgsizeIndex, protToNames, SZ_4K } from '../pgtable/desc.js';
 import { WALK_EXTERNAL, WALK_OK, WalkResult, walk } from '../pgtable/v7s.js';
@@ -63,6 +64,8 @@ export interface HwEnv {
   onStall?: ((smmu: Smmu, bank: ContextBank, stall: string) => void) | undefined;
   /** The IOMMU API's report_iommu_fault: may answer a stall with retry or terminate. */
   faultHook: ((bank: ContextBank, fault: FaultRecord) => 'retry' | 'terminate' | void) | null;
+  /** The CPU cache of a non-coherent session: device data goes beneath it (or snoops it, coherent devices). */
+  cache: CpuCache | null;
 }
 
 export interface TransferRequest {
@@ -332,6 +335,7 @@ export class Smmu {
       a += len;
     }
     const mem = this.env.mem;
+    const cache = this.env.cache;
     let unbacked = false;
     let out: Uint8Array | undefined;
     if (access !== ACCESS_WRITE && req.size > 0 && !req.data) out = new Uint8Array(size);
@@ -340,8 +344,13 @@ export class Smmu {
       if (!mem.isRamRange(s.paddr, s.size)) {
         s.unbacked = true;
         unbacked = true;
-      } else if (req.data && access === ACCESS_WRITE) mem.writeBytes(s.paddr, req.data.subarray(o, o + s.size));
-      else if (out) mem.readBytes(s.paddr, s.size, out, o);
+      } else if (req.data && access === ACCESS_WRITE) {
+        if (cache) cache.deviceWrite(bank.name, s.paddr, req.data.subarray(o, o + s.size));
+        else mem.writeBytes(s.paddr, req.data.subarray(o, o + s.size));
+      } else if (out) {
+        if (cache) cache.deviceRead(bank.name, s.paddr, s.size, out, o);
+        else mem.readBytes(s.paddr, s.size, out, o);
+      }
       o += s.size;
     }
     const first = segments[0]!;

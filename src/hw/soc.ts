@@ -48,8 +48,17 @@ export class Soc {
       nextStallId: () => `stall-${++this.stallSeq}`,
       maxStallsPerContext: opts.maxStallsPerContext ?? 64,
       faultHook: (bank, fault) => this.faultReport?.(bank, fault),
+      cache: null,
     };
-    const env: FamilyEnv = { mem: this.mem, sink, report: (ctx, fault) => void this.faultReport?.(ctx, fault) };
+    const hw = this.env;
+    const env: FamilyEnv = {
+      mem: this.mem,
+      sink,
+      report: (ctx, fault) => void this.faultReport?.(ctx, fault),
+      get cache() {
+        return hw.cache;
+      },
+    };
     const o = { tlbEntries: opts.tlbEntries ?? 128, tlbPolicy: opts.tlbPolicy ?? 'lru', hwEnv: this.env, env };
     this.smmus = profile.smmus.map((s) => FAMILIES[s.family ?? 'msm'].createInstance(s, o));
     for (const smmu of this.smmus) {

@@ -27,7 +27,7 @@ interface Range {
 export class Pool {
   /** Free ranges, sorted by address, never adjacent (they coalesce). */
   free: Range[];
-  readonly size: number;
+  size: number;
   used = 0;
 
   constructor(
@@ -47,6 +47,15 @@ export class Pool {
       ];
     }
     this.size = this.free.reduce((n, r) => n + (r.end - r.base), 0);
+  }
+
+  /** Takes [base, end) out of the pool for good (a bounce pool), as the page-table pool is at construction. */
+  carve(base: number, end: number): void {
+    const lo = Math.max(base, this.base);
+    const hi = Math.min(end, this.end);
+    if (hi <= lo) return;
+    this.free = this.free.flatMap((r) => (r.end <= lo || r.base >= hi ? [r] : [...(r.base < lo ? [{ base: r.base, end: lo }] : []), ...(r.end > hi ? [{ base: hi, end: r.end }] : [])]));
+    this.size = this.free.reduce((n, r) => n + (r.end - r.base), 0) + this.used;
   }
 
   /** First fit from the lowest address; returns the base or -1. */

@@ -19,6 +19,7 @@ import { installOpenApiResponses } from './openapi.js';
 import { streamRoutes } from './stream.js';
 import { deviceRoutes } from './routes/devices.js';
 import { dmaRoutes } from './routes/dma.js';
+import { cacheRoutes } from './routes/cache.js';
 import { memoryRoutes } from './routes/memory.js';
 import { domainRoutes } from './routes/domains.js';
 import { hardwareRoutes } from './routes/hardware.js';
@@ -130,6 +131,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
       await scope.register(deviceRoutes);
       await scope.register(memoryRoutes);
       await scope.register(dmaRoutes);
+      await scope.register(cacheRoutes);
       await scope.register(eventRoutes(metrics));
       await scope.register(streamRoutes);
     },

@@ -74,6 +74,26 @@ export function installMetrics(app: FastifyInstance, sessions: SessionRegistry):
   });
 
   new Gauge({
+    name: 'iommud_bounce_bytes',
+    help: 'Bytes copied through the bounce pool (swiotlb), per session',
+    labelNames: ['session'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of sessions.sessions.values()) if (s.bounce) this.set({ session: s.id }, s.bounce.bytesBounced);
+    },
+  });
+  new Gauge({
+    name: 'iommud_coherency_events',
+    help: 'Coherency check reports by check (sessions with a CPU cache)',
+    labelNames: ['session', 'check'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of sessions.sessions.values()) if (s.cache) for (const [check, n] of s.coherencyCounts) this.set({ session: s.id, check }, n);
+    },
+  });
+  new Gauge({
     name: 'iommud_pool_used_bytes',
     help: 'Bytes allocated from each physical pool',
     labelNames: ['session', 'pool'],

@@ -25,7 +25,7 @@ import {
 const STATUS_BAD_OFFSET = 8;
 import type { BatchOp } from '../iommu/iommu.js';
 import { protFromNames } from '../pgtable/desc.js';
-import type { DmaDirection } from '../dma/dma.js';
+import type { DmaDirection, DmaMode } from '../dma/dma.js';
 import type { Session } from './session.js';
 
 type Ctx = { smmu: string; ctx: string };
@@ -52,7 +52,10 @@ export type Command =
   | { op: 'buffer-alloc'; size: number; pools?: string[]; align?: number }
   | { op: 'buffer-free'; paddr: number }
   | { op: 'memory-write'; paddr: number; data: string }
-  | { op: 'dma-config'; device: string; flushPolicy?: 'strict' | 'deferred'; dmaLimit?: number }
+  /** A CPU load (recorded only in sessions with a CPU cache, where a load changes cache state). */
+  | { op: 'memory-read'; paddr: number; size: number }
+  | { op: 'cache-maintain'; action: 'clean' | 'invalidate' | 'flush'; paddr: number; size: number }
+  | { op: 'dma-config'; device: string; flushPolicy?: 'strict' | 'deferred'; dmaLimit?: number; mode?: DmaMode }
   | { op: 'dma-map'; device: string; paddr: number; size: number; dir: DmaDirection }
   | { op: 'dma-map-sg'; device: string; segments: Array<{ paddr: number; size: number }>; dir: DmaDirection }
   | { op: 'dma-unmap'; device: string; dmaAddr: number; size: number; dir: DmaDirection }
@@ -175,6 +178,14 @@ export function transferOf(a: AccessArgs, defaultMid: number): TransferRequest {
   return { iova: a.iova, access: ACCESS_NAMES.indexOf(a.access), priv: a.priv ?? false, mid: a.mid ?? defaultMid, size: data ? 0 : (a.size ?? 0), data };
 }
 
+/** CPU loads and stores reach RAM only (API.md: over 4 MiB per request is PAYLOAD_TOO_LARGE). */
+export function checkRam(s: Session, paddr: number, size: number): void {
+  if (size > 4 * 1024 * 1024) throw new IommuError('PAYLOAD_TOO_LARGE', 'at most 4194304 bytes per request', { size });
+  if (size <= 0 || paddr > 0xffffffff || paddr + size > 2 ** 32 || !s.soc.mem.isRamRange(paddr, size)) {
+    throw new IommuError('OUT_OF_RANGE', `[${hex(paddr)}, +${size}) is not RAM of this profile`, { paddr: hex(paddr), size });
+  }
+}
+
 function outOfRange32(value: number | undefined, op?: number): IommuError {
   return new IommuError('OUT_OF_RANGE', 'a register value is 32 bits', { ...(value !== undefined ? { value: hex(value) } : {}), ...(op !== undefined ? { op } : {}) });
 }
@@ -278,6 +289,8 @@ export function execute(s: Session, cmd: Command): unknown {
     }
     case 'buffer-alloc': {
       const b = pools.alloc(cmd.size, cmd.pools, cmd.align);
+      // New buffers read as zeros from the CPU too: stale lines of the range go (without a write-back).
+      s.cache?.discard(b.paddr, b.size);
       bus.emit({ type: 'buffer', action: 'alloc', paddr: hex(b.paddr), size: b.size, pool: b.pool });
       return b;
     }
@@ -288,29 +301,43 @@ export function execute(s: Session, cmd: Command): unknown {
     }
     case 'memory-write': {
       const data = Buffer.from(cmd.data, 'base64');
-      soc.mem.writeBytes(cmd.paddr, data);
+      if (s.cache) s.cache.store(cmd.paddr, data);
+      else soc.mem.writeBytes(cmd.paddr, data);
       bus.emit({ type: 'memory', action: 'write', paddr: hex(cmd.paddr), size: data.length });
       return undefined;
     }
+    case 'memory-read': {
+      checkRam(s, cmd.paddr, cmd.size);
+      return s.cache ? s.cache.load(cmd.paddr, cmd.size) : soc.mem.readBytes(cmd.paddr, cmd.size);
+    }
+    case 'cache-maintain': {
+      if (cmd.size <= 0 || cmd.paddr > 0xffffffff || cmd.paddr + cmd.size > 2 ** 32) {
+        throw new IommuError('OUT_OF_RANGE', 'paddr + size must lie within the 32-bit space, size > 0', { paddr: hex(cmd.paddr), size: cmd.size });
+      }
+      const c = s.cache;
+      const lines = !c ? 0 : cmd.action === 'clean' ? c.clean(cmd.paddr, cmd.size) : cmd.action === 'invalidate' ? c.invalidate(cmd.paddr, cmd.size) : c.flush(cmd.paddr, cmd.size);
+      bus.emit({ type: 'cache', action: cmd.action, paddr: hex(cmd.paddr), size: cmd.size, lines });
+      return { lines };
+    }
     case 'dma-config': {
       const st = dma.configure(cmd.device, cmd);
-      bus.emit({ type: 'dma', action: 'config', device: cmd.device, domain: st.domain.id, flushPolicy: st.domain.flushPolicy, dmaLimit: hex(st.dmaLimit) });
+      bus.emit({ type: 'dma', action: 'config', device: cmd.device, domain: st.domain?.id ?? null, mode: st.mode, flushPolicy: st.flushPolicy, dmaLimit: hex(st.dmaLimit) });
       return st;
     }
     case 'dma-map':
     case 'dma-map-sg': {
       const m = cmd.op === 'dma-map' ? dma.map(cmd.device, cmd.paddr, cmd.size, cmd.dir) : dma.mapSg(cmd.device, cmd.segments, cmd.dir);
-      bus.emit({ type: 'dma', action: cmd.op === 'dma-map' ? 'map' : 'map-sg', device: cmd.device, domain: dma.devices.get(cmd.device)!.domain.id, dmaAddr: hex(m.dmaAddr), size: m.size, dir: m.dir });
+      bus.emit({ type: 'dma', action: cmd.op === 'dma-map' ? 'map' : 'map-sg', device: cmd.device, domain: dma.devices.get(cmd.device)!.domain?.id ?? null, dmaAddr: hex(m.dmaAddr), size: m.size, dir: m.dir });
       return m;
     }
     case 'dma-unmap': {
       const m = dma.unmap(cmd.device, cmd.dmaAddr, cmd.size, cmd.dir);
-      bus.emit({ type: 'dma', action: 'unmap', device: cmd.device, domain: dma.devices.get(cmd.device)?.domain.id ?? null, dmaAddr: hex(m.dmaAddr), size: m.size, dir: m.dir });
+      bus.emit({ type: 'dma', action: 'unmap', device: cmd.device, domain: dma.devices.get(cmd.device)?.domain?.id ?? null, dmaAddr: hex(m.dmaAddr), size: m.size, dir: m.dir });
       return m;
     }
     case 'dma-sync': {
       const m = dma.sync(cmd.device, cmd.dmaAddr, cmd.size, cmd.offset ?? 0, cmd.for, cmd.dir);
-      bus.emit({ type: 'dma', action: 'sync', device: cmd.device, domain: dma.devices.get(cmd.device)!.domain.id, dmaAddr: hex(cmd.dmaAddr + (cmd.offset ?? 0)), size: cmd.size, for: cmd.for });
+      bus.emit({ type: 'dma', action: 'sync', device: cmd.device, domain: dma.devices.get(cmd.device)!.domain?.id ?? null, dmaAddr: hex(cmd.dmaAddr + (cmd.offset ?? 0)), size: cmd.size, for: cmd.for });
       return m;
     }
     case 'dma-flush': {

@@ -16,6 +16,9 @@ import type { TlbPolicy } from '../hw/tlb.js';
 import { Iommu, type IommuLimits } from '../iommu/iommu.js';
 import { BufferPools } from '../memory/pools.js';
 import { execute, type Command } from './commands.js';
+import { setupNonCoherent, type BounceOption, type CpuCacheOption } from './noncoherent.js';
+import { COHERENCY_CHECKS, type CpuCache, type CpuCacheConfig } from '../memory/cache.js';
+import type { BouncePool } from '../dma/swiotlb.js';
 import { encodeRecord, Journal, readJournal, writeFileAtomic } from './journal.js';
 
 export type Role = 'observer' | 'operator' | 'owner';
@@ -45,6 +48,10 @@ export interface SessionOptions {
   eventRetain?: number;
   limits?: Partial<IommuLimits>;
   createdAt?: string;
+  /** A CPU data cache (API.md v1.1): without it the session is coherent, as in v1. */
+  cpuCache?: CpuCacheOption;
+  /** A swiotlb-style bounce pool inside RAM. */
+  bounce?: BounceOption;
 }
 
 /** The format of journals and traces; a newer one is refused rather than misread. */
@@ -62,7 +69,17 @@ export interface TraceHeader {
    * after the snapshot was written, later records follow those bytes in the same file, and restore applies them.
    */
   covers?: { gen: number; bytes: number };
-  session: { id: string; name: string; profile: Profile; tlbEntries: number; tlbPolicy: TlbPolicy; stallTimeoutMs: number; createdAt: string };
+  session: {
+    id: string;
+    name: string;
+    profile: Profile;
+    tlbEntries: number;
+    tlbPolicy: TlbPolicy;
+    stallTimeoutMs: number;
+    createdAt: string;
+    cpuCache?: CpuCacheConfig;
+    bounce?: BounceOption;
+  };
 }
 
 /** One acknowledged command, as the journal and the trace hold it. */
@@ -89,6 +106,9 @@ export interface SessionSnapshot {
   dma: ReturnType<DmaApi['snapshot']>;
   pools: ReturnType<BufferPools['snapshot']>;
   bus: ReturnType<EventBus['snapshot']>;
+  cache?: ReturnType<CpuCache['snapshot']>;
+  bounce?: ReturnType<BouncePool['snapshot']>;
+  coherency?: Array<[string, number]>;
 }
 
 /** A token as the journal holds it: its digest, never the token itself. */
@@ -217,6 +237,13 @@ export class Session {
   readonly tlbEntries: number;
   readonly tlbPolicy: TlbPolicy;
   readonly stallTimeoutMs: number;
+  /** The CPU cache and bounce pool of a non-coherent session (null: coherent, as v1). */
+  readonly cache: CpuCache | null;
+  readonly cacheConfig: CpuCacheConfig | null;
+  readonly bounce: BouncePool | null;
+  readonly bounceConfig: BounceOption | null;
+  /** Coherency events by check (API.md: GET /v1/sessions/:sid shows them). */
+  readonly coherencyCounts = new Map<string, number>(COHERENCY_CHECKS.map((c) => [c, 0]));
   revision = 0;
   /** Faults by kind, for metrics. */
   readonly faultCounts = new Map<string, number>();
@@ -250,12 +277,18 @@ export class Session {
     this.iommu = new Iommu(this.soc, this.bus, { maxDomains: 1024, maxMappedPages: 4 * 1024 * 1024, ...opts.limits });
     this.pools = new BufferPools(this.soc.mem, opts.profile.memory, opts.profile.pagetablePool);
     this.dma = new DmaApi(this.iommu, this.bus);
+    const nc = setupNonCoherent(this.soc, this.pools, this.dma, this.bus, opts.cpuCache, opts.bounce);
+    this.cache = nc.cache;
+    this.cacheConfig = nc.cacheConfig;
+    this.bounce = nc.bounce;
+    this.bounceConfig = opts.bounce ? { paddr: opts.bounce.paddr, size: opts.bounce.size } : null;
     // Timer-driven changes go through commands too, so the journal and the trace hold them.
     this.dma.onTimerFlush = (device) => this.background({ op: 'dma-flush', device });
     // Armed for every stall, not only those whose ACTLR.CFEIE raises a `stall` event: no stall outlives the timeout.
     this.soc.env.onStall = (smmu, bank, stall) => this.armStallTimer(smmu.name, bank.index, stall);
     this.untap = this.bus.tap((ev) => {
       if (ev.type === 'fault') this.faultCounts.set(ev.kind as string, (this.faultCounts.get(ev.kind as string) ?? 0) + 1);
+      else if (ev.type === 'coherency') this.coherencyCounts.set(ev.check as string, (this.coherencyCounts.get(ev.check as string) ?? 0) + 1);
       else if (ev.type === 'resume') {
         clearTimeout(this.stallTimers.get(ev.stall as string));
         this.stallTimers.delete(ev.stall as string);
@@ -267,7 +300,17 @@ export class Session {
     return {
       format: TRACE_FORMAT,
       version: TRACE_VERSION,
-      session: { id: this.id, name: this.name, profile: this.profile, tlbEntries: this.tlbEntries, tlbPolicy: this.tlbPolicy, stallTimeoutMs: this.stallTimeoutMs, createdAt: this.createdAt },
+      session: {
+        id: this.id,
+        name: this.name,
+        profile: this.profile,
+        tlbEntries: this.tlbEntries,
+        tlbPolicy: this.tlbPolicy,
+        stallTimeoutMs: this.stallTimeoutMs,
+        createdAt: this.createdAt,
+        ...(this.cacheConfig ? { cpuCache: this.cacheConfig } : {}),
+        ...(this.bounceConfig ? { bounce: this.bounceConfig } : {}),
+      },
     };
   }
 
@@ -460,6 +503,8 @@ export class Session {
       dma: this.dma.snapshot(),
       pools: this.pools.snapshot(),
       bus: this.bus.snapshot(),
+      ...(this.cache ? { cache: this.cache.snapshot(), coherency: [...this.coherencyCounts] } : {}),
+      ...(this.bounce ? { bounce: this.bounce.snapshot() } : {}),
     };
   }
 
@@ -469,6 +514,9 @@ export class Session {
     this.dma.restore(s.dma);
     this.pools.restore(s.pools);
     this.bus.restore(s.bus);
+    if (this.cache && s.cache) this.cache.restore(s.cache);
+    if (this.bounce && s.bounce) this.bounce.restore(s.bounce);
+    for (const [k, n] of s.coherency ?? []) this.coherencyCounts.set(k, n);
     this.revision = s.revision;
     this.faultCounts.clear();
     for (const [k, n] of s.faultCounts) this.faultCounts.set(k, n);

@@ -61,6 +61,6 @@ describe('memory, buffers and the DMA API over HTTP', () => {
     const dom = (await c.call('GET', `/domains/${st.domain}`)).body;
     expect(dom).toMatchObject({ type: 'dma', attached: ['rot_src'] });
     expect((await c.call('POST', `/domains/${st.domain}/map`, { iova: 0, paddr: 0, size: 4096, prot: ['read'] })).body.error.code).toBe('DOMAIN_TYPE');
-    expect((await c.call('GET', '/devices/vpe_src/dma')).body).toEqual({ device: 'vpe_src', domain: null, flushPolicy: 'strict', dmaLimit: '0xffffffff', pendingFlush: 0, mappings: [] });
+    expect((await c.call('GET', '/devices/vpe_src/dma')).body).toEqual({ device: 'vpe_src', mode: 'iommu', domain: null, flushPolicy: 'strict', dmaLimit: '0xffffffff', pendingFlush: 0, mappings: [] });
   });
 });

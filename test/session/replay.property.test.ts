@@ -32,11 +32,31 @@ const cmdArb = fc.oneof(
   fc.record({ op: fc.constant('mmio' as const), smmu: fc.constant('smmu0'), ops: fc.constantFrom([{ op: 'write' as const, offset: 0x800, value: 0 }], [{ op: 'write' as const, offset: 0xff000, value: 0x100 }]) }),
 ) as unknown as fc.Arbitrary<Command>;
 
-describe('property: trace replay reproduces the session exactly', () => {
-  it('random command sequences: replayed twice, the same tables, registers, RAM and allocators', () => {
+/** A non-coherent session (API.md v1.1): CPU cache, a coherent dev1, a bounce pool below dev0's mask. */
+const NC = { cpuCache: { lineSize: 32 as const, lines: 16, coherent: ['dev1'] }, bounce: { paddr: 0x80100000, size: 0x4000 } };
+const lowAddr = addr(0x10000).map((p) => 0x80400000 + p + 0x10);
+const dmaAddrArb = fc.oneof(lowAddr, fc.constantFrom(0x80100000, 0x80100800, 0xfffff000, 0xffffe010, 0x81000010));
+const ncCmdArb = fc.oneof(
+  cmdArb,
+  fc.record({ op: fc.constant('memory-read' as const), paddr: lowAddr, size: fc.constantFrom(4, 0x40, 0x1000) }),
+  fc.record({ op: fc.constant('memory-write' as const), paddr: fc.oneof(lowAddr, fc.constant(0x81000010)), data: fc.constantFrom('AAEC', 'aGVsbG8=') }),
+  fc.record({ op: fc.constant('cache-maintain' as const), action: fc.constantFrom('clean' as const, 'invalidate' as const, 'flush' as const), paddr: lowAddr, size: fc.constantFrom(1, 0x40, 0x1000, 0) }),
+  fc.record({ op: fc.constant('dma-config' as const), device: fc.constantFrom('dev0', 'dev1'), mode: fc.constantFrom('iommu' as const, 'direct' as const), dmaLimit: fc.constantFrom(0x80ffffff, 0xffffffff) }),
+  fc.record({ op: fc.constant('dma-map' as const), device: fc.constantFrom('dev0', 'dev1'), paddr: fc.oneof(lowAddr, fc.constant(0x81000010)), size: fc.constantFrom(0x20, 0x900, 0x3000), dir: fc.constantFrom('to-device' as const, 'from-device' as const, 'bidirectional' as const) }),
+  fc.record({ op: fc.constant('dma-sync' as const), device: fc.constantFrom('dev0', 'dev1'), dmaAddr: dmaAddrArb, size: fc.constantFrom(0x10, 0x20), offset: fc.constantFrom(0, 0x10), for: fc.constantFrom('cpu' as const, 'device' as const) }),
+  fc.record({ op: fc.constant('dma-unmap' as const), device: fc.constantFrom('dev0', 'dev1'), dmaAddr: dmaAddrArb, size: fc.constantFrom(0x20, 0x900), dir: fc.constantFrom('to-device' as const, 'from-device' as const, 'bidirectional' as const) }),
+  fc.record({ op: fc.constant('access' as const), device: fc.constantFrom('dev0', 'dev1'), iova: fc.oneof(lowAddr, dmaAddrArb), access: fc.constantFrom('read' as const, 'write' as const), size: fc.constantFrom(4, 0x40) }),
+) as unknown as fc.Arbitrary<Command>;
+const VARIANTS = [
+  { what: 'coherent (v1) sessions', opts: {}, arb: cmdArb },
+  { what: 'sessions with a CPU cache and a bounce pool', opts: NC, arb: ncCmdArb },
+];
+
+describe.each(VARIANTS)('property: trace replay reproduces the session exactly ($what)', ({ opts, arb }) => {
+  it('random command sequences: replayed twice, the same tables, registers, RAM, caches and allocators', () => {
     fc.assert(
-      fc.property(fc.array(cmdArb, { minLength: 20, maxLength: 120 }), (cmds) => {
-        const a = new Session({ id: 'a', name: 'a', profile: TINY });
+      fc.property(fc.array(arb, { minLength: 20, maxLength: 120 }), (cmds) => {
+        const a = new Session({ id: 'a', name: 'a', profile: TINY, ...opts });
         for (const cmd of cmds) {
           try {
             a.run(null, cmd);
@@ -47,7 +67,7 @@ describe('property: trace replay reproduces the session exactly', () => {
         const records = (a as unknown as { trace: unknown[] }).trace;
         const want = fingerprint(a);
         for (let i = 0; i < 2; i++) {
-          const b = new Session({ id: 'a', name: 'a', profile: TINY });
+          const b = new Session({ id: 'a', name: 'a', profile: TINY, ...opts });
           b.replay(records.map((r) => JSON.parse(JSON.stringify(r))));
           expect(fingerprint(b)).toBe(want);
           b.close();
@@ -59,7 +79,7 @@ describe('property: trace replay reproduces the session exactly', () => {
   });
 });
 
-describe('property: a refused command changes nothing', () => {
+describe.each(VARIANTS)('property: a refused command changes nothing ($what)', ({ opts, arb }) => {
   it('random command sequences: the state after every refusal equals the state before it', () => {
     const stateOf = (s: Session) => {
       const snap = s.snapshot();
@@ -68,8 +88,8 @@ describe('property: a refused command changes nothing', () => {
     };
     let refusals = 0;
     fc.assert(
-      fc.property(fc.array(cmdArb, { minLength: 20, maxLength: 80 }), (cmds) => {
-        const s = new Session({ id: 'a', name: 'a', profile: TINY });
+      fc.property(fc.array(arb, { minLength: 20, maxLength: 80 }), (cmds) => {
+        const s = new Session({ id: 'a', name: 'a', profile: TINY, ...opts });
         for (const cmd of cmds) {
           const before = stateOf(s);
           try {

@@ -169,7 +169,7 @@ export class Gart implements IommuInstance {
   }
 
   transfer(ctx: HwContext, req: TransferRequest): HwAccessResult {
-    return transferPages(this, this.env.mem, ctx, req);
+    return transferPages(this, this.env.mem, ctx, req, this.env.cache);
   }
 
   notifyFault(ctx: HwContext, fault: FaultBase): void {

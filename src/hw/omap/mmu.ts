@@ -219,7 +219,7 @@ export class OmapMmu implements IommuInstance {
   }
 
   transfer(ctx: HwContext, req: TransferRequest): HwAccessResult {
-    return transferPages(this, this.env.mem, ctx, req);
+    return transferPages(this, this.env.mem, ctx, req, this.env.cache);
   }
 
   notifyFault(ctx: HwContext, fault: FaultBase): void {

@@ -7,17 +7,22 @@ import { apply } from '../context.js';
 
 const DevParams = z.object({ sid: z.string(), device: z.string() });
 
+const bounceView = (b: { paddr: number; slots: number } | undefined) => (b ? { paddr: hex(b.paddr), slots: b.slots } : null);
+
 const stateView = (st: DeviceDmaState) => ({
   device: st.device,
-  domain: st.domain.id,
-  flushPolicy: st.domain.flushPolicy,
+  mode: st.mode,
+  domain: st.domain?.id ?? null,
+  flushPolicy: st.domain?.flushPolicy ?? st.flushPolicy,
   dmaLimit: hex(st.dmaLimit),
   pendingFlush: st.fq.length,
   mappings: [...st.mappings.values()].map((m) => ({
     dmaAddr: hex(m.dmaAddr),
     size: m.size,
     dir: m.dir,
-    segments: m.segments.map((x) => ({ paddr: hex(x.paddr), size: x.size, dmaAddr: hex(x.dmaAddr) })),
+    ...(m.owner ? { owner: m.owner } : {}),
+    bounce: bounceView(m.segments[0]!.bounce),
+    segments: m.segments.map((x) => ({ paddr: hex(x.paddr), size: x.size, dmaAddr: hex(x.dmaAddr), bounce: bounceView(x.bounce) })),
   })),
 });
 
@@ -27,7 +32,7 @@ export const dmaRoutes: FastifyPluginAsyncZod = async (app) => {
     const s = req.iommuSession;
     const st = s.dma.devices.get(req.params.device);
     // Reading creates nothing: a device the DMA API has not used yet has no DMA domain.
-    if (!st) return { device: req.params.device, domain: null, flushPolicy: 'strict' as const, dmaLimit: '0xffffffff', pendingFlush: 0, mappings: [] };
+    if (!st) return { device: req.params.device, mode: 'iommu' as const, domain: null, flushPolicy: 'strict' as const, dmaLimit: '0xffffffff', pendingFlush: 0, mappings: [] };
     return stateView(st);
   });
 

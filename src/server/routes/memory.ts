@@ -38,10 +38,12 @@ export const memoryRoutes: FastifyPluginAsyncZod = async (app) => {
   });
 
   app.get('/memory', { schema: { summary: 'Read physical memory (CPU side), application/octet-stream', tags: ['memory'], querystring: S.MemoryQuery } }, async (req, reply) => {
-    const { paddr, size = 4096 } = req.query;
-    checkRam(req.iommuSession.soc.mem, paddr, size);
+    const { paddr, size = 4096, view } = req.query;
+    const s = req.iommuSession;
+    checkRam(s.soc.mem, paddr, size);
     reply.type('application/octet-stream');
-    const bytes = req.iommuSession.soc.mem.readBytes(paddr, size);
+    // With a CPU cache a load changes cache state: a command (revision, trace). view=ram is what devices see.
+    const bytes = s.cache && view !== 'ram' ? await apply<Uint8Array>(req, { op: 'memory-read', paddr, size }) : s.soc.mem.readBytes(paddr, size);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   });
 

@@ -45,7 +45,7 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
     version: VERSION,
     api: 'v1' as const,
     node: app.registry.nodeId,
-    capabilities: ['iommu-api', 'mmio', 'dma', 'memory', 'events', 'stale-tlb-detector', 'fault-injection', 'stall', 'masters', 'trace', 'stream', 'cluster', 'families', ...(app.registry.opts.dataDir ? ['persistence'] : [])],
+    capabilities: ['iommu-api', 'mmio', 'dma', 'memory', 'events', 'stale-tlb-detector', 'fault-injection', 'stall', 'masters', 'trace', 'stream', 'cluster', 'families', 'cpu-cache', 'bounce', ...(app.registry.opts.dataDir ? ['persistence'] : [])],
   }));
 
   app.get('/v1/profiles', { schema: { summary: 'Simulated SoCs: SMMUs, contexts, MIDs, memory map', tags: ['profiles'], response: { 200: S.ProfilesResponse } } }, async () => Object.values(PROFILES).map(profileView));
@@ -75,6 +75,8 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
       tlbEntries: body.tlbEntries ?? h?.tlbEntries,
       tlbPolicy: body.tlbPolicy ?? h?.tlbPolicy,
       stallTimeoutMs: body.stallTimeoutMs ?? h?.stallTimeoutMs,
+      cpuCache: body.cpuCache ?? h?.cpuCache,
+      bounce: body.bounce ?? h?.bounce,
       eventRetain: lim.eventRetain,
       limits: { maxDomains: lim.maxDomainsPerSession, maxMappedPages: lim.maxMappedPagesPerSession },
       ...(trace ? { trace: trace.records } : {}),

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import * as S from '../../api/schemas.js';
+import { noncoherentView } from './cache.js';
 
 /** The session itself and its tokens. */
 export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -17,6 +18,7 @@ export const sessionRoutes: FastifyPluginAsyncZod = async (app) => {
       subscribers: s.bus.subscriberCount,
       lastSeq: s.bus.lastSeq,
       pools: s.pools.usage().map((p) => ({ name: p.name, used: p.used, free: p.free })),
+      ...noncoherentView(s),
     };
   });
 
