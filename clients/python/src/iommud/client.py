@@ -277,6 +277,11 @@ class Session:
         return self._call("GET", f"/domains/{w.seg(did)}/iova-to-phys/{w.addr(iova)}")
 
     def pagetable(self, did: str) -> Result:
+        """The raw two-level table of an msm or omap domain."""
+        return self._call("GET", f"/domains/{w.seg(did)}/pagetable")
+
+    def gart_entries(self, did: str) -> Result:
+        """The entries of a gart domain (the same route, the GART's shape)."""
         return self._call("GET", f"/domains/{w.seg(did)}/pagetable")
 
     def flush(self, did: str, *, iova: Optional[Addr] = None, size: Optional[Addr] = None) -> Result:
@@ -314,13 +319,32 @@ class Session:
     def free_buffer(self, paddr: Addr) -> None:
         self._call("DELETE", f"/buffers/{w.addr(paddr)}")
 
-    def read_memory(self, paddr: Addr, size: int) -> bytes:
-        """CPU-side read of physical memory."""
-        return self.client._http.request("GET", f"/v1/sessions/{self.id}/memory?paddr={w.addr(paddr)}&size={int(size)}", self.token)
+    def read_memory(self, paddr: Addr, size: int, view: Optional[Literal["cpu", "ram"]] = None) -> bytes:
+        """CPU-side read of physical memory (through the CPU cache when the session models one); ``view="ram"``
+        reads RAM as devices see it."""
+        q = f"?paddr={w.addr(paddr)}&size={int(size)}" + (f"&view={view}" if view else "")
+        return self.client._http.request("GET", f"/v1/sessions/{self.id}/memory{q}", self.token)
 
     def write_memory(self, paddr: Addr, data: bytes) -> None:
         """CPU-side write of physical memory."""
         self.client._http.request("PUT", f"/v1/sessions/{self.id}/memory?paddr={w.addr(paddr)}", self.token, raw=bytes(data))
+
+    # ---- CPU cache (sessions created with cpu_cache=...) ----
+    def cache(self, paddr: Optional[Addr] = None, size: Optional[int] = None) -> Result:
+        """``{lineSize, lines, used, entries: [{paddr, dirty}]}`` for the cached lines in a range (all without)."""
+        return self._call("GET", "/cache" + (_query(paddr=paddr, size=size) if paddr is not None else ""))
+
+    def cache_clean(self, paddr: Addr, size: Addr) -> Result:
+        """Writes the dirty lines of a range back to RAM."""
+        return self._call("POST", "/cache/clean", {"paddr": paddr, "size": size})
+
+    def cache_invalidate(self, paddr: Addr, size: Addr) -> Result:
+        """Drops the lines of a range (dirty data is lost)."""
+        return self._call("POST", "/cache/invalidate", {"paddr": paddr, "size": size})
+
+    def cache_flush(self, paddr: Addr, size: Addr) -> Result:
+        """Clean, then invalidate."""
+        return self._call("POST", "/cache/flush", {"paddr": paddr, "size": size})
 
     # ---- DMA API ----
     def dma_state(self, device: str) -> Result:
