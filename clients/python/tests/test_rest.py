@@ -255,3 +255,22 @@ def test_every_typescript_sdk_method_has_its_python_twin():
     for ts_cls, py_cls in (("IommudClient", Client), ("SessionClient", Session), ("EventSubscription", EventSubscription), ("TranslateStream", TranslateStream)):
         missing = sorted(_snake(n) for n in _methods(src, ts_cls) if not callable(getattr(py_cls, _snake(n), None)))
         assert missing == [], f"{py_cls.__name__} lacks {missing} (src/client/index.ts {ts_cls} has them)"
+
+
+@pytest.mark.iommud(profile="tegra20")
+def test_families_gart_domain_for_a_device(iommud_session: Session):
+    """`for_` is the body's `for`: the domain gets the GART's format (4K pages inside the 32 MiB aperture)."""
+    s = iommud_session
+    d = s.alloc_domain(for_="gr2d")
+    assert (d["family"], d["pgsizes"], d["ttbr0"]) == ("gart", [4096], 0x58000000)
+    s.attach(d["id"], "gr2d")
+    assert s.map(d["id"], iova=0x58000000, paddr=0x10000000, size=0x2000, prot=["read", "write"])["pages"] == {**PAGES0, "4K": 2}
+    assert s.gart_entries(d["id"]) == {
+        "family": "gart",
+        "aperture": {"base": 0x58000000, "size": 0x02000000},
+        # GART PTEs: bit 31 valid, the page's physical address below.
+        "entries": [{"iova": 0x58000000, "pte": 0x90000000}, {"iova": 0x58001000, "pte": 0x90001000}],
+    }
+    r = s.access("gr2d", iova=0x58001010, access="read")
+    assert (r["outcome"], r["paddr"]) == ("ok", 0x10001010)
+    assert s.smmus()[0]["family"] == "gart"
