@@ -3,7 +3,7 @@
  * with the SDK alone. Without haproxy this is skipped locally; CI (.ci/run) installs it and sets
  * IOMMUD_REQUIRE_HAPROXY=1, which turns a missing haproxy into a failure.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -193,6 +193,15 @@ describe.runIf(HAPROXY !== null || REQUIRED)('cluster: 3 nodes behind HAProxy, t
       }),
     );
   }, 120_000);
+
+  it('iommuctl works unchanged against the proxy URL', async () => {
+    const r = rigs.find((x) => x.node === 'n3')!;
+    const token = (await r.s.mintToken('observer', 'ctl')).token;
+    const out = execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/iommuctl.ts', '--json', 'session', 'show'], {
+      env: { ...process.env, IOMMUD_URL: `http://127.0.0.1:${state.proxy.port}`, IOMMUD_SESSION: r.s.id, IOMMUD_TOKEN: token },
+    }).toString();
+    expect(JSON.parse(out)).toMatchObject({ id: r.s.id, name: `rig${r.i}`, domains: 1 });
+  }, 60_000);
 
   it('kill -9 of n2: its sessions answer 503 UNAVAILABLE at once (details.node, Retry-After); n1 and n3 keep working', async () => {
     const n2 = state.nodes.find((n) => n.id === 'n2')!;
