@@ -189,6 +189,26 @@ function alreadyMapped(iova: number): never {
   throw new IommuError('ALREADY_MAPPED', `iova 0x${iova.toString(16)} is already mapped`, { iova });
 }
 
+/** Levels of the short-descriptor format as io-pgtable-arm-v7s numbers them: 1 (4096 × 1 MiB), 2 (256 × 4 KiB). */
+export type Level = 1 | 2;
+/** The iova bit an entry of each level starts at (the kernel's ARM_V7S_LVL_SHIFT). */
+const LVL_SHIFT = [0, 20, 12] as const;
+const LVL_BITS = [0, 12, 8] as const;
+export const lvlShift = (lvl: Level): number => LVL_SHIFT[lvl];
+/** Bytes one entry of the level maps. */
+export const lvlSize = (lvl: Level): number => 2 ** LVL_SHIFT[lvl];
+export const lvlEntries = (lvl: Level): number => 1 << LVL_BITS[lvl];
+/** Index of the entry of a level that maps iova. */
+export const lvlIdx = (iova: number, lvl: Level): number => (iova >>> LVL_SHIFT[lvl]) & ((1 << LVL_BITS[lvl]) - 1);
+/** Entries a contiguous leaf repeats over: a supersection (16 × 1 MiB) and a large page (16 × 4 KiB). */
+const CONT_ENTRIES = 16;
+/** A valid entry that points to a next-level table (only level 1 has them). */
+const isTableEntry = (d: number, lvl: Level): boolean => lvl === 1 && (d & 3) === 1;
+/** A valid leaf that is one of CONT_ENTRIES copies (supersection, large page). */
+const isContiguousLeaf = (d: number, lvl: Level): boolean => (lvl === 1 ? (d & L1_SECTION_BIT) !== 0 && (d & L1_SUPERSECTION) !== 0 : (d & 3) === L2_TYPE_LARGE);
+
+type LeafFn = (iova: number, paddr: number, size: number, prot: number) => boolean | void;
+
 /**
  * One page table (an L1 and its L2s) in RAM. Holds nothing but its L1 address: everything else is read from
  * memory, so a client that writes descriptors itself sees them honoured.
@@ -443,34 +463,35 @@ export class V7sTable implements PgTable {
   }
 
   /** Calls fn for every leaf in iova order, from `from` (inclusive) up to `to` (exclusive). */
-  forEachLeaf(from: number, to: number, fn: (iova: number, paddr: number, size: number, prot: number) => boolean | void): void {
-    const mem = this.mem;
-    for (let i = from >>> 20; i < 4096 && i * SZ_1M < to; i++) {
-      const d = mem.read32(this.l1 + 4 * i);
+  forEachLeaf(from: number, to: number, fn: LeafFn): void {
+    this.visit(1, this.l1, 0, from, to, fn);
+  }
+
+  /**
+   * One level of forEachLeaf: the entries of the table at `table` (covering iova `base` onwards) from the one that
+   * holds `from`; a table entry recurses into the next level. A contiguous leaf (16 entries: a supersection at
+   * level 1, a large page at level 2) is reported once, from its first entry, even when `from` falls inside it.
+   * Returns false once fn asked to stop or `to` is reached.
+   */
+  private visit(lvl: Level, table: number, base: number, from: number, to: number, fn: LeafFn): boolean {
+    const size = lvlSize(lvl);
+    for (let i = from > base ? Math.floor((from - base) / size) : 0; i < lvlEntries(lvl); i++) {
+      const va = base + i * size;
+      if (va >= to) return false;
+      const d = this.mem.read32(table + 4 * i);
       if ((d & 3) === 0) continue;
-      if (d & L1_SECTION_BIT) {
-        if (d & L1_SUPERSECTION) {
-          // `from` may fall inside the supersection: report it from its first entry, then skip its other 15.
-          const first = i & ~15;
-          i = first + 15;
-          if (fn(first * SZ_1M, (d & 0xff000000) >>> 0, SZ_16M, this.protOf(sectionPerm(d))) === false) return;
-        } else if (fn(i * SZ_1M, (d & 0xfff00000) >>> 0, SZ_1M, this.protOf(sectionPerm(d))) === false) return;
+      if (isTableEntry(d, lvl)) {
+        if (!this.visit(2, (d & 0xfffffc00) >>> 0, va, from, to, fn)) return false;
         continue;
       }
-      const l2 = (d & 0xfffffc00) >>> 0;
-      for (let j = 0; j < 256; j++) {
-        const va = i * SZ_1M + j * SZ_4K;
-        if (va >= to) return;
-        const e = mem.read32(l2 + 4 * j);
-        if (e & L2_SMALL_BIT) {
-          if (va + SZ_4K <= from) continue;
-          if (fn(va, (e & 0xfffff000) >>> 0, SZ_4K, this.protOf(smallPerm(e))) === false) return;
-        } else if (e & 1 && (j & 15) === 0) {
-          if (va + SZ_64K <= from) continue;
-          if (fn(va, (e & 0xffff0000) >>> 0, SZ_64K, this.protOf(largePerm(e))) === false) return;
-        }
-      }
+      const cont = isContiguousLeaf(d, lvl);
+      const first = cont ? i & ~(CONT_ENTRIES - 1) : i;
+      if (cont) i = first + CONT_ENTRIES - 1;
+      const leafSize = cont ? CONT_ENTRIES * size : size;
+      const perm = lvl === 1 ? sectionPerm(d) : cont ? largePerm(d) : smallPerm(d);
+      if (fn(base + first * size, (d & ~(leafSize - 1)) >>> 0, leafSize, this.protOf(perm)) === false) return false;
     }
+    return true;
   }
 
   /** The raw tables: valid L1 entries and, for each L2 table, its valid entries. */
