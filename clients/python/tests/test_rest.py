@@ -274,3 +274,30 @@ def test_families_gart_domain_for_a_device(iommud_session: Session):
     r = s.access("gr2d", iova=0x58001010, access="read")
     assert (r["outcome"], r["paddr"]) == ("ok", 0x10001010)
     assert s.smmus()[0]["family"] == "gart"
+
+
+@pytest.mark.iommud(profile="tiny", cpu_cache={"line_size": 32, "lines": 64, "coherent": ["dev1"]}, bounce={"paddr": 0x80400000, "size": 0x10000})
+def test_cpu_cache_and_bounce(iommud_session: Session):
+    """Nested keyword dicts are camel-cased (cpu_cache.line_size → cpuCache.lineSize), through the marker too."""
+    s = iommud_session
+    info = s.get()
+    assert info["cpuCache"] == {"lineSize": 32, "lines": 64, "coherent": ["dev1"]}
+    assert info["bounce"] == {"paddr": 0x80400000, "size": 0x10000, "slots": 32, "used": 0}
+    b = s.alloc_buffer(size=0x1000)["paddr"]
+    assert b == 0x80000000
+    s.write_memory(b, b"\xaa" * 40)  # a CPU store: two dirty lines, RAM untouched
+    assert (s.read_memory(b, 4), s.read_memory(b, 4, view="ram")) == (b"\xaa" * 4, b"\0" * 4)
+    lines = [{"paddr": 0x80000000, "dirty": True}, {"paddr": 0x80000020, "dirty": True}]
+    assert s.cache() == {"lineSize": 32, "lines": 64, "used": 2, "entries": lines}
+    assert s.cache(b, 0x20)["entries"] == lines[:1]
+    assert s.cache_clean(b, 64) == {"lines": 2}
+    assert s.read_memory(b, 4, view="ram") == b"\xaa" * 4
+    assert s.cache_invalidate(b, 64) == {"lines": 2}
+    assert s.cache_flush(b, 64) == {"lines": 0}
+    assert s.cache()["entries"] == []
+    # Direct-mode DMA of a buffer above the device's mask is bounced through the pool's first slot.
+    high = s.alloc_buffer(size=0x1000, align=0x1000000)["paddr"]
+    assert high == 0x81000000
+    assert s.dma_configure("dev0", mode="direct", dma_limit=0x80FFFFFF)["mode"] == "direct"
+    assert s.dma_map("dev0", paddr=high, size=0x800, dir="to-device") == {"dmaAddr": 0x80400000, "size": 0x800}
+    assert s.dma_state("dev0")["mappings"][0]["bounce"] == {"paddr": 0x80400000, "slots": 1}
