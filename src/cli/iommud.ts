@@ -17,12 +17,13 @@ const { values } = parseArgs({
     'compact-every': { type: 'string' },
     'rate-limit': { type: 'string' },
     'node-id': { type: 'string' },
+    'max-sessions': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 
 if (values.help) {
-  process.stdout.write('usage: iommud [--port N] [--host ADDR] [--data-dir DIR] [--compact-every RECORDS] [--rate-limit REQ_PER_S] [--node-id NAME] [--demo]\n  env: PORT, HOST, IOMMUD_DATA_DIR, IOMMUD_COMPACT_EVERY, IOMMUD_RATE_LIMIT, IOMMUD_NODE_ID, LOG_LEVEL\n');
+  process.stdout.write('usage: iommud [--port N] [--host ADDR] [--data-dir DIR] [--compact-every RECORDS] [--rate-limit REQ_PER_S] [--node-id NAME] [--max-sessions N] [--demo]\n  env: PORT, HOST, IOMMUD_DATA_DIR, IOMMUD_COMPACT_EVERY, IOMMUD_RATE_LIMIT, IOMMUD_NODE_ID, IOMMUD_MAX_SESSIONS, LOG_LEVEL\n');
   process.exit(0);
 }
 
@@ -39,6 +40,13 @@ if (!isNodeId(nodeId)) {
   process.exit(2);
 }
 
+const maxSessionsArg = values['max-sessions'] ?? process.env.IOMMUD_MAX_SESSIONS;
+const maxSessions = maxSessionsArg === undefined ? undefined : Number(maxSessionsArg);
+if (maxSessions !== undefined && (!Number.isSafeInteger(maxSessions) || maxSessions < 1)) {
+  process.stderr.write(`iommud: bad --max-sessions ${JSON.stringify(maxSessionsArg)} (a whole number of at least 1)\n`);
+  process.exit(2);
+}
+
 const level = process.env.LOG_LEVEL ?? 'info';
 const dataDir = values['data-dir'] ?? process.env.IOMMUD_DATA_DIR ?? null;
 const compactEvery = values['compact-every'] ?? process.env.IOMMUD_COMPACT_EVERY;
@@ -46,7 +54,7 @@ const rate = values['rate-limit'] ?? process.env.IOMMUD_RATE_LIMIT;
 const app = await build({
   dataDir,
   nodeId,
-  ...(rate !== undefined ? { limits: { requestsPerSecond: Number(rate) } } : {}),
+  limits: { ...(rate !== undefined ? { requestsPerSecond: Number(rate) } : {}), ...(maxSessions !== undefined ? { maxSessions } : {}) },
   ...(compactEvery !== undefined ? { compactEvery: Number(compactEvery) } : {}),
   logger: {
     level,

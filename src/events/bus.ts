@@ -17,14 +17,15 @@ export class EventBus implements EventSink {
   private seq = 0;
   /** Seq before the first event this bus emitted (a restored session continues from it). */
   private baseSeq = 0;
-  private readonly ring: Array<IommuEvent | undefined>;
+  /** Retained events at seq % cap; the ring grows (up to `retain`) as events come, so an idle bus is small. */
+  private ring: Array<IommuEvent | undefined> = [];
+  private cap = 0;
   private readonly listeners = new Set<Listener>();
   private readonly taps = new Set<Listener>();
   actor: { role: string; label: string | null } | null = null;
   readonly counts = new Map<EventType, number>();
 
   constructor(readonly retain = 10_000, firstSeq = 0) {
-    this.ring = new Array(retain);
     this.seq = firstSeq;
     this.baseSeq = firstSeq;
   }
@@ -41,7 +42,8 @@ export class EventBus implements EventSink {
   emit(body: EventBody): void {
     const ev = { seq: ++this.seq, time: this.now(), ...body } as IommuEvent;
     if (this.actor) ev.by = this.actor;
-    this.ring[this.seq % this.retain] = ev;
+    if (this.cap < this.retain && this.seq - 1 - this.baseSeq >= this.cap) this.grow(Math.min(this.retain, Math.max(16, this.cap * 2)), this.seq - 1);
+    if (this.cap !== 0) this.ring[this.seq % this.cap] = ev;
     this.counts.set(body.type, (this.counts.get(body.type) ?? 0) + 1);
     for (const l of this.taps) l(ev);
     for (const l of this.listeners) l(ev);
@@ -79,7 +81,7 @@ export class EventBus implements EventSink {
   replay(since: number): { gap: { from: number; to: number } | null; events: IommuEvent[] } {
     const first = this.firstRetained;
     const events: IommuEvent[] = [];
-    for (let s = Math.max(since + 1, first); s <= this.seq; s++) events.push(this.ring[s % this.retain]!);
+    for (let s = Math.max(since + 1, first); s <= this.seq; s++) events.push(this.ring[s % this.cap]!);
     const gap = since + 1 < first ? { from: since + 1, to: first - 1 } : null;
     return { gap, events };
   }
@@ -90,10 +92,11 @@ export class EventBus implements EventSink {
 
   /** Restores seq and the retained ring (a restored session's subscribers can still replay with since). */
   restore(s: { seq: number; events: IommuEvent[]; counts: Array<[EventType, number]> }): void {
-    this.ring.fill(undefined);
+    this.cap = Math.min(this.retain, Math.max(16, s.events.length));
+    this.ring = new Array<IommuEvent | undefined>(this.cap).fill(undefined);
     this.seq = s.seq;
     this.baseSeq = s.seq - s.events.length;
-    for (const ev of s.events) this.ring[ev.seq % this.retain] = ev;
+    for (const ev of s.events) this.ring[ev.seq % this.cap] = ev;
     this.counts.clear();
     for (const [t, n] of s.counts) this.counts.set(t, n);
   }
@@ -101,7 +104,15 @@ export class EventBus implements EventSink {
   /** Events by seq (used by a subscriber catching up after falling behind). */
   get(seq: number): IommuEvent | undefined {
     if (seq < this.firstRetained || seq > this.seq) return undefined;
-    return this.ring[seq % this.retain];
+    return this.ring[seq % this.cap];
+  }
+
+  /** Moves the retained events up to seq `last` into a ring of `cap` slots. */
+  private grow(cap: number, last: number): void {
+    const ring = new Array<IommuEvent | undefined>(cap).fill(undefined);
+    for (let s = Math.max(this.baseSeq + 1, last - this.cap + 1); s <= last; s++) ring[s % cap] = this.ring[s % this.cap];
+    this.ring = ring;
+    this.cap = cap;
   }
 
   private retainedCount(): number {

@@ -140,7 +140,6 @@ export class Smmu {
   readonly res = new TxnResult();
   private readonly w = new WalkResult();
   private readonly env: HwEnv;
-  private readonly versions: Uint32Array;
   private readonly mem: PhysMemory;
   /** Stalled transfers with their original request, so a retry re-runs the whole transfer. */
   private readonly stalledRequests = new Map<string, TransferRequest>();
@@ -149,7 +148,6 @@ export class Smmu {
     this.name = spec.name;
     this.base = spec.base;
     this.env = env;
-    this.versions = env.mem.versions;
     this.mem = env.mem;
     this.banks = Array.from({ length: spec.banks }, (_, i) => {
       const c = spec.contexts.find((x) => x.index === i);
@@ -285,8 +283,8 @@ export class Smmu {
     if (e !== null) {
       bank.tlbHits++;
       r.tlb = TLB_HIT;
-      const v = this.versions;
-      if (e.ttbr0 !== bank.TTBR0 || v[e.c1] !== e.v1 || v[e.c2] !== e.v2) this.revalidate(bank, e, iova);
+      const m = this.mem;
+      if (e.ttbr0 !== bank.TTBR0 || m.version(e.c1) !== e.v1 || m.version(e.c2) !== e.v2) this.revalidate(bank, e, iova);
       else e.gen = this.mem.gen;
       r.paddr = e.paBase + (iova - e.vaBase);
       r.pageSize = e.size;
@@ -434,13 +432,13 @@ export class Smmu {
   }
 
   private fill(bank: ContextBank, asid: number, w: WalkResult): void {
-    const v = this.env.mem.versions;
+    const m = this.mem;
     const sizeIdx = pgsizeIndex(w.size);
     const c1 = w.l1Addr >>> 16;
     // A section has no L2 descriptor: its second chunk is the first again, so the hit path has no branch.
     const c2 = w.l2Addr >= 0 ? w.l2Addr >>> 16 : c1;
     const e =
-      new TlbEntry(bank.index, asid, tlbKey(asid, w.vaBase, sizeIdx), sizeIdx, w.vaBase, w.size, w.paBase, w.perm, bank.TTBR0, c1, v[c1]!, c2, v[c2]!);
+      new TlbEntry(bank.index, asid, tlbKey(asid, w.vaBase, sizeIdx), sizeIdx, w.vaBase, w.size, w.paBase, w.perm, bank.TTBR0, c1, m.version(c1), c2, m.version(c2));
     e.ok = PERM_MASKS[w.perm]!;
     e.gen = this.mem.gen;
     this.tlb.insert(e);
@@ -456,12 +454,12 @@ export class Smmu {
     const paddr = e.paBase + (iova - e.vaBase);
     const prot = permToProt(e.perm);
     if (w.status === WALK_OK && w.paddr === paddr && permToProt(w.perm) === prot) {
-      const v = this.env.mem.versions;
+      const m = this.mem;
       e.ttbr0 = bank.TTBR0;
       e.c1 = w.l1Addr >>> 16;
-      e.v1 = v[e.c1]!;
+      e.v1 = m.version(e.c1);
       e.c2 = w.l2Addr >= 0 ? w.l2Addr >>> 16 : e.c1;
-      e.v2 = v[e.c2]!;
+      e.v2 = m.version(e.c2);
       e.gen = this.mem.gen;
       return;
     }

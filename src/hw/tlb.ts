@@ -60,13 +60,14 @@ export class Tlb {
   /** Per bank: bit s set when the bank holds entries of size index s (lookups probe only those sizes). */
   private readonly sizeMask: Uint8Array;
   private clock = 0;
-  private readonly maps: Array<Array<Map<number, TlbEntry>>>;
+  /** Per bank and size index; empty until the first fill (an idle SMMU holds no maps). */
+  private maps: Array<Array<Map<number, TlbEntry>>> = [];
   /** maps[bank][0], the 4K entries, held flat for the hit path. */
-  private readonly small: Array<Map<number, TlbEntry>>;
+  private small: Array<Map<number, TlbEntry>> = [];
   /** Live entries per bank × size index: lookups skip sizes a bank has none of. */
   private readonly sizeCount: Int32Array;
-  private readonly slots: Array<TlbEntry | null>;
-  private readonly freeSlots: number[] = [];
+  private slots: Array<TlbEntry | null> = [];
+  private freeSlots: number[] = [];
   private rr = 0;
   private live = 0;
 
@@ -74,14 +75,21 @@ export class Tlb {
     this.capacity = capacity;
     this.policy = policy;
     this.lru = policy === 'lru';
-    this.maps = Array.from({ length: banks }, () => [new Map(), new Map(), new Map(), new Map()]);
-    this.small = this.maps.map((m) => m[0]!);
+    this.banks = banks;
     this.sizeCount = new Int32Array(banks * 4);
     this.sizeMask = new Uint8Array(banks);
     this.evictions = new Float64Array(banks);
     this.invalidations = new Float64Array(banks);
-    this.slots = new Array(capacity).fill(null);
-    for (let i = capacity - 1; i >= 0; i--) this.freeSlots.push(i);
+  }
+
+  private readonly banks: number;
+
+  /** Maps and slots on the first fill. */
+  private allocate(): void {
+    this.maps = Array.from({ length: this.banks }, () => [new Map(), new Map(), new Map(), new Map()]);
+    this.small = this.maps.map((m) => m[0]!);
+    this.slots = new Array<TlbEntry | null>(this.capacity).fill(null);
+    for (let i = this.capacity - 1; i >= 0; i--) this.freeSlots.push(i);
   }
 
   get size(): number {
@@ -116,6 +124,7 @@ export class Tlb {
 
   insert(e: TlbEntry): void {
     if (this.capacity === 0) return;
+    if (this.slots.length === 0) this.allocate();
     const map = this.maps[e.bank]![e.sizeIdx]!;
     const old = map.get(e.key);
     if (old) this.remove(old);

@@ -11,10 +11,42 @@ export const CHUNK_SHIFT = 16;
 export const CHUNK_SIZE = 1 << CHUNK_SHIFT;
 const CHUNK_COUNT = 2 ** 32 / CHUNK_SIZE;
 const WORD_MASK = (CHUNK_SIZE - 1) >>> 2 << 2;
+/** Chunks per directory entry (16 MiB of physical space): an idle session holds only the 256-entry directory. */
+const GROUP_SHIFT = 8;
+const GROUP_SIZE = 1 << GROUP_SHIFT;
+const GROUP_MASK = GROUP_SIZE - 1;
 
 if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
   // Descriptors are little-endian words; the typed-array fast path assumes a little-endian host.
   throw new Error('iommud needs a little-endian host');
+}
+
+/** The chunks of one 16 MiB group: allocated on the first write inside it. */
+class ChunkGroup {
+  readonly words: Array<Uint32Array | null> = new Array<Uint32Array | null>(GROUP_SIZE).fill(null);
+  readonly bytes: Array<Uint8Array | null> = new Array<Uint8Array | null>(GROUP_SIZE).fill(null);
+  readonly versions = new Uint32Array(GROUP_SIZE);
+}
+
+/** RAM maps by region layout: read-only, so every session of a profile shares one. */
+const ramMaps = new Map<string, Uint8Array>();
+
+function ramMapOf(regions: readonly MemoryRegion[]): Uint8Array {
+  const key = regions.map((r) => `${r.base}+${r.size}`).join(',');
+  let m = ramMaps.get(key);
+  if (m) return m;
+  m = new Uint8Array(CHUNK_COUNT);
+  for (const r of regions) {
+    const end = r.base + r.size;
+    for (let c = Math.floor(r.base / CHUNK_SIZE); c * CHUNK_SIZE < end; c++) {
+      const whole = c * CHUNK_SIZE >= r.base && (c + 1) * CHUNK_SIZE <= end;
+      m[c] = whole ? 1 : Math.max(m[c]!, 2);
+    }
+  }
+  // Profiles are few (built-in ones and what clients send): keep the cache from growing without bound.
+  if (ramMaps.size >= 64) ramMaps.clear();
+  ramMaps.set(key, m);
+  return m;
 }
 
 /**
@@ -24,11 +56,10 @@ if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
  */
 export class PhysMemory {
   readonly regions: readonly MemoryRegion[];
-  private readonly words: Array<Uint32Array | null> = new Array(CHUNK_COUNT).fill(null);
-  private readonly bytes: Array<Uint8Array | null> = new Array(CHUNK_COUNT).fill(null);
-  /** Per chunk: 1 = wholly RAM, 2 = partly RAM (ask the regions), 0 = none. */
-  private readonly ramMap = new Uint8Array(CHUNK_COUNT);
-  readonly versions = new Uint32Array(CHUNK_COUNT);
+  /** Chunk groups by addr >>> 24, null until something in the group is written. */
+  private readonly dir: Array<ChunkGroup | null> = new Array<ChunkGroup | null>(CHUNK_COUNT >>> GROUP_SHIFT).fill(null);
+  /** Per chunk: 1 = wholly RAM, 2 = partly RAM (ask the regions), 0 = none. Shared, never written. */
+  private readonly ramMap: Uint8Array;
   /** Rises with every write anywhere: a TLB entry filled at the current generation needs no per-chunk check. */
   gen = 0;
   private chunkCount = 0;
@@ -36,13 +67,28 @@ export class PhysMemory {
 
   constructor(regions: readonly MemoryRegion[]) {
     this.regions = regions.map((r) => ({ ...r }));
-    for (const r of this.regions) {
-      const end = r.base + r.size;
-      for (let c = Math.floor(r.base / CHUNK_SIZE); c * CHUNK_SIZE < end; c++) {
-        const whole = c * CHUNK_SIZE >= r.base && (c + 1) * CHUNK_SIZE <= end;
-        this.ramMap[c] = whole ? 1 : Math.max(this.ramMap[c]!, 2);
-      }
-    }
+    this.ramMap = ramMapOf(this.regions);
+  }
+
+  /** Write count of a chunk (0 for one never written). */
+  version(ci: number): number {
+    const g = this.dir[ci >>> GROUP_SHIFT]!;
+    return g === null ? 0 : g.versions[ci & GROUP_MASK]!;
+  }
+
+  private words(ci: number): Uint32Array | null {
+    const g = this.dir[ci >>> GROUP_SHIFT]!;
+    return g === null ? null : g.words[ci & GROUP_MASK]!;
+  }
+
+  private bytes(ci: number): Uint8Array | null {
+    const g = this.dir[ci >>> GROUP_SHIFT]!;
+    return g === null ? null : g.bytes[ci & GROUP_MASK]!;
+  }
+
+  private bump(ci: number): void {
+    this.dir[ci >>> GROUP_SHIFT]!.versions[ci & GROUP_MASK]!++;
+    this.gen++;
   }
 
   isRam(addr: number): boolean {
@@ -70,18 +116,19 @@ export class PhysMemory {
   }
 
   read32(addr: number): number {
-    const w = this.words[addr >>> CHUNK_SHIFT];
-    return w ? w[(addr & WORD_MASK) >>> 2]! : 0;
+    const g = this.dir[addr >>> 24]!;
+    if (g === null) return 0;
+    const w = g.words[(addr >>> CHUNK_SHIFT) & GROUP_MASK]!;
+    return w === null ? 0 : w[(addr & WORD_MASK) >>> 2]!;
   }
 
   write32(addr: number, value: number): void {
     const ci = addr >>> CHUNK_SHIFT;
-    const w = this.words[ci] ?? this.allocChunk(ci);
+    const w = this.words(ci) ?? this.allocChunk(ci);
     const i = (addr & WORD_MASK) >>> 2;
     if (this.undo) this.undo.words.push(addr, w[i]!);
     w[i] = value;
-    this.versions[ci]!++;
-    this.gen++;
+    this.bump(ci);
   }
 
   /**
@@ -105,14 +152,13 @@ export class PhysMemory {
       const saved = b.slice(from, from + n);
       this.undo.addAction(() => b.set(saved, from));
     }
-    this.versions[ci]!++;
-    this.gen++;
+    this.bump(ci);
   }
 
   /** Zeroes [addr, addr+len); chunks never written stay unallocated (they already read as zero). */
   zero(addr: number, len: number): void {
     this.eachPiece(addr, len, (ci, from, n) => {
-      const b = this.bytes[ci];
+      const b = this.bytes(ci);
       if (!b) return;
       this.touch(ci, b, from, n);
       b.fill(0, from, from + n);
@@ -121,7 +167,7 @@ export class PhysMemory {
 
   readBytes(addr: number, len: number, out: Uint8Array = new Uint8Array(len), outOffset = 0): Uint8Array {
     this.eachPiece(addr, len, (ci, from, n, done) => {
-      const b = this.bytes[ci];
+      const b = this.bytes(ci);
       if (b) out.set(b.subarray(from, from + n), outOffset + done);
       else out.fill(0, outOffset + done, outOffset + done + n);
     });
@@ -130,8 +176,7 @@ export class PhysMemory {
 
   writeBytes(addr: number, data: Uint8Array): void {
     this.eachPiece(addr, data.length, (ci, from, n, done) => {
-      if (!this.bytes[ci]) this.allocChunk(ci);
-      const b = this.bytes[ci]!;
+      const b = this.bytes(ci) ?? (this.allocChunk(ci), this.bytes(ci)!);
       this.touch(ci, b, from, n);
       b.set(data.subarray(done, done + n), from);
     });
@@ -140,8 +185,10 @@ export class PhysMemory {
   /** Every written chunk, for a snapshot: chunk index → base64 of its 64 KiB. */
   snapshot(): Record<number, string> {
     const out: Record<number, string> = {};
-    this.bytes.forEach((b, ci) => {
-      if (b) out[ci] = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
+    this.dir.forEach((g, gi) => {
+      g?.bytes.forEach((b, i) => {
+        if (b) out[(gi << GROUP_SHIFT) | i] = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
+      });
     });
     return out;
   }
@@ -149,9 +196,9 @@ export class PhysMemory {
   restore(chunks: Record<number, string>): void {
     for (const [ci, b64] of Object.entries(chunks)) {
       const i = Number(ci);
-      if (!this.bytes[i]) this.allocChunk(i);
-      this.bytes[i]!.set(Buffer.from(b64, 'base64'));
-      this.versions[i]!++;
+      const b = this.bytes(i) ?? (this.allocChunk(i), this.bytes(i)!);
+      b.set(Buffer.from(b64, 'base64'));
+      this.bump(i);
     }
     this.gen++;
   }
@@ -163,7 +210,7 @@ export class PhysMemory {
 
   /** True when every 32-bit word of [addr, addr+len) reads as zero (len a multiple of 4, within one chunk). */
   allZero(addr: number, len: number): boolean {
-    const w = this.words[addr >>> CHUNK_SHIFT];
+    const w = this.words(addr >>> CHUNK_SHIFT);
     if (!w) return true;
     const first = (addr & WORD_MASK) >>> 2;
     for (let i = first, end = first + (len >>> 2); i < end; i++) if (w[i] !== 0) return false;
@@ -198,9 +245,8 @@ export class PhysMemory {
       if (i < 0) break;
       const addr = words[i]!;
       const ci = addr >>> CHUNK_SHIFT;
-      this.words[ci]![(addr & WORD_MASK) >>> 2] = words[i + 1]!;
-      this.versions[ci]!++;
-      this.gen++;
+      this.words(ci)![(addr & WORD_MASK) >>> 2] = words[i + 1]!;
+      this.bump(ci);
     }
     while (ai >= 0) actions[ai--]!.undo();
   }
@@ -219,10 +265,12 @@ export class PhysMemory {
   }
 
   private allocChunk(ci: number): Uint32Array {
+    const gi = ci >>> GROUP_SHIFT;
+    const g = this.dir[gi] ?? (this.dir[gi] = new ChunkGroup());
     const buf = new ArrayBuffer(CHUNK_SIZE);
     const w = new Uint32Array(buf);
-    this.words[ci] = w;
-    this.bytes[ci] = new Uint8Array(buf);
+    g.words[ci & GROUP_MASK] = w;
+    g.bytes[ci & GROUP_MASK] = new Uint8Array(buf);
     this.chunkCount++;
     return w;
   }

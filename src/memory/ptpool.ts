@@ -12,7 +12,9 @@ const UNIT = 1024;
 export class PageTablePool {
   readonly base: number;
   readonly size: number;
-  private readonly used: Uint8Array;
+  /** One byte per 1 KiB unit; allocated with the first table (an idle session has none). */
+  private usedMap: Uint8Array | null = null;
+  private readonly units: number;
   /** No unit below this index is free: first-fit scans start here. */
   private lowestFree = 0;
   private usedUnits = 0;
@@ -24,7 +26,11 @@ export class PageTablePool {
   ) {
     this.base = base;
     this.size = size;
-    this.used = new Uint8Array(Math.floor(size / UNIT));
+    this.units = Math.floor(size / UNIT);
+  }
+
+  private get used(): Uint8Array {
+    return (this.usedMap ??= new Uint8Array(this.units));
   }
 
   get bytesUsed(): number {

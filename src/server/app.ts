@@ -8,7 +8,7 @@ import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { IommuError } from '../errors.js';
-import { SessionRegistry } from '../session/session.js';
+import { DEFAULT_MAX_SESSIONS, SessionRegistry } from '../session/session.js';
 import { installSessionAuth } from './auth.js';
 import type { Limits, ResolvedOptions } from './context.js';
 import { clientErrorHandler, installErrorHandler } from './errors.js';
@@ -44,7 +44,7 @@ export interface BuildOptions {
 }
 
 export const DEFAULT_LIMITS: Limits = {
-  maxSessions: 64,
+  maxSessions: DEFAULT_MAX_SESSIONS,
   maxDomainsPerSession: 1024,
   maxMappedPagesPerSession: 4 * 1024 * 1024,
   maxSubscribersPerSession: 64,

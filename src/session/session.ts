@@ -603,6 +603,12 @@ export class Session {
   }
 }
 
+/**
+ * Sessions one daemon holds unless told otherwise (--max-sessions): an idle session costs well under 128 KiB,
+ * since registers, TLBs, RAM chunks and event rings are allocated on first use.
+ */
+export const DEFAULT_MAX_SESSIONS = 4096;
+
 export interface RegistryOptions {
   maxSessions: number;
   /** Where journals live; null: in memory only. */
@@ -619,7 +625,7 @@ export class SessionRegistry {
   /** Creations under way (their journals are being written): they count against the session limit. */
   private creating = 0;
 
-  constructor(readonly opts: RegistryOptions = { maxSessions: 64 }) {
+  constructor(readonly opts: RegistryOptions = { maxSessions: DEFAULT_MAX_SESSIONS }) {
     if (opts.nodeId !== undefined && !isNodeId(opts.nodeId)) throw new Error(`bad node id ${JSON.stringify(opts.nodeId)}: 1-16 lower-case letters and digits`);
     if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true });
   }
