@@ -18,6 +18,8 @@ export interface FaultRecord {
   /** IOMMU_FAULT_READ 0x0 / IOMMU_FAULT_WRITE 0x1, as a fault handler receives them. */
   flags: number;
   kind: FaultKind;
+  /** The IOMMU family whose registers the record carries (API.md "IOMMU families in one SoC"). */
+  family: 'msm';
   fsr: string;
   fsrBits: string[];
   far: string;

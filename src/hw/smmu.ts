@@ -524,6 +524,7 @@ export class Smmu {
       priv,
       flags: access === ACCESS_WRITE ? 1 : 0,
       kind,
+      family: 'msm',
       fsr: hex(bank.FSR),
       fsrBits: fsrBitNames(bank.FSR),
       far: hex(bank.FAR),

@@ -57,7 +57,7 @@ describe('a driver-like scenario over HTTP (msm8x60)', () => {
     const f = (await c.call('POST', '/devices/vfe_imgwr/access', { iova: '0x10100000', access: 'write' })).body;
     expect(f).toEqual({
       outcome: 'fault',
-      fault: { smmu: 'vfe', context: 0, device: 'vfe_imgwr', domain: did, iova: '0x10100000', access: 'write', priv: false, flags: 1, kind: 'permission', fsr: '0x8', fsrBits: ['APF'], far: '0x10100000', fsynr0: '0x2', fsynr1: '0x100' },
+      fault: { smmu: 'vfe', context: 0, device: 'vfe_imgwr', domain: did, iova: '0x10100000', access: 'write', priv: false, flags: 1, kind: 'permission', family: 'msm', fsr: '0x8', fsrBits: ['APF'], far: '0x10100000', fsynr0: '0x2', fsynr1: '0x100' },
     });
     const t = (await c.call('POST', '/devices/vfe_imgwr/access', { iova: '0x20000000', access: 'read', mid: 5, priv: true })).body;
     expect(t.fault).toMatchObject({ kind: 'translation', fsr: '0x80000008', fsrBits: ['APF', 'MULTI'], far: '0x10100000', fsynr0: '0x2', fsynr1: '0x100' });
