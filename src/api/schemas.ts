@@ -98,13 +98,18 @@ export const CoherencyCounts = z.object({ 'stale-cpu-read': z.number(), 'device-
 
 // ---- sessions -------------------------------------------------------------------------------------------------
 export const TlbPolicy = z.enum(['lru', 'round-robin', 'flush-all']);
+/** What a session is made of, with its bounds: a request body and a trace's header are held to the same ones. */
+const SessionName = z.string().max(128);
+const SessionProfile = z.union([z.string().max(64), Topology]);
+const TlbEntries = Int.min(0).max(65536);
+const StallTimeoutMs = Int.min(1).max(3_600_000);
 export const CreateSessionBody = z
   .strictObject({
-    name: z.string().max(128).optional(),
-    profile: z.union([z.string().max(64), Topology]).optional(),
-    tlbEntries: Int.min(0).max(65536).optional(),
+    name: SessionName.optional(),
+    profile: SessionProfile.optional(),
+    tlbEntries: TlbEntries.optional(),
     tlbPolicy: TlbPolicy.optional(),
-    stallTimeoutMs: Int.min(1).max(3_600_000).optional(),
+    stallTimeoutMs: StallTimeoutMs.optional(),
     persist: z.boolean().optional(),
     cpuCache: CpuCacheSetting.optional(),
     bounce: BounceSetting.optional(),
@@ -112,6 +117,26 @@ export const CreateSessionBody = z
     trace: z.union([z.string().max(512 * 1024 * 1024), z.array(z.record(z.string(), z.unknown()))]).optional(),
   })
   .nullish();
+/**
+ * The first line of a trace (and of a journal): what the session was made with. Held to CreateSessionBody's bounds;
+ * the format version is checked by the reader (a newer one is refused, not misread). Unknown keys are kept for it.
+ */
+export const TraceHeader = z.looseObject({
+  format: z.literal('iommud-trace'),
+  version: Int.min(1),
+  gen: Int.min(0).optional(),
+  session: z.looseObject({
+    id: z.string().max(128).optional(),
+    name: SessionName.optional(),
+    profile: SessionProfile,
+    tlbEntries: TlbEntries.optional(),
+    tlbPolicy: TlbPolicy.optional(),
+    stallTimeoutMs: StallTimeoutMs.optional(),
+    createdAt: z.string().max(64).optional(),
+    cpuCache: CpuCacheSetting.optional(),
+    bounce: BounceSetting.optional(),
+  }),
+});
 export const CreateSessionResponse = z.object({ id: z.string(), name: z.string(), profile: z.string(), token: z.string(), createdAt: z.string() });
 export const SessionResponse = z.object({
   id: z.string(),

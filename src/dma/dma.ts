@@ -160,6 +160,7 @@ export class DmaApi {
   }
 
   configure(device: string, opts: { flushPolicy?: 'strict' | 'deferred'; dmaLimit?: number; mode?: DmaMode }): DeviceDmaState {
+    // Checked before anything is created: a refused configuration must not create (and attach) a DMA domain.
     if (opts.dmaLimit !== undefined && (opts.dmaLimit < 0x1fff || opts.dmaLimit > 0xffffffff)) {
       throw new IommuError('OUT_OF_RANGE', 'dmaLimit must be 0x1fff .. 0xffffffff', { dmaLimit: opts.dmaLimit });
     }

@@ -1,7 +1,6 @@
 /** What the server layer hangs on requests and the app: the session registry, the caller's session and role. */
 import type { FastifyRequest } from 'fastify';
 import { WS_SESSION_GONE } from '../api/stream.js';
-import { IommuError } from '../errors.js';
 import type { Command } from '../session/commands.js';
 import type { Role, Session, SessionRegistry, TokenInfo } from '../session/session.js';
 
@@ -47,10 +46,6 @@ export function actor(req: FastifyRequest): { role: Role; label: string | null }
 /** Applies a command for the caller and waits until it is durable; T is what that command returns. */
 export async function apply<T>(req: FastifyRequest, cmd: Command): Promise<T> {
   return (await req.iommuSession.apply(actor(req), cmd)) as T;
-}
-
-export function checkBatch(n: number, limit: number): void {
-  if (n > limit) throw new IommuError('PAYLOAD_TOO_LARGE', `a batch holds at most ${limit} items`, { limit, got: n });
 }
 
 /** Closes a socket with a reason when its session closes (deleted); returns the undo for the socket's own close. */

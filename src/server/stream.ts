@@ -8,10 +8,9 @@ import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import { decodeRequest, StreamFrameError } from '../api/stream.js';
 import { IommuError } from '../errors.js';
+import { STREAM_MAX_ITEMS } from '../session/commands.js';
 import { actor, closeWithSession } from './context.js';
 
-/** Items per request frame (a batch of 4096 is the benchmark's; 65536 keeps a frame under 1 MiB). */
-export const STREAM_MAX_ITEMS = 65536;
 
 const b64 = (a: Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
 

@@ -23,51 +23,115 @@ import {
 } from '../api/stream.js';
 
 const STATUS_BAD_OFFSET = 8;
+import { z } from 'zod';
+import { AccessKind, DmaDirection, PgSize, ProtFlag } from '../api/schemas.js';
 import type { BatchOp } from '../iommu/iommu.js';
 import { protFromNames } from '../pgtable/desc.js';
-import type { DmaDirection, DmaMode } from '../dma/dma.js';
 import type { Session } from './session.js';
 
 type Ctx = { smmu: string; ctx: string };
 type AccessArgs = { iova: number; access: 'read' | 'write' | 'exec'; priv?: boolean; mid?: number; size?: number; data?: string };
 
-export type Command =
-  | { op: 'domain-alloc'; for?: string; pgsizes?: number[]; flushPolicy?: 'strict' | 'deferred'; partialUnmap?: 'split' | 'refuse'; label?: string | null }
-  | { op: 'domain-free'; did: string }
-  | { op: 'attach'; did: string; device: string; replace?: boolean }
-  | { op: 'detach'; did: string; device: string }
-  | { op: 'map'; did: string; iova: number; paddr: number; size: number; prot: string[] }
-  | { op: 'unmap'; did: string; iova: number; size: number }
-  | { op: 'batch'; did: string; ops: Array<{ op: 'map'; iova: number; paddr: number; size: number; prot: string[] } | { op: 'unmap'; iova: number; size: number }> }
-  | { op: 'flush'; did: string; iova?: number; size?: number }
-  | { op: 'sync'; did: string }
-  | ({ op: 'context-config'; faultMode?: 'terminate' | 'stall'; faultInterrupt?: boolean } & Ctx)
-  | ({ op: 'clear-fault'; value?: number } & Ctx)
-  | ({ op: 'resume'; stall: string; action: 'retry' | 'terminate' | 'timeout' } & Ctx)
-  | ({ op: 'inject-fault'; kind: 'external' | 'multi-hit' | 'tlb-miss' } & Ctx)
-  | { op: 'mmio'; smmu: string; ops: Array<{ op: 'read' | 'write'; offset: number; value?: number }> }
-  | ({ op: 'access'; device: string } & AccessArgs)
-  | ({ op: 'master-access'; smmu: string; mid: number } & AccessArgs)
-  | { op: 'access-batch'; device: string; access: 'read' | 'write' | 'exec'; priv?: boolean; mid?: number; iovas: number[] }
-  | { op: 'buffer-alloc'; size: number; pools?: string[]; align?: number }
-  | { op: 'buffer-free'; paddr: number }
-  | { op: 'memory-write'; paddr: number; data: string }
+/** CPU-side reads and writes of RAM are bounded (API.md): larger transfers take several requests. */
+export const MEMORY_IO_LIMIT = 4 * 1024 * 1024;
+/** One device access moves at most this many bytes (API.md's `size` bound). */
+export const ACCESS_SIZE_LIMIT = 4 * 1024 * 1024;
+/** Items per binary-stream request (a batch of 4096 is the benchmark's; 65536 keeps a frame under 1 MiB). */
+export const STREAM_MAX_ITEMS = 65536;
+
+// ---- the shape of every command ------------------------------------------------------------------------------
+// execute() checks every command against this before it touches anything, whoever sent it: a route, the binary
+// stream, a timer, journal restore or a trace someone wrote by hand. Shape only (types, integers, enums, string
+// and list bounds); ranges are each command's own check (OUT_OF_RANGE, after shape, as the API orders them).
+const Int = z.number().int(); // zod 4: safe integers only
+/** An address or size: ranges (32-bit space, RAM) are checked by the command itself. */
+const Addr = Int.nonnegative();
+/** Names and ids are looked up, never parsed: any string is safe, but none is unbounded. */
+const Name = z.string().max(1024);
+const Mid = Int.min(0).max(255);
+const CtxFields = { smmu: Name, ctx: Name };
+const AccessFields = {
+  iova: Addr,
+  access: AccessKind,
+  priv: z.boolean().optional(),
+  mid: Mid.optional(),
+  size: Int.min(1).max(ACCESS_SIZE_LIMIT).optional(),
+  data: z.base64().max(Math.ceil(ACCESS_SIZE_LIMIT / 3) * 4).optional(),
+};
+const MapOp = z.strictObject({ op: z.literal('map'), iova: Addr, paddr: Addr, size: Addr, prot: z.array(ProtFlag) });
+const UnmapOp = z.strictObject({ op: z.literal('unmap'), iova: Addr, size: Addr });
+const FlushPolicy = z.enum(['strict', 'deferred']);
+const Segment = z.strictObject({ paddr: Addr, size: Addr });
+
+export const CommandSchema = z.discriminatedUnion('op', [
+  z.strictObject({ op: z.literal('domain-alloc'), for: Name.optional(), pgsizes: z.array(PgSize).min(1).max(4).optional(), flushPolicy: FlushPolicy.optional(), partialUnmap: z.enum(['split', 'refuse']).optional(), label: z.string().max(128).nullish() }),
+  z.strictObject({ op: z.literal('domain-free'), did: Name }),
+  z.strictObject({ op: z.literal('attach'), did: Name, device: Name, replace: z.boolean().optional() }),
+  z.strictObject({ op: z.literal('detach'), did: Name, device: Name }),
+  MapOp.extend({ did: Name }),
+  UnmapOp.extend({ did: Name }),
+  z.strictObject({ op: z.literal('batch'), did: Name, ops: z.array(z.discriminatedUnion('op', [MapOp, UnmapOp])).min(1) }),
+  z.strictObject({ op: z.literal('flush'), did: Name, iova: Addr.optional(), size: Addr.optional() }),
+  z.strictObject({ op: z.literal('sync'), did: Name }),
+  z.strictObject({ op: z.literal('context-config'), ...CtxFields, faultMode: z.enum(['terminate', 'stall']).optional(), faultInterrupt: z.boolean().optional() }),
+  z.strictObject({ op: z.literal('clear-fault'), ...CtxFields, value: Addr.optional() }),
+  // 'timeout' is the stall timer's own resume (a background command), recorded like any other.
+  z.strictObject({ op: z.literal('resume'), ...CtxFields, stall: z.string().min(1).max(64), action: z.enum(['retry', 'terminate', 'timeout']) }),
+  z.strictObject({ op: z.literal('inject-fault'), ...CtxFields, kind: z.enum(['external', 'multi-hit', 'tlb-miss']) }),
+  z.strictObject({ op: z.literal('mmio'), smmu: Name, ops: z.array(z.strictObject({ op: z.enum(['read', 'write']), offset: Addr, value: Addr.optional() })).min(1) }),
+  z.strictObject({ op: z.literal('access'), device: Name, ...AccessFields }),
+  z.strictObject({ op: z.literal('master-access'), smmu: Name, ...AccessFields, mid: Mid }),
+  z.strictObject({ op: z.literal('access-batch'), device: Name, access: AccessKind, priv: z.boolean().optional(), mid: Mid.optional(), iovas: z.array(Addr).min(1) }),
+  z.strictObject({ op: z.literal('buffer-alloc'), size: Addr, pools: z.array(z.string().max(64)).min(1).max(16).optional(), align: Addr.optional() }),
+  z.strictObject({ op: z.literal('buffer-free'), paddr: Addr }),
+  // Its size bound is checkRam's (PAYLOAD_TOO_LARGE, as PUT /memory answers), not a shape error.
+  z.strictObject({ op: z.literal('memory-write'), paddr: Addr, data: z.base64() }),
   /** A CPU load (recorded only in sessions with a CPU cache, where a load changes cache state). */
-  | { op: 'memory-read'; paddr: number; size: number }
-  | { op: 'cache-maintain'; action: 'clean' | 'invalidate' | 'flush'; paddr: number; size: number }
-  | { op: 'dma-config'; device: string; flushPolicy?: 'strict' | 'deferred'; dmaLimit?: number; mode?: DmaMode }
-  | { op: 'dma-map'; device: string; paddr: number; size: number; dir: DmaDirection }
-  | { op: 'dma-map-sg'; device: string; segments: Array<{ paddr: number; size: number }>; dir: DmaDirection }
-  | { op: 'dma-unmap'; device: string; dmaAddr: number; size: number; dir: DmaDirection }
-  | { op: 'dma-sync'; device: string; dmaAddr: number; size: number; offset?: number; for: 'cpu' | 'device'; dir?: DmaDirection }
-  | { op: 'dma-flush'; device: string }
+  z.strictObject({ op: z.literal('memory-read'), paddr: Addr, size: Addr }),
+  z.strictObject({ op: z.literal('cache-maintain'), action: z.enum(['clean', 'invalidate', 'flush']), paddr: Addr, size: Addr }),
+  z.strictObject({ op: z.literal('dma-config'), device: Name, flushPolicy: FlushPolicy.optional(), dmaLimit: Addr.optional(), mode: z.enum(['iommu', 'direct']).optional() }),
+  z.strictObject({ op: z.literal('dma-map'), device: Name, paddr: Addr, size: Addr, dir: DmaDirection }),
+  z.strictObject({ op: z.literal('dma-map-sg'), device: Name, segments: z.array(Segment).min(1), dir: DmaDirection }),
+  z.strictObject({ op: z.literal('dma-unmap'), device: Name, dmaAddr: Addr, size: Addr, dir: DmaDirection }),
+  z.strictObject({ op: z.literal('dma-sync'), device: Name, dmaAddr: Addr, size: Addr, offset: Addr.optional(), for: z.enum(['cpu', 'device']), dir: DmaDirection.optional() }),
+  z.strictObject({ op: z.literal('dma-flush'), device: Name }),
   /** A binary-stream request (src/api/stream.ts); item lists as base64 of little-endian u32 arrays. */
-  | { op: 'stream'; device: string; sop: number; priv: boolean; mid: number; iovas: string; lengths?: string; data?: string; values?: string };
+  z.strictObject({ op: z.literal('stream'), device: Name, sop: Int.min(OP_TRANSLATE_READ).max(OP_MMIO_WRITE), priv: z.boolean(), mid: Mid, iovas: z.string(), lengths: z.string().optional(), data: z.string().optional(), values: z.string().optional() }),
+]);
+
+export type Command = z.infer<typeof CommandSchema>;
+
+/** BAD_REQUEST naming (the first few of) the fields a zod check refused in `what` (details.issues). */
+export function shapeError(what: string, error: z.ZodError): IommuError {
+  const issues = error.issues.slice(0, 8).map((i) => ({ path: '/' + i.path.map(String).join('/'), message: i.message }));
+  return new IommuError('BAD_REQUEST', `invalid ${what}: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, { issues });
+}
+
+/** The command, checked for shape; BAD_REQUEST naming the fields otherwise. */
+export function checkCommand(cmd: unknown): Command {
+  const r = CommandSchema.safeParse(cmd);
+  if (r.success) return r.data;
+  throw shapeError('command', r.error);
+}
+
+/** A list over the session's batch limit (maps, accesses, register ops per request). */
+function checkBatch(n: number, limit: number): void {
+  if (n > limit) throw new IommuError('PAYLOAD_TOO_LARGE', `a batch holds at most ${limit} items`, { limit, got: n });
+}
+
+/** [paddr, +size) must be RAM of the profile, and at most MEMORY_IO_LIMIT bytes (CPU-side reads and writes). */
+export function checkRam(mem: { isRamRange(a: number, n: number): boolean }, paddr: number, size: number): void {
+  if (size > MEMORY_IO_LIMIT) throw new IommuError('PAYLOAD_TOO_LARGE', `at most ${MEMORY_IO_LIMIT} bytes per request`, { size });
+  if (size <= 0 || paddr > 0xffffffff || paddr + size > 2 ** 32 || !mem.isRamRange(paddr, size)) {
+    throw new IommuError('OUT_OF_RANGE', `[${hex(paddr)}, +${size}) is not RAM of this profile`, { paddr: hex(paddr), size });
+  }
+}
 
 export type CommandOf<K extends Command['op']> = Extract<Command, { op: K }>;
 
-function u32s(b64: string): Uint32Array {
+function u32s(b64: string, what = 'an item list'): Uint32Array {
   const b = Buffer.from(b64, 'base64');
+  if (b.length % 4 !== 0) throw new IommuError('BAD_REQUEST', `${what} is a whole number of 32-bit words`);
   const out = new Uint32Array(b.length >>> 2);
   for (let i = 0; i < out.length; i++) out[i] = b.readUInt32LE(4 * i);
   return out;
@@ -102,6 +166,8 @@ function streamMmio(smmu: IommuInstance, cmd: CommandOf<'stream'>, offsets: Uint
 function streamBatch(smmu: IommuInstance, bank: HwContext, cmd: CommandOf<'stream'>): Uint8Array {
   const iovas = u32s(cmd.iovas);
   const n = iovas.length;
+  // The frame decoder checks these for the socket; a journaled or hand-written record is checked the same way.
+  if (n === 0 || n > STREAM_MAX_ITEMS) throw new IommuError('BAD_REQUEST', `a stream request holds 1..${STREAM_MAX_ITEMS} items`, { count: n });
   const access = cmd.sop === OP_WRITE ? 1 : cmd.sop >= OP_TRANSLATE_READ && cmd.sop <= OP_TRANSLATE_EXEC ? cmd.sop - OP_TRANSLATE_READ : 0;
   const mid = cmd.mid === 0xff ? smmu.defaultMid(bank, access) : cmd.mid;
   if (cmd.sop >= OP_TRANSLATE_READ && cmd.sop <= OP_TRANSLATE_EXEC) {
@@ -129,11 +195,15 @@ function streamBatch(smmu: IommuInstance, bank: HwContext, cmd: CommandOf<'strea
   const lengths = u32s(cmd.lengths ?? '');
   if (lengths.length !== n) throw new IommuError('BAD_REQUEST', 'one length per iova');
   let total = 0;
-  for (let i = 0; i < n; i++) total += lengths[i]!;
+  for (const len of lengths) {
+    if (len === 0) throw new IommuError('BAD_REQUEST', 'an item length is at least 1');
+    total += len;
+  }
   if (total > STREAM_MAX_BYTES) {
     throw new IommuError('PAYLOAD_TOO_LARGE', `a stream frame moves at most ${STREAM_MAX_BYTES} bytes (as POST .../access)`, { limit: STREAM_MAX_BYTES, got: total });
   }
-  const data = cmd.data !== undefined ? Buffer.from(cmd.data, 'base64') : undefined;
+  const data = cmd.sop === OP_WRITE ? Buffer.from(cmd.data ?? '', 'base64') : undefined;
+  if (data && data.length !== total) throw new IommuError('BAD_REQUEST', `a write carries exactly the ${total} bytes its lengths say`, { dataLength: data.length });
   const results: HwAccessResult[] = [];
   let off = 0;
   let readBytes = 0;
@@ -178,14 +248,6 @@ export function transferOf(a: AccessArgs, defaultMid: number): TransferRequest {
   return { iova: a.iova, access: ACCESS_NAMES.indexOf(a.access), priv: a.priv ?? false, mid: a.mid ?? defaultMid, size: data ? 0 : (a.size ?? 0), data };
 }
 
-/** CPU loads and stores reach RAM only (API.md: over 4 MiB per request is PAYLOAD_TOO_LARGE). */
-export function checkRam(s: Session, paddr: number, size: number): void {
-  if (size > 4 * 1024 * 1024) throw new IommuError('PAYLOAD_TOO_LARGE', 'at most 4194304 bytes per request', { size });
-  if (size <= 0 || paddr > 0xffffffff || paddr + size > 2 ** 32 || !s.soc.mem.isRamRange(paddr, size)) {
-    throw new IommuError('OUT_OF_RANGE', `[${hex(paddr)}, +${size}) is not RAM of this profile`, { paddr: hex(paddr), size });
-  }
-}
-
 function outOfRange32(value: number | undefined, op?: number): IommuError {
   return new IommuError('OUT_OF_RANGE', 'a register value is 32 bits', { ...(value !== undefined ? { value: hex(value) } : {}), ...(op !== undefined ? { op } : {}) });
 }
@@ -198,8 +260,12 @@ function msmOnly(smmu: IommuInstance, what: string): MsmSmmu {
   return smmu;
 }
 
-/** Applies one command to a session; throws IommuError (changing nothing) on a refusal. */
-export function execute(s: Session, cmd: Command): unknown {
+/**
+ * Applies one command to a session; throws IommuError (changing nothing) on a refusal. The one gate: every check
+ * that can refuse a command runs here or below, never only in a route, so every front end refuses the same things.
+ */
+export function execute(s: Session, input: Command): unknown {
+  const cmd = checkCommand(input);
   const { soc, iommu, dma, pools, bus } = s;
   const bankOf = (c: Ctx) => {
     const smmu = soc.smmu(c.smmu);
@@ -219,6 +285,7 @@ export function execute(s: Session, cmd: Command): unknown {
     case 'unmap':
       return iommu.unmap(cmd.did, cmd.iova, cmd.size);
     case 'batch': {
+      checkBatch(cmd.ops.length, s.maxBatchOps);
       const ops: BatchOp[] = cmd.ops.map((o) => (o.op === 'map' ? { ...o, prot: protFromNames(o.prot) } : o));
       return iommu.batch(cmd.did, ops);
     }
@@ -257,6 +324,7 @@ export function execute(s: Session, cmd: Command): unknown {
       return { smmu, bank };
     }
     case 'mmio': {
+      checkBatch(cmd.ops.length, s.maxBatchOps);
       const smmu = soc.smmu(cmd.smmu);
       // Every op is checked before any side effect: a malformed op refuses the whole sequence.
       cmd.ops.forEach((op, i) => {
@@ -280,6 +348,7 @@ export function execute(s: Session, cmd: Command): unknown {
       return smmu.transfer(bank, transferOf(cmd, cmd.mid));
     }
     case 'access-batch': {
+      checkBatch(cmd.iovas.length, s.maxBatchOps);
       const { smmu, bank } = soc.device(cmd.device);
       // Every item is checked before the first transaction: a malformed item refuses the whole request.
       const mid = smmu.defaultMid(bank, ACCESS_NAMES.indexOf(cmd.access));
@@ -301,13 +370,15 @@ export function execute(s: Session, cmd: Command): unknown {
     }
     case 'memory-write': {
       const data = Buffer.from(cmd.data, 'base64');
+      if (data.length === 0) throw new IommuError('BAD_REQUEST', 'a memory write takes at least one byte');
+      checkRam(soc.mem, cmd.paddr, data.length);
       if (s.cache) s.cache.store(cmd.paddr, data);
       else soc.mem.writeBytes(cmd.paddr, data);
       bus.emit({ type: 'memory', action: 'write', paddr: hex(cmd.paddr), size: data.length });
       return undefined;
     }
     case 'memory-read': {
-      checkRam(s, cmd.paddr, cmd.size);
+      checkRam(soc.mem, cmd.paddr, cmd.size);
       return s.cache ? s.cache.load(cmd.paddr, cmd.size) : soc.mem.readBytes(cmd.paddr, cmd.size);
     }
     case 'cache-maintain': {

@@ -15,10 +15,12 @@ import { Soc } from '../hw/soc.js';
 import type { TlbPolicy } from '../hw/tlb.js';
 import { Iommu, type IommuLimits } from '../iommu/iommu.js';
 import { BufferPools } from '../memory/pools.js';
-import { execute, type Command } from './commands.js';
 import { setupNonCoherent, type BounceOption, type CpuCacheOption } from './noncoherent.js';
 import { COHERENCY_CHECKS, type CpuCache, type CpuCacheConfig } from '../memory/cache.js';
 import type { BouncePool } from '../dma/swiotlb.js';
+import { z } from 'zod';
+import { TraceHeader as TraceHeaderSchema } from '../api/schemas.js';
+import { execute, shapeError, type Command } from './commands.js';
 import { encodeRecord, Journal, readJournal, writeFileAtomic } from './journal.js';
 
 export type Role = 'observer' | 'operator' | 'owner';
@@ -46,12 +48,18 @@ export interface SessionOptions {
   tlbPolicy?: TlbPolicy;
   stallTimeoutMs?: number;
   eventRetain?: number;
-  limits?: Partial<IommuLimits>;
+  limits?: Partial<SessionLimits>;
   createdAt?: string;
   /** A CPU data cache (API.md v1.1): without it the session is coherent, as in v1. */
   cpuCache?: CpuCacheOption;
   /** A swiotlb-style bounce pool inside RAM. */
   bounce?: BounceOption;
+}
+
+/** Quotas of one session: the IOMMU's, and the items one command may carry. */
+export interface SessionLimits extends IommuLimits {
+  /** Items per batch (maps, accesses, register ops): past it PAYLOAD_TOO_LARGE. */
+  maxBatchOps: number;
 }
 
 /** The format of journals and traces; a newer one is refused rather than misread. */
@@ -80,6 +88,34 @@ export interface TraceHeader {
     cpuCache?: CpuCacheConfig;
     bounce?: BounceOption;
   };
+}
+
+/**
+ * A trace as POST /v1/sessions takes it (JSON lines, or the records as an array): the header held to the bounds of
+ * a session-creation body; the records are checked as they replay (each command by execute()'s gate).
+ */
+export function parseTrace(trace: string | readonly unknown[]): { header: z.output<typeof TraceHeaderSchema>; records: unknown[] } {
+  let records: unknown[];
+  if (typeof trace === 'string') {
+    const lines = trace.split('\n').filter((l) => l.trim() !== '');
+    records = lines.map((l, i) => {
+      try {
+        return JSON.parse(l) as unknown;
+      } catch {
+        throw new IommuError('BAD_REQUEST', `trace line ${i + 1} is not JSON`, { line: i + 1 });
+      }
+    });
+  } else records = [...trace];
+  const first = records[0] as { format?: unknown; version?: unknown } | null | undefined;
+  if (typeof first !== 'object' || first === null || first.format !== TRACE_FORMAT || typeof first.version !== 'number') {
+    throw new IommuError('BAD_REQUEST', `a trace starts with a {"format":"${TRACE_FORMAT}","version":N,...} header line`);
+  }
+  if (first.version > TRACE_VERSION) {
+    throw new IommuError('BAD_REQUEST', `trace format version ${first.version} is newer than this daemon's (${TRACE_VERSION})`, { version: first.version, supported: TRACE_VERSION });
+  }
+  const header = TraceHeaderSchema.safeParse(first);
+  if (!header.success) throw shapeError('header', header.error);
+  return { header: header.data, records: records.slice(1) };
 }
 
 /** One acknowledged command, as the journal and the trace hold it. */
@@ -117,6 +153,8 @@ interface TokenRecord {
 }
 
 const SYSTEM: Actor = { role: 'owner', label: 'iommud' };
+/** Who made a recorded change (events carry it): a role and a label, or nobody. */
+const ActorSchema = z.strictObject({ role: z.enum(['observer', 'operator', 'owner']), label: z.string().max(128).nullable() }).nullable();
 const DONE = Promise.resolve();
 /**
  * Bytes of trace kept in memory for sessions without a journal; past this the in-memory trace is incomplete and
@@ -244,6 +282,7 @@ export class Session {
   readonly bounceConfig: BounceOption | null;
   /** Coherency events by check (API.md: GET /v1/sessions/:sid shows them). */
   readonly coherencyCounts = new Map<string, number>(COHERENCY_CHECKS.map((c) => [c, 0]));
+  readonly maxBatchOps: number;
   revision = 0;
   /** Faults by kind, for metrics. */
   readonly faultCounts = new Map<string, number>();
@@ -263,6 +302,8 @@ export class Session {
   /** Journal bytes the state was last reloaded from (where a reopened journal continues). */
   private reloadedBytes = 0;
   private readonly lifetime = new AbortController();
+  /** Records consumed by the last replay() (the one that failed, when it throws). */
+  replayed = 0;
 
   constructor(opts: SessionOptions) {
     this.id = opts.id;
@@ -272,6 +313,7 @@ export class Session {
     this.tlbEntries = opts.tlbEntries ?? 128;
     this.tlbPolicy = opts.tlbPolicy ?? 'lru';
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 30_000;
+    this.maxBatchOps = opts.limits?.maxBatchOps ?? 65536;
     this.bus = new EventBus(opts.eventRetain ?? 10_000);
     this.soc = new Soc(opts.profile, this.bus, { tlbEntries: this.tlbEntries, tlbPolicy: this.tlbPolicy });
     this.iommu = new Iommu(this.soc, this.bus, { maxDomains: 1024, maxMappedPages: 4 * 1024 * 1024, ...opts.limits });
@@ -463,29 +505,38 @@ export class Session {
     return [JSON.stringify(this.header()), ...this.trace.flatMap(traceLine)];
   }
 
-  /** Replays records (journal restore, trace replay): tokens are re-registered, commands re-applied. */
-  replay(records: readonly unknown[]): void {
+  /**
+   * Replays records: commands re-applied through the gate. From this session's own journal (`journal`) tokens are
+   * re-registered; from a trace (anyone may write one) token records and snapshot tokens are ignored, so a
+   * replayed session holds only the tokens minted for it.
+   */
+  replay(records: readonly unknown[], from: 'journal' | 'trace' = 'journal'): void {
     this.replaying = true;
+    this.replayed = 0;
     try {
       for (const r of records) {
+        this.replayed++;
+        if (typeof r !== 'object' || r === null) throw new IommuError('BAD_REQUEST', 'a trace record is a JSON object');
         if ((r as SnapshotRecord).snapshot) {
-          this.restoreSnapshot((r as SnapshotRecord).snapshot);
-          // A trace that starts from a snapshot: a session journaled from it needs that state too.
-          if (!this.journal) this.trace?.push({ snapshot: (r as SnapshotRecord).snapshot });
+          const snap = (r as SnapshotRecord).snapshot;
+          this.restoreSnapshot(from === 'trace' ? { ...snap, tokens: [] } : snap);
+          // A trace that starts from a snapshot: a session journaled from it needs that state too (without tokens).
+          if (!this.journal) this.trace?.push({ snapshot: { ...snap, tokens: [] } });
         } else if ((r as TokenRecord).token) {
-          const t = (r as TokenRecord).token;
-          this.addToken(t);
+          if (from === 'journal') this.addToken((r as TokenRecord).token);
         } else if ((r as CommandRecord).cmd) {
           const rec = r as CommandRecord;
-          if (!rec.refused) this.run(rec.by, rec.cmd);
+          const by = ActorSchema.safeParse(rec.by ?? null);
+          if (!by.success) throw shapeError('by', by.error);
+          if (!rec.refused) this.run(by.data, rec.cmd);
           else {
             try {
-              this.run(rec.by, rec.cmd);
+              this.run(by.data, rec.cmd);
             } catch (e) {
               if (!(e instanceof IommuError)) throw e;
             }
           }
-        }
+        } else if (from === 'trace') throw new IommuError('BAD_REQUEST', 'a trace record holds a cmd, a snapshot or a token');
       }
     } finally {
       this.replaying = false;
@@ -659,12 +710,13 @@ export class SessionRegistry {
     session.bus.emit({ type: 'session', action: 'create', session: id });
     if (opts.trace) {
       try {
-        session.replay(opts.trace);
+        session.replay(opts.trace, 'trace');
       } catch (e) {
         session.close();
-        const where = `trace command ${session.revision + 1}`;
-        if (e instanceof IommuError) throw new IommuError(e.code === 'UNAVAILABLE' ? 'BAD_REQUEST' : e.code, `${where}: ${e.message}`, { ...e.details, command: session.revision + 1 });
-        throw new IommuError('BAD_REQUEST', `${where} is malformed`, { command: session.revision + 1 });
+        // Records count from the one after the header (line n + 1 of a JSON-lines trace).
+        const n = session.replayed;
+        if (e instanceof IommuError) throw new IommuError(e.code === 'UNAVAILABLE' ? 'BAD_REQUEST' : e.code, `trace record ${n}: ${e.message}`, { ...e.details, record: n });
+        throw new IommuError('BAD_REQUEST', `trace record ${n} is malformed`, { record: n });
       }
     }
     if (!this.opts.dataDir || opts.persist === false) {

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import * as S from '../../api/schemas.js';
 import type { AccessResult } from '../../hw/smmu.js';
-import { apply, checkBatch } from '../context.js';
+import { apply } from '../context.js';
 import { accessView } from '../views.js';
 
 const DevParams = z.object({ sid: z.string(), device: z.string() });
@@ -14,7 +14,6 @@ export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
   );
 
   app.post('/devices/:device/access-batch', { schema: { summary: 'Independent transactions, in order', tags: ['devices'], params: DevParams, body: S.AccessBatchBody, response: { 200: S.AccessBatchResponse } } }, async (req) => {
-    checkBatch(req.body.iovas.length, app.iommudOptions.limits.maxBatchOps);
     return { results: (await apply<AccessResult[]>(req, { op: 'access-batch', device: req.params.device, ...req.body })).map(accessView) };
   });
 };

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import * as S from '../../api/schemas.js';
 import { hex } from '../../errors.js';
 import type { HwAccessResult, HwContext, IommuInstance } from '../../hw/family.js';
-import { apply, checkBatch } from '../context.js';
+import { apply } from '../context.js';
 import { accessView, contextView, smmuView } from '../views.js';
 
 const SmmuParams = z.object({ sid: z.string(), smmu: z.string() });
@@ -56,7 +56,6 @@ export const hardwareRoutes: FastifyPluginAsyncZod = async (app) => {
   });
 
   app.post('/smmus/:smmu/mmio', { schema: { summary: 'A sequence of register reads and writes, in order', tags: ['mmio'], params: SmmuParams, body: S.MmioBatchBody, response: { 200: S.MmioBatchResponse } } }, async (req) => {
-    checkBatch(req.body.ops.length, app.iommudOptions.limits.maxBatchOps);
     return { results: (await apply<RegAccess[]>(req, { op: 'mmio', smmu: req.params.smmu, ops: req.body.ops })).map(regView) };
   });
 

@@ -4,10 +4,9 @@ import * as S from '../../api/schemas.js';
 import { page, pageLimit } from '../paginate.js';
 import { IommuError, hex } from '../../errors.js';
 import type { PhysBuffer } from '../../memory/pools.js';
+import { checkRam, MEMORY_IO_LIMIT } from '../../session/commands.js';
 import { apply } from '../context.js';
 
-/** CPU-side reads and writes are bounded (API.md): larger transfers take several requests. */
-export const MEMORY_IO_LIMIT = 4 * 1024 * 1024;
 
 const bufferView = (b: PhysBuffer) => ({ paddr: hex(b.paddr), size: b.size, pool: b.pool });
 
@@ -48,20 +47,10 @@ export const memoryRoutes: FastifyPluginAsyncZod = async (app) => {
   });
 
   app.put('/memory', { schema: { summary: 'Write physical memory (CPU side) from an application/octet-stream body', tags: ['memory'], querystring: S.MemoryQuery.pick({ paddr: true }), response: { 204: S.NoContent } } }, async (req, reply) => {
-    const s = req.iommuSession;
     const body = req.body;
-    if (!Buffer.isBuffer(body) || body.length === 0) {
-      throw new IommuError('BAD_REQUEST', 'PUT /memory takes a non-empty application/octet-stream body');
-    }
-    checkRam(s.soc.mem, req.query.paddr, body.length);
+    if (!Buffer.isBuffer(body)) throw new IommuError('BAD_REQUEST', 'PUT /memory takes an application/octet-stream body');
     await apply(req, { op: 'memory-write', paddr: req.query.paddr, data: body.toString('base64') });
     reply.code(204).send(null);
   });
 };
 
-function checkRam(mem: { isRamRange(a: number, n: number): boolean }, paddr: number, size: number): void {
-  if (size > MEMORY_IO_LIMIT) throw new IommuError('PAYLOAD_TOO_LARGE', `at most ${MEMORY_IO_LIMIT} bytes per request`, { size });
-  if (size <= 0 || paddr > 0xffffffff || paddr + size > 2 ** 32 || !mem.isRamRange(paddr, size)) {
-    throw new IommuError('OUT_OF_RANGE', `[${hex(paddr)}, +${size}) is not RAM of this profile`, { paddr: hex(paddr), size });
-  }
-}
