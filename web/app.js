@@ -22,6 +22,7 @@ const state = {
   lastStats: new Map(),
   ws: null,
   selected: null,
+  lastSeq: 0, // the last event seen: a (re)connect asks for everything after it, so history shows on login
 };
 
 class ApiError extends Error {
@@ -283,7 +284,7 @@ function renderActions() {
 // ---- live events ----
 function connectEvents() {
   const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-  const ws = new WebSocket(`${proto}://${location.host}/v1/sessions/${state.sid}/events?token=${encodeURIComponent(state.token)}`);
+  const ws = new WebSocket(`${proto}://${location.host}/v1/sessions/${state.sid}/events?token=${encodeURIComponent(state.token)}&since=${state.lastSeq}`);
   state.ws = ws;
   ws.onopen = () => ($('#conn').className = 'pill on', $('#conn').textContent = 'events: live');
   ws.onclose = () => {
@@ -293,6 +294,7 @@ function connectEvents() {
   };
   ws.onmessage = (m) => {
     const ev = JSON.parse(m.data);
+    if (typeof ev.seq === 'number') state.lastSeq = Math.max(state.lastSeq, ev.seq);
     if (ev.type === 'gap') {
       $('#gaps').textContent = `the browser fell behind: events ${ev.from}–${ev.to} were skipped`;
       return;
@@ -316,6 +318,10 @@ function renderFaults() {
   const dev = $('#fault-device').value.trim();
   const kind = $('#fault-kind').value;
   const list = state.faults.filter((f) => (!dev || f.device === dev) && (!kind || f.kind === kind)).slice(0, 200);
+  if (!list.length) {
+    $('#faults').replaceChildren(el('li', { class: 'empty dim' }, state.faults.length ? 'no fault matches the filter' : 'no faults yet'));
+    return;
+  }
   $('#faults').replaceChildren(
     ...list.map((f) =>
       el('li', { class: 'fault-item' }, el('b', {}, `${f.kind}`), ` ${f.device ?? f.smmu + '/' + f.context} ${f.access} @${f.iova} `, el('span', { class: 'dim mono' }, `FSR ${f.fsr} FAR ${f.far} FSYNR0 ${f.fsynr0} #${f.seq}${f.stall ? ' ' + f.stall : ''}`)),
@@ -332,6 +338,7 @@ async function start() {
   await Promise.all([refreshOverview(), refreshTopology()]);
   renderActions();
   await refreshDomains();
+  renderFaults();
   connectEvents();
   setInterval(() => Promise.all([refreshOverview(), refreshTopology()]).catch(() => {}), 1000);
 }

@@ -37,6 +37,9 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     const d = (await call('POST', '/domains', { label: 'camera' })).id;
     await call('POST', `/domains/${d}/attach`, { device: 'vfe_imgwr' });
     await call('POST', `/domains/${d}/map`, { iova: '0x10000000', paddr: '0x40000000', size: '0x100000', prot: ['read'] });
+    // A fault before anyone logs in: the page must show it from the retained history.
+    await call('POST', '/devices/vfe_imgwr/access', { iova: '0x30000000', access: 'read' });
+    await call('POST', '/smmus/vfe/contexts/vfe_imgwr/clear-fault', {});
     const executablePath = chromiumPath!;
     browser = await chromium.launch({
       executablePath,
@@ -59,6 +62,9 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     expect(devices).toHaveLength(21);
     expect(await page.textContent('#topology')).toContain('vfe_imgwr');
     expect(await page.textContent('.ctx[data-device="vfe_imgwr"]')).toContain('dom-1');
+    // The fault raised before login comes from the history (subscribed with since=0).
+    await page.waitForSelector('.fault-item');
+    expect(await page.$$eval('.fault-item', (els) => els.map((e) => e.textContent))).toEqual([expect.stringContaining('translation vfe_imgwr read @0x30000000')]);
     await page.screenshot({ path: join(shots, 'dashboard-topology.png') });
   }, 30_000);
 
@@ -82,10 +88,25 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     await page.waitForFunction(() => document.querySelector('#conn')?.textContent === 'events: live');
     await call('POST', '/devices/vfe_imgwr/access', { iova: '0x20000000', access: 'write' });
     const t0 = Date.now();
-    await page.waitForSelector('.fault-item', { timeout: 1000 });
+    await page.waitForFunction(() => document.querySelector('.fault-item')?.textContent?.includes('@0x20000000'), null, { timeout: 1000 });
     expect(Date.now() - t0).toBeLessThan(1000);
     expect(await page.textContent('.fault-item')).toContain('translation vfe_imgwr write @0x20000000');
     await page.screenshot({ path: join(shots, 'dashboard.png'), fullPage: true });
+  }, 30_000);
+
+  it('a session without faults says so, and says what to do first', async () => {
+    const fresh = (await app.inject({ method: 'POST', url: '/v1/sessions', payload: { name: 'empty' } })).json();
+    const p2 = await browser.newPage({ viewport: { width: 1024, height: 800 } });
+    try {
+      await p2.goto(url + '/');
+      await p2.fill('#sid', fresh.id);
+      await p2.fill('#token', fresh.token);
+      await p2.click('#login-form button');
+      await p2.waitForFunction(() => document.querySelector('#conn')?.textContent === 'events: live');
+      expect(await p2.textContent('#faults')).toBe('no faults yet');
+    } finally {
+      await p2.close();
+    }
   }, 30_000);
 
   it('an operator action refused by the API shows its error inline', async () => {
