@@ -2,11 +2,15 @@
 /**
  * iommuctl: drive an iommud daemon from a terminal or a script. Every command prints a human line, or with
  * --json one JSON document. Exit codes: 0 ok, 2 usage, 3 the daemon refused (API error), 4 connection error.
- * Configuration: --url / IOMMUD_URL, --token / IOMMUD_TOKEN, --session / IOMMUD_SESSION.
+ * Configuration: --url / IOMMUD_URL, --token / IOMMUD_TOKEN, --session / IOMMUD_SESSION, then the current context of
+ * ~/.config/iommud/config.json (--context / IOMMUD_CONTEXT picks another), then http://127.0.0.1:8080.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { IommudClient, IommudConnectionError, IommudError, type SessionClient } from '../client/index.js';
+import { VERSION } from '../server/version.js';
+import { accessLine, registerApiCommands } from './ctl-api.js';
+import { configPath, loadConfig, registerConfigCommands } from './ctl-config.js';
 
 export const EXIT_USAGE = 2;
 export const EXIT_API = 3;
@@ -20,20 +24,32 @@ interface Globals {
 }
 
 const program = new Command('iommuctl')
-  .description('drive an iommud daemon: sessions, domains, device access, events, traces, HIL load')
-  .addOption(new Option('--url <url>', 'daemon URL').env('IOMMUD_URL').default('http://127.0.0.1:8080'))
+  .description('drive an iommud daemon: sessions, domains, hardware, DMA, memory, events, traces, HIL load.\nRoles: observer reads, operator also mutates and accesses devices, owner also mints tokens and deletes.')
+  .version(VERSION, '-V, --version', 'the iommuctl version')
+  .addOption(new Option('--url <url>', 'daemon URL (default http://127.0.0.1:8080)').env('IOMMUD_URL'))
   .addOption(new Option('--token <token>', 'session token').env('IOMMUD_TOKEN'))
   .addOption(new Option('--session <id>', 'session id').env('IOMMUD_SESSION'))
+  .addOption(new Option('--context <name>', 'a saved context of the config file').env('IOMMUD_CONTEXT'))
   .option('--json', 'print JSON for scripts', false)
+  .showHelpAfterError()
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-const globals = (): Globals => program.opts<Globals>();
+/** Flags and environment first, then the chosen (or current) context of the config file, then the default URL. */
+const globals = (): Globals => {
+  const o = program.opts<Globals & { context?: string }>();
+  const cfg = loadConfig();
+  const name = o.context ?? cfg.current;
+  const saved = name ? cfg.contexts[name] : undefined;
+  if (o.context && !saved) throw new CommanderError(EXIT_USAGE, 'iommuctl.usage', `no context ${o.context} in ${configPath()}`);
+    // An empty variable counts as unset (IOMMUD_URL= in a script), as it does for most CLIs.
+  return { json: o.json, url: o.url || saved?.url || 'http://127.0.0.1:8080', token: o.token || saved?.token, session: o.session || saved?.session };
+};
 const client = () => new IommudClient({ url: globals().url, token: globals().token });
 
 function session(): SessionClient {
   const g = globals();
-  if (!g.session || !g.token) throw new CommanderError(EXIT_USAGE, 'iommuctl.usage', 'this command needs --session and --token (or IOMMUD_SESSION, IOMMUD_TOKEN)');
+  if (!g.session || !g.token) throw new CommanderError(EXIT_USAGE, 'iommuctl.usage', 'this command needs --session and --token (or IOMMUD_SESSION, IOMMUD_TOKEN, or a context: iommuctl config set-context)');
   return client().session(g.session, g.token);
 }
 
@@ -51,7 +67,8 @@ const num = (v: string): string => {
 const sess = program.command('session').description('create, show, delete sessions; mint tokens');
 sess
   .command('create')
-  .option('--profile <name>', 'msm8x60 or tiny', 'msm8x60')
+  .description('create a session (no token needed); prints its id and owner token')
+  .option('--profile <name>', 'a profile name (see `profiles`)', 'msm8x60')
   .option('--name <name>', 'session name')
   .option('--cpu-cache', 'model the CPU data cache (non-coherent DMA)')
   .option('--line-size <n>', 'cache line size: 32 or 64')
@@ -72,16 +89,17 @@ sess
     });
     out(s.created, `session ${s.created.id}\ntoken ${s.created.token}`);
   });
-sess.command('show').action(async () => {
+sess.command('show').description('the session: profile, revision, domains, subscribers (observer)').action(async () => {
   const s = await session().get();
   out(s, `${s.id} ${s.name} (${s.profile}) revision ${s.revision}, ${s.domains} domains, ${s.subscribers} subscribers`);
 });
-sess.command('delete').action(async () => {
+sess.command('delete').description('delete the session (owner)').action(async () => {
   await session().delete();
   out({ deleted: globals().session }, `deleted ${globals().session}`);
 });
 sess
   .command('token <role>')
+  .description('mint a token: observer, operator or owner (owner)')
   .option('--label <label>', 'names the user in events')
   .action(async (role: string, o: { label?: string }) => {
     if (!['observer', 'operator', 'owner'].includes(role)) throw new CommanderError(EXIT_USAGE, 'iommuctl.usage', `role is observer, operator or owner`);
@@ -93,6 +111,7 @@ sess
 const dom = program.command('domain').description('the IOMMU API: alloc, attach, map, unmap, flush, sync, show, pagetable');
 dom
   .command('alloc')
+  .description('iommu_domain_alloc: a page table (operator)')
   .option('--deferred', 'deferred invalidation (iotlb_sync on sync)')
   .option('--refuse-partial', 'refuse unmaps that cut a large page')
   .option('--pgsizes <list>', 'comma list of 4096,65536,1048576,16777216')
@@ -108,40 +127,46 @@ dom
   });
 dom
   .command('attach <domain> <device>')
+  .description('iommu_attach_device: program the context bank (operator)')
   .option('--replace', 'switch from another domain on the fly')
   .action(async (did: string, device: string, o: { replace?: boolean }) => {
     const d = await session().attach(did, device, o.replace);
     out(d, `${device} attached to ${did}`);
   });
-dom.command('detach <domain> <device>').action(async (did: string, device: string) => {
+dom.command('detach <domain> <device>').description('iommu_detach_device (operator)').action(async (did: string, device: string) => {
   const d = await session().detach(did, device);
   out(d, `${device} detached from ${did}`);
 });
 dom
   .command('map <domain> <iova> <paddr> <size>')
+  .description('iommu_map with the largest page sizes alignment allows (operator)')
   .option('--prot <list>', 'comma list of read,write,noexec,cache,mmio,priv', 'read,write')
   .action(async (did: string, iova: string, paddr: string, size: string, o: { prot: string }) => {
     const r = await session().map(did, { iova: num(iova), paddr: num(paddr), size: num(size), prot: o.prot.split(',') as Array<'read'> });
     out(r, `mapped ${r.iova} +${r.size}: ${Object.entries(r.pages).filter(([, n]) => n).map(([k, n]) => `${n}×${k}`).join(' ')}`);
   });
-dom.command('unmap <domain> <iova> <size>').action(async (did: string, iova: string, size: string) => {
+dom.command('unmap <domain> <iova> <size>').description('iommu_unmap (operator)').action(async (did: string, iova: string, size: string) => {
   const r = await session().unmap(did, { iova: num(iova), size: num(size) });
   out(r, `unmapped ${r.unmapped} bytes`);
 });
-dom.command('flush <domain>').action(async (did: string) => {
+dom.command('flush <domain>').description('iommu_flush_iotlb_all on the attached contexts (operator)').action(async (did: string) => {
   const r = await session().flush(did);
   out(r, `flushed ${r.contexts} contexts, ${r.invalidated} TLB entries`);
 });
-dom.command('sync <domain>').action(async (did: string) => {
+dom.command('sync <domain>').description('iommu_iotlb_sync: apply the deferred invalidations (operator)').action(async (did: string) => {
   const r = await session().sync(did);
   out(r, `synced: ${r.invalidated} TLB entries invalidated`);
 });
-dom.command('show [domain]').action(async (did?: string) => {
+dom.command('show [domain]').description('one domain, or all (observer)').action(async (did?: string) => {
   const s = session();
   const ds = did ? [await s.domain(did)] : await s.domains();
   out(did ? ds[0] : ds, () => ds.map((d) => `${d.id} ${d.type} ttbr0 ${d.ttbr0} attached [${d.attached.join(', ')}] ${d.mappedBytes} bytes mapped`).join('\n'));
 });
-dom.command('pagetable <domain>').action(async (did: string) => {
+dom.command('free <domain>').description('iommu_domain_free (operator)').action(async (did: string) => {
+  await session().freeDomain(did);
+  out({ freed: did }, `freed ${did}`);
+});
+dom.command('pagetable <domain>').description('the L1 and L2 descriptors (observer)').action(async (did: string) => {
   const t = await session().pagetable(did);
   out(t, () =>
     [`TTBR0 ${t.ttbr0}`, ...t.l1.map((e) => `L1[${e.index}] ${e.desc}`), ...t.l2.flatMap((x) => [`L2 @${x.base}`, ...x.entries.map((e) => `  [${e.index}] ${e.desc}`)])].join('\n'),
@@ -151,12 +176,12 @@ dom.command('pagetable <domain>').action(async (did: string) => {
 // ---- access ----
 program
   .command('access <device> <iova>')
-  .description('one transaction through the device context')
+  .description('one transaction through the device context; a fault prints its registers, FSR bits by name (operator)')
   .addOption(new Option('--as <kind>', 'read, write or exec').choices(['read', 'write', 'exec']).default('read'))
   .option('--priv', 'privileged access')
   .action(async (device: string, iova: string, o: { as: 'read'; priv?: boolean }) => {
     const r = await session().access(device, { iova: num(iova), access: o.as, ...(o.priv ? { priv: true } : {}) });
-    out(r, () => (r.outcome === 'ok' ? `ok ${r.paddr} (TLB ${r.tlb}${r.stale ? ', STALE' : ''})` : r.outcome === 'terminated' ? 'terminated' : `${r.outcome}: ${r.fault.kind} fault, FSR ${r.fault.fsr} FAR ${r.fault.far}`));
+    out(r, () => accessLine(r));
   });
 
 // ---- DMA API ----
@@ -257,6 +282,7 @@ program
 const trace = program.command('trace').description('export a session as JSON lines, or replay one into a new session');
 trace
   .command('export')
+  .description('the session as JSON lines (observer)')
   .option('--out <file>', 'write to a file instead of stdout')
   .action(async (o: { out?: string }) => {
     const t = await session().trace();
@@ -265,7 +291,8 @@ trace
       out({ file: o.out, lines: t.trim().split('\n').length }, `wrote ${t.trim().split('\n').length} lines to ${o.out}`);
     } else process.stdout.write(t);
   });
-trace.command('replay <file>').action(async (file: string) => {
+trace.command('replay <file>').description('create a new session from an exported trace (no token needed)').action(async (file: string) => {
+  if (!existsSync(file)) throw new CommanderError(EXIT_USAGE, 'iommuctl.usage', `trace replay: no such file ${file}`);
   const s = await client().createSession({ trace: readFileSync(file, 'utf8') });
   out(s.created, `session ${s.created.id}\ntoken ${s.created.token}`);
 });
@@ -321,6 +348,9 @@ program
     const r = { pattern: o.pattern, ...(o.pattern === 'random' ? { span } : {}), translations: done, faults, seconds: (Date.now() - t0) / 1000, rate: done / ((Date.now() - t0) / 1000), latencyMs: { p50: pct(0.5), p90: pct(0.9), p99: pct(0.99) } };
     out(r, `${(r.rate / 1e6).toFixed(2)} M translations/s, ${o.pattern === 'random' ? `uniform random over ${span} bytes` : 'one 4 KiB page (best case: all TLB hits)'} (${done} in ${r.seconds.toFixed(1)} s, ${faults} faults); batch latency p50 ${r.latencyMs.p50.toFixed(2)} ms, p90 ${r.latencyMs.p90.toFixed(2)} ms, p99 ${r.latencyMs.p99.toFixed(2)} ms`);
   });
+
+registerApiCommands(program, { session, client, out, num, json: () => globals().json });
+registerConfigCommands(program, out, () => program.opts<{ url?: string; session?: string; token?: string }>());
 
 program.parseAsync(process.argv).then(
   () => process.exit(0),

@@ -5,13 +5,16 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from '../../src/server/app.js';
+import { builtCli } from '../support/built.js';
+
+const bin = builtCli('iommuctl');
 
 let app: FastifyInstance;
 let url: string;
 
 function ctl(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/cli/iommuctl.ts', ...args], { env: { ...process.env, IOMMUD_URL: url, ...env } }, (err, stdout, stderr) =>
+    execFile(process.execPath, [bin, ...args], { env: { ...process.env, IOMMUD_URL: url, IOMMUD_CONFIG: '/nonexistent/iommud-config.json', ...env } }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
@@ -36,7 +39,7 @@ describe('iommuctl as a child process', () => {
     const m = await ctl(['--json', 'domain', 'map', 'dom-1', '0x100000', '0x80000000', '0x100000', '--prot', 'read'], env);
     expect(JSON.parse(m.stdout)).toEqual({ iova: '0x100000', size: 1048576, pages: { '4K': 0, '64K': 0, '1M': 1, '16M': 0 } });
     expect((await ctl(['access', 'dev0', '0x100010'], env)).stdout).toBe('ok 0x80000010 (TLB miss)\n');
-    expect((await ctl(['access', 'dev0', '0x100010', '--as', 'write'], env)).stdout).toBe('fault: permission fault, FSR 0x8 FAR 0x100010\n');
+    expect((await ctl(['access', 'dev0', '0x100010', '--as', 'write'], env)).stdout).toBe('fault: permission fault at smmu0/0 (dev0): FSR 0x8 [APF] FAR 0x100010 FSYNR0 0x0 FSYNR1 0x100\n');
     expect((await ctl(['domain', 'pagetable', 'dom-1'], env)).stdout).toBe('TTBR0 0x83e00000\nL1[1] 0x80039c02\n');
     expect(JSON.parse((await ctl(['--json', 'domain', 'show', 'dom-1'], env)).stdout)).toMatchObject({ id: 'dom-1', attached: ['dev0'], mappedBytes: 0x100000 });
   }, 30_000);

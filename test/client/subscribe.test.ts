@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IommudClient, IommudConnectionError, IommudError, type SessionClient } from '../../src/client/index.js';
 import { build } from '../../src/server/app.js';
+import { builtCli } from '../support/built.js';
 
 /** A loopback port nobody listens on. */
 async function deadPort(): Promise<number> {
@@ -16,7 +17,7 @@ async function deadPort(): Promise<number> {
 
 function ctl(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/cli/iommuctl.ts', ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) =>
+    execFile(process.execPath, [builtCli('iommuctl'), ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });

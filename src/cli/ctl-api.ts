@@ -1,0 +1,403 @@
+/**
+ * iommuctl's commands for the rest of the API: hardware (SMMUs, contexts, faults, stalls, MMIO, masters), device
+ * access batches, the DMA API, buffers and memory, mappings and iova_to_phys, profiles and version. One command per
+ * API.md route, each with --json; descriptions name the IOMMU/DMA API call and the role the route needs.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { IommudClient, SessionClient } from '../client/index.js';
+
+export interface CtlContext {
+  session(): SessionClient;
+  client(): IommudClient;
+  out(data: unknown, human: string | (() => string)): void;
+  num(v: string): string;
+  json(): boolean;
+}
+
+const usage = (message: string): never => {
+  throw new CommanderError(2, 'iommuctl.usage', message);
+};
+
+const DIRS = ['to-device', 'from-device', 'bidirectional'] as const;
+type Dir = (typeof DIRS)[number];
+
+/** A fault's registers on one line, FSR bits by name: what a driver's fault handler would print. */
+export function faultLine(f: { kind: string; fsr: string; fsrBits?: string[]; far: string; fsynr0?: string; fsynr1?: string; smmu?: string; context?: number | string; device?: string | null }): string {
+  const bits = f.fsrBits?.length ? ` [${f.fsrBits.join(' ')}]` : '';
+  const where = f.smmu !== undefined ? ` at ${f.smmu}/${f.context}${f.device ? ` (${f.device})` : ''}` : '';
+  return `${f.kind} fault${where}: FSR ${f.fsr}${bits} FAR ${f.far}${f.fsynr0 !== undefined ? ` FSYNR0 ${f.fsynr0}` : ''}${f.fsynr1 !== undefined ? ` FSYNR1 ${f.fsynr1}` : ''}`;
+}
+
+/** Classic 16-bytes-a-line hex dump with the address of each line. */
+export function hexdump(base: number, bytes: Uint8Array): string {
+  const lines: string[] = [];
+  for (let off = 0; off < bytes.length; off += 16) {
+    const row = bytes.subarray(off, off + 16);
+    const hexs = [...row].map((b) => b.toString(16).padStart(2, '0')).join(' ');
+    const ascii = [...row].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('');
+    lines.push(`${(base + off).toString(16).padStart(8, '0')}  ${hexs.padEnd(47)}  |${ascii}|`);
+  }
+  return lines.join('\n');
+}
+
+const readJsonFile = (file: string): unknown => {
+  let text: string;
+  try {
+    text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+  } catch (e) {
+    return usage(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    return usage(`${file} is not JSON`);
+  }
+};
+
+export function registerApiCommands(program: Command, c: CtlContext): void {
+  const { out, num } = c;
+  const n = (v: string) => Number(num(v));
+
+  // ---- daemon ----
+  program
+    .command('version')
+    .description('the daemon version, API level, node id and capabilities (GET /v1/version; no token)')
+    .action(async () => {
+      const v = await c.client().version();
+      out(v, `${v.name} ${v.version} (api ${v.api}, node ${v.node}) capabilities: ${v.capabilities.join(', ')}`);
+    });
+  program
+    .command('profiles')
+    .description('the simulated SoCs a session can be created from (GET /v1/profiles; no token)')
+    .action(async () => {
+      const ps = await c.client().profiles();
+      out(ps, () => ps.map((p) => `${p.name}: ${p.description} (${p.smmus.length} IOMMUs, ${p.smmus.reduce((a, s) => a + s.contexts.length, 0)} contexts)`).join('\n'));
+    });
+
+  // ---- hardware ----
+  program
+    .command('smmus')
+    .description('every IOMMU of the session with its contexts and TLB counters (observer)')
+    .action(async () => {
+      const ss = await c.session().smmus();
+      out(ss, () =>
+        ss
+          .map((s) => [`${s.name} @${s.base}: ${s.banks} banks, TLB ${s.tlb.entries} entries (${s.tlb.hits} hits, ${s.tlb.misses} misses)`, ...s.contexts.map((x) => `  [${x.index}] ${x.name ?? '-'}${x.domain ? ` -> ${x.domain}` : ''} FSR ${x.registers.FSR ?? '0x0'}`)].join('\n'))
+          .join('\n'),
+      );
+    });
+
+  const ctx = program.command('context').description('a context bank: registers, fault settings');
+  ctx
+    .command('show')
+    .description('the context bank: device, MIDs, domain, decoded registers, stalls (observer)')
+    .argument('<smmu>', 'SMMU name (see `smmus`)')
+    .argument('<ctx>', 'context bank index or device name')
+    .action(async (smmu: string, x: string) => {
+      const v = await c.session().context(smmu, x);
+      out(v, () =>
+        [
+          `${smmu}/${v.index} ${v.name ?? '(unnamed)'} device ${v.device ?? '-'} MIDs [${v.mids.join(', ')}] ${v.enabled ? 'enabled' : 'bypass'}, domain ${v.domain ?? '-'}`,
+          `fault mode ${v.faultMode}, interrupt ${v.faultInterrupt ? 'on' : 'off'}; ${v.stalls.length} stalled`,
+          ...Object.entries(v.registers).map(([k, val]) => `  ${k.padEnd(12)} ${val}`),
+          ...v.stalls.map((s) => `  stall ${s.stall}: ${s.access} ${s.iova}`),
+        ].join('\n'),
+      );
+    });
+  ctx
+    .command('config')
+    .description('set the fault settings attach programs into ACTLR (operator)')
+    .argument('<smmu>', 'SMMU name')
+    .argument('<ctx>', 'context bank index or device name')
+    .addOption(new Option('--fault-mode <mode>', 'terminate or stall (ACTLR.CFCFG)').choices(['terminate', 'stall']))
+    .addOption(new Option('--fault-interrupt <on|off>', 'raise fault interrupts (ACTLR.CFEIE)').choices(['on', 'off']))
+    .action(async (smmu: string, x: string, o: { faultMode?: 'terminate' | 'stall'; faultInterrupt?: 'on' | 'off' }) => {
+      if (!o.faultMode && !o.faultInterrupt) usage('give --fault-mode and/or --fault-interrupt');
+      const v = await c.session().configureContext(smmu, x, { ...(o.faultMode ? { faultMode: o.faultMode } : {}), ...(o.faultInterrupt ? { faultInterrupt: o.faultInterrupt === 'on' } : {}) });
+      out(v, `${smmu}/${v.index}: fault mode ${v.settings.faultMode}, interrupt ${v.settings.faultInterrupt ? 'on' : 'off'}`);
+    });
+
+  const fault = program.command('fault').description('fault registers: clear, inject');
+  fault
+    .command('clear')
+    .description('write FSR (write-1-to-clear; default: its current value) (operator)')
+    .argument('<smmu>', 'SMMU name')
+    .argument('<ctx>', 'context bank index or device name')
+    .option('--value <fsr>', 'the value to write, e.g. 0x4000000f as msm_iommu does')
+    .action(async (smmu: string, x: string, o: { value?: string }) => {
+      const v = await c.session().clearFault(smmu, x, o.value !== undefined ? num(o.value) : undefined);
+      out(v, `${smmu}/${v.index}: FSR ${v.registers.FSR}`);
+    });
+  fault
+    .command('inject')
+    .description('raise a fault on the context as the hardware would (operator; msm only)')
+    .argument('<smmu>', 'SMMU name')
+    .argument('<ctx>', 'context bank index or device name')
+    .addArgument(new Command().createArgument('<kind>', 'external, multi-hit or tlb-miss').choices(['external', 'multi-hit', 'tlb-miss']))
+    .action(async (smmu: string, x: string, kind: 'external') => {
+      const v = await c.session().injectFault(smmu, x, kind);
+      out(v, `${smmu}/${v.index}: FSR ${v.registers.FSR} FAR ${v.registers.FAR}`);
+    });
+
+  program
+    .command('resume')
+    .description('resolve a stalled transaction: retry re-walks the table, terminate aborts it (operator)')
+    .argument('<smmu>', 'SMMU name')
+    .argument('<ctx>', 'context bank index or device name')
+    .argument('<stall>', 'stall id (from `context show` or a stall event)')
+    .addArgument(new Command().createArgument('<action>', 'retry or terminate').choices(['retry', 'terminate']))
+    .action(async (smmu: string, x: string, stall: string, action: 'retry' | 'terminate') => {
+      const r = await c.session().resume(smmu, x, stall, action);
+      out(r, () => accessLine(r));
+    });
+
+  const mmio = program.command('mmio').description("the IOMMU's register window, as a driver's readl/writel");
+  mmio
+    .command('read')
+    .description('readl of one register (observer; side-effect free reads)')
+    .argument('<smmu>', 'SMMU name')
+    .argument('<offset>', 'byte offset in the window, e.g. 0x8020 (bank 0 FSR)')
+    .action(async (smmu: string, off: string) => {
+      const r = await c.session().mmioRead(smmu, num(off));
+      out(r, `${r.offset} ${r.register} = ${r.value}`);
+    });
+  mmio
+    .command('write')
+    .description('writel with the register side effects (operator)')
+    .argument('<smmu>', 'SMMU name')
+    .argument('<offset>', 'byte offset in the window')
+    .argument('<value>', '32-bit value')
+    .action(async (smmu: string, off: string, value: string) => {
+      const r = await c.session().mmioWrite(smmu, num(off), num(value));
+      out(r, `${r.offset} ${r.register} <- ${num(value)} (reads ${r.value})`);
+    });
+  mmio
+    .command('batch')
+    .description('a sequence of reads and writes, all or nothing (operator)')
+    .argument('<smmu>', 'SMMU name')
+    .argument('<file>', 'JSON [{op: "read"|"write", offset, value?}] or {ops: [...]}; - for stdin')
+    .action(async (smmu: string, file: string) => {
+      const j = readJsonFile(file) as { ops?: unknown } | unknown[];
+      const ops = (Array.isArray(j) ? j : (j as { ops?: unknown }).ops) as Parameters<SessionClient['mmioBatch']>[1];
+      if (!Array.isArray(ops)) usage(`${file}: expected an array of ops`);
+      const r = await c.session().mmioBatch(smmu, ops);
+      out(r, () => r.results.map((x) => `${x.offset} ${x.register} = ${x.value}`).join('\n'));
+    });
+
+  program
+    .command('master-access')
+    .description('one transaction from a bus master ID, routed by M2VCBR (operator; msm only)')
+    .argument('<smmu>', 'SMMU name')
+    .argument('<mid>', 'master ID')
+    .argument('<iova>', 'address the master emits')
+    .addOption(new Option('--as <kind>', 'read, write or exec').choices(['read', 'write', 'exec']).default('read'))
+    .action(async (smmu: string, mid: string, iova: string, o: { as: 'read' }) => {
+      const r = await c.session().masterAccess(smmu, n(mid), { iova: num(iova), access: o.as });
+      out(r, () => accessLine(r));
+    });
+
+  program
+    .command('access-batch')
+    .description('many transactions of one device in order (operator)')
+    .argument('<device>', 'device (context bank name)')
+    .argument('<iova...>', 'addresses')
+    .addOption(new Option('--as <kind>', 'read, write or exec').choices(['read', 'write', 'exec']).default('read'))
+    .action(async (device: string, iovas: string[], o: { as: 'read' }) => {
+      const r = await c.session().accessBatch(device, { access: o.as, iovas: iovas.map(num) });
+      out(r, () => r.results.map((x, i) => `${num(iovas[i]!)}: ${accessLine(x)}`).join('\n'));
+    });
+
+  // ---- IOMMU API reads ----
+  program
+    .command('mappings')
+    .description('mapped extents of a domain in iova order; follows every page unless --limit (observer)')
+    .argument('<domain>', 'domain id')
+    .option('--from <iova>', 'start address')
+    .option('--to <iova>', 'end address (exclusive)')
+    .option('--limit <n>', 'one page of at most n extents; --json then carries `next`')
+    .action(async (did: string, o: { from?: string; to?: string; limit?: string }) => {
+      const q = { ...(o.from ? { from: num(o.from) } : {}), ...(o.to ? { to: num(o.to) } : {}) };
+      let items: Array<{ iova: string; paddr: string; size: number; pageSize: number; prot: string[] }>;
+      let next: { from: string; limit: number } | null = null;
+      if (o.limit) ({ items, next } = await c.session().mappingsPage(did, { ...q, limit: n(o.limit) }));
+      else {
+        items = [];
+        for await (const m of c.session().allMappings(did, q)) items.push(m);
+      }
+      out({ items, next }, () => [...items.map((m) => `${m.iova} -> ${m.paddr} +${m.size.toString(16)} (${m.pageSize / 1024}K pages) ${m.prot.join(',')}`), ...(next ? [`-- more: --from ${next.from}`] : [])].join('\n') || '(nothing mapped)');
+    });
+  program
+    .command('iova-to-phys')
+    .description('iommu_iova_to_phys: walk the domain page table (observer)')
+    .argument('<domain>', 'domain id')
+    .argument('<iova>', 'address')
+    .action(async (did: string, iova: string) => {
+      const r = await c.session().iovaToPhys(did, num(iova));
+      out(r, `${r.iova} -> ${r.paddr} (${r.pageSize / 1024}K page, ${r.prot.join(',')})`);
+    });
+
+  // ---- DMA API ----
+  const dma = program.command('dma').description("the DMA API on a device's default DMA domain");
+  dma
+    .command('show')
+    .description('the device DMA state: domain, flush policy, mask, live mappings (observer)')
+    .argument('<device>', 'device')
+    .action(async (device: string) => {
+      const st = await c.session().dmaState(device);
+      out(st, () =>
+        [`${st.device}: domain ${st.domain ?? '-'}, ${st.flushPolicy}, dmaLimit ${st.dmaLimit}, ${st.pendingFlush} pending flush`, ...st.mappings.map((m) => `  ${m.dmaAddr} +${m.size.toString(16)} ${m.dir} [${m.segments.map((s) => s.paddr).join(', ')}]`)].join('\n'),
+      );
+    });
+  dma
+    .command('config')
+    .description('flush policy (strict / deferred flush queue) and DMA mask (operator)')
+    .argument('<device>', 'device')
+    .addOption(new Option('--flush-policy <policy>', 'strict or deferred').choices(['strict', 'deferred']))
+    .option('--dma-limit <addr>', 'highest DMA address (inclusive)')
+    .action(async (device: string, o: { flushPolicy?: 'strict' | 'deferred'; dmaLimit?: string }) => {
+      const st = await c.session().dmaConfigure(device, { ...(o.flushPolicy ? { flushPolicy: o.flushPolicy } : {}), ...(o.dmaLimit ? { dmaLimit: num(o.dmaLimit) } : {}) });
+      out(st, `${st.device}: ${st.flushPolicy}, dmaLimit ${st.dmaLimit}`);
+    });
+  const dirOption = () => new Option('--dir <dir>', 'DMA direction').choices(DIRS).default('bidirectional');
+  dma
+    .command('map')
+    .description('dma_map_single: an IOVA for a physical buffer (operator)')
+    .argument('<device>', 'device')
+    .argument('<paddr>', 'physical address')
+    .argument('<size>', 'bytes')
+    .addOption(dirOption())
+    .action(async (device: string, paddr: string, size: string, o: { dir: Dir }) => {
+      const r = await c.session().dmaMap(device, { paddr: num(paddr), size: num(size), dir: o.dir });
+      out(r, `dma ${r.dmaAddr} +${r.size.toString(16)}`);
+    });
+  dma
+    .command('map-sg')
+    .description('dma_map_sg: segments into one contiguous IOVA range (operator)')
+    .argument('<device>', 'device')
+    .argument('<segment...>', 'segments as paddr:size (e.g. 0x40000000:0x1000)')
+    .addOption(dirOption())
+    .action(async (device: string, segs: string[], o: { dir: Dir }) => {
+      const segments = segs.map((s) => {
+        const [p, sz] = s.split(':');
+        if (!p || !sz) usage(`segment ${s} is not paddr:size`);
+        return { paddr: num(p!), size: num(sz!) };
+      });
+      const r = await c.session().dmaMapSg(device, { segments, dir: o.dir });
+      out(r, () => [`dma ${r.dmaAddr}`, ...r.segments.map((s) => `  ${s.dmaAddr} +${s.size.toString(16)}`)].join('\n'));
+    });
+  dma
+    .command('unmap')
+    .description('dma_unmap_single/sg with the DMA-debug checks (operator)')
+    .argument('<device>', 'device')
+    .argument('<dmaAddr>', 'DMA address the map returned')
+    .argument('<size>', 'bytes')
+    .addOption(dirOption())
+    .action(async (device: string, addr: string, size: string, o: { dir: Dir }) => {
+      await c.session().dmaUnmap(device, { dmaAddr: num(addr), size: num(size), dir: o.dir });
+      out({ unmapped: num(addr) }, `unmapped ${num(addr)}`);
+    });
+  dma
+    .command('sync')
+    .description('dma_sync_single_for_cpu / _for_device, whole or partial (operator)')
+    .argument('<device>', 'device')
+    .argument('<dmaAddr>', 'a DMA address inside a live mapping')
+    .argument('<size>', 'bytes')
+    .addOption(new Option('--for <owner>', 'cpu or device').choices(['cpu', 'device']).makeOptionMandatory())
+    .option('--offset <bytes>', 'offset from dmaAddr')
+    .addOption(new Option('--dir <dir>', 'checked against the mapping (direction-mismatch)').choices(DIRS))
+    .action(async (device: string, addr: string, size: string, o: { for: 'cpu' | 'device'; offset?: string; dir?: Dir }) => {
+      await c.session().dmaSync(device, { dmaAddr: num(addr), size: num(size), for: o.for, ...(o.offset ? { offset: num(o.offset) } : {}), ...(o.dir ? { dir: o.dir } : {}) });
+      out({ synced: num(addr), for: o.for }, `synced ${num(addr)} for ${o.for}`);
+    });
+
+  // ---- buffers and memory ----
+  const buf = program.command('buffer').description('physical buffers from the pools');
+  buf
+    .command('alloc')
+    .description('allocate a zeroed physical buffer (operator)')
+    .argument('<size>', 'bytes')
+    .option('--pools <list>', 'comma list of pools to try, in order')
+    .option('--align <bytes>', 'alignment')
+    .action(async (size: string, o: { pools?: string; align?: string }) => {
+      const b = await c.session().allocBuffer({ size: num(size), ...(o.pools ? { pools: o.pools.split(',') } : {}), ...(o.align ? { align: n(o.align) } : {}) });
+      out(b, `${b.paddr} +${b.size.toString(16)} (${b.pool})`);
+    });
+  buf
+    .command('free')
+    .description('free a buffer (operator)')
+    .argument('<paddr>', 'its physical address')
+    .action(async (paddr: string) => {
+      await c.session().freeBuffer(num(paddr));
+      out({ freed: num(paddr) }, `freed ${num(paddr)}`);
+    });
+  buf
+    .command('list')
+    .description('allocated buffers in address order; every page unless --limit (observer)')
+    .option('--limit <n>', 'one page of at most n buffers; --json then carries `next`')
+    .option('--from <paddr>', 'start address')
+    .action(async (o: { limit?: string; from?: string }) => {
+      const q = o.from ? { from: num(o.from) } : {};
+      let items: Array<{ paddr: string; size: number; pool: string }> = [];
+      let next: { from: string; limit: number } | null = null;
+      if (o.limit) ({ items, next } = await c.session().buffersPage({ ...q, limit: n(o.limit) }));
+      else for (let p = await c.session().buffersPage(q); ; p = await c.session().buffersPage(p.next!)) {
+        items.push(...p.items);
+        if (!p.next) break;
+      }
+      out({ items, next }, () => [...items.map((b) => `${b.paddr} +${b.size.toString(16)} ${b.pool}`), ...(next ? [`-- more: --from ${next.from}`] : [])].join('\n') || '(no buffers)');
+    });
+  program
+    .command('pools')
+    .description('physical pools: usage and largest free range (observer)')
+    .action(async () => {
+      const ps = await c.session().pools();
+      out(ps, () => ps.map((p) => `${p.name} @${p.base} ${p.used}/${p.size} used, largest free ${p.largestFree}, priority ${p.priority}`).join('\n'));
+    });
+
+  const mem = program.command('memory').description('physical memory (CPU side)');
+  mem
+    .command('read')
+    .description('read bytes: a hex dump, or raw bytes with --out (observer)')
+    .argument('<paddr>', 'physical address')
+    .argument('<size>', 'bytes')
+    .option('--out <file>', 'write the raw bytes to a file')
+    .action(async (paddr: string, size: string, o: { out?: string }) => {
+      const bytes = await c.session().readMemory(num(paddr), n(size));
+      if (o.out) {
+        writeFileSync(o.out, bytes);
+        return out({ file: o.out, bytes: bytes.length }, `wrote ${bytes.length} bytes to ${o.out}`);
+      }
+      out({ paddr: num(paddr), data: Buffer.from(bytes).toString('hex') }, hexdump(n(paddr), bytes));
+    });
+  mem
+    .command('write')
+    .description('write bytes from --hex or --file (operator)')
+    .argument('<paddr>', 'physical address')
+    .option('--hex <bytes>', 'hex bytes, e.g. deadbeef')
+    .option('--file <file>', 'raw bytes from a file')
+    .action(async (paddr: string, o: { hex?: string; file?: string }) => {
+      if (!!o.hex === !!o.file) usage('give exactly one of --hex and --file');
+      let data: Uint8Array;
+      if (o.hex) {
+        if (!/^([0-9a-fA-F]{2})+$/.test(o.hex)) usage(`--hex ${o.hex} is not whole bytes of hex`);
+        data = Buffer.from(o.hex, 'hex');
+      } else {
+        try {
+          data = readFileSync(o.file!);
+        } catch (e) {
+          return usage(`cannot read ${o.file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        }
+      }
+      await c.session().writeMemory(num(paddr), data);
+      out({ paddr: num(paddr), bytes: data.length }, `wrote ${data.length} bytes at ${num(paddr)}`);
+    });
+}
+
+/** One transaction's outcome on one line (access, master-access, resume, access-batch items). */
+export function accessLine(r: { outcome: string; paddr?: string; tlb?: string; stale?: boolean; stall?: string; fault?: Parameters<typeof faultLine>[0] }): string {
+  if (r.outcome === 'ok') return `ok ${r.paddr} (TLB ${r.tlb}${r.stale ? ', STALE' : ''})`;
+  if (r.outcome === 'terminated') return 'terminated';
+  if (r.outcome === 'stalled') return `stalled (stall ${r.stall}): ${faultLine(r.fault!)}`;
+  return `fault: ${faultLine(r.fault!)}`;
+}
