@@ -22,11 +22,37 @@ const usage = (message: string): never => {
 const DIRS = ['to-device', 'from-device', 'bidirectional'] as const;
 type Dir = (typeof DIRS)[number];
 
-/** A fault's registers on one line, FSR bits by name: what a driver's fault handler would print. */
-export function faultLine(f: { kind: string; fsr: string; fsrBits?: string[]; far: string; fsynr0?: string; fsynr1?: string; smmu?: string; context?: number | string; device?: string | null }): string {
-  const bits = f.fsrBits?.length ? ` [${f.fsrBits.join(' ')}]` : '';
+/** A fault as the API reports it: the family's own registers beside the common fields. */
+export interface FaultFields {
+  kind: string;
+  family?: string;
+  smmu?: string;
+  context?: number | string;
+  device?: string | null;
+  iova?: string;
+  fsr?: string;
+  fsrBits?: string[];
+  far?: string;
+  fsynr0?: string;
+  fsynr1?: string;
+  irqstatus?: string;
+  irqstatusBits?: string[];
+  faultAd?: string;
+  intstatus?: string;
+  errorReq?: string;
+  errorAddr?: string;
+  client?: { id: number; name: string };
+}
+
+/** A fault's registers on one line, status bits by name: what the family's driver fault handler would print. */
+export function faultLine(f: FaultFields): string {
   const where = f.smmu !== undefined ? ` at ${f.smmu}/${f.context}${f.device ? ` (${f.device})` : ''}` : '';
-  return `${f.kind} fault${where}: FSR ${f.fsr}${bits} FAR ${f.far}${f.fsynr0 !== undefined ? ` FSYNR0 ${f.fsynr0}` : ''}${f.fsynr1 !== undefined ? ` FSYNR1 ${f.fsynr1}` : ''}`;
+  const bits = (b?: string[]) => (b?.length ? ` [${b.join(' ')}]` : '');
+  let regs: string;
+  if (f.irqstatus !== undefined) regs = `IRQSTATUS ${f.irqstatus}${bits(f.irqstatusBits)} FAULT_AD ${f.faultAd}`;
+  else if (f.intstatus !== undefined) regs = `MC_INTSTATUS ${f.intstatus} GART_ERROR_REQ ${f.errorReq} GART_ERROR_ADDR ${f.errorAddr}${f.client ? ` client ${f.client.name} (${f.client.id})` : ''}`;
+  else regs = `FSR ${f.fsr}${bits(f.fsrBits)} FAR ${f.far}${f.fsynr0 !== undefined ? ` FSYNR0 ${f.fsynr0}` : ''}${f.fsynr1 !== undefined ? ` FSYNR1 ${f.fsynr1}` : ''}`;
+  return `${f.kind} fault${where}: ${regs}`;
 }
 
 /** Classic 16-bytes-a-line hex dump with the address of each line. */
@@ -115,7 +141,7 @@ export function registerApiCommands(program: Command, c: CtlContext): void {
     .action(async (smmu: string, x: string, o: { faultMode?: 'terminate' | 'stall'; faultInterrupt?: 'on' | 'off' }) => {
       if (!o.faultMode && !o.faultInterrupt) usage('give --fault-mode and/or --fault-interrupt');
       const v = await c.session().configureContext(smmu, x, { ...(o.faultMode ? { faultMode: o.faultMode } : {}), ...(o.faultInterrupt ? { faultInterrupt: o.faultInterrupt === 'on' } : {}) });
-      out(v, `${smmu}/${v.index}: fault mode ${v.settings.faultMode}, interrupt ${v.settings.faultInterrupt ? 'on' : 'off'}`);
+      out(v, `${smmu}/${v.index}: fault mode ${(v.settings ?? v).faultMode}, interrupt ${(v.settings ?? v).faultInterrupt ? "on" : "off"}`);
     });
 
   const fault = program.command('fault').description('fault registers: clear, inject');
@@ -395,7 +421,7 @@ export function registerApiCommands(program: Command, c: CtlContext): void {
 }
 
 /** One transaction's outcome on one line (access, master-access, resume, access-batch items). */
-export function accessLine(r: { outcome: string; paddr?: string; tlb?: string; stale?: boolean; stall?: string; fault?: Parameters<typeof faultLine>[0] }): string {
+export function accessLine(r: { outcome: string; paddr?: string; tlb?: string; stale?: boolean; stall?: string; fault?: FaultFields }): string {
   if (r.outcome === 'ok') return `ok ${r.paddr} (TLB ${r.tlb}${r.stale ? ', STALE' : ''})`;
   if (r.outcome === 'terminated') return 'terminated';
   if (r.outcome === 'stalled') return `stalled (stall ${r.stall}): ${faultLine(r.fault!)}`;
