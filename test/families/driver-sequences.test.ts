@@ -13,7 +13,7 @@ const run = (s: Session, cmd: Parameters<Session['run']>[1]) => s.run(null, cmd)
 function regs(s: Session, smmu: string) {
   return {
     read: (offset: number) => (run(s, { op: 'mmio', smmu, ops: [{ op: 'read', offset }] }) as Array<{ value: number }>)[0]!.value,
-    write: (offset: number, value: number) => void run(s, { op: 'mmio', smmu, ops: [{ op: 'write', offset, value }] }),
+    write: (offset: number, value: number) => void run(s, { op: 'mmio', smmu, ops: [{ op: 'write', offset, value: value >>> 0 }] }),
   };
 }
 const le32 = (...words: number[]) => {

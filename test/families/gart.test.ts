@@ -107,7 +107,7 @@ describe('Tegra 20 GART (profile tegra20)', () => {
     const d = s.iommu.domainAlloc();
     s.iommu.attach(d.id, 'gr2d');
     // The driver's map: GART_ENTRY_ADDR = iova, GART_ENTRY_DATA = VALID | pa, then read GART_CONFIG as the barrier.
-    expect(mmio(s, [w32(0x28, 0x58003000), w32(0x2c, 0x80000000 | 0x10005000), r32(0x24)])).toEqual([0x58003000, 0x90005000, 1]);
+    expect(mmio(s, [w32(0x28, 0x58003000), w32(0x2c, (0x80000000 | 0x10005000) >>> 0), r32(0x24)])).toEqual([0x58003000, 0x90005000, 1]);
     expect(s.iommu.iovaToPhys(d.id, 0x58003abc)).toEqual({ iova: 0x58003abc, paddr: 0x10005abc, pageSize: 0x1000, prot: RW });
     expect(d.pageCounts).toEqual([1, 0, 0, 0]);
     expect(run(s, { op: 'access', device: 'gr2d', iova: 0x58003008, access: 'read' })).toEqual({ outcome: 'ok', paddr: 0x10005008, tlb: 'miss' });
