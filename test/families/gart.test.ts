@@ -11,7 +11,7 @@ const run = (s: Session, cmd: Parameters<Session['run']>[1]) => s.run(null, cmd)
 const mmio = (s: Session, ops: Array<{ op: 'read' | 'write'; offset: number; value?: number }>) =>
   (run(s, { op: 'mmio', smmu: 'gart', ops }) as Array<{ value: number }>).map((r) => r.value);
 const r32 = (offset: number) => ({ op: 'read' as const, offset });
-const w32 = (offset: number, value: number) => ({ op: 'write' as const, offset, value });
+const w32 = (offset: number, value: number) => ({ op: 'write' as const, offset, value: value >>> 0 });
 /** gart_read_pte: GART_ENTRY_ADDR = iova, then read GART_ENTRY_DATA. */
 const readPte = (s: Session, iova: number) => mmio(s, [w32(0x28, iova), r32(0x2c)])[1];
 
