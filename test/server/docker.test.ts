@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import semver from 'semver';
@@ -77,6 +77,13 @@ describe('Dockerfile mirrors the README', () => {
       .filter(([, p]) => !semver.subset(pkg.engines.node, (p.engines as { node: string }).node))
       .map(([name, p]) => `${name}: ${(p.engines as { node: string }).node}`);
     expect(refused).toEqual([]);
+  });
+
+  it('the README stands on its own: links stay inside the repository, tools are Debian\'s or ours', () => {
+    const links = [...readme.matchAll(/\]\(([^)#]+)[^)]*\)/g)].map((m) => m[1]!).filter((l) => !/^https?:/.test(l));
+    for (const l of links) expect(existsSync(new URL(l, root)), l).toBe(true);
+    expect(readme).not.toMatch(/\.\.\/shared/);
+    expect(readme).not.toMatch(/websocat/);
   });
 
   it('the README quick start is the two commands', () => {
