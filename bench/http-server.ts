@@ -1,4 +1,4 @@
-// The daemon as the HTTP benchmarks drive it: a child process so the load generator does not share its thread.
+// The daemon as the HTTP benchmarks drive it: a child process on a core of its own (bench/pin.ts).
 import { build } from '../src/server/app.js';
 
 const app = await build({ dataDir: process.env.BENCH_DATA_DIR || null });
@@ -16,4 +16,11 @@ await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/map
 process.send!({ address, sid: s.id, token: s.token, did });
 process.on('message', (m) => {
   if (m === 'stop') void app.close().then(() => process.exit(0));
+  if (m === 'rss') {
+    // Two full collections (the daemon runs with --expose-gc for this): RSS then holds live state, not garbage.
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    gc?.();
+    process.send!({ rss: process.memoryUsage().rss });
+  }
 });

@@ -1,17 +1,24 @@
-/** HTTP and WebSocket benchmarks against the daemon in a child process, with autocannon as the load. */
+/**
+ * HTTP and WebSocket benchmarks against the daemon in a child process pinned to its own core (bench/pin.ts), with
+ * autocannon as the load from this process on the other core. With BENCH_PROFILE=DIR every benchmark gets a daemon
+ * of its own run under --cpu-prof, writing DIR/<benchmark>.cpuprofile (scripts/profile-top.ts prints the top frames).
+ */
 import autocannon from 'autocannon';
-import { fork, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
+import { daemonCommand } from './pin.js';
 import type { BenchResult } from './report.js';
 
-interface Server {
+export interface Server {
   address: string;
   sid: string;
   token: string;
   did: string;
+  /** The daemon's RSS in bytes after a full GC (a daemon started with gc: true). */
+  rss(): Promise<number>;
 }
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
@@ -21,15 +28,30 @@ async function cannon(opts: autocannon.Options): Promise<{ rps: number; non2xx: 
   return { rps: r.requests.average, non2xx: r.non2xx + r.errors, p99: r.latency.p99 };
 }
 
-async function startServer(dataDir?: string): Promise<{ child: ChildProcess; srv: Server }> {
-  const child = fork(new URL('./http-server.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'], stdio: 'inherit', env: { ...process.env, BENCH_DATA_DIR: dataDir ?? '' } });
-  const srv = await new Promise<Server>((res) => child.once('message', (m) => res(m as Server)));
-  return { child, srv };
+const PROFILE_DIR = process.env.BENCH_PROFILE || null;
+
+/** The bench daemon (bench/http-server.ts) on the daemon's core; `profile` names its CPU profile in BENCH_PROFILE. */
+export async function startServer(opts: { dataDir?: string; gc?: boolean; profile?: string } = {}): Promise<{ child: ChildProcess; srv: Server }> {
+  const node = ['--import', 'tsx', ...(opts.gc ? ['--expose-gc'] : [])];
+  if (PROFILE_DIR && opts.profile) node.push('--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${opts.profile}.cpuprofile`);
+  const [cmd, args] = daemonCommand([...node, new URL('./http-server.ts', import.meta.url).pathname]);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, BENCH_DATA_DIR: opts.dataDir ?? '' } });
+  const info = await new Promise<Omit<Server, 'rss'>>((res, rej) => {
+    child.once('message', (m) => res(m as Omit<Server, 'rss'>));
+    child.once('exit', (code) => rej(new Error(`bench daemon exited (${code})`)));
+  });
+  const rss = () =>
+    new Promise<number>((res) => {
+      child.once('message', (m) => res((m as { rss: number }).rss));
+      child.send('rss');
+    });
+  return { child, srv: { ...info, rss } };
 }
 
-async function stopServer(child: ChildProcess): Promise<void> {
+export async function stopServer(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.once('exit', r));
   child.send('stop');
-  await new Promise((r) => child.once('exit', r));
+  await exited;
 }
 
 /** Alternating map/unmap of one 4K page per connection (bodies built once per connection, not per request). */
@@ -68,7 +90,7 @@ function mapUnmap(srv: Server, connections = 16): Promise<{ rps: number; non2xx:
 export async function persistBenchmarks(): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
   for (const connections of [16, 64]) {
-    const mem = await startServer();
+    const mem = await startServer({ profile: `persist-memory-${connections}c` });
     let memRps: number;
     try {
       memRps = (await mapUnmap(mem.srv, connections)).rps;
@@ -76,7 +98,7 @@ export async function persistBenchmarks(): Promise<BenchResult[]> {
       await stopServer(mem.child);
     }
     const dir = mkdtempSync(join(tmpdir(), 'iommud-bench-'));
-    const { child, srv } = await startServer(dir);
+    const { child, srv } = await startServer({ dataDir: dir, profile: `persist-map-throughput-${connections}c` });
     try {
       const r = await mapUnmap(srv, connections);
       if (r.non2xx) throw new Error(`persist-map-throughput: ${r.non2xx} requests failed`);
@@ -89,44 +111,68 @@ export async function persistBenchmarks(): Promise<BenchResult[]> {
   return out;
 }
 
+/** One HTTP benchmark: what it measures against a daemon, given the empty baseline of the same run. */
+type Step = [name: string, run: (srv: Server, empty: number) => Promise<BenchResult[]>];
+
+const STEPS: Step[] = [
+  [
+    'http-empty-post',
+    async (srv, empty) => {
+      const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
+      const r = await cannon({ url: srv.address + '/bench/empty', method: 'POST', headers, body: JSON.stringify({ iova: '0x40000010', access: 'read' }) });
+      return [{ name: 'http-empty-post', value: r.rps, unit: 'req/s', baseline: empty, ratio: r.rps / empty, note: 'reference: a do-nothing POST with a JSON body and a bearer header' }];
+    },
+  ],
+  [
+    'http-map-unmap',
+    async (srv, empty) => {
+      const mu = await mapUnmap(srv);
+      if (mu.non2xx) throw new Error(`http-map-unmap: ${mu.non2xx} requests failed`);
+      return [{ name: 'http-map-unmap', value: mu.rps, unit: 'req/s', baseline: empty, ratio: mu.rps / empty }];
+    },
+  ],
+  [
+    'http-access',
+    async (srv, empty) => {
+      const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
+      const acc = await cannon({ url: `${srv.address}/v1/sessions/${srv.sid}/devices/dev0/access`, method: 'POST', headers, body: JSON.stringify({ iova: '0x40000010', access: 'read' }) });
+      if (acc.non2xx) throw new Error(`http-access: ${acc.non2xx} requests failed`);
+      return [{ name: 'http-access', value: acc.rps, unit: 'req/s', baseline: empty, ratio: acc.rps / empty }];
+    },
+  ],
+  [
+    'dma-rw-throughput',
+    async (srv) => {
+      const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
+      const chunk = Buffer.alloc(0x10000, 0x5a).toString('base64');
+      const rw = await cannon({ url: `${srv.address}/v1/sessions/${srv.sid}/devices/dev0/access`, method: 'POST', headers, body: JSON.stringify({ iova: '0x50000000', access: 'write', data: chunk }) });
+      if (rw.non2xx) throw new Error(`dma-rw-throughput: ${rw.non2xx} requests failed`);
+      return [{ name: 'dma-rw-throughput', value: (rw.rps * 0x10000) / 1e6, unit: 'MB/s', note: '64 KiB device writes through the SMMU over HTTP (base64 JSON)' }];
+    },
+  ],
+  ['ws-fault-fanout', (srv) => faultFanout(srv)],
+  ['ws-stream-translate', (srv) => streamTranslate(srv)],
+];
+
+/**
+ * One run: the empty-route baseline and every HTTP benchmark against the same pinned daemon (ratios are taken
+ * within the run), then the persistence pair. Under BENCH_PROFILE each benchmark gets a daemon of its own.
+ */
 export async function httpBenchmarks(): Promise<BenchResult[]> {
-  const { child, srv } = await startServer();
-  const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
-  const base = `/v1/sessions/${srv.sid}`;
   const out: BenchResult[] = [];
+  let server = await startServer({ profile: 'http-empty-baseline' });
   try {
-    const empty = await cannon({ url: srv.address + '/bench/empty' });
+    const empty = await cannon({ url: server.srv.address + '/bench/empty' });
     out.push({ name: 'http-empty-baseline', value: empty.rps, unit: 'req/s' });
-    const emptyPost = await cannon({ url: srv.address + '/bench/empty', method: 'POST', headers, body: JSON.stringify({ iova: '0x40000010', access: 'read' }) });
-    out.push({ name: 'http-empty-post', value: emptyPost.rps, unit: 'req/s', baseline: empty.rps, ratio: emptyPost.rps / empty.rps, note: 'reference: a do-nothing POST with a JSON body and a bearer header' });
-
-    const mu = await mapUnmap(srv);
-    if (mu.non2xx) throw new Error(`http-map-unmap: ${mu.non2xx} requests failed`);
-    out.push({ name: 'http-map-unmap', value: mu.rps, unit: 'req/s', baseline: empty.rps, ratio: mu.rps / empty.rps });
-
-    const acc = await cannon({
-      url: `${srv.address}${base}/devices/dev0/access`,
-      method: 'POST',
-      headers,
-      body: JSON.stringify({ iova: '0x40000010', access: 'read' }),
-    });
-    if (acc.non2xx) throw new Error(`http-access: ${acc.non2xx} requests failed`);
-    out.push({ name: 'http-access', value: acc.rps, unit: 'req/s', baseline: empty.rps, ratio: acc.rps / empty.rps });
-
-    const chunk = Buffer.alloc(0x10000, 0x5a).toString('base64');
-    const rw = await cannon({
-      url: `${srv.address}${base}/devices/dev0/access`,
-      method: 'POST',
-      headers,
-      body: JSON.stringify({ iova: '0x50000000', access: 'write', data: chunk }),
-    });
-    if (rw.non2xx) throw new Error(`dma-rw-throughput: ${rw.non2xx} requests failed`);
-    out.push({ name: 'dma-rw-throughput', value: (rw.rps * 0x10000) / 1e6, unit: 'MB/s', note: '64 KiB device writes through the SMMU over HTTP (base64 JSON)' });
-
-    out.push(...(await faultFanout(srv)));
-    out.push(...(await streamTranslate(srv)));
+    for (const [name, run] of STEPS) {
+      if (PROFILE_DIR) {
+        await stopServer(server.child);
+        server = await startServer({ profile: name });
+      }
+      out.push(...(await run(server.srv, empty.rps)));
+    }
   } finally {
-    await stopServer(child);
+    await stopServer(server.child);
   }
   out.push(...(await persistBenchmarks()));
   return out;

@@ -22,6 +22,14 @@ export class IovaAllocator {
   private readonly ranges: IovaRange[] = [];
   /** rcache: per log2(pages) stacks of freed ranges. */
   private readonly cache = new Map<number, IovaRange[]>();
+  /**
+   * Per request size: a pfn at or above which no aligned free range of that size starts (the last top-down
+   * search for it took the range starting there). Allocations only shrink free space, so a hint stays true until
+   * a range leaves the tree or the bounds change; searches start below it instead of at the top (the kernel's
+   * cached node plays this part). Results are exactly those of a search from the top.
+   */
+  private readonly hints = new Map<number, number>();
+  private hintBounds = '';
   limitPfn: number;
   /** The lowest pfn handed out: 1 (IOVA page 0 is never used), or the start of an aperture (the GART's). */
   startPfn: number;
@@ -70,14 +78,32 @@ export class IovaAllocator {
   }
 
   private took(lo: number): number {
-    this.last = { range: this.ranges.find((r) => r.lo === lo)!, fromCache: false };
+    this.last = { range: this.ranges[this.indexOf(lo)]!, fromCache: false };
     return lo * 2 ** PAGE_SHIFT;
+  }
+
+  /** Index of the range starting at pfn (ranges are sorted by lo), -1 when none does. */
+  private indexOf(pfn: number): number {
+    const i = this.firstAtOrAbove(pfn);
+    return i < this.ranges.length && this.ranges[i]!.lo === pfn ? i : -1;
+  }
+
+  /** Index of the first range whose lo is ≥ pfn (ranges.length when none). */
+  private firstAtOrAbove(pfn: number): number {
+    let a = 0;
+    let b = this.ranges.length;
+    while (a < b) {
+      const m = (a + b) >>> 1;
+      if (this.ranges[m]!.lo < pfn) a = m + 1;
+      else b = m;
+    }
+    return a;
   }
 
   /** Frees a range by its IOVA; small ranges are parked in the rcache (still reserved) for fast reuse. */
   free(iova: number): void {
     const pfn = Math.floor(iova / 2 ** PAGE_SHIFT);
-    const r = this.ranges.find((x) => x.lo === pfn);
+    const r = this.ranges[this.indexOf(pfn)];
     if (!r) throw new IommuError('NOT_FOUND', `no IOVA range at 0x${iova.toString(16)}`, { iova });
     const pages = r.hi - r.lo + 1;
     if (pages <= CACHE_MAX_PAGES && (pages & (pages - 1)) === 0) {
@@ -103,6 +129,7 @@ export class IovaAllocator {
 
   restore(s: { ranges: IovaRange[]; cache: Array<[number, number[]]>; limitPfn: number; startPfn?: number }): void {
     this.startPfn = s.startPfn ?? 1;
+    this.hints.clear();
     this.ranges.splice(0, this.ranges.length, ...s.ranges.map((r) => ({ ...r })));
     this.cache.clear();
     for (const [pages, los] of s.cache) this.cache.set(pages, los.map((lo) => this.ranges.find((r) => r.lo === lo)!));
@@ -119,8 +146,15 @@ export class IovaAllocator {
   /** Top-down: the highest aligned gap below the limit that fits; returns the first pfn or -1. */
   private allocInTree(pages: number): number {
     const align = 2 ** Math.ceil(Math.log2(pages));
-    let high = this.limitPfn + 1; // exclusive
-    for (let i = this.ranges.length - 1; i >= -1; i--) {
+    const bounds = `${this.limitPfn}:${this.startPfn}`;
+    if (bounds !== this.hintBounds) {
+      // limitPfn and startPfn are set from outside (dma-limit, an aperture): hints of other bounds do not hold.
+      this.hints.clear();
+      this.hintBounds = bounds;
+    }
+    let high = Math.min(this.limitPfn + 1, this.hints.get(pages) ?? Infinity); // exclusive
+    // Ranges starting at or above `high` cannot bound a gap below it: start at the last one starting below.
+    for (let i = this.firstAtOrAbove(high) - 1; i >= -1; i--) {
       const belowHi = i >= 0 ? this.ranges[i]!.hi : this.startPfn - 1; // pfn 0 is never used
       if (belowHi >= high) {
         high = Math.min(high, this.ranges[i]!.lo);
@@ -129,6 +163,7 @@ export class IovaAllocator {
       const lo = Math.floor((high - pages) / align) * align;
       if (lo > belowHi && lo >= this.startPfn) {
         this.ranges.splice(i + 1, 0, { lo, hi: lo + pages - 1 });
+        this.hints.set(pages, lo);
         return lo;
       }
       if (i >= 0) high = this.ranges[i]!.lo;
@@ -137,7 +172,11 @@ export class IovaAllocator {
   }
 
   private remove(pfn: number): void {
-    const i = this.ranges.findIndex((r) => r.lo === pfn);
-    if (i >= 0) this.ranges.splice(i, 1);
+    const i = this.indexOf(pfn);
+    if (i >= 0) {
+      this.ranges.splice(i, 1);
+      // A gap may have opened above any hint.
+      this.hints.clear();
+    }
   }
 }

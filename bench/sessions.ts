@@ -1,0 +1,34 @@
+/**
+ * Sessions per node: how fast a pinned daemon creates sessions over HTTP (a CI farm opens one per test job) and
+ * what an idle msm8x60 session adds to the daemon's RSS, over 1,000 of them, after a full GC.
+ */
+import autocannon from 'autocannon';
+import type { BenchResult } from './report.js';
+import { startServer, stopServer } from './http.js';
+
+const SESSIONS = process.env.BENCH_QUICK ? 200 : 1000;
+
+export async function sessionBenchmarks(): Promise<BenchResult[]> {
+  const { child, srv } = await startServer({ gc: true, profile: 'sessions-create' });
+  try {
+    const rss0 = await srv.rss();
+    const t0 = process.hrtime.bigint();
+    const r = await autocannon({
+      url: `${srv.address}/v1/sessions`,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ profile: 'msm8x60' }),
+      connections: 16,
+      amount: SESSIONS,
+    });
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (r.non2xx || r.errors || r['2xx'] !== SESSIONS) throw new Error(`sessions-create: ${r.non2xx + r.errors} of ${SESSIONS} creations failed`);
+    const rss1 = await srv.rss();
+    return [
+      { name: 'sessions-create', value: SESSIONS / s, unit: 'sessions/s', note: `POST /v1/sessions (msm8x60, in memory), 16 connections, ${SESSIONS} sessions` },
+      { name: 'session-idle-rss', value: (rss1 - rss0) / SESSIONS, unit: 'bytes', note: `daemon RSS growth per idle msm8x60 session over ${SESSIONS} sessions, after a full GC` },
+    ];
+  } finally {
+    await stopServer(child);
+  }
+}
