@@ -4,8 +4,8 @@
  * checksum and cut off on restore, never half-applied; a bad record followed by good ones is corruption, not a
  * torn write, and is refused rather than cut (cutting it would drop acknowledged records).
  */
-import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 
 export function encodeRecord(rec: unknown): string {
@@ -62,6 +62,51 @@ export function readJournal(path: string, upTo?: number): { records: unknown[]; 
     ends.push(pos);
   }
   return { records, ends, validBytes: pos, torn: pos < buf.length };
+}
+
+/**
+ * mkdir -p that gives up: Node's recursive mkdir retries forever where a parent exists but refuses children with
+ * ENOENT (under /proc), spinning a core. Here each level is tried once, after its parent.
+ */
+function makeDir(dir: string): void {
+  try {
+    mkdirSync(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT' || dirname(dir) === dir) throw e;
+    makeDir(dirname(dir));
+    mkdirSync(dir);
+  }
+}
+
+/**
+ * Creates the data dir if needed and proves it can hold a journal: a file created, written with O_DSYNC, read
+ * back and removed. A path under a file, a read-only or pseudo file system (/proc, /sys) is refused here, with
+ * the reason, rather than at the first session.
+ */
+export function checkDataDir(dir: string): void {
+  const probe = join(dir, `.iommud-probe-${process.pid}`);
+  try {
+    makeDir(dir);
+    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
+    const text = encodeRecord({ probe: true });
+    const fd = openSync(probe, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC);
+    try {
+      if (writeSync(fd, text) !== text.length) throw new Error('short write');
+    } finally {
+      closeSync(fd);
+    }
+    if (readFileSync(probe, 'utf8') !== text) throw new Error('what was written does not read back');
+    unlinkSync(probe);
+  } catch (e) {
+    try {
+      unlinkSync(probe);
+    } catch {
+      // Never created.
+    }
+    throw new Error(`the data dir ${dir} cannot hold journals: ${(e as Error).message}`);
+  }
 }
 
 /** Writes a file as tmp + fsync + rename (+ fsync of the directory), so readers see the old or the new whole. */

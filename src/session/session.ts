@@ -4,7 +4,7 @@
  * of the layers below.
  */
 import { createHash, hash as cryptoHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_NODE_ID, isNodeId } from '../cluster/node.js';
 import { IommuError } from '../errors.js';
@@ -21,7 +21,7 @@ import type { BouncePool } from '../dma/swiotlb.js';
 import { z } from 'zod';
 import { TraceHeader as TraceHeaderSchema } from '../api/schemas.js';
 import { execute, shapeError, type Command } from './commands.js';
-import { encodeRecord, Journal, readJournal, writeFileAtomic } from './journal.js';
+import { checkDataDir, encodeRecord, Journal, readJournal, writeFileAtomic } from './journal.js';
 
 export type Role = 'observer' | 'operator' | 'owner';
 const ROLE_RANK: Record<Role, number> = { observer: 0, operator: 1, owner: 2 };
@@ -678,7 +678,7 @@ export class SessionRegistry {
 
   constructor(readonly opts: RegistryOptions = { maxSessions: DEFAULT_MAX_SESSIONS }) {
     if (opts.nodeId !== undefined && !isNodeId(opts.nodeId)) throw new Error(`bad node id ${JSON.stringify(opts.nodeId)}: 1-16 lower-case letters and digits`);
-    if (opts.dataDir) mkdirSync(opts.dataDir, { recursive: true });
+    if (opts.dataDir) checkDataDir(opts.dataDir);
   }
 
   get nodeId(): string {
