@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { SessionRegistry } from '../session/session.js';
+import type { Session, SessionRegistry } from '../session/session.js';
 
 export interface Metrics {
   registry: Registry;
@@ -8,7 +8,59 @@ export interface Metrics {
   subscribers: Gauge;
 }
 
-/** Prometheus metrics: HTTP by route and status, and the emulator's counters read at scrape time. */
+type Labels = Record<string, string>;
+
+/**
+ * A daemon-wide running total summed over sessions, read at scrape time. /metrics needs no token, and session
+ * ids are what a token is checked against (API.md: they cannot be probed), so no series names a session. What
+ * a deleted session had counted stays in the total, so the counter never goes down.
+ */
+class SessionTotal {
+  /** Each live session's last values, by label key: folded into `retired` when the session is gone. */
+  private readonly seen = new Map<Session, Map<string, number>>();
+  private readonly retired = new Map<string, number>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: readonly string[],
+    private readonly sessions: SessionRegistry,
+    private readonly read: (s: Session, add: (labels: Labels, n: number) => void) => void,
+  ) {}
+
+  metric() {
+    const { name, help } = this;
+    return { name, help, type: 'counter', aggregator: 'sum', get: async () => ({ name, help, type: 'counter', aggregator: 'sum', values: this.values() }) };
+  }
+
+  private values(): Array<{ labels: Labels; value: number }> {
+    const live = new Set(this.sessions.sessions.values());
+    for (const [s, last] of this.seen) {
+      if (live.has(s)) continue;
+      for (const [k, n] of last) this.retired.set(k, (this.retired.get(k) ?? 0) + n);
+      this.seen.delete(s);
+    }
+    const sum = new Map(this.retired);
+    for (const s of live) {
+      const mine = new Map<string, number>();
+      this.read(s, (labels, n) => {
+        const k = JSON.stringify(this.labelNames.map((l) => labels[l] ?? ''));
+        mine.set(k, (mine.get(k) ?? 0) + n);
+      });
+      this.seen.set(s, mine);
+      for (const [k, n] of mine) sum.set(k, (sum.get(k) ?? 0) + n);
+    }
+    return [...sum].map(([k, value]) => {
+      const vals = JSON.parse(k) as string[];
+      return { labels: Object.fromEntries(this.labelNames.map((l, i) => [l, vals[i]!])), value };
+    });
+  }
+}
+
+/**
+ * Prometheus metrics: HTTP by route and status, and the emulator's counters read at scrape time, summed over
+ * sessions (no series carries a session id: /metrics needs no token).
+ */
 export function installMetrics(app: FastifyInstance, sessions: SessionRegistry): Metrics {
   const registry = new Registry();
   const http = new HttpStats();
@@ -24,55 +76,26 @@ export function installMetrics(app: FastifyInstance, sessions: SessionRegistry):
       this.set(sessions.sessions.size);
     },
   });
-  const perSmmu = (name: string, help: string, pick: (t: { hits: number; misses: number; evictions: number; invalidations: number }) => number) =>
-    new Gauge({
-      name,
-      help,
-      labelNames: ['session', 'smmu'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const s of sessions.sessions.values()) for (const m of s.soc.smmus) this.set({ session: s.id, smmu: m.name }, pick({ invalidations: 0, ...m.tlbView() } as { hits: number; misses: number; evictions: number; invalidations: number }));
-      },
-    });
-  perSmmu('iommud_tlb_hits', 'TLB hits per SMMU', (t) => t.hits);
-  perSmmu('iommud_tlb_misses', 'TLB misses per SMMU', (t) => t.misses);
-  perSmmu('iommud_tlb_evictions', 'TLB evictions per SMMU', (t) => t.evictions);
-  new Gauge({
-    name: 'iommud_transactions',
-    help: 'Transactions through context banks',
-    labelNames: ['session'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const s of sessions.sessions.values()) {
-        let n = 0;
-        for (const m of s.soc.smmus) for (const b of m.banks) n += b.transactions;
-        this.set({ session: s.id }, n);
-      }
-    },
+  const total = (name: string, help: string, labels: readonly string[], read: (s: Session, add: (labels: Labels, n: number) => void) => void) =>
+    registry.registerMetric(new SessionTotal(name, help, labels, sessions, read).metric() as never);
+  const perSmmu = (pick: (t: { hits: number; misses: number; evictions: number }) => number) => (s: Session, add: (l: Labels, n: number) => void) => {
+    for (const m of s.soc.smmus) add({ smmu: m.name }, pick(m.tlbView()));
+  };
+  total('iommud_tlb_hits_total', 'TLB hits by SMMU', ['smmu'], perSmmu((t) => t.hits));
+  total('iommud_tlb_misses_total', 'TLB misses by SMMU', ['smmu'], perSmmu((t) => t.misses));
+  total('iommud_tlb_evictions_total', 'TLB evictions by SMMU', ['smmu'], perSmmu((t) => t.evictions));
+  total('iommud_transactions_total', 'Transactions through context banks', [], (s, add) => {
+    for (const m of s.soc.smmus) for (const b of m.banks) add({}, b.transactions);
   });
-  new Gauge({
-    name: 'iommud_events',
-    help: 'Events emitted by type',
-    labelNames: ['session', 'type'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const s of sessions.sessions.values()) for (const [type, n] of s.bus.counts) this.set({ session: s.id, type }, n);
-    },
+  total('iommud_events_total', 'Events emitted by type', ['type'], (s, add) => {
+    for (const [type, n] of s.bus.counts) add({ type }, n);
   });
-  new Gauge({
-    name: 'iommud_faults',
-    help: 'Faults by kind',
-    labelNames: ['session', 'kind'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const s of sessions.sessions.values()) for (const [kind, n] of s.faultCounts) this.set({ session: s.id, kind }, n);
-    },
+  total('iommud_faults_total', 'Faults by kind', ['kind'], (s, add) => {
+    for (const [kind, n] of s.faultCounts) add({ kind }, n);
   });
-
+  total('iommud_journal_writes_total', 'Group commits (O_DSYNC writes) of session journals', [], (s, add) => {
+    if (s.journal) add({}, s.journal.fsyncs);
+  });
   new Gauge({
     name: 'iommud_bounce_bytes',
     help: 'Bytes copied through the bounce pool (swiotlb), per session',
@@ -95,15 +118,16 @@ export function installMetrics(app: FastifyInstance, sessions: SessionRegistry):
   });
   new Gauge({
     name: 'iommud_pool_used_bytes',
-    help: 'Bytes allocated from each physical pool',
-    labelNames: ['session', 'pool'],
+    help: 'Bytes allocated from the physical pools of every session, by pool name',
+    labelNames: ['pool'],
     registers: [registry],
     collect() {
       this.reset();
-      for (const s of sessions.sessions.values()) for (const p of s.pools.usage()) this.set({ session: s.id, pool: p.name }, p.used);
+      const used = new Map<string, number>();
+      for (const s of sessions.sessions.values()) for (const p of s.pools.usage()) used.set(p.name, (used.get(p.name) ?? 0) + p.used);
+      for (const [pool, n] of used) this.set({ pool }, n);
     },
   });
-
   new Gauge({
     name: 'iommud_journal_failed_sessions',
     help: 'Sessions whose journal could not be written (their mutations are refused with 503)',
@@ -112,16 +136,6 @@ export function installMetrics(app: FastifyInstance, sessions: SessionRegistry):
       let n = 0;
       for (const s of sessions.sessions.values()) if (s.journal?.failed) n++;
       this.set(n);
-    },
-  });
-  new Gauge({
-    name: 'iommud_journal_writes',
-    help: 'Group commits (O_DSYNC writes) per session journal',
-    labelNames: ['session'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const s of sessions.sessions.values()) if (s.journal) this.set({ session: s.id }, s.journal.fsyncs);
     },
   });
 

@@ -46,9 +46,33 @@ describe('schemas and OpenAPI', () => {
     const m = await app.inject({ method: 'GET', url: '/metrics' });
     expect(m.headers['content-type']).toContain('text/plain');
     expect(m.body).toContain('iommud_http_requests_total{route="/v1/sessions",method="POST",status="201"} 1');
-    expect(m.body).toContain(`iommud_transactions{session="${s.id}"} 1`);
-    expect(m.body).toContain(`iommud_tlb_hits{session="${s.id}",smmu="smmu0"} 0`);
+    expect(m.body).toContain('iommud_transactions_total 1');
+    expect(m.body).toContain('iommud_tlb_hits_total{smmu="smmu0"} 0');
     expect(m.body).toContain('iommud_sessions 1');
+    await app.close();
+  });
+
+  it('/metrics names no session (it needs no token); running totals are counters named _total and survive a delete', async () => {
+    const app = await build();
+    const mk = async () => (await app.inject({ method: 'POST', url: '/v1/sessions', payload: { profile: 'tiny' } })).json();
+    const [a, b] = [await mk(), await mk()];
+    for (const s of [a, a, b]) await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/devices/dev0/access`, headers: { authorization: `Bearer ${s.token}` }, payload: { iova: 0, access: 'read' } });
+    let m = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(m).not.toContain(a.id);
+    expect(m).not.toContain(b.id);
+    expect(m).not.toMatch(/session="/);
+    expect(m).toContain('iommud_transactions_total 3');
+    expect(m).toContain('# TYPE iommud_transactions_total counter');
+    expect(m).toContain('iommud_tlb_misses_total{smmu="smmu0"} 0'); // bypass: no context attached
+    // Every counter is named _total; nothing that counts up is a gauge.
+    const types = [...m.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map(([, name, type]) => [name!, type!] as const);
+    for (const [name, type] of types) if (type === 'counter') expect(name).toMatch(/_total$/);
+    expect(types.filter(([, t]) => t === 'gauge').map(([n]) => n).sort()).toEqual(['iommud_journal_failed_sessions', 'iommud_pool_used_bytes', 'iommud_sessions', 'iommud_subscribers']);
+    // A deleted session's transactions stay counted: a counter never goes down.
+    await app.inject({ method: 'DELETE', url: `/v1/sessions/${a.id}`, headers: { authorization: `Bearer ${a.token}` } });
+    m = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(m).toContain('iommud_transactions_total 3');
+    expect(m).toContain('iommud_sessions 1');
     await app.close();
   });
 });
