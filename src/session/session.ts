@@ -404,7 +404,9 @@ export class Session {
     } catch (e) {
       // A refusal changes nothing but may have said so on the event stream (dma-debug): it is recorded too, so
       // a replay re-emits the same events and seq keeps its numbering.
-      if (e instanceof IommuError && this.bus.lastSeq !== seqBefore) this.record({ seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd, refused: true });
+      // Nobody waits for that record (the reply is the refusal): a journal failure on it fails the journal, and
+      // the rejection is handled here rather than left to end the process.
+      if (e instanceof IommuError && this.bus.lastSeq !== seqBefore) this.record({ seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd, refused: true }).catch(() => {});
       throw e;
     } finally {
       this.bus.actor = prev;

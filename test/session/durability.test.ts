@@ -126,6 +126,21 @@ describe('a refusal changes nothing (item 3)', () => {
   });
 });
 
+describe('no rejection is left unhandled (item 2)', () => {
+  it('a DMA-debug refusal (recorded for its events) on a full disk: 409, and no unhandled rejection', async () => {
+    const dir = tmp();
+    const a = await open({ dataDir: dir });
+    const s = await newSession(a, {});
+    expect((await s.call('POST', '/devices/rot_src/dma/map', { paddr: '0x40100010', size: 100, dir: 'to-device' })).statusCode).toBe(200);
+    const heal = diskFull(a, s.id);
+    const bad = await s.call('POST', '/devices/rot_src/dma/unmap', { dmaAddr: '0xfffff010', size: 99, dir: 'to-device' });
+    expect([bad.statusCode, bad.json().error.code]).toEqual([409, 'DMA_DEBUG']);
+    await a.registry.get(s.id)!.journal!.flush();
+    expect(a.registry.get(s.id)!.journal!.failed?.message).toContain('ENOSPC');
+    heal();
+  });
+});
+
 describe('a full disk, then room again (item 23)', () => {
   it('the 503 clears at the next mutation once writes succeed; the restart holds the 2xx, not the 503', async () => {
     const dir = tmp();
