@@ -96,25 +96,11 @@ export function installMetrics(app: FastifyInstance, sessions: SessionRegistry):
   total('iommud_journal_writes_total', 'Group commits (O_DSYNC writes) of session journals', [], (s, add) => {
     if (s.journal) add({}, s.journal.fsyncs);
   });
-  new Gauge({
-    name: 'iommud_bounce_bytes',
-    help: 'Bytes copied through the bounce pool (swiotlb), per session',
-    labelNames: ['session'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const s of sessions.sessions.values()) if (s.bounce) this.set({ session: s.id }, s.bounce.bytesBounced);
-    },
+  total('iommud_bounce_bytes_total', 'Bytes copied through the bounce pools (swiotlb)', [], (s, add) => {
+    if (s.bounce) add({}, s.bounce.bytesBounced);
   });
-  new Gauge({
-    name: 'iommud_coherency_events',
-    help: 'Coherency check reports by check (sessions with a CPU cache)',
-    labelNames: ['session', 'check'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const s of sessions.sessions.values()) if (s.cache) for (const [check, n] of s.coherencyCounts) this.set({ session: s.id, check }, n);
-    },
+  total('iommud_coherency_events_total', 'Coherency check reports by check (sessions with a CPU cache)', ['check'], (s, add) => {
+    if (s.cache) for (const [check, n] of s.coherencyCounts) add({ check }, n);
   });
   new Gauge({
     name: 'iommud_pool_used_bytes',
