@@ -7,7 +7,7 @@ const el = (tag, attrs = {}, ...children) => {
     if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
     else if (v !== undefined && v !== null) e.setAttribute(k, v);
   }
-  for (const c of children.flat()) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  for (const c of children.flat(Infinity)) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   return e;
 };
 
@@ -79,48 +79,95 @@ async function refreshOverview() {
   );
 }
 
+let lastSmmus = [];
 async function refreshTopology() {
   const smmus = await api('GET', '/smmus');
+  lastSmmus = smmus;
   const now = Date.now() / 1000;
   const box = el('div');
   for (const s of smmus) {
     const prev = state.lastStats.get(s.name);
     const d = prev ? { hits: s.tlb.hits - prev.hits, misses: s.tlb.misses - prev.misses } : { hits: 0, misses: 0 };
     state.lastStats.set(s.name, s.tlb);
-    const series = state.tlb.get(s.name) ?? { t: [], rate: [] };
+    const series = state.tlb.get(s.name) ?? { t: [], rate: [], hits: 0, misses: 0 };
     series.t.push(now);
     series.rate.push(d.hits + d.misses ? d.hits / (d.hits + d.misses) : null);
+    series.hits = s.tlb.hits;
+    series.misses = s.tlb.misses;
     if (series.t.length > 120) (series.t.shift(), series.rate.shift());
     state.tlb.set(s.name, series);
     box.append(
-      el('div', { class: 'smmu' },
-        el('h3', {}, `${s.name} `, el('span', { class: 'dim' }, `${s.base} · TLB ${s.tlb.entries}/${s.tlb.capacity} · ${s.tlb.hits} hits ${s.tlb.misses} misses`)),
-        s.contexts.map((c) =>
-          el('div', {
-            class: `ctx${c.enabled ? ' enabled' : ''}${Number(c.registers.FSR) ? ' fault' : ''}`,
-            'data-device': c.device ?? '',
-            onclick: () => showContext(s.name, c.index),
-          },
-          el('span', {}, `${c.index}: ${c.device ?? '(unnamed)'} `, el('span', { class: 'dim' }, `MIDs ${c.mids.join(',') || '-'}`)),
-          el('span', { class: 'dim' }, `${c.enabled ? c.domain : 'bypass'} · FSR ${fsrText(c.registers.FSR)}${c.stalls.length ? ` · ${c.stalls.length} stalled` : ''}`)),
-        ),
+      el('div', { class: 'smmu', 'data-smmu': s.name },
+        el('h3', {}, `${s.name} `, s.family ? el('span', { class: `badge fam-${s.family}` }, s.family) : '', ' ', el('span', { class: 'dim' }, `${s.base ?? ''} · TLB ${s.tlb.entries}/${s.tlb.capacity ?? '?'} · ${s.tlb.hits} hits ${s.tlb.misses} misses`)),
+        s.contexts.map((c) => {
+          const selected = state.selected?.[0] === s.name && state.selected?.[1] === c.index;
+          return [
+            el('div', {
+              class: `ctx${c.enabled ? ' enabled' : ''}${Number(c.registers.FSR) ? ' fault' : ''}${selected ? ' selected' : ''}`,
+              'data-device': c.device ?? '',
+              onclick: () => showContext(s.name, c.index),
+            },
+            el('span', {}, `${c.index}: ${c.device ?? '(unnamed)'} `, el('span', { class: 'dim' }, `MIDs ${c.mids.join(',') || '-'}`)),
+            el('span', { class: 'dim' }, `${c.enabled ? c.domain : 'bypass'} · FSR ${fsrText(c.registers.FSR)}${c.stalls.length ? ` · ${c.stalls.length} stalled` : ''}`)),
+            selected ? contextDetail(s.name, c) : '',
+          ];
+        }),
       ),
     );
   }
   $('#topology').replaceChildren(box);
-  if (state.selected) showContext(...state.selected, smmus);
   drawChart();
 }
 
-async function showContext(smmu, index, smmus) {
-  state.selected = [smmu, index];
-  const c = smmus ? smmus.find((s) => s.name === smmu)?.contexts[index] : await api('GET', `/smmus/${smmu}/contexts/${index}`);
-  if (!c) return;
-  $('#context-detail').replaceChildren(
-    el('h3', {}, `${smmu} / ${c.device ?? c.index} registers`),
-    el('table', { class: 'regs' }, Object.entries(c.registers).map(([k, v]) => el('tr', {}, el('td', {}, k), el('td', {}, v)))),
-    c.stalls.length ? el('div', {}, 'stalled: ', c.stalls.map((s) => el('code', {}, `${s.stall} @${s.iova} `))) : '',
+/** Register fields by name (HARDWARE.md "Context bank registers"): [register, [[name, shift, width]...]]. */
+const FIELDS = {
+  SCTLR: [['M', 0, 1], ['TRE', 1, 1], ['AFE', 2, 1], ['HAF', 3, 1], ['BE', 4, 1], ['AFFD', 5, 1]],
+  ACTLR: [['CFERE', 0, 1], ['CFEIE', 1, 1], ['TLBMCFG', 12, 2], ['CFCFG', 14, 1], ['V2PCFG', 16, 2]],
+  CONTEXTIDR: [['ASID', 0, 8], ['PROCID', 8, 24]],
+  FSYNR0: [['AMID', 0, 8], ['APID', 8, 5], ['ABID', 13, 3], ['ATID', 24, 8]],
+  FSYNR1: [['APRIV', 5, 1], ['AINST', 7, 1], ['AWRITE', 8, 1]],
+};
+const field = (v, shift, width) => Math.floor(v / 2 ** shift) % 2 ** width;
+function decodeRegister(name, hex) {
+  const v = Number(hex);
+  if (!Number.isFinite(v)) return '';
+  if (name === 'FSR') return fsrText(hex);
+  // TTBR0 holds the L1 table's physical address in bits 31:14 (16 KiB aligned).
+  if (name === 'TTBR0') return `base 0x${(v - (v % 2 ** 14)).toString(16).padStart(8, '0')}`;
+  const f = FIELDS[name];
+  if (!f) return '';
+  return f.map(([n, sh, w]) => (w === 1 ? (field(v, sh, w) ? n : '') : `${n}=${field(v, sh, w)}`)).filter(Boolean).join(' ') || '-';
+}
+
+/** The selected context's registers, drawn right under its row so they are in view where the user clicked. */
+function contextDetail(smmu, c) {
+  return el('div', { id: 'context-detail', class: 'ctx-detail' },
+    el('h3', {}, `${smmu} / ${c.device ?? c.index} registers `, el('span', { class: 'dim' }, c.faultMode ? `fault mode ${c.faultMode}` : '')),
+    el('table', { class: 'regs' }, Object.entries(c.registers).map(([k, v]) => el('tr', { 'data-reg': k }, el('td', {}, k), el('td', {}, v), el('td', { class: 'decoded' }, decodeRegister(k, v))))),
+    c.stalls.length
+      ? el('div', { class: 'stalls' }, c.stalls.map((st) =>
+        el('div', { class: 'stall', 'data-stall': st.stall },
+          el('code', {}, `${st.stall} ${st.access ?? ''} @${st.iova} `),
+          ['retry', 'terminate'].map((action) => el('button', { class: `resume-${action}`, onclick: (e) => resumeStall(e, smmu, c.index, st.stall, action) }, action)))))
+      : '',
   );
+}
+async function resumeStall(e, smmu, index, stall, action) {
+  e.stopPropagation();
+  try {
+    const r = await api('POST', `/smmus/${smmu}/contexts/${index}/resume`, { stall, action });
+    $('#action-result')?.replaceChildren(el('span', { class: 'ok' }, `${stall} ${action}: ${r.outcome ?? JSON.stringify(r)}`));
+  } catch (err) {
+    $('#action-result')?.replaceChildren(el('span', { class: 'error' }, err.message));
+  }
+  await refreshTopology();
+}
+
+async function showContext(smmu, index) {
+  const same = state.selected?.[0] === smmu && state.selected?.[1] === index;
+  state.selected = same ? null : [smmu, index];
+  await refreshTopology();
+  document.getElementById('context-detail')?.scrollIntoView({ block: 'nearest' });
 }
 
 // ---- TLB chart (uPlot) ----

@@ -46,6 +46,8 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+    page.setDefaultTimeout(15_000);
+    page.on('pageerror', (e) => console.log('PAGEERR', e.message));
   }, 60_000);
   afterAll(async () => {
     await browser?.close();
@@ -92,6 +94,32 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     expect(Date.now() - t0).toBeLessThan(1000);
     expect(await page.textContent('.fault-item')).toContain('translation vfe_imgwr write @0x20000000');
     await page.screenshot({ path: join(shots, 'dashboard.png'), fullPage: true });
+  }, 30_000);
+
+  it('clicking a context shows its registers decoded right beside it, and a stall gets resume buttons', async () => {
+    await call('POST', '/smmus/vfe/contexts/vfe_imgwr/clear-fault', {});
+    await call('PATCH', '/smmus/vfe/contexts/vfe_imgwr', { faultMode: 'stall' });
+    // Attach again so that attach programs ACTLR.CFCFG (stall) from the fault mode.
+    await call('POST', '/domains/dom-1/attach', { device: 'vfe_imgwr', replace: true });
+    const stall = await call('POST', '/devices/vfe_imgwr/access', { iova: '0x50000000', access: 'write' });
+    expect(stall.stall).toMatch(/^stall-/);
+    await page.click('.ctx[data-device="vfe_imgwr"]');
+    await page.waitForSelector('#context-detail .stall');
+    const row = (await page.locator('.ctx[data-device="vfe_imgwr"]').boundingBox())!;
+    const detail = (await page.locator('#context-detail').boundingBox())!;
+    // Directly under the clicked row and inside the viewport (1000 px high).
+    expect(detail.y - (row.y + row.height)).toBeLessThan(20);
+    expect(detail.y).toBeGreaterThanOrEqual(0);
+    expect(detail.y + Math.min(detail.height, 200)).toBeLessThanOrEqual(1000);
+    const decoded = async (reg: string) => page.textContent(`#context-detail tr[data-reg="${reg}"] td.decoded`);
+    expect(await decoded('FSR')).toBe('TF|SS');
+    expect(await decoded('SCTLR')).toBe('M TRE AFE');
+    expect(await decoded('ACTLR')).toBe('CFEIE TLBMCFG=3 CFCFG V2PCFG=3');
+    expect(await decoded('TTBR0')).toBe('base 0x5f000000');
+    expect(await page.textContent('.smmu[data-smmu="vfe"] .badge')).toBe('msm');
+    await page.click(`#context-detail .stall[data-stall="${stall.stall}"] .resume-terminate`);
+    await page.waitForFunction(() => !document.querySelector('#context-detail .stall'));
+    expect((await call('GET', '/smmus/vfe/contexts/vfe_imgwr')).stalls).toEqual([]);
   }, 30_000);
 
   it('a session without faults says so, and says what to do first', async () => {
