@@ -232,7 +232,10 @@ def test_dma_api(iommud_session: Session):
     assert sg == {"dmaAddr": 0xFFFFC000, "segments": [{"dmaAddr": 0xFFFFC000, "size": 0x1000}, {"dmaAddr": 0xFFFFD000, "size": 0x1000}]}
     state = s.dma_state("dev1")
     assert [(x["dmaAddr"], x["size"], x["dir"]) for x in state["mappings"]] == [(0xFFFFF000, 0x1000, "to-device"), (0xFFFFC000, 0x2000, "from-device")]
-    assert state["mappings"][1]["segments"] == [{"paddr": 0x80001000, "size": 0x1000, "dmaAddr": 0xFFFFC000}, {"paddr": 0x80002000, "size": 0x1000, "dmaAddr": 0xFFFFD000}]
+    assert state["mappings"][1]["segments"] == [
+        {"paddr": 0x80001000, "size": 0x1000, "dmaAddr": 0xFFFFC000, "bounce": None},
+        {"paddr": 0x80002000, "size": 0x1000, "dmaAddr": 0xFFFFD000, "bounce": None},
+    ]
     assert s.dma_unmap("dev1", dma_addr=0xFFFFF000, size=0x1000, dir="to-device") is None
     s.dma_unmap("dev1", dma_addr=0xFFFFC000, size=0x2000, dir="from-device")
     assert s.dma_state("dev1")["mappings"] == []
