@@ -13,9 +13,24 @@ const did = (await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domai
 await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/attach`, headers: auth, payload: { device: 'dev0' } });
 await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/map`, headers: auth, payload: { iova: '0x40000000', paddr: '0x80000000', size: 4096, prot: ['read', 'write'] } });
 await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/map`, headers: auth, payload: { iova: '0x50000000', paddr: '0x80100000', size: 0x10000, prot: ['read', 'write'] } });
+// BENCH_PROFILE_FILE: a CPU profile of the daemon under load only (the profiler starts once the daemon is ready,
+// so module loading is not in it), written when the benchmark stops the daemon. Same format as node --cpu-prof.
+let stopProfile: (() => Promise<void>) | null = null;
+if (process.env.BENCH_PROFILE_FILE) {
+  const { Session: Inspector } = await import('node:inspector/promises');
+  const { writeFileSync } = await import('node:fs');
+  const inspector = new Inspector();
+  inspector.connect();
+  await inspector.post('Profiler.enable');
+  await inspector.post('Profiler.start');
+  stopProfile = async () => {
+    const { profile } = await inspector.post('Profiler.stop');
+    writeFileSync(process.env.BENCH_PROFILE_FILE!, JSON.stringify(profile));
+  };
+}
 process.send!({ address, sid: s.id, token: s.token, did });
 process.on('message', (m) => {
-  if (m === 'stop') void app.close().then(() => process.exit(0));
+  if (m === 'stop') void (stopProfile?.() ?? Promise.resolve()).then(() => app.close()).then(() => process.exit(0));
   if (m === 'rss') {
     // Two full collections (the daemon runs with --expose-gc for this): RSS then holds live state, not garbage.
     const gc = (globalThis as { gc?: () => void }).gc;

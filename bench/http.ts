@@ -1,11 +1,12 @@
 /**
  * HTTP and WebSocket benchmarks against the daemon in a child process pinned to its own core (bench/pin.ts), with
  * autocannon as the load from this process on the other core. With BENCH_PROFILE=DIR every benchmark gets a daemon
- * of its own run under --cpu-prof, writing DIR/<benchmark>.cpuprofile (scripts/profile-top.ts prints the top frames).
+ * of its own, CPU-profiled under load (startup excluded), writing DIR/<benchmark>.cpuprofile (scripts/profile-top.ts
+ * prints the top frames).
  */
 import autocannon from 'autocannon';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
@@ -33,9 +34,10 @@ const PROFILE_DIR = process.env.BENCH_PROFILE || null;
 /** The bench daemon (bench/http-server.ts) on the daemon's core; `profile` names its CPU profile in BENCH_PROFILE. */
 export async function startServer(opts: { dataDir?: string; gc?: boolean; profile?: string } = {}): Promise<{ child: ChildProcess; srv: Server }> {
   const node = ['--import', 'tsx', ...(opts.gc ? ['--expose-gc'] : [])];
-  if (PROFILE_DIR && opts.profile) node.push('--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${opts.profile}.cpuprofile`);
+  const profile = PROFILE_DIR && opts.profile ? join(PROFILE_DIR, `${opts.profile}.cpuprofile`) : '';
+  if (profile) mkdirSync(PROFILE_DIR!, { recursive: true });
   const [cmd, args] = daemonCommand([...node, new URL('./http-server.ts', import.meta.url).pathname]);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, BENCH_DATA_DIR: opts.dataDir ?? '' } });
+  const child = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, BENCH_DATA_DIR: opts.dataDir ?? '', BENCH_PROFILE_FILE: profile } });
   const info = await new Promise<Omit<Server, 'rss'>>((res, rej) => {
     child.once('message', (m) => res(m as Omit<Server, 'rss'>));
     child.once('exit', (code) => rej(new Error(`bench daemon exited (${code})`)));
