@@ -200,6 +200,8 @@ async function refreshDomains() {
   sel.replaceChildren(...domains.map((d) => el('option', { value: d.id }, `${d.id} ${d.label ?? ''} [${d.attached.join(', ')}] ${(d.mappedBytes / 2 ** 20).toFixed(2)} MiB`)));
   state.domain = domains.some((d) => d.id === cur) ? cur : (domains[0]?.id ?? null);
   if (state.domain) sel.value = state.domain;
+  // An empty session: say what to do first instead of letting the actions fail with NOT_FOUND.
+  $('#empty-hint').hidden = domains.length > 0;
   await refreshMap();
 }
 $('#domain-select').addEventListener('change', (e) => {
@@ -213,6 +215,25 @@ async function refreshMap() {
     x.start = Number(x.iova);
     x.end = x.start + x.size;
   }
+  drawMap();
+  renderExtents();
+}
+
+/** The extents as a table beside the map; a row zooms the map onto its extent (a small mapping becomes big). */
+function renderExtents() {
+  $('#extents').replaceChildren(...[
+    el('tr', {}, el('th', {}, 'iova'), el('th', {}, 'size'), el('th', {}, 'paddr'), el('th', {}, 'pages'), el('th', {}, 'prot')),
+    state.extents.length
+      ? state.extents.map((x) => el('tr', { class: 'extent', 'data-iova': x.iova, onclick: () => zoomTo(x) },
+        el('td', {}, x.iova), el('td', {}, fmtBytes(x.size)), el('td', {}, x.paddr), el('td', {}, fmtBytes(x.pageSize)), el('td', {}, x.prot.join(','))))
+      : el('tr', {}, el('td', { colspan: 5, class: 'dim' }, 'no mappings')),
+  ].flat());
+}
+function zoomTo(x) {
+  const px = canvas.width * canvas.height;
+  const span = Math.min(2 ** 32, Math.max(px, 2 ** Math.ceil(Math.log2(x.size * 2))));
+  const start = Math.min(2 ** 32 - span, Math.max(0, Math.floor(x.start / span) * span));
+  state.view = { start, span };
   drawMap();
 }
 
@@ -296,7 +317,10 @@ function renderActions() {
       msg.replaceChildren(el('span', { class: 'error' }, err.message));
     }
   };
-  const did = () => state.domain ?? '';
+  const did = () => {
+    if (!state.domain) throw new Error('no domain yet: alloc a domain first (the "alloc domain" button), then attach a device');
+    return state.domain;
+  };
   const deviceSelect = () => el('select', { name: 'device' }, devices.map((d) => el('option', {}, d)));
   const prot = ['read', 'write', 'noexec', 'cache', 'mmio', 'priv'];
   $('#actions').replaceChildren(

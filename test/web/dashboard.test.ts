@@ -83,6 +83,12 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     // The read-only 1M section at 0x10000000 is drawn lighter orange.
     const px = await page.evaluate(() => [...(document.querySelector('#map') as HTMLCanvasElement).getContext('2d')!.getImageData(0, 32, 1, 1).data]);
     expect(px).toEqual([250, 206, 133, 255]);
+    // The extents table beside the map lists both mappings; a row jumps the map to that extent.
+    await page.waitForFunction(() => document.querySelectorAll('#extents tr.extent').length === 2);
+    expect(await page.$$eval('#extents tr.extent', (els) => els.map((e) => (e as HTMLElement).dataset.iova))).toEqual(['0x10000000', '0x40000000']);
+    await page.click('#extents tr.extent[data-iova="0x10000000"]');
+    expect(await page.textContent('#map-range')).toContain('showing 0x10000000 – 0x10200000');
+    await page.dblclick('#map');
     await page.screenshot({ path: join(shots, 'dashboard-map.png') });
   }, 30_000);
 
@@ -132,6 +138,12 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
       await p2.click('#login-form button');
       await p2.waitForFunction(() => document.querySelector('#conn')?.textContent === 'events: live');
       expect(await p2.textContent('#faults')).toBe('no faults yet');
+      expect(await p2.isVisible('#empty-hint')).toBe(true);
+      expect(await p2.textContent('#empty-hint')).toContain('alloc domain');
+      await p2.fill('#map-form input[name=iova]', '0x1000');
+      await p2.click('#map-form button');
+      await p2.waitForSelector('#action-result .error');
+      expect(await p2.textContent('#action-result .error')).toMatch(/^no domain yet: alloc a domain first/);
     } finally {
       await p2.close();
     }
