@@ -149,6 +149,20 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     }
   }, 30_000);
 
+  it('holds its layout at 1024 and 1920 px with domains, mappings, a fault and a stall (screenshots for docs/)', async () => {
+    const stall = await call('POST', '/devices/vfe_imgwr/access', { iova: '0x60000000', access: 'read' });
+    expect(stall.outcome).toBe('stalled');
+    await page.waitForSelector(`#context-detail .stall[data-stall="${stall.stall}"]`);
+    for (const width of [1024, 1920]) {
+      await page.setViewportSize({ width, height: 1100 });
+      await page.waitForFunction(() => document.querySelectorAll('.fault-item').length >= 2);
+      // No sideways overflow: the page is no wider than the window.
+      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(width);
+      await page.screenshot({ path: join(shots, `dashboard-${width}.png`), fullPage: true });
+    }
+    await page.setViewportSize({ width: 1600, height: 1000 });
+  }, 30_000);
+
   it('an operator action refused by the API shows its error inline', async () => {
     await mapFromPage('0x40000000', '0x41000000', '0x1000');
     await page.waitForFunction(() => document.querySelector('#action-result .error')?.textContent?.startsWith('ALREADY_MAPPED'));
