@@ -265,25 +265,35 @@ export function registerApiCommands(program: Command, c: CtlContext): void {
 
   // ---- DMA API ----
   const dma = program.command('dma').description("the DMA API on a device's default DMA domain");
+  const dmaLine = (st: Awaited<ReturnType<SessionClient['dmaState']>>) =>
+    [
+      `${st.device}: ${st.mode} mode, domain ${st.domain ?? '-'}, limit ${st.dmaLimit}, ${st.mappings.length} mappings`,
+      ...st.mappings.map((m) => `  ${m.dmaAddr} +${m.size} ${m.dir}${m.owner ? ` owned by ${m.owner}` : ''}${m.bounce ? ` bounced via ${m.bounce.paddr} (${m.bounce.slots} slots)` : ''}`),
+    ].join('\n');
   dma
     .command('show')
-    .description('the device DMA state: domain, flush policy, mask, live mappings (observer)')
+    .description('the device DMA state: mode, domain, mask, live mappings with owner and bounce slots (observer)')
     .argument('<device>', 'device')
     .action(async (device: string) => {
       const st = await c.session().dmaState(device);
-      out(st, () =>
-        [`${st.device}: domain ${st.domain ?? '-'}, ${st.flushPolicy}, dmaLimit ${st.dmaLimit}, ${st.pendingFlush} pending flush`, ...st.mappings.map((m) => `  ${m.dmaAddr} +${m.size.toString(16)} ${m.dir} [${m.segments.map((s) => s.paddr).join(', ')}]`)].join('\n'),
-      );
+      out(st, () => dmaLine(st));
     });
   dma
     .command('config')
-    .description('flush policy (strict / deferred flush queue) and DMA mask (operator)')
+    .description('--direct: DMA addresses are physical (swiotlb bounce buffers past the mask); --iommu: through the IOMMU; flush policy and mask (operator)')
     .argument('<device>', 'device')
-    .addOption(new Option('--flush-policy <policy>', 'strict or deferred').choices(['strict', 'deferred']))
-    .option('--dma-limit <addr>', 'highest DMA address (inclusive)')
-    .action(async (device: string, o: { flushPolicy?: 'strict' | 'deferred'; dmaLimit?: string }) => {
-      const st = await c.session().dmaConfigure(device, { ...(o.flushPolicy ? { flushPolicy: o.flushPolicy } : {}), ...(o.dmaLimit ? { dmaLimit: num(o.dmaLimit) } : {}) });
-      out(st, `${st.device}: ${st.flushPolicy}, dmaLimit ${st.dmaLimit}`);
+    .option('--direct', 'direct mode (no IOMMU; bounce buffers)')
+    .option('--iommu', 'IOMMU mode (the default DMA domain)')
+    .option('--limit <mask>', 'DMA mask / highest IOVA (inclusive)')
+    .addOption(new Option('--flush <policy>', 'strict or deferred (flush queue)').choices(['strict', 'deferred']))
+    .action(async (device: string, o: { direct?: boolean; iommu?: boolean; limit?: string; flush?: 'strict' | 'deferred' }) => {
+      if (o.direct && o.iommu) usage('--direct or --iommu, not both');
+      const st = await c.session().dmaConfigure(device, {
+        ...(o.direct ? { mode: 'direct' as const } : o.iommu ? { mode: 'iommu' as const } : {}),
+        ...(o.limit ? { dmaLimit: num(o.limit) } : {}),
+        ...(o.flush ? { flushPolicy: o.flush } : {}),
+      });
+      out(st, () => dmaLine(st));
     });
   const dirOption = () => new Option('--dir <dir>', 'DMA direction').choices(DIRS).default('bidirectional');
   dma
@@ -295,7 +305,7 @@ export function registerApiCommands(program: Command, c: CtlContext): void {
     .addOption(dirOption())
     .action(async (device: string, paddr: string, size: string, o: { dir: Dir }) => {
       const r = await c.session().dmaMap(device, { paddr: num(paddr), size: num(size), dir: o.dir });
-      out(r, `dma ${r.dmaAddr} +${r.size.toString(16)}`);
+      out(r, `dma ${r.dmaAddr} +${r.size}`);
     });
   dma
     .command('map-sg')

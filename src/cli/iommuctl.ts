@@ -184,58 +184,6 @@ program
     out(r, () => accessLine(r));
   });
 
-// ---- DMA API ----
-const dma = program.command('dma').description('the DMA API of a device: state, mode, map, unmap, sync');
-const dmaLine = (st: Awaited<ReturnType<SessionClient['dmaState']>>) =>
-  [
-    `${st.device}: ${st.mode} mode, domain ${st.domain ?? '-'}, limit ${st.dmaLimit}, ${st.mappings.length} mappings`,
-    ...st.mappings.map((m) => `  ${m.dmaAddr} +${m.size} ${m.dir}${m.owner ? ` owned by ${m.owner}` : ''}${m.bounce ? ` bounced via ${m.bounce.paddr} (${m.bounce.slots} slots)` : ''}`),
-  ].join('\n');
-dma.command('show <device>').action(async (device: string) => {
-  const st = await session().dmaState(device);
-  out(st, () => dmaLine(st));
-});
-dma
-  .command('config <device>')
-  .description('--direct: DMA addresses are physical (bounce buffers past the mask); --iommu: through the SMMU')
-  .option('--direct', 'direct mode (no SMMU; swiotlb bounce buffers)')
-  .option('--iommu', 'IOMMU mode (the default DMA domain)')
-  .option('--limit <mask>', 'DMA mask / IOVA limit')
-  .addOption(new Option('--flush <policy>', 'strict or deferred').choices(['strict', 'deferred']))
-  .action(async (device: string, o: { direct?: boolean; iommu?: boolean; limit?: string; flush?: 'strict' | 'deferred' }) => {
-    if (o.direct && o.iommu) throw new CommanderError(EXIT_USAGE, 'iommuctl.usage', '--direct or --iommu, not both');
-    const st = await session().dmaConfigure(device, {
-      ...(o.direct ? { mode: 'direct' as const } : o.iommu ? { mode: 'iommu' as const } : {}),
-      ...(o.limit ? { dmaLimit: num(o.limit) } : {}),
-      ...(o.flush ? { flushPolicy: o.flush } : {}),
-    });
-    out(st, () => dmaLine(st));
-  });
-const dirOption = () => new Option('--dir <dir>', 'to-device, from-device or bidirectional').choices(['to-device', 'from-device', 'bidirectional']).default('bidirectional');
-type Dir = 'to-device' | 'from-device' | 'bidirectional';
-dma
-  .command('map <device> <paddr> <size>')
-  .addOption(dirOption())
-  .action(async (device: string, paddr: string, size: string, o: { dir: Dir }) => {
-    const m = await session().dmaMap(device, { paddr: num(paddr), size: num(size), dir: o.dir });
-    out(m, `dma ${m.dmaAddr} +${m.size}`);
-  });
-dma
-  .command('unmap <device> <dmaAddr> <size>')
-  .addOption(dirOption())
-  .action(async (device: string, dmaAddr: string, size: string, o: { dir: Dir }) => {
-    await session().dmaUnmap(device, { dmaAddr: num(dmaAddr), size: num(size), dir: o.dir });
-    out({ unmapped: dmaAddr }, `unmapped ${num(dmaAddr)}`);
-  });
-dma
-  .command('sync <device> <dmaAddr> <size>')
-  .addOption(new Option('--for <whom>', 'cpu or device').choices(['cpu', 'device']).makeOptionMandatory())
-  .option('--offset <n>', 'partial sync: offset inside the mapping')
-  .action(async (device: string, dmaAddr: string, size: string, o: { for: 'cpu' | 'device'; offset?: string }) => {
-    await session().dmaSync(device, { dmaAddr: num(dmaAddr), size: num(size), for: o.for, ...(o.offset ? { offset: num(o.offset) } : {}) });
-    out({ synced: dmaAddr, for: o.for }, `synced ${num(dmaAddr)} for ${o.for}`);
-  });
-
 // ---- CPU cache ----
 const cache = program.command('cache').description('the CPU data cache: show lines, clean, invalidate, flush');
 cache.command('show [paddr] [size]').action(async (paddr?: string, size?: string) => {

@@ -94,7 +94,7 @@ describe('iommuctl covers the API', () => {
     const b = await json(['buffer', 'alloc', '0x2000'], env);
     const c = await json(['buffer', 'alloc', '0x1000'], env);
     expect((await json(['buffer', 'list'], env)).items.map((x: { paddr: string }) => x.paddr)).toEqual(expect.arrayContaining([b.paddr, c.paddr]));
-    expect(await json(['dma', 'config', 'dev1', '--flush-policy', 'deferred'], env)).toMatchObject({ flushPolicy: 'deferred' });
+    expect(await json(['dma', 'config', 'dev1', '--flush', 'deferred'], env)).toMatchObject({ flushPolicy: 'deferred' });
     const m = await json(['dma', 'map', 'dev1', b.paddr, '0x2000', '--dir', 'to-device'], env);
     const sg = await json(['dma', 'map-sg', 'dev1', `${c.paddr}:0x1000`, '--dir', 'from-device'], env);
     expect(sg.segments).toHaveLength(1);
