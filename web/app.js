@@ -179,13 +179,28 @@ function drawChart() {
   const data = [t, ...names.map((n) => state.tlb.get(n).rate.slice(-t.length))];
   if (!chart || chart.series.length !== names.length + 1) {
     chart?.destroy();
-    const colors = ['#4fb3ff', '#5fd38d', '#f59e0b', '#a855f7', '#ff6b6b', '#22d3ee', '#eab308', '#f472b6', '#84cc16', '#fb923c', '#60a5fa', '#c084fc'];
+    chart = null;
+  }
+  renderTlbLegend(names);
+  if (!chart) {
+    const colors = TLB_COLORS;
     chart = new uPlot(
-      { width: $('#chart').clientWidth || 300, height: 180, scales: { y: { range: [0, 1] } }, series: [{}, ...names.map((n, i) => ({ label: n, stroke: colors[i % colors.length], spanGaps: true }))], axes: [{ stroke: '#8a98a8' }, { stroke: '#8a98a8' }] },
+      { width: $('#chart').clientWidth || 300, height: 180, legend: { show: false }, scales: { y: { range: [0, 1] } }, series: [{}, ...names.map((n, i) => ({ label: n, stroke: colors[i % colors.length], spanGaps: true }))], axes: [{ stroke: '#8a98a8' }, { stroke: '#8a98a8' }] },
       data,
       $('#chart'),
     );
   } else chart.setData(data);
+}
+/** Twelve hues far apart, one per SMMU (msm8x60 has twelve). */
+const TLB_COLORS = ['#4fb3ff', '#5fd38d', '#f59e0b', '#a855f7', '#ff6b6b', '#22d3ee', '#eab308', '#f472b6', '#84cc16', '#fb923c', '#94a3b8', '#14b8a6'];
+/** The chart's legend with the values now: totals and hit rate per SMMU, without hovering. */
+function renderTlbLegend(names) {
+  $('#tlb-legend').replaceChildren(...names.map((n, i) => {
+    const s = state.tlb.get(n);
+    const total = s.hits + s.misses;
+    return el('span', { class: 'tlb-item', 'data-smmu': n },
+      el('span', { class: 'sw', style: `background:${TLB_COLORS[i % TLB_COLORS.length]}` }), `${n}: ${s.hits} hits · ${s.misses} misses · ${total ? ((100 * s.hits) / total).toFixed(0) + '%' : '-'}`);
+  }));
 }
 
 // ---- address-space map ----

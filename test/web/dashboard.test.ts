@@ -153,6 +153,13 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     const stall = await call('POST', '/devices/vfe_imgwr/access', { iova: '0x60000000', access: 'read' });
     expect(stall.outcome).toBe('stalled');
     await page.waitForSelector(`#context-detail .stall[data-stall="${stall.stall}"]`);
+    // The TLB legend shows each SMMU's totals with a colour of its own.
+    const smmus = await call('GET', '/smmus');
+    const vfe = smmus.find((x: { name: string }) => x.name === 'vfe');
+    await page.waitForFunction((t) => document.querySelector('#tlb-legend .tlb-item[data-smmu="vfe"]')?.textContent?.startsWith(t), `vfe: ${vfe.tlb.hits} hits · ${vfe.tlb.misses} misses`);
+    const swatches = await page.$$eval('#tlb-legend .sw', (els) => els.map((e) => getComputedStyle(e).backgroundColor));
+    expect(swatches).toHaveLength(smmus.length);
+    expect(new Set(swatches).size).toBe(smmus.length);
     for (const width of [1024, 1920]) {
       await page.setViewportSize({ width, height: 1100 });
       await page.waitForFunction(() => document.querySelectorAll('.fault-item').length >= 2);
