@@ -22,6 +22,7 @@ const state = {
   lastStats: new Map(),
   ws: null,
   selected: null,
+  dmaEvents: [], // coherency checks and bounce copies, newest first
   lastSeq: 0, // the last event seen: a (re)connect asks for everything after it, so history shows on login
 };
 
@@ -390,6 +391,11 @@ function connectEvents() {
       state.faults.length = Math.min(state.faults.length, 500);
       renderFaults();
     }
+    if (ev.type === 'coherency' || ev.type === 'bounce') {
+      state.dmaEvents.unshift(ev);
+      state.dmaEvents.length = Math.min(state.dmaEvents.length, 200);
+      renderDmaEvents();
+    }
     if (['map', 'unmap', 'attach', 'detach', 'domain', 'sync', 'flush'].includes(ev.type)) scheduleRefresh();
   };
 }
@@ -413,6 +419,15 @@ function renderFaults() {
       el('li', { class: 'fault-item' }, el('b', {}, `${f.kind}`), ` ${f.device ?? f.smmu + '/' + f.context} ${f.access} @${f.iova} `, el('span', { class: 'dim mono' }, `FSR ${f.fsr} FAR ${f.far} FSYNR0 ${f.fsynr0} #${f.seq}${f.stall ? ' ' + f.stall : ''}`)),
     ),
   );
+}
+/** DMA-API events (non-coherent caches, swiotlb bounce copies): what a driver developer checks after a transfer. */
+function renderDmaEvents() {
+  $('#dma-events').replaceChildren(...state.dmaEvents.map((e) =>
+    el('li', { class: `dma-event ${e.type}` }, el('b', {}, e.type), ' ',
+      e.type === 'bounce'
+        ? `${e.device} ${e.dir} ${fmtBytes(e.bytes)} ${e.from} → ${e.to}`
+        : `${e.check} ${e.device} @${e.paddr} +${fmtBytes(e.size)}${e.dmaAddr ? ` dma ${e.dmaAddr}` : ''}`,
+      el('span', { class: 'dim' }, ` #${e.seq}`))));
 }
 $('#fault-device').addEventListener('input', renderFaults);
 $('#fault-kind').addEventListener('change', renderFaults);

@@ -170,6 +170,25 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     await page.setViewportSize({ width: 1600, height: 1000 });
   }, 30_000);
 
+  it('bounce copies show in the DMA event feed', async () => {
+    const b = (await app.inject({ method: 'POST', url: '/v1/sessions', payload: { name: 'bounce', profile: 'tiny', cpuCache: {}, bounce: { paddr: '0x80100000', size: 0x8000 } } })).json();
+    const bcall = async (method: string, path: string, body: unknown) =>
+      (await app.inject({ method: method as 'POST', url: `/v1/sessions/${b.id}${path}`, headers: { authorization: `Bearer ${b.token}` }, payload: body as object })).json();
+    await bcall('PATCH', '/devices/dev0/dma', { mode: 'direct', dmaLimit: '0x80ffffff' });
+    expect(await bcall('POST', '/devices/dev0/dma/map', { paddr: '0x82000000', size: 0x1800, dir: 'bidirectional' })).toEqual({ dmaAddr: '0x80100000', size: 0x1800 });
+    const p3 = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    try {
+      await p3.goto(url + '/');
+      await p3.fill('#sid', b.id);
+      await p3.fill('#token', b.token);
+      await p3.click('#login-form button');
+      await p3.waitForSelector('#dma-events .dma-event.bounce');
+      expect(await p3.textContent('#dma-events .dma-event.bounce')).toContain('bounce dev0 bidirectional 6.0 KiB 0x82000000 → 0x80100000');
+    } finally {
+      await p3.close();
+    }
+  }, 30_000);
+
   it('an operator action refused by the API shows its error inline', async () => {
     await mapFromPage('0x40000000', '0x41000000', '0x1000');
     await page.waitForFunction(() => document.querySelector('#action-result .error')?.textContent?.startsWith('ALREADY_MAPPED'));
