@@ -5,7 +5,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { fmt, type Figure } from '../bench/report.js';
+import { fmt, judge, type Figure } from '../bench/report.js';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { write: { type: 'string' } } });
 if (positionals.length !== 1) {
@@ -15,13 +15,14 @@ if (positionals.length !== 1) {
 const lines = readFileSync(positionals[0]!, 'utf8').split('\n').filter((l) => l.trim().startsWith('{'));
 const parsed = lines.map((l) => JSON.parse(l) as Figure & { meta?: Record<string, any> });
 const meta = parsed.find((x) => x.meta)?.meta;
-const figures = parsed.filter((x) => !x.meta);
+// Floors are judged again here, so a table always says what the floors of this checkout say of the figures.
+const figures = parsed.filter((x) => !x.meta).map(judge);
 if (!meta || figures.length === 0) throw new Error(`${positionals[0]} holds no bench --json output`);
 
 const val = (v: number, unit: string) => (unit === 'bytes' ? `${(v / 1024).toFixed(1)} KiB` : unit === 'ns' ? `${(v / 1000).toFixed(2)} µs` : `${fmt(v)} ${unit}`);
 const rows = figures.map((f) => {
   const figure = `${val(f.value, f.unit)} (${val(f.spread[0], f.unit)}–${val(f.spread[1], f.unit)})`;
-  const ratio = f.ratio !== undefined ? `${f.ratio.toFixed(2)} (${f.ratioSpread![0].toFixed(2)}–${f.ratioSpread![1].toFixed(2)}) of ${fmt(f.baseline!)}` : '';
+  const ratio = f.ratio !== undefined ? `${f.ratio.toFixed(2)} (${f.ratioSpread![0].toFixed(2)}–${f.ratioSpread![1].toFixed(2)}) of ${val(f.baseline!, f.unit)}` : '';
   const floor = f.floor ? `${f.floor}: ${f.holds ? 'holds' : '**missed**'}` : '';
   return `| \`${f.name}\` | ${figure} | ${ratio} | ${floor} | ${(f.note ?? '').replace(/\|/g, '\\|')} |`;
 });
