@@ -9,6 +9,7 @@ import type { PhysMemory } from '../memory/phys.js';
 import { PERM_AP0, PERM_AP1, PERM_AP2, PERM_XN, permToProt, pgsizeIndex, protToNames, SZ_4K } from '../pgtable/desc.js';
 import { WALK_EXTERNAL, WALK_OK, WalkResult, walk } from '../pgtable/v7s.js';
 import { ACCESS_EXEC, ACCESS_NAMES, ACCESS_WRITE, ContextBank, type FaultRecord, type Stall } from './context.js';
+import type { Segment, TransferRequest } from './family.js';
 import type { SmmuSpec } from './profile.js';
 import {
   ACTLR_CFCFG,
@@ -66,23 +67,6 @@ export interface HwEnv {
   faultHook: ((bank: ContextBank, fault: FaultRecord) => 'retry' | 'terminate' | void) | null;
   /** The CPU cache of a non-coherent session: device data goes beneath it (or snoops it, coherent devices). */
   cache: CpuCache | null;
-}
-
-export interface TransferRequest {
-  iova: number;
-  access: number;
-  priv: boolean;
-  mid: number;
-  size: number;
-  data?: Uint8Array | undefined;
-}
-
-export interface Segment {
-  iova: number;
-  paddr: number;
-  size: number;
-  tlb: 'hit' | 'miss' | 'bypass';
-  unbacked?: boolean;
 }
 
 export type AccessResult =
