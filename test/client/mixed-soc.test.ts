@@ -1,19 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FastifyInstance } from 'fastify';
+import { describe, expect, it } from 'vitest';
 import { runMixedSoc } from '../../examples/mixed-soc.js';
-import { build } from '../../src/server/app.js';
+import { listeningDaemon } from '../support/daemon.js';
 
 describe('examples/mixed-soc.ts', () => {
-  let app: FastifyInstance;
-  let url: string;
-  beforeAll(async () => {
-    app = await build();
-    url = await app.listen({ port: 0, host: '127.0.0.1' });
-  });
-  afterAll(() => app.close());
+  const daemon = listeningDaemon();
 
   it('camera on msm, DSP on omap and 2D on the GART share one buffer; each family faults with its own registers', async () => {
-    const r = await runMixedSoc(url);
+    const r = await runMixedSoc(daemon.url());
     expect(r.families).toEqual(['cam_smmu:msm', 'mmu_dsp:omap', 'gart:gart']);
     expect(r.buffer).toBe('0x10000000');
     expect(r.dsp).toEqual({ iova: '0x11000000', matched: true, tlb: ['hit', 'hit'] });

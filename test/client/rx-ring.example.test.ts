@@ -1,19 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FastifyInstance } from 'fastify';
+import { describe, expect, it } from 'vitest';
 import { runRxRing } from '../../examples/noncoherent-rx-ring.js';
-import { build } from '../../src/server/app.js';
+import { listeningDaemon } from '../support/daemon.js';
 
 describe('examples/noncoherent-rx-ring.ts', () => {
-  let app: FastifyInstance;
-  let url: string;
-  beforeAll(async () => {
-    app = await build();
-    url = await app.listen({ port: 0, host: '127.0.0.1' });
-  });
-  afterAll(() => app.close());
+  const daemon = listeningDaemon();
 
   it('without dma_sync_single_for_cpu the driver reads stale lines, and the events name the buffer and its mapping', async () => {
-    const r = await runRxRing(url, false);
+    const r = await runRxRing(daemon.url(), false);
     expect([r.packetsSeen, r.packetsIntact]).toEqual([0, 0]);
     expect(r.coherency.map((e) => e.check)).toEqual(Array.from({ length: 4 }, () => ['cpu-access-device-owned', 'stale-cpu-read']).flat());
     expect(r.coherency.slice(0, 2)).toMatchObject([
@@ -23,7 +16,7 @@ describe('examples/noncoherent-rx-ring.ts', () => {
   });
 
   it('the same driver with its syncs receives every packet intact, and no event', async () => {
-    const r = await runRxRing(url, true);
+    const r = await runRxRing(daemon.url(), true);
     expect([r.packetsSeen, r.packetsIntact, r.coherency]).toEqual([4, 4, []]);
   });
 });
