@@ -111,8 +111,15 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     expect(stall.stall).toMatch(/^stall-/);
     await page.click('.ctx[data-device="vfe_imgwr"]');
     await page.waitForSelector('#context-detail .stall');
-    const row = (await page.locator('.ctx[data-device="vfe_imgwr"]').boundingBox())!;
-    const detail = (await page.locator('#context-detail').boundingBox())!;
+    // Both rectangles measured in one page task: the topology is redrawn on every event and poll, so two separate
+    // locator calls can straddle a redraw and find the detail detached (null box).
+    const { row, detail } = await page.evaluate(() => {
+      const box = (sel: string) => {
+        const r = document.querySelector(sel)!.getBoundingClientRect();
+        return { y: r.y, height: r.height };
+      };
+      return { row: box('.ctx[data-device="vfe_imgwr"]'), detail: box('#context-detail') };
+    });
     // Directly under the clicked row and inside the viewport (1000 px high).
     expect(detail.y - (row.y + row.height)).toBeLessThan(20);
     expect(detail.y).toBeGreaterThanOrEqual(0);
