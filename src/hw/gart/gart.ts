@@ -24,6 +24,7 @@ import {
   type TransferRequest,
   type Txn,
 } from '../family.js';
+import { RegisterWindow } from '../window.js';
 
 export const MC_INTSTATUS = 0x00;
 export const MC_INTMASK = 0x04;
@@ -58,7 +59,7 @@ const REGISTERS: Record<number, string> = {
   [MC_GART_ERROR_REQ]: 'MC_GART_ERROR_REQ',
   [MC_GART_ERROR_ADDR]: 'MC_GART_ERROR_ADDR',
 };
-const TRANSLATION_REGS = new Set(['GART_CONFIG', 'GART_ENTRY_DATA']);
+const WINDOW = new RegisterWindow(GART_WINDOW, REGISTERS, new Set(['GART_CONFIG', 'GART_ENTRY_DATA']));
 
 export interface GartFault extends FaultBase {
   family: 'gart';
@@ -209,13 +210,7 @@ export class Gart implements IommuInstance {
   // ---- the register window --------------------------------------------------------------------------------
 
   registerName(offset: number): string {
-    if (!Number.isInteger(offset) || offset < 0 || offset >= GART_WINDOW) {
-      throw new IommuError('BAD_REQUEST', `offset 0x${offset.toString(16)}: outside the 0x400-byte register window`, { offset });
-    }
-    if (offset & 3) throw new IommuError('BAD_REQUEST', `offset 0x${offset.toString(16)}: registers are 32-bit and 4-byte aligned`, { offset });
-    const name = REGISTERS[offset];
-    if (!name) throw new IommuError('BAD_REQUEST', `offset 0x${offset.toString(16)}: reserved or unknown register`, { offset });
-    return name;
+    return WINDOW.name(offset);
   }
 
   /** Index of the entry GART_ENTRY_ADDR selects, or -1 outside the aperture. */
@@ -270,33 +265,17 @@ export class Gart implements IommuInstance {
       default:
         break; // MC_GART_ERROR_REQ / ADDR are read-only
     }
-    if (TRANSLATION_REGS.has(name)) {
-      this.env.sink.emit({
-        type: 'mmio',
-        smmu: this.name,
-        context: null,
-        device: null,
-        domain: this.banks.find((b) => b.domain)?.domain ?? null,
-        register: name,
-        ...(name === 'GART_ENTRY_DATA' ? { iova: hex(this.ENTRY_ADDR) } : {}),
-        offset: hex(offset),
-        old: hex(old),
-        new: hex(this.readRegister(offset)),
-      });
-    }
+    const at = () => ({ smmu: this.name, context: null, device: null, domain: this.banks.find((b) => b.domain)?.domain ?? null });
+    WINDOW.traceWrite(this.env.sink, at, this, { name, offset, old, value: v, ...(name === 'GART_ENTRY_DATA' ? { extra: { iova: hex(this.ENTRY_ADDR) } } : {}) });
     return { name, old, value: v };
   }
 
   registers(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [off, name] of Object.entries(REGISTERS)) out[name] = this.readRegister(Number(off));
-    return out;
+    return WINDOW.values(this);
   }
 
   clearFault(_ctx: HwContext, value?: number): { register: string; old: number; value: number } {
-    const old = this.INTSTATUS;
-    this.writeRegister(MC_INTSTATUS, value ?? old);
-    return { register: 'MC_INTSTATUS', old, value: this.INTSTATUS };
+    return WINDOW.clearStatus(this, MC_INTSTATUS, value);
   }
 
   tlbView(ctx?: HwContext): TlbView {

@@ -3,7 +3,7 @@
  * table walker fills, entries below LOCK.BASE locked, CAM/RAM/LD_TLB to load entries by hand, GFLUSH and
  * FLUSH_ENTRY to drop them, faults in IRQSTATUS/FAULT_AD and no stall (the master gets a bus error).
  */
-import { IommuError, hex } from '../../errors.js';
+import { hex } from '../../errors.js';
 import { OMAP_PROT, omapWalk } from '../../pgtable/omap.js';
 import { protToNames } from '../../pgtable/desc.js';
 import type { PgTable } from '../../pgtable/format.js';
@@ -28,6 +28,7 @@ import {
   type TransferRequest,
   type Txn,
 } from '../family.js';
+import { RegisterWindow } from '../window.js';
 import * as O from './regs.js';
 
 /** A fault with the OMAP MMU's registers, after this fault. */
@@ -79,8 +80,7 @@ const REGISTERS: Record<number, string> = {
   [O.MMU_EMU_FAULT_AD]: 'EMU_FAULT_AD',
   [O.MMU_GP_REG]: 'GP_REG',
 };
-/** Registers whose writes change how transactions translate: they go on the event stream. */
-const TRANSLATION_REGS = new Set(['CNTL', 'TTB', 'LOCK', 'LD_TLB', 'GFLUSH', 'FLUSH_ENTRY']);
+const WINDOW = new RegisterWindow(O.OMAP_WINDOW, REGISTERS, new Set(['CNTL', 'TTB', 'LOCK', 'LD_TLB', 'GFLUSH', 'FLUSH_ENTRY']), new Set(['LD_TLB', 'GFLUSH', 'FLUSH_ENTRY']));
 
 class OmapTxn implements Txn {
   outcome = OUTCOME_OK;
@@ -292,13 +292,7 @@ export class OmapMmu implements IommuInstance {
   // ---- the register window --------------------------------------------------------------------------------
 
   registerName(offset: number): string {
-    if (!Number.isInteger(offset) || offset < 0 || offset >= O.OMAP_WINDOW) {
-      throw new IommuError('BAD_REQUEST', `offset 0x${offset.toString(16)}: outside the 0x100-byte register window`, { offset });
-    }
-    if (offset & 3) throw new IommuError('BAD_REQUEST', `offset 0x${offset.toString(16)}: registers are 32-bit and 4-byte aligned`, { offset });
-    const name = REGISTERS[offset];
-    if (!name) throw new IommuError('BAD_REQUEST', `offset 0x${offset.toString(16)}: reserved or unknown register`, { offset });
-    return name;
+    return WINDOW.name(offset);
   }
 
   private entryAtVictim(): Entry | null {
@@ -385,19 +379,7 @@ export class OmapMmu implements IommuInstance {
       default:
         break; // REVISION, WALKING_ST, FAULT_AD, READ_CAM, READ_RAM, EMU_FAULT_AD are read-only
     }
-    if (TRANSLATION_REGS.has(name)) {
-      this.env.sink.emit({
-        type: 'mmio',
-        smmu: this.name,
-        context: 0,
-        device: this.ctx.name,
-        domain: this.ctx.domain,
-        register: name,
-        offset: hex(offset),
-        old: hex(old),
-        new: hex(name === 'LD_TLB' || name === 'GFLUSH' || name === 'FLUSH_ENTRY' ? v : this.readRegister(offset)),
-      });
-    }
+    WINDOW.traceWrite(this.env.sink, () => ({ smmu: this.name, context: 0, device: this.ctx.name, domain: this.ctx.domain }), this, { name, offset, old, value: v });
     return { name, old, value: v };
   }
 
@@ -420,18 +402,11 @@ export class OmapMmu implements IommuInstance {
   }
 
   registers(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const [off, name] of Object.entries(REGISTERS)) {
-      if (name === 'LD_TLB' || name === 'GFLUSH' || name === 'FLUSH_ENTRY') continue;
-      out[name] = this.readRegister(Number(off));
-    }
-    return out;
+    return WINDOW.values(this);
   }
 
   clearFault(_ctx: HwContext, value?: number): { register: string; old: number; value: number } {
-    const old = this.IRQSTATUS;
-    this.writeRegister(O.MMU_IRQSTATUS, value ?? old);
-    return { register: 'IRQSTATUS', old, value: this.IRQSTATUS };
+    return WINDOW.clearStatus(this, O.MMU_IRQSTATUS, value);
   }
 
   tlbView(): TlbView {
