@@ -326,9 +326,9 @@ async function refreshMap() {
     if (r && x.start - r.end <= REGION_GAP) (r.end = x.end, (r.bytes += x.size), r.count++);
     else state.regions.push({ start: x.start, end: x.end, bytes: x.size, count: 1 });
   }
-  drawMap();
   renderExtents();
   renderRegions();
+  drawMap();
 }
 
 const MAX_ROWS = 500;
@@ -380,6 +380,10 @@ function drawMap() {
   for (let i = 3; i < px.length; i += 4) px[i] = 255;
   const { start, span } = state.view;
   const per = span / (w * h);
+  // Faint rules at each sixteenth of the window (256 MiB at full view), so an empty space still has a scale.
+  for (let row = h / 16; row < h; row += h / 16) {
+    for (let o = row * w * 4; o < (row + 1) * w * 4; o += 4) (px[o] = 30), (px[o + 1] = 40), (px[o + 2] = 52);
+  }
   for (const x of state.extents) {
     if (x.end <= start || x.start >= start + span) continue;
     const a = Math.max(0, Math.floor((x.start - start) / per));
@@ -394,7 +398,9 @@ function drawMap() {
     }
   }
   ctx2d.putImageData(img, 0, 0);
-  $('#map-range').textContent = `showing ${hex(start)} – ${hex(start + span)} (${fmtBytes(per)} per pixel, ${state.extents.length} extents)`;
+  $('#map-range').textContent = `showing ${hex(start)} – ${hex(start + span)} (${fmtBytes(per)} per pixel, ${state.extents.length} extents; rules every ${fmtBytes(span / 16)})`;
+  // The region on show is marked among the region buttons.
+  for (const b of document.querySelectorAll('#regions button.region')) b.classList.toggle('current', span < SPACE && Number(b.dataset.start) >= start && Number(b.dataset.start) < start + span);
   drawStrip();
 }
 

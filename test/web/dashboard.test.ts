@@ -13,6 +13,13 @@ const chromiumPath = systemTool('chromium');
 /** Screenshots go to docs/ (for the README) with UPDATE_SCREENSHOTS=1, else to a temporary directory. */
 const shots = process.env.UPDATE_SCREENSHOTS ? 'docs' : mkdtempSync(join(tmpdir(), 'iommud-shots-'));
 
+/** Forgets the last hover's text, so that a wait for the next one cannot be satisfied by an old one. */
+function clearMapInfo(): void {
+  const info = document.querySelector('#map-info') as HTMLElement;
+  info.textContent = '';
+  delete info.dataset.iova;
+}
+
 /**
  * What breaks a layout, measured in the page in one task: a box wider than its parent, two sibling boxes that
  * overlap, a page wider than the window. Returns one line per problem (empty when the layout holds).
@@ -47,6 +54,10 @@ function layoutProblems(): string[] {
         if (w > 1 && h > 1) out.push(`${name(kids[i]!)} overlaps ${name(kids[j]!)} by ${Math.round(w)}×${Math.round(h)} px`);
       }
     }
+  }
+  // A row squeezed by its neighbour: a context's name broken over more than three lines.
+  for (const e of document.querySelectorAll('.ctx > span:first-child')) {
+    if (e.getBoundingClientRect().height > 3 * parseFloat(getComputedStyle(e).lineHeight || '18')) out.push(`${name(e.parentElement!)} "${e.textContent}" squeezed to ${Math.round(e.getBoundingClientRect().width)} px`);
   }
   if (document.documentElement.scrollWidth > window.innerWidth) out.push(`page is ${document.documentElement.scrollWidth} px wide in a ${window.innerWidth} px window`);
   return out;
@@ -173,6 +184,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     await page.waitForFunction(() => document.querySelector('#map-range')?.textContent?.startsWith('showing 0x10000000 – 0x10200000'));
     // The big map now holds the extent in its first half (4 bytes a pixel): hovering there translates exactly.
     const box = (await page.locator('#map').boundingBox())!;
+    await page.evaluate(clearMapInfo);
     await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.2);
     await page.waitForFunction(() => document.querySelector('#map-info')?.textContent?.startsWith('iova '));
     const info = (await page.textContent('#map-info'))!;
@@ -193,6 +205,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
       await page.dblclick('#map');
       const x = Math.round(box.x + box.width * fx);
       const y = Math.round(box.y + box.height * fy);
+      await page.evaluate(clearMapInfo);
       await page.mouse.move(x, y);
       await page.waitForFunction(() => document.querySelector('#map-info')?.hasAttribute('data-iova'));
       const before = await page.getAttribute('#map-info', 'data-iova');
@@ -375,6 +388,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
       await page.click('#regions button.region[data-start="0x40000000"]');
       await page.waitForFunction(() => document.querySelector('#map-range')?.textContent?.startsWith('showing 0x40000000 – 0x42000000'));
       const box = (await page.locator('#map').boundingBox())!;
+      await page.evaluate(clearMapInfo);
       await page.locator('#map').hover({ position: { x: box.width * 0.3, y: box.height * 0.25 } });
       await expect.poll(() => page.textContent('#map-info')).toMatch(/^iova 0x40[0-9a-f]{6} → paddr 0x41[0-9a-f]{6} · read,write · 16M pages · extent 0x40000000 \+16 MiB$/);
       await page.screenshot({ path: join(shots, `dashboard-${width}.png`), fullPage: true });
@@ -543,6 +557,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
       expect(faults[0]).toMatch(/^translation gr2d write @0x58ff0000 MC_INTSTATUS 0x80 ERROR_REQ 0x51 \(g2dw\) ERROR_ADDR 0x58ff0000$/);
       expect(faults[1]).toBe('translation dsp read @0x12000000 IRQSTATUS 0x2 TRANSLATIONFAULT FAULT_AD 0x12000000');
       expect(faults[2]).toMatch(/^translation camera read @0x30000000 FSR 0x2 FAR 0x30000000 FSYNR0 0x2$/);
+      await expect.poll(() => p.evaluate(layoutProblems), { timeout: 10_000 }).toEqual([]);
       await p.screenshot({ path: join(shots, 'dashboard-mixed.png'), fullPage: true });
     } finally {
       await p.close();
