@@ -6,7 +6,7 @@
  *
  *   npx tsx examples/mixed-soc.ts [http://127.0.0.1:8080]
  */
-import { IommudClient, type IommudEvent } from '../src/client/index.js';
+import { IommudClient, type EventOf } from '../src/client/index.js';
 
 export const MIXED_SOC = {
   name: 'mixed-soc',
@@ -39,7 +39,7 @@ export interface MixedReport {
 export async function runMixedSoc(url: string, log: (s: string) => void = () => {}): Promise<MixedReport> {
   const client = new IommudClient({ url });
   const s = await client.createSession({ profile: MIXED_SOC, name: 'mixed-soc' });
-  const faults: IommudEvent[] = [];
+  const faults: EventOf<'fault'>[] = [];
   const sub = s.subscribe({ types: ['fault'], onEvent: (e) => faults.push(e) });
   await sub.ready();
   try {

@@ -14,5 +14,6 @@ export * as desc from './pgtable/desc.js';
 export { Session, SessionRegistry } from './session/session.js';
 export type { Command } from './session/commands.js';
 export { build, type BuildOptions } from './server/app.js';
-export { IommudClient, SessionClient, EventSubscription, TranslateStream, IommudError, IommudConnectionError } from './client/index.js';
+export { IommudClient, SessionClient, EventSubscription, TranslateStream, IommudError, IommudConnectionError, isBounceEvent, isCoherencyEvent } from './client/index.js';
+export type { BounceEvent, CoherencyEvent, EventOf, EventType, IommudEvent, SubscribeOptions } from './client/index.js';
 export * as stream from './api/stream.js';

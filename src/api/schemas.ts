@@ -3,7 +3,10 @@
  * schemas/ and the OpenAPI document. Shared by the server and the SDK; nothing below the session imports this.
  */
 import { z } from 'zod';
-import { EVENT_TYPES } from '../events/types.js';
+import { AccessKind, DmaDirection, DmaMode, EVENT_TYPES, Event, Family, FaultKind, GapMessage, Hex, PageCounts, ProtFlag, Role, SocketErrorMessage } from '../events/types.js';
+
+// The vocabulary the events share: declared once in src/events/types.ts (the emulator core emits with it).
+export { AccessKind, DmaDirection, DmaMode, Event, Family, FaultKind, GapMessage, Hex, PageCounts, ProtFlag, Role, SocketErrorMessage };
 
 const HEX = /^0[xX][0-9a-fA-F]+$/;
 
@@ -25,14 +28,7 @@ export const ParamAddr = z
   .regex(/^(0[xX][0-9a-fA-F]+|[0-9]+)$/, 'hex ("0x1000") or decimal')
   .transform((v) => (/^0[xX]/.test(v) ? parseInt(v, 16) : Number(v)));
 
-export const Hex = z.string().meta({ description: 'lower-case hex with 0x' });
-export const ProtFlag = z.enum(['read', 'write', 'noexec', 'cache', 'mmio', 'priv']);
 export const Prot = z.array(ProtFlag);
-export const Role = z.enum(['observer', 'operator', 'owner']);
-export const PageCounts = z.object({ '4K': z.number(), '64K': z.number(), '1M': z.number(), '16M': z.number() });
-export const AccessKind = z.enum(['read', 'write', 'exec']);
-export const FaultKind = z.enum(['translation', 'permission', 'access-flag', 'external', 'multi-hit', 'tlb-miss']);
-export const Family = z.enum(['msm', 'omap', 'gart']).meta({ description: 'IOMMU family: msm (the v1 SMMU), omap or gart' });
 
 /** The body of a 204 reply: none. */
 export const NoContent = z.null().meta({ description: 'No Content' });
@@ -387,6 +383,7 @@ export const SCHEMAS: Record<string, z.ZodType> = {
   AccessBatchResponse,
   HealthResponse,
   VersionResponse,
+  Event,
 };
 
 // ---- physical memory, buffers, DMA API ------------------------------------------------------------------------
@@ -396,14 +393,12 @@ export const BuffersResponse = z.array(BufferResponse);
 /** A page of a long list: items from `from` on, at most `limit` (the next page is in the Link header). */
 export const PageQuery = z.strictObject({ from: ParamAddr.optional(), limit: ParamAddr.optional() });
 export const MemoryQuery = z.strictObject({ paddr: ParamAddr, size: ParamAddr.optional(), view: z.enum(['cpu', 'ram']).optional() });
-export const DmaDirection = z.enum(['to-device', 'from-device', 'bidirectional']);
 export const DmaMapBody = z.strictObject({ paddr: Addr, size: Addr, dir: DmaDirection });
 export const DmaMapResponse = z.object({ dmaAddr: Hex, size: z.number() });
 export const DmaMapSgBody = z.strictObject({ segments: z.array(z.strictObject({ paddr: Addr, size: Addr })).min(1), dir: DmaDirection });
 export const DmaMapSgResponse = z.object({ dmaAddr: Hex, segments: z.array(z.object({ dmaAddr: Hex, size: z.number() })) });
 export const DmaUnmapBody = z.strictObject({ dmaAddr: Addr, size: Addr, dir: DmaDirection });
 export const DmaSyncBody = z.strictObject({ dmaAddr: Addr, size: Addr, offset: Addr.optional(), for: z.enum(['cpu', 'device']), dir: DmaDirection.optional() });
-export const DmaMode = z.enum(['iommu', 'direct']);
 export const DmaConfigBody = z.strictObject({ flushPolicy: z.enum(['strict', 'deferred']).optional(), dmaLimit: Addr.optional(), mode: DmaMode.optional() });
 const BounceOut = z.object({ paddr: Hex, slots: z.number() }).nullable();
 export const DmaStateResponse = z.object({

@@ -7,7 +7,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { IommudClient, IommudConnectionError, IommudError, type SessionClient } from '../client/index.js';
+import { IommudClient, IommudConnectionError, IommudError, type EventType, type SessionClient } from '../client/index.js';
 import { VERSION } from '../server/version.js';
 import { accessLine, registerApiCommands } from './ctl-api.js';
 import { configPath, loadConfig, registerConfigCommands } from './ctl-config.js';
@@ -210,7 +210,8 @@ program
     const s = session();
     let left = o.count ? Number(o.count) : Infinity;
     const sub = s.subscribe({
-      ...(o.types ? { types: o.types.split(',') } : {}),
+      // Names as typed: the daemon refuses an unknown type before the upgrade, with its own message.
+      ...(o.types ? { types: o.types.split(',') as EventType[] } : {}),
       ...(o.device ? { device: o.device } : {}),
       ...(o.since !== undefined ? { since: Number(o.since) } : {}),
       onEvent: (ev) => {

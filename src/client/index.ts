@@ -355,8 +355,8 @@ export class SessionClient {
 
   // ---- streams ----
   /** Subscribes to the event stream; reconnects and resumes with `since` until closed. */
-  subscribe(opts: SubscribeOptions): EventSubscription {
-    return new EventSubscription(this.wsUrl('/events'), this.token, opts);
+  subscribe<T extends EventType = EventType>(opts: SubscribeOptions<T>): EventSubscription {
+    return new EventSubscription(this.wsUrl('/events'), this.token, opts as unknown as SubscribeOptions);
   }
 
   /** Opens the binary translate stream of a device. */
@@ -369,42 +369,26 @@ export class SessionClient {
   }
 }
 
-export interface IommudEvent {
-  seq: number;
-  time: string;
-  type: string;
-  [field: string]: unknown;
-}
-
+/** An event as the daemon sends it (API.md "Events"), typed by `type` from the daemon's one declaration. */
+export type IommudEvent = z.output<typeof S.Event>;
+export type EventType = IommudEvent['type'];
+/** The event of one type, its variants included: `EventOf<'fault'>` is the msm, omap and gart fault. */
+export type EventOf<T extends EventType> = Extract<IommudEvent, { type: T }>;
 /** A coherency check report (API.md v1.1): never a refusal, once per line and cause. */
-export interface CoherencyEvent extends IommudEvent {
-  type: 'coherency';
-  check: 'stale-cpu-read' | 'device-read-stale' | 'lost-device-write' | 'cpu-access-device-owned';
-  device: string | null;
-  paddr: string;
-  size: number;
-  dmaAddr?: string;
-}
-
+export type CoherencyEvent = EventOf<'coherency'>;
 /** One bounce copy (swiotlb): `dir` is the mapping's direction, `from`/`to` the copy's physical addresses. */
-export interface BounceEvent extends IommudEvent {
-  type: 'bounce';
-  device: string;
-  dir: 'to-device' | 'from-device' | 'bidirectional';
-  from: string;
-  to: string;
-  bytes: number;
-}
+export type BounceEvent = EventOf<'bounce'>;
 
 export const isCoherencyEvent = (ev: IommudEvent): ev is CoherencyEvent => ev.type === 'coherency';
 export const isBounceEvent = (ev: IommudEvent): ev is BounceEvent => ev.type === 'bounce';
 
-export interface SubscribeOptions {
-  types?: string[];
+/** With `types`, `onEvent` receives exactly those types' events (`types: ['fault']`: faults, typed as such). */
+export interface SubscribeOptions<T extends EventType = EventType> {
+  types?: readonly T[];
   device?: string;
   /** Replay retained events after this seq first. */
   since?: number;
-  onEvent(ev: IommudEvent): void;
+  onEvent(ev: EventOf<T>): void;
   /** Events the daemon could no longer give (announced, never silent). */
   onGap?(gap: { from: number; to: number }): void;
   /** Errors the daemon sent on the socket (a refused resume), and the final refusal that ends the subscription. */
@@ -508,12 +492,12 @@ export class EventSubscription {
       this.settleOpened.resolve();
     });
     ws.on('message', (raw) => {
-      const m = JSON.parse(String(raw)) as IommudEvent & { from?: number; to?: number; error?: { code: string; message: string } };
+      const m = JSON.parse(String(raw)) as IommudEvent | z.output<typeof S.GapMessage> | z.output<typeof S.SocketErrorMessage>;
       if (m.type === 'gap') {
-        if (m.to! > this.lastSeq) this.lastSeq = m.to!;
-        this.opts.onGap?.({ from: m.from!, to: m.to! });
+        if (m.to > this.lastSeq) this.lastSeq = m.to;
+        this.opts.onGap?.({ from: m.from, to: m.to });
       } else if (m.type === 'error') {
-        this.opts.onError?.(new IommudError(m.error!.code, m.error!.message, 400));
+        this.opts.onError?.(new IommudError(m.error.code, m.error.message, 400));
       } else if (m.seq > this.lastSeq) {
         // A replay after reconnect never repeats what was already delivered.
         this.lastSeq = m.seq;

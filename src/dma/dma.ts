@@ -4,7 +4,7 @@
  * DMA-debug checks (refusing where CONFIG_DMA_API_DEBUG only warns, so a rig sees the misuse).
  */
 import { IommuError, hex } from '../errors.js';
-import type { EventSink } from '../events/types.js';
+import type { EventOf, EventSink } from '../events/types.js';
 import type { Domain } from '../iommu/domain.js';
 import type { Iommu } from '../iommu/iommu.js';
 import { FAMILIES } from '../hw/families.js';
@@ -14,7 +14,10 @@ import type { DmaMaintenance } from './noncoherent.js';
 import { noSpace } from './swiotlb.js';
 
 export type DmaDirection = 'to-device' | 'from-device' | 'bidirectional';
-export type DmaCheck = 'unknown-handle' | 'size-mismatch' | 'direction-mismatch' | 'sync-outside-mapping' | 'overlapping-mapping' | 'leak';
+export type DmaCheck = EventOf<'dma-debug'>['check'];
+/** What a refused misuse reports, by check: the DMA_DEBUG error's details and its event's fields. */
+type DmaDebugReport = DistributiveOmit<Exclude<EventOf<'dma-debug'>, { check: 'leak' }>, 'type' | 'seq' | 'time' | 'by' | 'device' | 'domain' | 'message'>;
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 const PAGE = 0x1000;
 /** Flush queue (deferred policy): flush at this many pending unmaps or after FQ_TIMEOUT_MS, as Intel's batching. */
@@ -291,7 +294,7 @@ export class DmaApi {
     const dmaAddr = out[0]!.dmaAddr;
     if (st.mappings.has(dmaAddr)) {
       undo();
-      this.debug(st.device, 'overlapping-mapping', `${st.device} already has a live direct mapping at ${hex(dmaAddr)}`, { paddr: hex(segs[0]!.paddr), dmaAddr: hex(dmaAddr) });
+      this.debug(st.device, { check: 'overlapping-mapping', paddr: hex(segs[0]!.paddr), dmaAddr: hex(dmaAddr) }, `${st.device} already has a live direct mapping at ${hex(dmaAddr)}`);
     }
     const m: DmaMapping = { dmaAddr, size: segs.reduce((a, s) => a + s.size, 0), dir, segments: out, iova: 0, iovaBytes: 0 };
     st.mappings.set(dmaAddr, m);
@@ -303,9 +306,9 @@ export class DmaApi {
   unmap(device: string, dmaAddr: number, size: number, dir: DmaDirection): DmaMapping {
     const st = this.existing(device);
     const m = st?.mappings.get(dmaAddr);
-    if (!st || !m) this.debug(device, 'unknown-handle', `no live DMA mapping at ${hex(dmaAddr)} (never mapped, or already unmapped)`, { dmaAddr: hex(dmaAddr) });
-    if (m.size !== size) this.debug(st.device, 'size-mismatch', `mapping at ${hex(dmaAddr)} is ${m.size} bytes, unmap says ${size}`, { dmaAddr: hex(dmaAddr), mapped: m.size, size });
-    if (m.dir !== dir) this.debug(st.device, 'direction-mismatch', `mapping at ${hex(dmaAddr)} is ${m.dir}, unmap says ${dir}`, { dmaAddr: hex(dmaAddr), mapped: m.dir, dir });
+    if (!st || !m) this.debug(device, { check: 'unknown-handle', dmaAddr: hex(dmaAddr) }, `no live DMA mapping at ${hex(dmaAddr)} (never mapped, or already unmapped)`);
+    if (m.size !== size) this.debug(st.device, { check: 'size-mismatch', dmaAddr: hex(dmaAddr), mapped: m.size, size }, `mapping at ${hex(dmaAddr)} is ${m.size} bytes, unmap says ${size}`);
+    if (m.dir !== dir) this.debug(st.device, { check: 'direction-mismatch', dmaAddr: hex(dmaAddr), mapped: m.dir, dir }, `mapping at ${hex(dmaAddr)} is ${m.dir}, unmap says ${dir}`);
     if (st.mode === 'direct') {
       this.maint?.unmapped(st.device, m);
       st.mappings.delete(dmaAddr);
@@ -331,8 +334,8 @@ export class DmaApi {
     const m = st
       ? [...st.mappings.values()].find((x) => (st.mode === 'direct' ? x.segments.some((g) => inside(g.dmaAddr, g.size)) : inside(x.dmaAddr, x.size)))
       : undefined;
-    if (!st || !m) this.debug(device, 'sync-outside-mapping', `sync of [${hex(start)}, ${hex(start + size)}) is outside any live mapping`, { dmaAddr: hex(dmaAddr), offset, size });
-    if (dir !== undefined && dir !== m.dir) this.debug(st.device, 'direction-mismatch', `sync for ${forWhom} says ${dir}, the mapping is ${m.dir}`, { dmaAddr: hex(dmaAddr), mapped: m.dir, dir });
+    if (!st || !m) this.debug(device, { check: 'sync-outside-mapping', dmaAddr: hex(dmaAddr), offset, size }, `sync of [${hex(start)}, ${hex(start + size)}) is outside any live mapping`);
+    if (dir !== undefined && dir !== m.dir) this.debug(st.device, { check: 'direction-mismatch', dmaAddr: hex(dmaAddr), mapped: m.dir, dir }, `sync for ${forWhom} says ${dir}, the mapping is ${m.dir}`);
     this.maint?.synced(st.device, m, start, size, forWhom);
     return m;
   }
@@ -408,19 +411,21 @@ export class DmaApi {
       for (const m of other.mappings.values()) {
         for (const s of m.segments) {
           if (s.paddr < paddr + size && paddr < s.paddr + s.size && (writes(dir) || writes(m.dir))) {
-            this.debug(device, 'overlapping-mapping', `[${hex(paddr)}, ${hex(paddr + size)}) overlaps a live ${m.dir} mapping of ${other.device} at ${hex(m.dmaAddr)}`, {
-              paddr: hex(paddr),
-              other: { device: other.device, dmaAddr: hex(m.dmaAddr), paddr: hex(s.paddr), size: s.size, dir: m.dir },
-            });
+            this.debug(
+              device,
+              { check: 'overlapping-mapping', paddr: hex(paddr), other: { device: other.device, dmaAddr: hex(m.dmaAddr), paddr: hex(s.paddr), size: s.size, dir: m.dir } },
+              `[${hex(paddr)}, ${hex(paddr + size)}) overlaps a live ${m.dir} mapping of ${other.device} at ${hex(m.dmaAddr)}`,
+            );
           }
         }
       }
     }
   }
 
-  private debug(device: string, check: DmaCheck, message: string, details: Record<string, unknown>): never {
-    this.sink.emit({ type: 'dma-debug', device, domain: this.iommu.domainOf(device)?.id ?? null, check, message, ...details });
-    throw new IommuError('DMA_DEBUG', message, { check, ...details });
+  /** A refused misuse: the DMA_DEBUG error and a `dma-debug` event carry the same details (declared per check). */
+  private debug(device: string, report: DmaDebugReport, message: string): never {
+    this.sink.emit({ type: 'dma-debug', device, domain: this.iommu.domainOf(device)?.id ?? null, message, ...report });
+    throw new IommuError('DMA_DEBUG', message, { ...report });
   }
 
   private reportLeaks(device: string, domainId: string, why: 'detach' | 'domain-free'): void {

@@ -1,11 +1,8 @@
-import type { EventBody, EventSink, EventType } from './types.js';
+import type { EventBody, EventSink, EventType, IommuEvent } from './types.js';
 
-export interface IommuEvent extends EventBody {
-  seq: number;
-  time: string;
-  /** Who caused it: the token's role and label (API.md: every mutation names its user). */
-  by?: { role: string; label: string | null };
-}
+export type { IommuEvent };
+/** Who caused an event: the token's role and label (API.md: every mutation names its user). */
+export type Actor = NonNullable<IommuEvent['by']>;
 
 export type Listener = (ev: IommuEvent) => void;
 
@@ -22,7 +19,7 @@ export class EventBus implements EventSink {
   private cap = 0;
   private readonly listeners = new Set<Listener>();
   private readonly taps = new Set<Listener>();
-  actor: { role: string; label: string | null } | null = null;
+  actor: Actor | null = null;
   readonly counts = new Map<EventType, number>();
 
   constructor(readonly retain = 10_000, firstSeq = 0) {

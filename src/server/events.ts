@@ -47,6 +47,12 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
           tags: ['events'],
           querystring: S.EventsQuery,
           params: z.object({ sid: z.string() }),
+          // What the socket then carries: one JSON text message per event, a gap notice, or a refused resume.
+          response: {
+            101: z.union([S.Event, S.GapMessage, S.SocketErrorMessage]).meta({
+              description: 'Switching Protocols; then JSON text messages: one per event (its type\'s fields only), {type:"gap", from, to} for missed events, {type:"error", error} for a refused resume',
+            }),
+          },
         },
       },
       (socket: WebSocket, req) => {
@@ -58,9 +64,11 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
         const matches = (ev: IommuEvent): boolean => {
           if (types && !types.has(ev.type)) return false;
           if (device === null) return true;
-          if (ev.device === device) return true;
+          // Not every event type names a device or a domain: those that do not never match a device filter.
+          const at = ev as { device?: string | null; domain?: string | null };
+          if (at.device === device) return true;
           const dom = s.soc.devices.get(device)?.bank.domain;
-          return ev.domain != null && dom != null && ev.domain === dom;
+          return at.domain != null && dom != null && at.domain === dom;
         };
         let behindFrom = 0; // first seq missed while behind (0: not behind)
         let behindTo = 0;

@@ -309,7 +309,7 @@ export function execute(s: Session, input: Command): unknown {
       const { smmu, bank } = bankOf(cmd);
       if (cmd.value !== undefined && cmd.value > 0xffffffff) throw outOfRange32(cmd.value);
       const r = smmu.clearFault(bank, cmd.value);
-      bus.emit({ type: 'context', action: 'clear-fault', smmu: smmu.name, context: bank.index, device: bank.name, domain: bank.domain, register: r.register, old: hex(r.old), [r.register === 'FSR' ? 'fsr' : 'value']: hex(r.value) });
+      bus.emit({ type: 'context', action: 'clear-fault', smmu: smmu.name, context: bank.index, device: bank.name, domain: bank.domain, register: r.register, old: hex(r.old), ...(r.register === 'FSR' ? { fsr: hex(r.value) } : { value: hex(r.value) }) });
       return { smmu, bank };
     }
     case 'resume': {

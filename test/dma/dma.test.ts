@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { IovaAllocator } from '../../src/dma/iova.js';
 import { ACCESS_READ, ACCESS_WRITE } from '../../src/hw/context.js';
-import type { IommuEvent } from '../../src/events/bus.js';
+import type { EventOf, IommuEvent } from '../../src/events/types.js';
 import { codeOf, msmSession } from '../support/core.js';
 import { IommuError } from '../../src/errors.js';
 
@@ -96,7 +96,7 @@ describe('DMA API', () => {
 
   it('every DMA-debug check fires, with a dma-debug event, and changes nothing', () => {
     const s = msmSession();
-    const events: IommuEvent[] = [];
+    const events: EventOf<'dma-debug'>[] = [];
     s.bus.subscribe((e) => e.type === 'dma-debug' && events.push(e));
     const m = s.dma.map('rot_src', 0x40000000, 0x2000, 'to-device');
     expect(detailsOf(() => s.dma.unmap('rot_src', m.dmaAddr + 0x1000, 0x1000, 'to-device'))).toMatchObject({ code: 'DMA_DEBUG', check: 'unknown-handle' });
@@ -204,7 +204,7 @@ describe('every DMA, buffer and memory mutation is an event naming its actor', (
     s.run(who, { op: 'dma-sync', device: 'vpe_dst', dmaAddr: 0xffffe000, size: 16, offset: 16, for: 'cpu' });
     s.run(who, { op: 'dma-unmap', device: 'vpe_dst', dmaAddr: 0xffffe000, size: 0x2000, dir: 'to-device' });
     s.run(who, { op: 'buffer-free', paddr: b.paddr });
-    const mine = events.filter((e) => ['buffer', 'memory', 'dma'].includes(e.type));
+    const mine = events.filter((e): e is EventOf<'buffer' | 'memory' | 'dma'> => ['buffer', 'memory', 'dma'].includes(e.type));
     expect(mine.map((e) => `${e.type}:${e.action}`)).toEqual(['buffer:alloc', 'memory:write', 'dma:config', 'dma:map', 'dma:sync', 'dma:unmap', 'buffer:free']);
     expect(mine.every((e) => e.by?.label === 'rig')).toBe(true);
     expect(mine[3]).toMatchObject({ device: 'vpe_dst', dmaAddr: '0xffffe000', size: 0x2000, dir: 'to-device' });

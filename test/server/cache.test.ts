@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import type { EventOf, EventType } from '../../src/events/types.js';
 import { client, type Client } from '../support/server.js';
 
 /** API.md v1.1 "CPU caches and non-coherent DMA" and "Bounce buffers", scenario by scenario, over HTTP. */
@@ -17,8 +18,8 @@ const put = (addr: number, data: Buffer | string) =>
   c.app.inject({ method: 'PUT', url: `/v1/sessions/${c.sid}/memory?paddr=${h(addr)}`, headers: { authorization: `Bearer ${c.token}`, 'content-type': 'application/octet-stream' }, payload: Buffer.from(data) });
 const get = async (addr: number, size: number, view?: 'ram') =>
   (await c.app.inject({ method: 'GET', url: `/v1/sessions/${c.sid}/memory?paddr=${h(addr)}&size=${size}${view ? '&view=ram' : ''}`, headers: { authorization: `Bearer ${c.token}` } })).rawPayload;
-const events = (type: string) =>
-  c.app.registry.get(c.sid)!.bus.replay(0).events.filter((e) => e.type === type).map(({ seq: _s, time: _t, by: _b, ...rest }) => rest);
+const events = <T extends EventType>(type: T) =>
+  c.app.registry.get(c.sid)!.bus.replay(0).events.filter((e): e is EventOf<T> => e.type === type).map(({ seq: _s, time: _t, by: _b, ...rest }) => rest);
 const devWrite = (dev: string, iova: number, data: string) => c.call('POST', `/devices/${dev}/access`, { iova: h(iova), access: 'write', data: b64(data) });
 const devRead = async (dev: string, iova: number, size: number) => Buffer.from((await c.call('POST', `/devices/${dev}/access`, { iova: h(iova), access: 'read', size })).body.data, 'base64').toString();
 
