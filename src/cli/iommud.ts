@@ -11,8 +11,15 @@ import { MSM8X60 } from '../hw/profile.js';
 import { build } from '../server/app.js';
 
 const USAGE =
-  'usage: iommud [--port N] [--host ADDR] [--data-dir DIR] [--compact-every RECORDS] [--rate-limit REQ_PER_S] [--node-id NAME] [--max-sessions N] [--demo]\n' +
-  '  env: PORT, HOST, IOMMUD_DATA_DIR, IOMMUD_COMPACT_EVERY, IOMMUD_RATE_LIMIT, IOMMUD_NODE_ID, IOMMUD_MAX_SESSIONS, LOG_LEVEL\n';
+  'usage: iommud [--port N] [--host ADDR] [--data-dir DIR] [--compact-every RECORDS] [--rate-limit REQ_PER_S] [--node-id NAME] [--max-sessions N]\n' +
+  '              [--max-ram-per-session BYTES] [--max-ram BYTES] [--trace-memory BYTES] [--demo]\n' +
+  '  BYTES: a whole number, or with a K, M or G suffix (KiB, MiB, GiB)\n' +
+  '  --max-ram-per-session  emulated RAM one session may write (held in 64 KiB chunks; default 1G); past it LIMIT\n' +
+  '  --max-ram              emulated RAM all sessions together may write (default: half the machine\'s memory)\n' +
+  '  --trace-memory         in-memory trace per session without --data-dir (default 64M); past it the trace\n' +
+  '                         restarts from a snapshot, and a state larger than this cannot be exported (NO_SPACE)\n' +
+  '  env: PORT, HOST, IOMMUD_DATA_DIR, IOMMUD_COMPACT_EVERY, IOMMUD_RATE_LIMIT, IOMMUD_NODE_ID, IOMMUD_MAX_SESSIONS,\n' +
+  '       IOMMUD_MAX_RAM_PER_SESSION, IOMMUD_MAX_RAM, IOMMUD_TRACE_MEMORY, LOG_LEVEL\n';
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 class StartError extends Error {
@@ -36,6 +43,19 @@ function numberOption(name: string, text: string | undefined, opts: { integer: b
   return n;
 }
 
+/** A byte-size option: a whole number of bytes, or one with a K, M or G suffix (binary units). */
+function byteOption(name: string, text: string | undefined, min: number): number | undefined {
+  if (text === undefined) return undefined;
+  const m = /^\s*(\d+)\s*([KMG]?)\s*$/i.exec(text);
+  const n = m ? Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase()) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) usage(`${name} takes a size of at least ${min} bytes (a whole number, or with a K, M or G suffix), not ${JSON.stringify(text)}`);
+  return n;
+}
+
+/** The flag when given, else its environment twin. */
+const named = (values: Record<string, unknown>, flag: string, env: string): [string, string | undefined] =>
+  values[flag] !== undefined ? [`--${flag}`, values[flag] as string] : [env, process.env[env]];
+
 async function main(): Promise<void> {
   let values;
   try {
@@ -49,6 +69,9 @@ async function main(): Promise<void> {
         'rate-limit': { type: 'string' },
         'node-id': { type: 'string' },
         'max-sessions': { type: 'string' },
+        'max-ram-per-session': { type: 'string' },
+        'max-ram': { type: 'string' },
+        'trace-memory': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -75,6 +98,10 @@ async function main(): Promise<void> {
   const dataDir = values['data-dir'] ?? process.env.IOMMUD_DATA_DIR ?? null;
   const compactEvery = numberOption(values['compact-every'] !== undefined ? '--compact-every' : 'IOMMUD_COMPACT_EVERY', values['compact-every'] ?? process.env.IOMMUD_COMPACT_EVERY, { integer: true, min: 0 });
   const rate = numberOption(values['rate-limit'] !== undefined ? '--rate-limit' : 'IOMMUD_RATE_LIMIT', values['rate-limit'] ?? process.env.IOMMUD_RATE_LIMIT, { integer: false, min: 0 });
+  const maxRamPerSession = byteOption(...named(values, 'max-ram-per-session', 'IOMMUD_MAX_RAM_PER_SESSION'), 0);
+  const maxRam = byteOption(...named(values, 'max-ram', 'IOMMUD_MAX_RAM'), 0);
+  // At least a page table's worth: a budget too small for any snapshot would make every export NO_SPACE.
+  const traceMemory = byteOption(...named(values, 'trace-memory', 'IOMMUD_TRACE_MEMORY'), 64 * 1024);
 
   let app: Awaited<ReturnType<typeof build>>;
   try {
@@ -83,6 +110,9 @@ async function main(): Promise<void> {
       nodeId,
       limits: { ...(rate !== undefined ? { requestsPerSecond: rate } : {}), ...(maxSessions !== undefined ? { maxSessions } : {}) },
       ...(compactEvery !== undefined ? { compactEvery } : {}),
+      ...(maxRamPerSession !== undefined ? { maxRamPerSession } : {}),
+      ...(maxRam !== undefined ? { maxRam } : {}),
+      ...(traceMemory !== undefined ? { traceMemory } : {}),
       logger: {
         level,
         // Never log tokens: drop the query string (?token=) and the Authorization header from request logs.

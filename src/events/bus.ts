@@ -74,11 +74,25 @@ export class EventBus implements EventSink {
     return this.listeners.size;
   }
 
+  /**
+   * Numbers up to `seq` are never given again: the events of a change that was undone (a journal failure) were
+   * already delivered under them. The numbers in between stay unused (a replay skips them).
+   */
+  advanceTo(seq: number): void {
+    if (seq <= this.seq) return;
+    for (let s = this.seq + 1, n = 0; s <= seq && n < this.cap; s++, n++) this.ring[s % this.cap] = undefined;
+    this.seq = seq;
+  }
+
   /** Retained events with seq > since, in order, and the range lost to the ring before them (if any). */
   replay(since: number): { gap: { from: number; to: number } | null; events: IommuEvent[] } {
     const first = this.firstRetained;
     const events: IommuEvent[] = [];
-    for (let s = Math.max(since + 1, first); s <= this.seq; s++) events.push(this.ring[s % this.cap]!);
+    for (let s = Math.max(since + 1, first); s <= this.seq; s++) {
+      const ev = this.ring[s % this.cap];
+      // Numbers withdrawn by advanceTo() hold no event.
+      if (ev !== undefined && ev.seq === s) events.push(ev);
+    }
     const gap = since + 1 < first ? { from: since + 1, to: first - 1 } : null;
     return { gap, events };
   }

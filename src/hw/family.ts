@@ -146,6 +146,9 @@ export interface IommuInstance {
   /** After a restore: a domain whose devices are attached hands its table back (the GART's active entries). */
   adoptTable?(domain: string, table: PgTable): void;
 
+  /** Empties the TLB and zeroes its counters, as a reset does (restore and replay: no snapshot holds a TLB). */
+  resetTlb(): void;
+
   snapshot(): unknown;
   restore(s: unknown): void;
 }

@@ -177,6 +177,11 @@ export class Smmu {
     for (const [id, r] of s.stalled) this.stalledRequests.set(id, { ...r, data: r.data !== undefined ? Buffer.from(r.data, 'base64') : undefined });
   }
 
+  resetTlb(): void {
+    this.tlb.clear();
+    for (const b of this.banks) b.tlbHits = b.tlbMisses = 0;
+  }
+
   /** Where this SMMU's events go (MMIO writes through the stream report there too). */
   get sink(): EventSink {
     return this.env.sink;

@@ -179,6 +179,21 @@ export class Tlb {
     return this.invalidateWhere(bank, (e) => e.vaBase < end && e.vaBase + e.size > iova);
   }
 
+  /** Every entry and counter gone, as after a reset. */
+  clear(): void {
+    this.maps = [];
+    this.small = [];
+    this.slots = [];
+    this.freeSlots = [];
+    this.sizeCount.fill(0);
+    this.sizeMask.fill(0);
+    this.evictions.fill(0);
+    this.invalidations.fill(0);
+    this.clock = 0;
+    this.rr = 0;
+    this.live = 0;
+  }
+
   /** Live entries of a bank (for inspection). */
   entries(bank?: number): TlbEntry[] {
     return this.slots.filter((e): e is TlbEntry => e !== null && (bank === undefined || e.bank === bank));

@@ -64,6 +64,8 @@ export class PhysMemory {
   gen = 0;
   private chunkCount = 0;
   undo: UndoLog | null = null;
+  /** Called for every chunk allocated (a daemon's count of the RAM its sessions hold). */
+  onChunk: (() => void) | null = null;
 
   constructor(regions: readonly MemoryRegion[]) {
     this.regions = regions.map((r) => ({ ...r }));
@@ -194,6 +196,16 @@ export class PhysMemory {
   }
 
   restore(chunks: Record<number, string>): void {
+    // A chunk the snapshot does not hold was first written after it: it reads as zeros again.
+    this.dir.forEach((g, gi) => {
+      g?.bytes.forEach((b, i) => {
+        const ci = (gi << GROUP_SHIFT) | i;
+        if (b && chunks[ci] === undefined) {
+          b.fill(0);
+          this.bump(ci);
+        }
+      });
+    });
     for (const [ci, b64] of Object.entries(chunks)) {
       const i = Number(ci);
       const b = this.bytes(i) ?? (this.allocChunk(i), this.bytes(i)!);
@@ -206,6 +218,20 @@ export class PhysMemory {
   /** Bytes of host memory the emulated RAM holds (allocated chunks). */
   get bytesHeld(): number {
     return this.chunkCount * CHUNK_SIZE;
+  }
+
+  /** Bytes a write of [addr, addr+len) would add to bytesHeld (its chunks not yet allocated). */
+  bytesToHold(addr: number, len: number): number {
+    let n = 0;
+    for (let ci = addr >>> CHUNK_SHIFT, last = (addr + len - 1) >>> CHUNK_SHIFT; ci <= last; ci++) if (this.bytes(ci) === null) n++;
+    return n * CHUNK_SIZE;
+  }
+
+  /** Bytes of RAM not yet held: no write can add more than this to bytesHeld (writes outside RAM are dropped). */
+  get bytesUnheld(): number {
+    let ram = 0;
+    for (let c = 0; c < CHUNK_COUNT; c++) if (this.ramMap[c] !== 0) ram++;
+    return (ram - this.chunkCount) * CHUNK_SIZE;
   }
 
   /** True when every 32-bit word of [addr, addr+len) reads as zero (len a multiple of 4, within one chunk). */
@@ -272,6 +298,7 @@ export class PhysMemory {
     g.words[ci & GROUP_MASK] = w;
     g.bytes[ci & GROUP_MASK] = new Uint8Array(buf);
     this.chunkCount++;
+    this.onChunk?.();
     return w;
   }
 }

@@ -41,6 +41,11 @@ export interface BuildOptions {
   compactEvery?: number;
   /** Cluster node id: the prefix of every session id this daemon creates (default `s`). */
   nodeId?: string;
+  /** Bytes of in-memory trace per session without a journal (--trace-memory). */
+  traceMemory?: number;
+  /** Bytes of emulated RAM per session and for the whole daemon (--max-ram-per-session, --max-ram). */
+  maxRamPerSession?: number;
+  maxRam?: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -84,7 +89,17 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
 
   const resolved: ResolvedOptions = { limits, wsHighWater: opts.wsHighWater ?? 1024 * 1024 };
   app.decorate('iommudOptions', resolved);
-  const registry = opts.registry ?? new SessionRegistry({ maxSessions: limits.maxSessions, dataDir: opts.dataDir ?? null, ...(opts.nodeId !== undefined ? { nodeId: opts.nodeId } : {}), ...(opts.compactEvery !== undefined ? { compactEvery: opts.compactEvery } : {}) });
+  const registry =
+    opts.registry ??
+    new SessionRegistry({
+      maxSessions: limits.maxSessions,
+      dataDir: opts.dataDir ?? null,
+      ...(opts.nodeId !== undefined ? { nodeId: opts.nodeId } : {}),
+      ...(opts.compactEvery !== undefined ? { compactEvery: opts.compactEvery } : {}),
+      ...(opts.traceMemory !== undefined ? { traceMemory: opts.traceMemory } : {}),
+      ...(opts.maxRamPerSession !== undefined ? { maxRamPerSession: opts.maxRamPerSession } : {}),
+      ...(opts.maxRam !== undefined ? { maxRam: opts.maxRam } : {}),
+    });
   app.decorate('registry', registry);
   if (!opts.registry && opts.dataDir) {
     const n = await registry.restore((msg, extra) => app.log.warn(extra ?? {}, msg));

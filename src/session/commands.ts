@@ -28,6 +28,7 @@ import { AccessKind, DmaDirection, PgSize, ProtFlag } from '../api/schemas.js';
 import type { BatchOp } from '../iommu/iommu.js';
 import { protFromNames } from '../pgtable/desc.js';
 import type { Session } from './session.js';
+import { CHUNK_SIZE } from '../memory/phys.js';
 
 type Ctx = { smmu: string; ctx: string };
 type AccessArgs = { iova: number; access: 'read' | 'write' | 'exec'; priv?: boolean; mid?: number; size?: number; data?: string };
@@ -127,6 +128,34 @@ export function checkRam(mem: { isRamRange(a: number, n: number): boolean }, pad
   }
 }
 
+/**
+ * Refuses (LIMIT) a write that could take the emulated RAM the session or the daemon holds past its budget
+ * (--max-ram-per-session, --max-ram). `bytes`: what the write can add to the RAM held, at most.
+ */
+export function checkRamBudget(s: Session, bytes: number): void {
+  if (bytes <= 0) return;
+  const held = s.soc.mem.bytesHeld;
+  if (held + bytes > s.maxRam) {
+    throw new IommuError('LIMIT', `the session holds ${held} bytes of emulated RAM and may hold at most ${s.maxRam} (--max-ram-per-session): this write could add ${bytes}`, { scope: 'session', limit: s.maxRam, held, bytes });
+  }
+  const ledger = s.ramLedger;
+  if (ledger.held + bytes > ledger.limit) {
+    throw new IommuError('LIMIT', `the daemon's sessions hold ${ledger.held} bytes of emulated RAM and may hold at most ${ledger.limit} (--max-ram): this write could add ${bytes}`, { scope: 'daemon', limit: ledger.limit, held: ledger.held, bytes });
+  }
+}
+
+/**
+ * A device write's bound for checkRamBudget: before translation its physical pages are unknown, so each item
+ * counts the chunks its length can span, but never more than the RAM not yet held.
+ */
+function checkDeviceWriteBudget(s: Session, lengths: ArrayLike<number>): void {
+  let chunks = 0;
+  for (let i = 0; i < lengths.length; i++) chunks += Math.ceil(lengths[i]! / CHUNK_SIZE) + 1;
+  const bytes = chunks * CHUNK_SIZE;
+  const room = Math.min(s.maxRam - s.soc.mem.bytesHeld, s.ramLedger.limit - s.ramLedger.held);
+  checkRamBudget(s, bytes <= room ? bytes : Math.min(bytes, s.soc.mem.bytesUnheld));
+}
+
 export type CommandOf<K extends Command['op']> = Extract<Command, { op: K }>;
 
 function u32s(b64: string, what = 'an item list'): Uint32Array {
@@ -163,7 +192,7 @@ function streamMmio(smmu: IommuInstance, cmd: CommandOf<'stream'>, offsets: Uint
  * One binary-stream request: the reply frame with request id 0 (the caller stamps its id). Translations go
  * through the same transaction path as every other front end; faults raise the same events.
  */
-function streamBatch(smmu: IommuInstance, bank: HwContext, cmd: CommandOf<'stream'>): Uint8Array {
+function streamBatch(s: Session, smmu: IommuInstance, bank: HwContext, cmd: CommandOf<'stream'>): Uint8Array {
   const iovas = u32s(cmd.iovas);
   const n = iovas.length;
   // The frame decoder checks these for the socket; a journaled or hand-written record is checked the same way.
@@ -204,6 +233,7 @@ function streamBatch(smmu: IommuInstance, bank: HwContext, cmd: CommandOf<'strea
   }
   const data = cmd.sop === OP_WRITE ? Buffer.from(cmd.data ?? '', 'base64') : undefined;
   if (data && data.length !== total) throw new IommuError('BAD_REQUEST', `a write carries exactly the ${total} bytes its lengths say`, { dataLength: data.length });
+  if (data) checkDeviceWriteBudget(s, lengths);
   const results: HwAccessResult[] = [];
   let off = 0;
   let readBytes = 0;
@@ -339,13 +369,17 @@ export function execute(s: Session, input: Command): unknown {
     }
     case 'access': {
       const { smmu, bank } = soc.device(cmd.device);
-      return smmu.transfer(bank, transferOf(cmd, smmu.defaultMid(bank, ACCESS_NAMES.indexOf(cmd.access))));
+      const req = transferOf(cmd, smmu.defaultMid(bank, ACCESS_NAMES.indexOf(cmd.access)));
+      if (req.data) checkDeviceWriteBudget(s, [req.data.length]);
+      return smmu.transfer(bank, req);
     }
     case 'master-access': {
       const smmu = msmOnly(soc.smmu(cmd.smmu), 'master access');
       const bank = smmu.bankOfMid(cmd.mid);
       if (!bank) throw new IommuError('NOT_FOUND', `MID ${cmd.mid} routes to no bank`, { mid: cmd.mid });
-      return smmu.transfer(bank, transferOf(cmd, cmd.mid));
+      const req = transferOf(cmd, cmd.mid);
+      if (req.data) checkDeviceWriteBudget(s, [req.data.length]);
+      return smmu.transfer(bank, req);
     }
     case 'access-batch': {
       checkBatch(cmd.iovas.length, s.maxBatchOps);
@@ -372,6 +406,7 @@ export function execute(s: Session, input: Command): unknown {
       const data = Buffer.from(cmd.data, 'base64');
       if (data.length === 0) throw new IommuError('BAD_REQUEST', 'a memory write takes at least one byte');
       checkRam(soc.mem, cmd.paddr, data.length);
+      checkRamBudget(s, soc.mem.bytesToHold(cmd.paddr, data.length));
       if (s.cache) s.cache.store(cmd.paddr, data);
       else soc.mem.writeBytes(cmd.paddr, data);
       bus.emit({ type: 'memory', action: 'write', paddr: hex(cmd.paddr), size: data.length });
@@ -418,7 +453,7 @@ export function execute(s: Session, input: Command): unknown {
     }
     case 'stream': {
       const { smmu, bank } = soc.device(cmd.device);
-      return streamBatch(smmu, bank, cmd);
+      return streamBatch(s, smmu, bank, cmd);
     }
     default:
       throw new IommuError('BAD_REQUEST', `unknown command ${(cmd as { op?: unknown }).op}`);

@@ -5,6 +5,7 @@
  */
 import { createHash, hash as cryptoHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, readdirSync, unlinkSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_NODE_ID, isNodeId } from '../cluster/node.js';
 import { IommuError } from '../errors.js';
@@ -15,12 +16,15 @@ import { Soc } from '../hw/soc.js';
 import type { TlbPolicy } from '../hw/tlb.js';
 import { Iommu, type IommuLimits } from '../iommu/iommu.js';
 import { BufferPools } from '../memory/pools.js';
+import { CHUNK_SIZE } from '../memory/phys.js';
 import { setupNonCoherent, type BounceOption, type CpuCacheOption } from './noncoherent.js';
 import { COHERENCY_CHECKS, type CpuCache, type CpuCacheConfig } from '../memory/cache.js';
 import type { BouncePool } from '../dma/swiotlb.js';
 import { z } from 'zod';
 import { TraceHeader as TraceHeaderSchema } from '../api/schemas.js';
-import { execute, shapeError, type Command } from './commands.js';
+import { OP_MMIO_READ, OP_MMIO_WRITE } from '../api/stream.js';
+import { checkRamBudget, execute, shapeError, type Command } from './commands.js';
+import { SessionSnapshotSchema } from './snapshot.js';
 import { checkDataDir, encodeRecord, Journal, readJournal, writeFileAtomic } from './journal.js';
 
 export type Role = 'observer' | 'operator' | 'owner';
@@ -54,7 +58,23 @@ export interface SessionOptions {
   cpuCache?: CpuCacheOption;
   /** A swiotlb-style bounce pool inside RAM. */
   bounce?: BounceOption;
+  /** Bytes of trace kept in memory while the session has no journal (default DEFAULT_TRACE_MEMORY; 0: none). */
+  traceMemory?: number;
+  /** Budget of emulated RAM written (bytes held, in 64 KiB chunks) for the session and the daemon's ledger. */
+  ram?: { perSession: number; ledger: RamLedger };
 }
+
+/**
+ * Emulated RAM held by a daemon's sessions (64 KiB chunks, allocated on first write and kept until the session
+ * goes), against the daemon's budget (--max-ram).
+ */
+export class RamLedger {
+  held = 0;
+  constructor(readonly limit: number) {}
+}
+
+/** Per-session default of --max-ram-per-session: every built-in profile's RAM fits (the largest is 1 GiB). */
+export const DEFAULT_MAX_RAM_PER_SESSION = 1024 * 1024 * 1024;
 
 /** Quotas of one session: the IOMMU's, and the items one command may carry. */
 export interface SessionLimits extends IommuLimits {
@@ -126,6 +146,26 @@ export interface CommandRecord {
   cmd: Command;
   /** A command that was refused but emitted events (DMA-debug): replayed for its events only. */
   refused?: true;
+  /** What moved since the previous record without a record of its own (see Unrecorded). */
+  unrecorded?: Unrecorded;
+}
+
+/**
+ * What changed between two records without a command record of its own: the revision reached by translations
+ * that changed nothing but TLB state (they are not recorded), the event seq past events withdrawn with a change
+ * a journal failure undid (numbers are never given twice), and TLBs emptied by a restore or replay. Carried by
+ * the next record, or alone at the end of a trace or journal.
+ */
+export interface Unrecorded {
+  revision?: number;
+  seq?: number;
+  tlbReset?: true;
+}
+const UnrecordedSchema = z.strictObject({ revision: z.number().int().nonnegative().optional(), seq: z.number().int().nonnegative().optional(), tlbReset: z.literal(true).optional() });
+
+/** The counters at the end of a trace or journal, when they moved after its last record. */
+interface UnrecordedRecord {
+  unrecorded: Unrecorded;
 }
 
 /** A whole session state: a trace or journal may start from one instead of from nothing. */
@@ -157,15 +197,31 @@ const SYSTEM: Actor = { role: 'owner', label: 'iommud' };
 const ActorSchema = z.strictObject({ role: z.enum(['observer', 'operator', 'owner']), label: z.string().max(128).nullable() }).nullable();
 const DONE = Promise.resolve();
 /**
- * Bytes of trace kept in memory for sessions without a journal; past this the in-memory trace is incomplete and
- * export says so (a session with a journal exports from its journal, whatever its length).
+ * Bytes of trace a session without a journal keeps in memory (--trace-memory), counted as the JSON lines it
+ * holds. Past it the trace restarts from a snapshot of the state, as a journal's compaction does; a state whose
+ * snapshot alone is over the budget cannot be exported (NO_SPACE). A session with a journal exports from it.
  */
-export const TRACE_MEMORY_LIMIT = 64 * 1024 * 1024;
+export const DEFAULT_TRACE_MEMORY = 64 * 1024 * 1024;
 
-/** What a record costs to keep: a fixed overhead plus the payload strings (data, iova lists) it carries. */
-function recordBytes(cmd: Command): number {
-  const c = cmd as { data?: string; iovas?: unknown; lengths?: string };
-  return 200 + (c.data?.length ?? 0) + (typeof c.iovas === 'string' ? c.iovas.length : Array.isArray(c.iovas) ? 12 * c.iovas.length : 0) + (c.lengths?.length ?? 0);
+/**
+ * Device-side commands that, when they emit no event, write no RAM and raise no fault, changed only TLB contents
+ * and counters: state no snapshot holds either (a restore or a replay starts with empty TLBs, as after a reset).
+ * They get no record; only the revision they reach is kept (Unrecorded).
+ */
+function onDataPath(soc: Soc, cmd: Command): boolean {
+  if (typeof cmd !== 'object' || cmd === null) return false; // execute() refuses it
+  if (cmd.op === 'master-access') return true;
+  if (cmd.op !== 'access' && cmd.op !== 'access-batch' && (cmd.op !== 'stream' || cmd.sop === OP_MMIO_READ || cmd.sop === OP_MMIO_WRITE)) return false;
+  // An OMAP walker's fill moves LOCK.VICTIM, a register a snapshot holds: those translations are recorded.
+  const smmu = soc.devices.get(cmd.device)?.smmu;
+  return smmu !== undefined && smmu.family !== 'omap';
+}
+
+/** Faults taken by every context (FSR and friends change only with one, with or without an event). */
+function faultCount(soc: Soc): number {
+  let n = 0;
+  for (const smmu of soc.smmus) for (const b of smmu.banks) n += b.faults;
+  return n;
 }
 
 /** SHA-256 of a token as hex (the one-shot hash is ~6x faster than createHash on every request's auth). */
@@ -188,7 +244,7 @@ function notDurable(e: unknown): never {
 
 /** A trace line for a journal record: commands and starting states (tokens never leave the daemon). */
 function traceLine(r: unknown): string[] {
-  if ((r as CommandRecord).cmd) return [JSON.stringify(r)];
+  if ((r as CommandRecord).cmd || (r as UnrecordedRecord).unrecorded) return [JSON.stringify(r)];
   if ((r as SnapshotRecord).snapshot) return [JSON.stringify({ snapshot: { ...(r as SnapshotRecord).snapshot, tokens: [] } })];
   return [];
 }
@@ -246,9 +302,10 @@ export function readSessionFiles(path: string, upTo?: number): SessionFiles {
 }
 
 /** A session in the state its files hold (no journal attached). */
-function sessionFromFiles(f: SessionFiles): Session {
+function sessionFromFiles(f: SessionFiles, ram?: SessionOptions['ram']): Session {
   const h = f.header.session;
-  const session = new Session({ ...h, profile: validateProfile(h.profile) });
+  // Its journal is its trace: replaying the files keeps no copy in memory.
+  const session = new Session({ ...h, profile: validateProfile(h.profile), traceMemory: 0, ...(ram ? { ram } : {}) });
   try {
     if (f.snap) session.restoreSnapshot(f.snap.snapshot);
     else session.bus.emit({ type: 'session', action: 'create', session: h.id });
@@ -258,7 +315,6 @@ function sessionFromFiles(f: SessionFiles): Session {
     throw e;
   }
   session.gen = f.stale ? (f.snap!.gen ?? 0) : f.gen;
-  session.takeTrace(); // the journal is the trace from now on
   return session;
 }
 
@@ -283,16 +339,28 @@ export class Session {
   /** Coherency events by check (API.md: GET /v1/sessions/:sid shows them). */
   readonly coherencyCounts = new Map<string, number>(COHERENCY_CHECKS.map((c) => [c, 0]));
   readonly maxBatchOps: number;
+  /** Bytes of emulated RAM this session may hold, and the daemon's ledger its chunks count against. */
+  readonly maxRam: number;
+  readonly ramLedger: RamLedger;
+  private ramReleased = false;
   revision = 0;
   /** Faults by kind, for metrics. */
   readonly faultCounts = new Map<string, number>();
   journal: Journal | null = null;
   /**
-   * The commands that made this session, for trace export (null once past the memory limit). Kept as records and
-   * serialized only on export: the hot path pays a push, not a JSON.stringify.
+   * Without a journal: the records that made this session, as JSON lines, for trace export (null once the state
+   * alone outgrew the budget). Kept as text so that what it costs is what it holds.
    */
-  private trace: Array<CommandRecord | SnapshotRecord> | null = [];
-  private traceBytes = 0;
+  private trace: string[] | null = [];
+  /** Bytes of the in-memory trace: its lines and their newlines. */
+  traceBytes = 0;
+  /** Budget of the in-memory trace (SessionOptions.traceMemory). */
+  traceMemory: number;
+  /** Revision and event seq as the last record left them: what a replay has reached at that point. */
+  private recordedRevision = 0;
+  private recordedSeq = 0;
+  /** TLBs were emptied (restore, replay) since the last record: the next one says so. */
+  private tlbResetPending = false;
   private readonly tokens = new Map<string, TokenInfo>();
   private readonly stallTimers = new Map<string, NodeJS.Timeout>();
   private readonly untap: () => void;
@@ -314,8 +382,16 @@ export class Session {
     this.tlbPolicy = opts.tlbPolicy ?? 'lru';
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 30_000;
     this.maxBatchOps = opts.limits?.maxBatchOps ?? 65536;
+    this.traceMemory = opts.traceMemory ?? DEFAULT_TRACE_MEMORY;
+    if (this.traceMemory === 0) this.trace = null;
     this.bus = new EventBus(opts.eventRetain ?? 10_000);
     this.soc = new Soc(opts.profile, this.bus, { tlbEntries: this.tlbEntries, tlbPolicy: this.tlbPolicy });
+    this.maxRam = opts.ram?.perSession ?? Infinity;
+    this.ramLedger = opts.ram?.ledger ?? new RamLedger(Infinity);
+    const ledger = this.ramLedger;
+    this.soc.mem.onChunk = () => {
+      ledger.held += CHUNK_SIZE;
+    };
     this.iommu = new Iommu(this.soc, this.bus, { maxDomains: 1024, maxMappedPages: 4 * 1024 * 1024, ...opts.limits });
     this.pools = new BufferPools(this.soc.mem, opts.profile.memory, opts.profile.pagetablePool);
     this.dma = new DmaApi(this.iommu, this.bus);
@@ -397,6 +473,10 @@ export class Session {
     this.ensureWritable();
     const prev = this.bus.actor;
     const seqBefore = this.bus.lastSeq;
+    const revBefore = this.revision;
+    const dataPath = onDataPath(this.soc, cmd);
+    const memBefore = dataPath ? this.soc.mem.gen : 0;
+    const faultsBefore = dataPath ? faultCount(this.soc) : 0;
     this.bus.actor = actor ? { role: actor.role, label: actor.label } : null;
     let result: unknown;
     try {
@@ -406,13 +486,73 @@ export class Session {
       // a replay re-emits the same events and seq keeps its numbering.
       // Nobody waits for that record (the reply is the refusal): a journal failure on it fails the journal, and
       // the rejection is handled here rather than left to end the process.
-      if (e instanceof IommuError && this.bus.lastSeq !== seqBefore) this.record({ seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd, refused: true }).catch(() => {});
+      if (e instanceof IommuError && this.bus.lastSeq !== seqBefore) {
+        this.record({ seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd, refused: true, ...this.takeUnrecorded(revBefore, seqBefore) }).catch(() => {});
+      }
       throw e;
     } finally {
       this.bus.actor = prev;
     }
     this.revision++;
-    return { result, durable: this.record({ seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd }) };
+    if (dataPath && this.bus.lastSeq === seqBefore && this.soc.mem.gen === memBefore && faultCount(this.soc) === faultsBefore) {
+      // Only TLB state changed: no record. The reply still waits for records queued before it (it saw their state).
+      return { result, durable: this.journal && !this.replaying ? this.journal.flush() : DONE };
+    }
+    return { result, durable: this.record({ seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd, ...this.takeUnrecorded(revBefore, seqBefore) }) };
+  }
+
+  /** The `unrecorded` field of the next record, when revision, seq or the TLBs moved since the last one. */
+  private takeUnrecorded(revBefore: number, seqBefore: number): { unrecorded?: Unrecorded } {
+    const u: Unrecorded = {
+      ...(revBefore !== this.recordedRevision ? { revision: revBefore } : {}),
+      ...(seqBefore !== this.recordedSeq ? { seq: seqBefore } : {}),
+      ...(this.tlbResetPending ? { tlbReset: true as const } : {}),
+    };
+    this.recordedRevision = this.revision;
+    this.recordedSeq = this.bus.lastSeq;
+    this.tlbResetPending = false;
+    return Object.keys(u).length ? { unrecorded: u } : {};
+  }
+
+  /** The record a trace or journal ends with when revision or seq moved after its last record. */
+  trailer(): UnrecordedRecord[] {
+    const u: Unrecorded = {
+      ...(this.revision !== this.recordedRevision ? { revision: this.revision } : {}),
+      ...(this.bus.lastSeq !== this.recordedSeq ? { seq: this.bus.lastSeq } : {}),
+    };
+    return Object.keys(u).length ? [{ unrecorded: u }] : [];
+  }
+
+  /**
+   * At a graceful stop: revision and seq moved after the last record (translations, withdrawn events), so the
+   * journal ends saying where they stand, for the restart to continue there. A journal that failed is retried.
+   */
+  async writeTrailer(): Promise<void> {
+    if (!this.journal) return;
+    try {
+      this.ensureWritable();
+    } catch {
+      return; // Still failing: a restart continues from the last record.
+    }
+    for (const r of this.trailer()) await this.journal.append(r).catch(() => {});
+  }
+
+  /** Revision, seq and TLBs as a record says they stood before it (or at the end of a trace). */
+  private applyUnrecorded(u: unknown): void {
+    const p = UnrecordedSchema.safeParse(u);
+    if (!p.success) throw shapeError('unrecorded', p.error);
+    const { revision, seq, tlbReset } = p.data;
+    if (revision !== undefined && revision < this.revision) throw new IommuError('BAD_REQUEST', `revision only rises: ${revision} follows ${this.revision}`, { revision, current: this.revision });
+    if (seq !== undefined && seq < this.bus.lastSeq) throw new IommuError('BAD_REQUEST', `event seq only rises: ${seq} follows ${this.bus.lastSeq}`, { seq, current: this.bus.lastSeq });
+    if (tlbReset) this.resetTlbs();
+    if (revision !== undefined) this.revision = revision;
+    if (seq !== undefined) this.bus.advanceTo(seq);
+  }
+
+  /** Empties every TLB and its counters, as a reset does; the next record says so, so a replay does it there too. */
+  resetTlbs(): void {
+    for (const smmu of this.soc.smmus) smmu.resetTlb();
+    this.tlbResetPending = true;
   }
 
   /** Appends a record to the journal (or the in-memory trace); resolves once durable. */
@@ -433,12 +573,32 @@ export class Session {
       }
       return durable;
     }
-    if (this.trace && !this.journal) {
-      this.traceBytes += recordBytes(rec.cmd);
-      if (this.traceBytes <= TRACE_MEMORY_LIMIT) this.trace.push(rec);
-      else this.trace = null;
-    }
+    if (this.trace && !this.journal && this.traceMemory > 0) this.traceAppend(JSON.stringify(rec));
     return DONE;
+  }
+
+  /** Keeps a line of in-memory trace; past the budget the trace restarts from a snapshot of the state. */
+  private traceAppend(line: string): void {
+    this.trace!.push(line);
+    this.traceBytes += line.length + 1;
+    if (this.traceBytes > this.traceMemory) this.traceFromState(this.traceMemory / 2);
+  }
+
+  /**
+   * The in-memory trace becomes one snapshot of the state, if that takes at most `room` bytes (half the budget
+   * while recording, so a compaction is not followed by another at once); otherwise it is given up (null).
+   */
+  private traceFromState(room: number): void {
+    const state = JSON.stringify({ snapshot: { ...this.snapshot(), tokens: [] } } satisfies SnapshotRecord);
+    if (state.length + 1 > room) {
+      this.trace = null;
+      this.traceBytes = 0;
+      return;
+    }
+    this.trace = [state];
+    this.traceBytes = state.length + 1;
+    this.recordedRevision = this.revision;
+    this.recordedSeq = this.bus.lastSeq;
   }
 
   /**
@@ -483,13 +643,19 @@ export class Session {
   private rollback(): void {
     const j = this.journal!;
     const files = readSessionFiles(j.path, j.lengthAtPath());
-    const fresh = sessionFromFiles(files);
+    // Counted apart from the daemon's RAM: it lives only until its state is copied over.
+    const fresh = sessionFromFiles(files, { perSession: this.maxRam, ledger: new RamLedger(Infinity) });
+    const seq = this.bus.lastSeq;
     try {
       // Through JSON, as a snapshot file would carry it: nothing stays shared with the discarded session.
       this.restoreSnapshot(JSON.parse(JSON.stringify(fresh.snapshot())) as SessionSnapshot);
     } finally {
       fresh.close();
     }
+    // The undone change's events were delivered under their numbers: those are never given again (the next record
+    // says where seq stands, so a restore continues from there too).
+    this.bus.advanceTo(seq);
+    this.resetTlbs();
     this.gen = fresh.gen;
     this.reloadedBytes = files.validBytes;
     this.rollbackPending = false;
@@ -501,10 +667,14 @@ export class Session {
       await this.journal.flush();
       // After a compaction the history before it is the snapshot: the trace starts from that state.
       const f = readSessionFiles(this.journal.path, this.journal.failed ? this.journal.lengthAtPath() : undefined);
-      return [JSON.stringify(this.header()), ...[...(f.snap ? [f.snap] : []), ...f.tail].flatMap(traceLine)];
+      return [JSON.stringify(this.header()), ...[...(f.snap ? [f.snap] : []), ...f.tail].flatMap(traceLine), ...this.trailer().map((r) => JSON.stringify(r))];
     }
-    if (!this.trace) throw new IommuError('LIMIT', `the in-memory trace holds at most ${TRACE_MEMORY_LIMIT} bytes; run with --data-dir for unbounded traces`);
-    return [JSON.stringify(this.header()), ...this.trace.flatMap(traceLine)];
+    if (!this.trace && this.traceMemory > 0) this.traceFromState(this.traceMemory);
+    if (!this.trace) {
+      // Not 429: no wait makes room. 507, as for any store that is full; the remedy is the daemon's configuration.
+      throw new IommuError('NO_SPACE', `this session's state alone is over the ${this.traceMemory}-byte in-memory trace budget: start iommud with a larger --trace-memory, or with --data-dir for traces of any size`, { reason: 'trace-memory', limit: this.traceMemory });
+    }
+    return [JSON.stringify(this.header()), ...this.trace, ...this.trailer().map((r) => JSON.stringify(r))];
   }
 
   /**
@@ -521,15 +691,18 @@ export class Session {
         if (typeof r !== 'object' || r === null) throw new IommuError('BAD_REQUEST', 'a trace record is a JSON object');
         if ((r as SnapshotRecord).snapshot) {
           const snap = (r as SnapshotRecord).snapshot;
-          this.restoreSnapshot(from === 'trace' ? { ...snap, tokens: [] } : snap);
-          // A trace that starts from a snapshot: a session journaled from it needs that state too (without tokens).
-          if (!this.journal) this.trace?.push({ snapshot: { ...snap, tokens: [] } });
+          this.restoreSnapshot(from === 'trace' ? { ...this.checkSnapshot(snap), tokens: [] } : snap);
+          // The history before it is this state: the session's own trace starts from it too (without tokens).
+          if (!this.journal && this.trace && this.traceMemory > 0) this.traceFromState(this.traceMemory);
         } else if ((r as TokenRecord).token) {
           if (from === 'journal') this.addToken((r as TokenRecord).token);
+        } else if ((r as UnrecordedRecord).unrecorded && !(r as CommandRecord).cmd) {
+          this.applyUnrecorded((r as UnrecordedRecord).unrecorded);
         } else if ((r as CommandRecord).cmd) {
           const rec = r as CommandRecord;
           const by = ActorSchema.safeParse(rec.by ?? null);
           if (!by.success) throw shapeError('by', by.error);
+          if (rec.unrecorded !== undefined) this.applyUnrecorded(rec.unrecorded);
           if (!rec.refused) this.run(by.data, rec.cmd);
           else {
             try {
@@ -538,11 +711,40 @@ export class Session {
               if (!(e instanceof IommuError)) throw e;
             }
           }
-        } else if (from === 'trace') throw new IommuError('BAD_REQUEST', 'a trace record holds a cmd, a snapshot or a token');
+        } else if (from === 'trace') throw new IommuError('BAD_REQUEST', 'a trace record holds a cmd, a snapshot, a token or unrecorded');
       }
+      // TLB contents are in no record: a replayed or restored session starts with empty TLBs, as after a reset.
+      this.resetTlbs();
     } finally {
       this.replaying = false;
     }
+  }
+
+  /**
+   * A snapshot from outside (a trace): of the shape snapshot() gives, for this session's SoC (its IOMMUs in order
+   * and of their families, their banks, its pools), and within the RAM budget. Refused before anything changes.
+   */
+  private checkSnapshot(snap: unknown): SessionSnapshot {
+    const p = SessionSnapshotSchema.safeParse(snap);
+    if (!p.success) throw shapeError('snapshot', p.error);
+    const v = p.data;
+    const mismatch = (what: string): never => {
+      throw new IommuError('BAD_REQUEST', `invalid snapshot: ${what} does not match this session's SoC`, { field: what });
+    };
+    const smmus = this.soc.smmus;
+    if (v.soc.smmus.length !== smmus.length) mismatch('/soc/smmus');
+    v.soc.smmus.forEach((x, i) => {
+      const family = 'm2vcbr' in x ? 'msm' : 'idle' in x ? 'gart' : 'omap';
+      const banks = 'banks' in x ? x.banks.length : 'contexts' in x ? x.contexts.length : 1;
+      if (family !== smmus[i]!.family || banks !== smmus[i]!.banks.length) mismatch(`/soc/smmus/${i}`);
+    });
+    if (v.pools.pools.length !== this.pools.snapshot().pools.length) mismatch('/pools/pools');
+    if (Buffer.from(v.soc.ptPool.used, 'base64').length !== Buffer.from(this.soc.ptPool.snapshot().used, 'base64').length) mismatch('/soc/ptPool');
+    if (v.bounce && (!this.bounce || Buffer.from(v.bounce.taken, 'base64').length !== Buffer.from(this.bounce.snapshot().taken, 'base64').length)) mismatch('/bounce');
+    const chunks = Object.keys(v.soc.mem).map(Number);
+    for (const c of chunks) if (!this.soc.mem.isRamRange(c * CHUNK_SIZE, CHUNK_SIZE) && !this.soc.mem.isRam(c * CHUNK_SIZE)) mismatch(`/soc/mem/${c}`);
+    checkRamBudget(this, chunks.reduce((n, c) => n + this.soc.mem.bytesToHold(c * CHUNK_SIZE, CHUNK_SIZE), 0));
+    return v as unknown as SessionSnapshot;
   }
 
   /** The whole state, for a snapshot (TLB contents are not kept: they refill, as after a reset). */
@@ -571,6 +773,8 @@ export class Session {
     if (this.bounce && s.bounce) this.bounce.restore(s.bounce);
     for (const [k, n] of s.coherency ?? []) this.coherencyCounts.set(k, n);
     this.revision = s.revision;
+    this.recordedRevision = s.revision;
+    this.recordedSeq = this.bus.lastSeq;
     this.faultCounts.clear();
     for (const [k, n] of s.faultCounts) this.faultCounts.set(k, n);
     // A snapshot is the whole state: tokens and stall timers not in it go.
@@ -598,6 +802,9 @@ export class Session {
     const gen = this.gen + 1;
     const covers = { gen: this.gen, bytes: journal.bytes };
     writeFileAtomic(this.snapshotPath!, encodeRecord({ ...this.header(), gen, covers, snapshot: this.snapshot() }));
+    // The snapshot holds revision and seq as they are now, whatever the journal's records said.
+    this.recordedRevision = this.revision;
+    this.recordedSeq = this.bus.lastSeq;
     journal.resetSync({ ...this.header(), gen });
     this.gen = gen;
     this.compactions++;
@@ -610,9 +817,13 @@ export class Session {
   compactEvery = 0;
   private compactScheduled = false;
 
-  /** Hands the in-memory trace over (to a journal just opened for this session). */
-  takeTrace(): Array<CommandRecord | SnapshotRecord> {
-    const t = this.trace ?? [];
+  /**
+   * Hands the in-memory trace over (to a journal just opened for this session): its records, or the state they
+   * led to when the trace was given up, and where revision and seq stand after them.
+   */
+  takeTrace(): unknown[] {
+    const t = this.trace ? this.trace.map((l) => JSON.parse(l) as unknown) : [{ snapshot: { ...this.snapshot(), tokens: [] } }];
+    t.push(...this.trailer());
     this.trace = [];
     this.traceBytes = 0;
     return t;
@@ -624,6 +835,11 @@ export class Session {
   }
 
   close(): void {
+    if (!this.ramReleased) {
+      this.ramReleased = true;
+      this.ramLedger.held -= this.soc.mem.bytesHeld;
+      this.soc.mem.onChunk = null;
+    }
     this.lifetime.abort();
     this.dma.close();
     for (const t of this.stallTimers.values()) clearTimeout(t);
@@ -670,6 +886,17 @@ export interface RegistryOptions {
   compactEvery?: number;
   /** The node id that prefixes every session id (default `s`). */
   nodeId?: string;
+  /** Bytes of in-memory trace per session without a journal (default DEFAULT_TRACE_MEMORY). */
+  traceMemory?: number;
+  /** Bytes of emulated RAM one session may hold (default DEFAULT_MAX_RAM_PER_SESSION). */
+  maxRamPerSession?: number;
+  /** Bytes of emulated RAM all sessions together may hold (default: half the machine's memory). */
+  maxRam?: number;
+}
+
+/** Default of --max-ram: half the machine's memory, the rest left to the process and everything else. */
+export function defaultMaxRam(): number {
+  return Math.floor(totalmem() / 2 / CHUNK_SIZE) * CHUNK_SIZE;
 }
 
 export class SessionRegistry {
@@ -677,10 +904,18 @@ export class SessionRegistry {
   private seq = 0;
   /** Creations under way (their journals are being written): they count against the session limit. */
   private creating = 0;
+  /** Emulated RAM held by all sessions (restored ones included), against --max-ram. */
+  readonly ram: RamLedger;
 
   constructor(readonly opts: RegistryOptions = { maxSessions: DEFAULT_MAX_SESSIONS }) {
     if (opts.nodeId !== undefined && !isNodeId(opts.nodeId)) throw new Error(`bad node id ${JSON.stringify(opts.nodeId)}: 1-16 lower-case letters and digits`);
     if (opts.dataDir) checkDataDir(opts.dataDir);
+    this.ram = new RamLedger(opts.maxRam ?? defaultMaxRam());
+  }
+
+  /** What every session of this daemon is made with: its budgets. */
+  private get sessionDefaults(): Pick<SessionOptions, 'traceMemory' | 'ram'> {
+    return { ...(this.opts.traceMemory !== undefined ? { traceMemory: this.opts.traceMemory } : {}), ram: { perSession: this.opts.maxRamPerSession ?? DEFAULT_MAX_RAM_PER_SESSION, ledger: this.ram } };
   }
 
   get nodeId(): string {
@@ -708,7 +943,7 @@ export class SessionRegistry {
   private async createReserved(opts: Omit<SessionOptions, 'id'> & { trace?: readonly unknown[]; persist?: boolean }): Promise<{ session: Session; token: string }> {
     // `node-` then lower-case hex only: the proxy routes by the prefix, clients treat the whole id as opaque.
     const id = `${this.nodeId}-${(++this.seq).toString(16)}${randomBytes(6).toString('hex')}`;
-    const session = new Session({ ...opts, id });
+    const session = new Session({ ...opts, id, ...this.sessionDefaults });
     session.bus.emit({ type: 'session', action: 'create', session: id });
     if (opts.trace) {
       try {
@@ -819,7 +1054,7 @@ export class SessionRegistry {
   }
 
   private async restoreOne(path: string, files: SessionFiles): Promise<Session> {
-    const session = sessionFromFiles(files);
+    const session = sessionFromFiles(files, this.sessionDefaults.ram);
     try {
       session.attachJournal(await Journal.open(path, files.stale ? undefined : files.torn ? files.validBytes : undefined));
       session.compactEvery = this.opts.compactEvery ?? 100_000;
@@ -835,6 +1070,7 @@ export class SessionRegistry {
   async closeAll(): Promise<void> {
     for (const s of this.sessions.values()) {
       s.close();
+      await s.writeTrailer();
       await s.journal?.close();
     }
   }

@@ -86,7 +86,8 @@ describe('IOMMU families over HTTP (mixed inline topology)', () => {
     const r = await c.app.inject({ method: 'POST', url: '/v1/sessions', payload: { trace } });
     expect(r.statusCode).toBe(201);
     const { id, token } = r.json();
-    const get = async (sid: string, tok: string, url: string) => (await c.app.inject({ method: 'GET', url: `/v1/sessions/${sid}${url}`, headers: { authorization: `Bearer ${tok}` } })).json();
+    // TLB contents and counters are in no trace: a replayed session starts with them empty, as after a reset.
+    const get = async (sid: string, tok: string, url: string) => ({ ...(await c.app.inject({ method: 'GET', url: `/v1/sessions/${sid}${url}`, headers: { authorization: `Bearer ${tok}` } })).json(), tlb: undefined });
     for (const url of ['/domains', '/smmus/gart/contexts/gr2d', '/smmus/mmu_dsp/contexts/dsp']) {
       expect(await get(id, token, url)).toEqual(await get(c.sid, c.token, url));
     }

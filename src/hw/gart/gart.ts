@@ -339,6 +339,11 @@ export class Gart implements IommuInstance {
     if (this.banks.some((b) => b.domain === domain)) this.active = this.checkTable(table);
   }
 
+  /** No TLB: only the miss counters (every translation reads the entry registers) start again. */
+  resetTlb(): void {
+    for (const b of this.banks) b.tlbMisses = 0;
+  }
+
   snapshot(): GartSnapshot {
     return {
       regs: { INTSTATUS: this.INTSTATUS, INTMASK: this.INTMASK, CONFIG: this.CONFIG, ENTRY_ADDR: this.ENTRY_ADDR, ERROR_REQ: this.ERROR_REQ, ERROR_ADDR: this.ERROR_ADDR },

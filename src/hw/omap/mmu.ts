@@ -462,6 +462,12 @@ export class OmapMmu implements IommuInstance {
     return this.dropWhere((e) => this.covers(e, range.iova, range.size));
   }
 
+  resetTlb(): void {
+    this.tlb.fill(null);
+    this.evictions = this.invalidations = 0;
+    this.ctx.tlbHits = this.ctx.tlbMisses = 0;
+  }
+
   /** Registers and the context (the TLB is not kept: it refills, as after a reset). */
   snapshot(): OmapSnapshot {
     return {
