@@ -45,6 +45,9 @@ describe.concurrent('iommud refuses a start that cannot work', () => {
     ['a data dir under a file', () => ['--port', '0', '--data-dir', join(dir, 'a-file', 'journals')], {}, 1, /^iommud: the data dir .* cannot hold journals: ENOTDIR/],
     ['a data dir under /proc (used to spin forever)', () => ['--port', '0', '--data-dir', '/proc/iommud/journals'], {}, 1, /^iommud: the data dir \/proc\/iommud\/journals cannot hold journals/],
     ['/proc itself as the data dir', () => ['--port', '0', '--data-dir', '/proc'], {}, 1, /^iommud: the data dir \/proc cannot hold journals/],
+    ['--max-ram lots', () => ['--max-ram', 'lots'], {}, 2, /^iommud: --max-ram takes a size of at least 0 bytes \(a whole number, or with a K, M or G suffix\), not "lots"/],
+    ['IOMMUD_MAX_RAM_PER_SESSION=1.5G', () => [], { IOMMUD_MAX_RAM_PER_SESSION: '1.5G' }, 2, /^iommud: IOMMUD_MAX_RAM_PER_SESSION takes a size/],
+    ['--trace-memory 1K (less than a snapshot)', () => ['--trace-memory', '1K'], {}, 2, /^iommud: --trace-memory takes a size of at least 65536 bytes/],
   ];
   it.each(cases)('%s: one line on stderr, a non-zero exit', async (_name, args, env, code, line) => {
     const r = await start(args(), env);
@@ -54,3 +57,13 @@ describe.concurrent('iommud refuses a start that cannot work', () => {
     expect(r.code).toBe(code);
   }, 120_000);
 });
+
+it('--help names the budgets and their environment twins', async () => {
+  const out = await new Promise<string>((resolve) => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/iommud.ts', '--help'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let text = '';
+    proc.stdout.on('data', (d) => (text += String(d)));
+    proc.once('exit', () => resolve(text));
+  });
+  for (const word of ['--max-ram-per-session BYTES', '--max-ram BYTES', '--trace-memory BYTES', 'IOMMUD_MAX_RAM_PER_SESSION', 'IOMMUD_MAX_RAM,', 'IOMMUD_TRACE_MEMORY']) expect(out).toContain(word);
+}, 120_000);

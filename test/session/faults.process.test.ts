@@ -2,14 +2,18 @@
  * Process-wide: a real daemon started with --unhandled-rejections=strict (any rejected promise nobody awaits
  * ends it) goes through the suite's fault injections — journal writes failing on a full disk (a file-size limit:
  * EFBIG, as ENOSPC would), including under a WebSocket `resume`, and the data dir deleted under it — and must still
- * be alive and answering after each.
+ * be alive and answering after each; and so through damaged traces replayed (the trace fuzz's cases, some of them
+ * failing on the file-size limit).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import WebSocket from 'ws';
+import { build } from '../../src/server/app.js';
+import { applyDamage, damage, richTrace, RICH_SESSION, type Call } from '../support/trace-fuzz.js';
 
 /** Journal bytes the daemon may write (RLIMIT_FSIZE, in 1 KiB blocks for the shell's ulimit). */
 const FILE_LIMIT_KIB = 64;
@@ -112,4 +116,40 @@ describe('no fault ends the daemon (--unhandled-rejections=strict)', () => {
     ws.close();
     await alive();
   }, 60_000);
+
+  it('damaged traces (truncated, reordered, mutated; some past the file-size limit) never end it', async () => {
+    // Exported from an in-process daemon: one plain, one compacted into a snapshot record (larger than the limit).
+    const src = await build({ dataDir: null });
+    const snapDir = mkdtempSync(join(tmpdir(), 'iommud-faults-'));
+    dirs.push(snapDir);
+    const compacting = await build({ dataDir: snapDir, compactEvery: 5 });
+    const inject = (app: typeof src): Call => async (method, url, body, headers = {}) => {
+      const raw = Buffer.isBuffer(body);
+      const r = await app.inject({ method: method as 'POST', url, headers: { ...headers, ...(body !== undefined ? { 'content-type': raw ? 'application/octet-stream' : 'application/json' } : {}) }, ...(body !== undefined ? { payload: raw ? body : JSON.stringify(body) } : {}) });
+      return { status: r.statusCode, body: r.body };
+    };
+    const traces = [await richTrace(inject(src), RICH_SESSION), await richTrace(inject(compacting), RICH_SESSION)];
+    await src.close();
+    await compacting.close();
+
+    const dir = mkdtempSync(join(tmpdir(), 'iommud-faults-'));
+    dirs.push(dir);
+    const { url, proc, exited } = await start(dir);
+    const died = exited.then((why) => Promise.reject(new Error(`the daemon died: ${why}`)));
+    died.catch(() => {});
+    await fc.assert(
+      fc.asyncProperty(fc.nat(), fc.array(damage, { minLength: 1, maxLength: 3 }), async (which, damages) => {
+        const body = JSON.stringify({ trace: applyDamage(traces[which % traces.length]!, damages) });
+        const r = await Promise.race([fetch(`${url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }), died]);
+        expect(r.status, await r.clone().text()).toBeLessThan(r.status === 503 ? 504 : 500);
+        if (r.status === 201) {
+          const { id, token } = (await r.json()) as { id: string; token: string };
+          await fetch(`${url}/v1/sessions/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+        }
+      }),
+      { numRuns: 60, seed: 11 },
+    );
+    expect(proc.exitCode).toBe(null);
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+  }, 120_000);
 });
