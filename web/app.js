@@ -185,7 +185,7 @@ async function refreshTopology() {
             onclick: () => showContext(s.name, c.index, c.device ?? ''),
           },
           el('span', {}, `${c.index}: ${c.device ?? '(unnamed)'} `, el('span', { class: 'dim' }, `MIDs ${c.mids.map((m) => (s.family === 'gart' ? hex(m) : m)).join(',') || '-'}`)),
-          el('span', { class: 'dim' }, `${c.enabled ? (c.domain ?? 'on') : 'bypass'} · ${st.name} ${st.text}${c.stalls.length ? ` · ${c.stalls.length} stalled` : ''}`)),
+          el('span', { class: 'dim' }, `${c.enabled ? (c.domain ?? (s.family === 'gart' ? 'GART entries' : 'on')) : 'bypass'} · ${st.name} ${st.text}${c.stalls.length ? ` · ${c.stalls.length} stalled` : ''}`)),
           selected ? contextDetail(s, c) : '',
         ];
       }),
@@ -538,8 +538,10 @@ function renderActions() {
       return `mapped ${r.iova} +${fmtBytes(r.size)}`;
     },
     labelled('iova', addr('iova', '0x10000000')), labelled('paddr', addr('paddr', '0x40000000')), labelled('size', addr('size', '0x100000')),
-    el('span', { class: 'prot' }, prot.map((p) => el('label', { class: 'check' }, el('input', { type: 'checkbox', name: p, ...(p === 'read' || p === 'write' ? { checked: '' } : {}) }), el('span', {}, p)))),
-    el('button', {}, 'map')),
+    // The protection flags and the button wrap together, so a narrow row breaks after the addresses, not before "map".
+    el('span', { class: 'prot-group' },
+      el('span', { class: 'prot' }, prot.map((p) => el('label', { class: 'check' }, el('input', { type: 'checkbox', name: p, ...(p === 'read' || p === 'write' ? { checked: '' } : {}) }), el('span', {}, p)))),
+      el('button', {}, 'map'))),
     row('unmap', { id: 'unmap-form' }, async (f) => `unmapped ${(await api('POST', `/domains/${did()}/unmap`, { iova: f.get('iova'), size: f.get('size') })).unmapped} bytes`,
       labelled('iova', addr('iova', '0x10000000')), labelled('size', addr('size', '0x100000')), el('button', {}, 'unmap')),
     row('TLB', {}, async (f) => (f.get('op') === 'sync'
