@@ -14,9 +14,10 @@ const el = (tag, attrs = {}, ...children) => {
 /** Replaces a box's content only when what it shows changed: steady panels keep their nodes (and hover, focus). */
 const shown = new Map();
 function renderIfChanged(box, key, build) {
-  if (shown.get(box) === key) return;
+  if (shown.get(box) === key) return false;
   shown.set(box, key);
   box.replaceChildren(...[build()].flat(Infinity));
+  return true;
 }
 
 const state = {
@@ -160,15 +161,17 @@ async function refreshOverview() {
  * event of their own) is fetched again, after the hardware view so that it is at least as new as the revision. */
 async function poll() {
   const changed = await refreshOverview();
-  await refreshTopology();
+  const hardware = await refreshTopology();
+  // The OMAP TLB and the GART's entries also change with the hardware view (TLB fills need not raise the revision).
   if (changed) await Promise.all([refreshDma(), refreshCache(), refreshFamilies()]);
+  else if (hardware) await refreshFamilies();
 }
 
 async function refreshTopology() {
   const smmus = await api('GET', '/smmus');
   state.smmus = smmus;
   sampleTlb(smmus);
-  renderIfChanged($('#topology'), JSON.stringify([smmus, state.selected]), () => smmus.map((s) => {
+  const changed = renderIfChanged($('#topology'), JSON.stringify([smmus, state.selected]), () => smmus.map((s) => {
     const d = s.details ?? {};
     const extra = s.family === 'gart' ? ` · aperture ${d.aperture?.base} +${fmtBytes(d.aperture?.size ?? 0)} · ${d.validEntries}/${d.entries} entries valid`
       : s.family === 'omap' ? ` · TLB ${s.tlb.entries}/${s.tlb.capacity} · LOCK base ${d.lock?.base} victim ${d.lock?.victim}`
@@ -192,6 +195,7 @@ async function refreshTopology() {
     );
   }));
   drawCharts();
+  return changed;
 }
 
 /** The selected context's registers, drawn right under its row so they are in view where the user clicked. */

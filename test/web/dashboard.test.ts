@@ -501,7 +501,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     const o = await newSession({ name: 'omap', profile: 'omap4' });
     const d = (await o.call('POST', '/domains', { for: 'dsp', label: 'tesla' })).id;
     await o.call('POST', `/domains/${d}/attach`, { device: 'dsp' });
-    await o.call('POST', `/domains/${d}/map`, { iova: '0x20000000', paddr: '0x80100000', size: 0x1000, prot: ['read'] });
+    await o.call('POST', `/domains/${d}/map`, { iova: '0x20000000', paddr: '0x80100000', size: 0x2000, prot: ['read'] });
     // Two entries loaded and locked by hand, as iopgtable_lock_tlb does: LOCK (base = victim = i), CAM, RAM, LD_TLB.
     const w = (offset: number, value: number) => ({ op: 'write', offset, value });
     await o.call('POST', '/smmus/mmu_dsp/mmio', {
@@ -520,6 +520,11 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
         [false, '2', '0x20000000', '0x80100000', '4 KiB', 'walker', '0x20000006', '0x80100000'],
       ]);
       expect(await p.textContent('.omap-tlb .badge.lock')).toBe('locked');
+      // A walk while the page is open fills the entry at VICTIM, and the table follows.
+      expect((await o.call('POST', '/devices/dsp/access', { iova: '0x20001000', access: 'read' })).tlb).toBe('miss');
+      await p.waitForFunction(() => document.querySelectorAll('.omap-tlb[data-smmu="mmu_dsp"] tr.tlb-entry').length === 4);
+      expect(await p.textContent('.omap-tlb[data-smmu="mmu_dsp"] h3')).toBe('mmu_dsp TLB 4/32 valid · LOCK.BASE 2 (entries below it are locked) · VICTIM 4');
+      expect(await p.$$eval('.omap-tlb[data-smmu="mmu_dsp"] tr.tlb-entry[data-index="3"] td', (els) => els.map((e) => e.textContent))).toEqual(['3', '0x20001000', '0x80101000', '4 KiB', 'walker', '0x20001006', '0x80101000']);
       await p.waitForSelector('.fault-item');
       expect(await p.textContent('.fault-item')).toMatch(/^translation dsp read @0x12000000 IRQSTATUS 0x2 TRANSLATIONFAULT FAULT_AD 0x12000000 #\d+$/);
       expect(await p.textContent('.smmu[data-smmu="mmu_dsp"] .badge')).toBe('omap');
