@@ -142,7 +142,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     await page.waitForSelector('.fault-item');
     expect(await page.$$eval('.fault-item', (els) => els.map((e) => e.textContent))).toEqual([expect.stringContaining('translation vfe_imgwr read @0x30000000')]);
     await page.screenshot({ path: join(shots, 'dashboard-topology.png') });
-  }, 30_000);
+  }, 60_000);
 
   it('maps a region from the page and it appears on the address-space map', async () => {
     await mapFromPage('0x40000000', '0x41000000', '0x1000000');
@@ -164,7 +164,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     expect(await page.textContent('#map-range')).toContain('showing 0x10000000 – 0x10200000');
     await page.dblclick('#map');
     await page.screenshot({ path: join(shots, 'dashboard-map.png') });
-  }, 30_000);
+  }, 60_000);
 
   it('the overview strip shows a 1 MiB mapping in the 4 GiB space: hover names it, a click zooms onto it', async () => {
     await page.dblclick('#map');
@@ -194,7 +194,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     expect(iova).toBeGreaterThanOrEqual(0x10000000);
     expect(iova).toBeLessThan(0x10100000);
     expect(Number(m![2]) - iova).toBe(0x30000000);
-  }, 30_000);
+  }, 60_000);
 
   it('the wheel zooms around the cursor: the address under it stays under it', async () => {
     await page.dblclick('#map');
@@ -220,7 +220,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     await page.mouse.wheel(0, 100);
     await page.waitForFunction(() => document.querySelector('#map-range')?.textContent?.includes('(2 KiB per pixel'));
     await page.dblclick('#map');
-  }, 30_000);
+  }, 60_000);
 
   it('a fault raised through the API shows in the feed, with its registers', async () => {
     await page.waitForFunction(() => document.querySelector('#conn')?.textContent === 'events: live');
@@ -229,7 +229,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     await page.waitForFunction(() => document.querySelector('.fault-item')?.textContent?.includes('@0x20000000'));
     expect(await page.textContent('.fault-item')).toMatch(/^translation vfe_imgwr write @0x20000000 FSR 0x2 FAR 0x20000000 FSYNR0 0x2 #\d+$/);
     await page.screenshot({ path: join(shots, 'dashboard.png'), fullPage: true });
-  }, 30_000);
+  }, 60_000);
 
   it('clicking a context shows its registers decoded right beside it, and a stall gets resume buttons', async () => {
     await call('POST', '/smmus/vfe/contexts/vfe_imgwr/clear-fault', {});
@@ -262,7 +262,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     await page.click(`#context-detail .stall[data-stall="${stall.stall}"] .resume-terminate`);
     await page.waitForFunction(() => !document.querySelector('#context-detail .stall'));
     expect((await call('GET', '/smmus/vfe/contexts/vfe_imgwr')).stalls).toEqual([]);
-  }, 30_000);
+  }, 60_000);
 
   it('a session without faults says so, and says what to do first', async () => {
     const fresh = (await app.inject({ method: 'POST', url: '/v1/sessions', payload: { name: 'empty' } })).json();
@@ -283,7 +283,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     } finally {
       await p2.close();
     }
-  }, 30_000);
+  }, 60_000);
 
   it('every control of the action forms has a label right beside it', async () => {
     const problems = await page.evaluate(() => {
@@ -307,7 +307,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     });
     expect(problems).toEqual([]);
     expect(await page.$$eval('#map-form .field-name', (els) => els.map((e) => e.textContent))).toEqual(['iova', 'paddr', 'size']);
-  }, 30_000);
+  }, 60_000);
 
   it('DMA mappings are listed per device, with direction, owner and physical range', async () => {
     const buf = await call('POST', '/buffers', { size: 0x3000 });
@@ -324,7 +324,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     await page.waitForFunction(() => document.querySelector('.dma-idle')?.textContent === 'no live mappings: jpegd_src');
     expect(await page.$$eval('.dma-device', (els) => els.map((e) => (e as HTMLElement).dataset.device))).toEqual(['mdp_vg1']);
     expect(await page.$$eval('.dma-device[data-device="mdp_vg1"] tr.dma-mapping', (els) => els.map((e) => (e as HTMLElement).dataset.dma))).toEqual([m2.dmaAddr]);
-  }, 30_000);
+  }, 60_000);
 
   it('the TLB charts plot hit rate and misses per SMMU over time, in the legend colours', async () => {
     // rot's TLB is quiet until now: four pages, each read twice (four misses, then four hits).
@@ -364,7 +364,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     const rgb = (h: string) => `rgb(${parseInt(h.slice(1, 3), 16)}, ${parseInt(h.slice(3, 5), 16)}, ${parseInt(h.slice(5, 7), 16)})`;
     expect(charts.colours.map(rgb)).toEqual([charts.swatch, charts.swatch]);
     expect(charts.legend).toBe('rot: 4 hits · 4 misses · 50%');
-  }, 30_000);
+  }, 60_000);
 
   it('holds its layout at 1024 and 1920 px with domains, mappings, a fault and a stall (screenshots for docs/)', async () => {
     const stall = await call('POST', '/devices/vfe_imgwr/access', { iova: '0x60000000', access: 'read' });
@@ -394,7 +394,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
       await page.screenshot({ path: join(shots, `dashboard-${width}.png`), fullPage: true });
     }
     await page.setViewportSize({ width: 1600, height: 1000 });
-  }, 30_000);
+  }, 60_000);
 
   it('bounce copies show in the DMA event feed', async () => {
     const b = (await app.inject({ method: 'POST', url: '/v1/sessions', payload: { name: 'bounce', profile: 'tiny', cpuCache: {}, bounce: { paddr: '0x80100000', size: 0x8000 } } })).json();
@@ -413,7 +413,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     } finally {
       await p3.close();
     }
-  }, 30_000);
+  }, 60_000);
 
   it('a driver that misses dma_sync_single_for_cpu: the DMA feed shows the coherency events, the cache view the lines', async () => {
     const b = await newSession({ name: 'rx-ring', profile: 'tiny', cpuCache: { lineSize: 32, lines: 1024 } });
@@ -462,7 +462,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     } finally {
       await p.close();
     }
-  }, 30_000);
+  }, 60_000);
 
   it('tegra20: the GART entry table, paged, with each valid entry and its physical page; faults in MC registers', async () => {
     const g = await newSession({ name: 'tegra', profile: 'tegra20' });
@@ -495,7 +495,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     } finally {
       await p.close();
     }
-  }, 30_000);
+  }, 60_000);
 
   it('omap4: the OMAP TLB with its locked entries marked, walker fills above LOCK.BASE; faults in IRQSTATUS', async () => {
     const o = await newSession({ name: 'omap', profile: 'omap4' });
@@ -531,7 +531,7 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     } finally {
       await p.close();
     }
-  }, 30_000);
+  }, 60_000);
 
   it('a mixed SoC (msm, omap, gart): every family with its badge, the OMAP TLB, the GART entries and the DMA mapping', async () => {
     const x = await newSession({ name: 'mixed', profile: MIXED_SOC });
@@ -571,10 +571,10 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     } finally {
       await p.close();
     }
-  }, 30_000);
+  }, 60_000);
 
   it('an operator action refused by the API shows its error inline', async () => {
     await mapFromPage('0x40000000', '0x41000000', '0x1000');
     await page.waitForFunction(() => document.querySelector('#action-result .error')?.textContent?.startsWith('ALREADY_MAPPED'));
-  }, 30_000);
+  }, 60_000);
 });
