@@ -6,6 +6,9 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { IommudClient, SessionClient } from '../client/index.js';
+import { hex } from '../errors.js';
+import { GART_ENTRY_VALID, GART_PAGE_MASK } from '../pgtable/gart.js';
+import { IOPGD_SECTION, IOPGD_SUPER, IOPGD_TABLE, IOPTE_LARGE, IOPTE_SMALL } from '../pgtable/omap.js';
 
 export interface CtlContext {
   session(): SessionClient;
@@ -67,6 +70,19 @@ export function hexdump(base: number, bytes: Uint8Array): string {
   return lines.join('\n');
 }
 
+/** Prometheus text exposition as samples (comments and HELP/TYPE lines dropped). */
+export function promSamples(text: string): Array<{ name: string; labels: Record<string, string>; value: number }> {
+  const samples: Array<{ name: string; labels: Record<string, string>; value: number }> = [];
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, ch: string) => (ch === 'n' ? '\n' : ch));
+    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return samples;
+}
+
 const readJsonFile = (file: string): unknown => {
   let text: string;
   try {
@@ -81,11 +97,165 @@ const readJsonFile = (file: string): unknown => {
   }
 };
 
+const SID = '/v1/sessions/:sid';
+const CTX = `${SID}/smmus/:smmu/contexts/:ctx`;
+const DOM = `${SID}/domains/:did`;
+const DEV = `${SID}/devices/:device`;
+/**
+ * The API routes each command calls, by command path: docs/cli.md is made from this table and the command tree
+ * (`iommuctl routes --markdown`), and a test checks that every route the daemon serves has a command here.
+ * An empty list: the command works locally (the config file, completion).
+ */
+export const COMMAND_ROUTES: Readonly<Record<string, readonly string[]>> = {
+  health: ['GET /health'],
+  metrics: ['GET /metrics'],
+  version: ['GET /v1/version'],
+  profiles: ['GET /v1/profiles'],
+  'session create': ['POST /v1/sessions'],
+  'session show': [`GET ${SID}`],
+  'session delete': [`DELETE ${SID}`],
+  'session token': [`POST ${SID}/tokens`],
+  'trace export': [`GET ${SID}/trace`],
+  'trace replay': ['POST /v1/sessions'],
+  watch: [`GET ${SID}/events`],
+  smmus: [`GET ${SID}/smmus`],
+  'context show': [`GET ${CTX}`],
+  'context config': [`PATCH ${CTX}`],
+  'fault clear': [`POST ${CTX}/clear-fault`],
+  'fault inject': [`POST ${CTX}/inject-fault`],
+  resume: [`POST ${CTX}/resume`],
+  'mmio read': [`GET ${SID}/smmus/:smmu/mmio/:offset`],
+  'mmio write': [`PUT ${SID}/smmus/:smmu/mmio/:offset`],
+  'mmio batch': [`POST ${SID}/smmus/:smmu/mmio`],
+  'master-access': [`POST ${SID}/smmus/:smmu/masters/:mid/access`],
+  'domain alloc': [`POST ${SID}/domains`],
+  'domain show': [`GET ${SID}/domains`, `GET ${DOM}`],
+  'domain free': [`DELETE ${DOM}`],
+  'domain attach': [`POST ${DOM}/attach`],
+  'domain detach': [`POST ${DOM}/detach`],
+  'domain map': [`POST ${DOM}/map`],
+  'domain unmap': [`POST ${DOM}/unmap`],
+  'domain batch': [`POST ${DOM}/batch`],
+  'domain flush': [`POST ${DOM}/flush`],
+  'domain sync': [`POST ${DOM}/sync`],
+  'domain pagetable': [`GET ${DOM}/pagetable`],
+  mappings: [`GET ${DOM}/mappings`],
+  'iova-to-phys': [`GET ${DOM}/iova-to-phys/:iova`],
+  access: [`POST ${DEV}/access`],
+  'access-batch': [`POST ${DEV}/access-batch`],
+  'bench-rig': [`GET ${DEV}/stream`],
+  'dma show': [`GET ${DEV}/dma`],
+  'dma config': [`PATCH ${DEV}/dma`],
+  'dma map': [`POST ${DEV}/dma/map`],
+  'dma map-sg': [`POST ${DEV}/dma/map-sg`],
+  'dma unmap': [`POST ${DEV}/dma/unmap`],
+  'dma sync': [`POST ${DEV}/dma/sync`],
+  'buffer alloc': [`POST ${SID}/buffers`],
+  'buffer free': [`DELETE ${SID}/buffers/:paddr`],
+  'buffer list': [`GET ${SID}/buffers`],
+  pools: [`GET ${SID}/pools`],
+  'memory read': [`GET ${SID}/memory`],
+  'memory write': [`PUT ${SID}/memory`],
+  'cache show': [`GET ${SID}/cache`],
+  'cache clean': [`POST ${SID}/cache/clean`],
+  'cache invalidate': [`POST ${SID}/cache/invalidate`],
+  'cache flush': [`POST ${SID}/cache/flush`],
+  use: [],
+  'config set-context': [],
+  'config get-contexts': [],
+  'config delete-context': [],
+  completion: [],
+  routes: [],
+};
+
+/** One command of the tree with the routes it calls (what `routes --json` prints). */
+export interface CommandRow {
+  command: string;
+  description: string;
+  arguments: Array<{ name: string; description: string; required: boolean }>;
+  routes: string[];
+}
+
+/** Every command that runs (the leaves of the tree), in the order help lists them. */
+export function commandRows(program: Command): CommandRow[] {
+  const rows: CommandRow[] = [];
+  const walk = (cmd: Command, path: string) => {
+    if (cmd.commands.length === 0) {
+      rows.push({
+        command: path,
+        description: cmd.description(),
+        arguments: cmd.registeredArguments.map((a) => ({ name: a.name(), description: a.description, required: a.required })),
+        routes: [...(COMMAND_ROUTES[path] ?? [])],
+      });
+    }
+    for (const c of cmd.commands) walk(c, path ? `${path} ${c.name()}` : c.name());
+  };
+  for (const c of program.commands) walk(c, c.name());
+  return rows;
+}
+
+/** docs/cli.md: the commands beside the routes they call. */
+export function cliDoc(rows: CommandRow[]): string {
+  const cell = (t: string) => t.replace(/\|/g, '\\|');
+  const lines = [
+    '# iommuctl commands and the API routes they call',
+    '',
+    'Generated from the command tree and its route table (`src/cli/ctl-api.ts`) by `npm run cli-doc`; a test fails',
+    'when this file is stale or when the daemon serves a route that no command calls. `:sid` is the session of',
+    '`--session`; every command takes `--json`. The same table: `iommuctl routes`.',
+    '',
+    '| command | method | route | what it does |',
+    '|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    const args = r.arguments.map((a) => (a.required ? `<${a.name}>` : `[${a.name}]`)).join(' ');
+    const name = `\`iommuctl ${r.command}${args ? ' ' + args : ''}\``;
+    if (r.routes.length === 0) lines.push(`| ${cell(name)} | | (local) | ${cell(r.description)} |`);
+    for (const route of r.routes) {
+      const [method, path] = route.split(' ');
+      lines.push(`| ${cell(name)} | ${method} | \`${path}\` | ${cell(r.description)} |`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** The ops of a batch file (- for stdin): a JSON array, or {ops: [...]} as the API's body has it; the API checks each op. */
+export function readOpsFile(file: string): unknown[] {
+  const j = readJsonFile(file) as { ops?: unknown } | unknown[];
+  const ops = Array.isArray(j) ? j : j && typeof j === 'object' ? j.ops : undefined;
+  return Array.isArray(ops) ? ops : usage(`${file}: expected an array of ops`);
+}
+
 export function registerApiCommands(program: Command, c: CtlContext): void {
   const { out, num } = c;
   const n = (v: string) => Number(num(v));
 
+  program
+    .command('routes')
+    .description('every command beside the API routes it calls (docs/cli.md is this table)')
+    .option('--markdown', 'the table as docs/cli.md has it')
+    .action((o: { markdown?: boolean }) => {
+      const rows = commandRows(program);
+      if (o.markdown) return void process.stdout.write(cliDoc(rows));
+      out(rows, () => rows.map((r) => `${r.command.padEnd(24)} ${r.routes.join(', ') || '(local)'}`).join('\n'));
+    });
+
   // ---- daemon ----
+  program
+    .command('health')
+    .description('liveness: status, node, sessions, uptime (GET /health; no token)')
+    .action(async () => {
+      const h = await c.client().health();
+      out(h, `${h.status}: node ${h.node}, ${h.sessions} sessions, up ${h.uptime} s`);
+    });
+  program
+    .command('metrics')
+    .description('the Prometheus metrics; --json: one {name, labels, value} per sample (GET /metrics; no token)')
+    .action(async () => {
+      const text = await c.client().metrics();
+      if (!c.json()) return void process.stdout.write(text);
+      out(promSamples(text), '');
+    });
   program
     .command('version')
     .description('the daemon version, API level, node id and capabilities (GET /v1/version; no token)')
@@ -204,10 +374,7 @@ export function registerApiCommands(program: Command, c: CtlContext): void {
     .argument('<smmu>', 'SMMU name')
     .argument('<file>', 'JSON [{op: "read"|"write", offset, value?}] or {ops: [...]}; - for stdin')
     .action(async (smmu: string, file: string) => {
-      const j = readJsonFile(file) as { ops?: unknown } | unknown[];
-      const ops = (Array.isArray(j) ? j : (j as { ops?: unknown }).ops) as Parameters<SessionClient['mmioBatch']>[1];
-      if (!Array.isArray(ops)) usage(`${file}: expected an array of ops`);
-      const r = await c.session().mmioBatch(smmu, ops);
+      const r = await c.session().mmioBatch(smmu, readOpsFile(file) as Parameters<SessionClient['mmioBatch']>[1]);
       out(r, () => r.results.map((x) => `${x.offset} ${x.register} = ${x.value}`).join('\n'));
     });
 
@@ -428,6 +595,79 @@ export function registerApiCommands(program: Command, c: CtlContext): void {
       await c.session().writeMemory(num(paddr), data);
       out({ paddr: num(paddr), bytes: data.length }, `wrote ${data.length} bytes at ${num(paddr)}`);
     });
+}
+
+type Desc = { index: number; desc: string };
+/** GET .../pagetable as the API gives it: two levels (msm, omap) or the GART's flat entry table. */
+export type PagetableView =
+  | { family?: string; ttbr0: string; l1: Desc[]; l2: Array<{ base: string; entries: Desc[] }> }
+  | { family: 'gart'; aperture: { base: string; size: number }; entries: Array<{ iova: string; pte: string }> };
+
+/** One decoded OMAP descriptor: a leaf (page size, output address) or a table pointer. */
+type OmapLeaf = { kind: 'supersection' | 'section' | 'large' | 'small'; size: number; pa: number; replicated: boolean } | { kind: 'table'; l2: number } | { kind: 'invalid' };
+
+/** omap-iopgtable.h's type tests: the same ones the walker applies. */
+function omapL1(d: number): OmapLeaf {
+  if ((d & 0x40003) === IOPGD_SUPER) return { kind: 'supersection', size: 0x1000000, pa: (d & 0xff000000) >>> 0, replicated: true };
+  if ((d & 0x40003) === IOPGD_SECTION) return { kind: 'section', size: 0x100000, pa: (d & 0xfff00000) >>> 0, replicated: false };
+  if ((d & 3) === IOPGD_TABLE) return { kind: 'table', l2: (d & 0xfffffc00) >>> 0 };
+  return { kind: 'invalid' };
+}
+function omapL2(d: number): OmapLeaf {
+  if ((d & 3) === IOPTE_LARGE) return { kind: 'large', size: 0x10000, pa: (d & 0xffff0000) >>> 0, replicated: true };
+  if ((d & 2) === IOPTE_SMALL) return { kind: 'small', size: 0x1000, pa: (d & 0xfffff000) >>> 0, replicated: false };
+  return { kind: 'invalid' };
+}
+const SIZE_NAMES: Record<number, string> = { 0x1000: '4K', 0x10000: '64K', 0x100000: '1M', 0x1000000: '16M' };
+
+/**
+ * A level's entries with the replicas of a large entry folded into one line: a 64K large page fills 16 L2 words,
+ * a 16M supersection 16 L1 words, each the same descriptor, in one 16-aligned block.
+ */
+function omapLevel(entries: Desc[], decode: (d: number) => OmapLeaf, iovaOf: (index: number) => number, label: string, indent: string, tables: (l2: number, index: number) => string[]): string[] {
+  const lines: string[] = [];
+  for (let i = 0; i < entries.length; ) {
+    const e = entries[i]!;
+    const d = Number(e.desc);
+    const x = decode(d);
+    let n = 1;
+    if ('replicated' in x && x.replicated) {
+      while (n < 16 && i + n < entries.length && entries[i + n]!.index === e.index + n && entries[i + n]!.desc === e.desc && (e.index + n) >> 4 === e.index >> 4) n++;
+    }
+    const at = n > 1 ? `${label}[${e.index}..${e.index + n - 1}] ${e.desc} ×${n}` : `${label}[${e.index}] ${e.desc}`;
+    if (x.kind === 'table') lines.push(`${indent}${at} table: L2 @${hex(x.l2)}`, ...tables(x.l2, e.index));
+    else if (x.kind === 'invalid') lines.push(`${indent}${at} invalid`);
+    else lines.push(`${indent}${at} ${x.kind} ${SIZE_NAMES[x.size]}: ${hex(iovaOf(e.index))} -> ${hex(x.pa)}`);
+    i += n;
+  }
+  return lines;
+}
+
+/** The page table in its family's own shape (what `domain pagetable` prints). */
+export function pagetableLines(t: PagetableView): string[] {
+  if ('entries' in t) {
+    const base = Number(t.aperture.base);
+    const valid = t.entries.filter((e) => Number(e.pte) & GART_ENTRY_VALID).length;
+    return [
+      `GART aperture ${t.aperture.base} +${hex(t.aperture.size)}: ${t.aperture.size / 0x1000} entries, ${valid} valid`,
+      ...t.entries.map((e) => `  [${(Number(e.iova) - base) / 0x1000}] ${e.iova} -> ${Number(e.pte) & GART_ENTRY_VALID ? hex((Number(e.pte) & GART_PAGE_MASK) >>> 0) : 'invalid'} (pte ${e.pte})`),
+    ];
+  }
+  if (t.family === 'omap') {
+    const l2 = new Map(t.l2.map((x) => [Number(x.base), x.entries]));
+    const shown = new Set<number>();
+    const lines = [
+      `TTB ${t.ttbr0}`,
+      ...omapLevel(t.l1, omapL1, (i) => i * 0x100000, 'L1', '', (base, i) => {
+        shown.add(base);
+        return omapLevel(l2.get(base) ?? [], omapL2, (j) => i * 0x100000 + j * 0x1000, 'L2', '  ', () => []);
+      }),
+    ];
+    // A second-level table no first-level word points at (the API lists every table the domain owns).
+    for (const x of t.l2) if (!shown.has(Number(x.base))) lines.push(`L2 @${x.base} (not referenced)`, ...x.entries.map((e) => `  L2[${e.index}] ${e.desc}`));
+    return lines;
+  }
+  return [`TTBR0 ${t.ttbr0}`, ...t.l1.map((e) => `L1[${e.index}] ${e.desc}`), ...t.l2.flatMap((x) => [`L2 @${x.base}`, ...x.entries.map((e) => `  [${e.index}] ${e.desc}`)])];
 }
 
 /** One transaction's outcome on one line (access, master-access, resume, access-batch items). */

@@ -9,7 +9,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { IommudClient, IommudConnectionError, IommudError, type EventType, type SessionClient } from '../client/index.js';
 import { VERSION } from '../server/version.js';
-import { accessLine, registerApiCommands } from './ctl-api.js';
+import { accessLine, pagetableLines, readOpsFile, registerApiCommands, type PagetableView } from './ctl-api.js';
 import { configPath, loadConfig, registerConfigCommands } from './ctl-config.js';
 
 export const EXIT_USAGE = 2;
@@ -63,6 +63,11 @@ const num = (v: string): string => {
   return /^0[xX]/.test(v) ? v.toLowerCase() : '0x' + Number(v).toString(16);
 };
 
+const DOMAIN_ARG = 'domain id (see `domain show`)';
+const DEVICE_ARG = 'device: a context name (see `smmus`)';
+/** The cache maintenance operations, as the kernel's names for them. */
+const CACHE_OPS = { clean: 'clean (write back dirty lines)', invalidate: 'invalidate (drop lines, dirty data lost)', flush: 'flush (clean and invalidate)' } as const;
+
 // ---- session ----
 const sess = program.command('session').description('create, show, delete sessions; mint tokens');
 sess
@@ -98,8 +103,9 @@ sess.command('delete').description('delete the session (owner)').action(async ()
   out({ deleted: globals().session }, `deleted ${globals().session}`);
 });
 sess
-  .command('token <role>')
+  .command('token')
   .description('mint a token: observer, operator or owner (owner)')
+  .argument('<role>', 'observer (reads), operator (also mutates and accesses devices) or owner (also mints tokens, deletes)')
   .option('--label <label>', 'names the user in events')
   .action(async (role: string, o: { label?: string }) => {
     if (!['observer', 'operator', 'owner'].includes(role)) throw new CommanderError(EXIT_USAGE, 'iommuctl.usage', `role is observer, operator or owner`);
@@ -111,13 +117,15 @@ sess
 const dom = program.command('domain').description('the IOMMU API: alloc, attach, map, unmap, flush, sync, show, pagetable');
 dom
   .command('alloc')
-  .description('iommu_domain_alloc: a page table (operator)')
+  .description("iommu_domain_alloc: a page table in the format of the device's IOMMU family (operator)")
+  .option('--for <device>', 'the device the domain is for: its family (msm, omap, gart) sets format and rules')
   .option('--deferred', 'deferred invalidation (iotlb_sync on sync)')
   .option('--refuse-partial', 'refuse unmaps that cut a large page')
   .option('--pgsizes <list>', 'comma list of 4096,65536,1048576,16777216')
-  .option('--label <label>')
-  .action(async (o: { deferred?: boolean; refusePartial?: boolean; pgsizes?: string; label?: string }) => {
+  .option('--label <label>', 'a name for the domain in views and events')
+  .action(async (o: { for?: string; deferred?: boolean; refusePartial?: boolean; pgsizes?: string; label?: string }) => {
     const d = await session().allocDomain({
+      ...(o.for ? { for: o.for } : {}),
       ...(o.deferred ? { flushPolicy: 'deferred' as const } : {}),
       ...(o.refusePartial ? { partialUnmap: 'refuse' as const } : {}),
       ...(o.pgsizes ? { pgsizes: o.pgsizes.split(',').map(Number) as Array<4096> } : {}),
@@ -126,57 +134,76 @@ dom
     out(d, `${d.id} ttbr0 ${d.ttbr0}`);
   });
 dom
-  .command('attach <domain> <device>')
+  .command('attach')
   .description('iommu_attach_device: program the context bank (operator)')
+  .argument('<domain>', DOMAIN_ARG)
+  .argument('<device>', DEVICE_ARG)
   .option('--replace', 'switch from another domain on the fly')
   .action(async (did: string, device: string, o: { replace?: boolean }) => {
     const d = await session().attach(did, device, o.replace);
     out(d, `${device} attached to ${did}`);
   });
-dom.command('detach <domain> <device>').description('iommu_detach_device (operator)').action(async (did: string, device: string) => {
+dom.command('detach').description('iommu_detach_device (operator)').argument('<domain>', DOMAIN_ARG).argument('<device>', DEVICE_ARG).action(async (did: string, device: string) => {
   const d = await session().detach(did, device);
   out(d, `${device} detached from ${did}`);
 });
 dom
-  .command('map <domain> <iova> <paddr> <size>')
+  .command('map')
   .description('iommu_map with the largest page sizes alignment allows (operator)')
+  .argument('<domain>', DOMAIN_ARG)
+  .argument('<iova>', 'first I/O virtual address (hex or decimal)')
+  .argument('<paddr>', 'first physical address')
+  .argument('<size>', 'bytes')
   .option('--prot <list>', 'comma list of read,write,noexec,cache,mmio,priv', 'read,write')
   .action(async (did: string, iova: string, paddr: string, size: string, o: { prot: string }) => {
     const r = await session().map(did, { iova: num(iova), paddr: num(paddr), size: num(size), prot: o.prot.split(',') as Array<'read'> });
     out(r, `mapped ${r.iova} +${r.size}: ${Object.entries(r.pages).filter(([, n]) => n).map(([k, n]) => `${n}×${k}`).join(' ')}`);
   });
-dom.command('unmap <domain> <iova> <size>').description('iommu_unmap (operator)').action(async (did: string, iova: string, size: string) => {
+dom.command('unmap').description('iommu_unmap (operator)').argument('<domain>', DOMAIN_ARG).argument('<iova>', 'first I/O virtual address').argument('<size>', 'bytes').action(async (did: string, iova: string, size: string) => {
   const r = await session().unmap(did, { iova: num(iova), size: num(size) });
   out(r, `unmapped ${r.unmapped} bytes`);
 });
-dom.command('flush <domain>').description('iommu_flush_iotlb_all on the attached contexts (operator)').action(async (did: string) => {
+dom
+  .command('batch')
+  .description('iommu_map / iommu_unmap in one all-or-nothing batch (operator)')
+  .argument('<domain>', DOMAIN_ARG)
+  .argument('<file>', 'JSON [{op: "map", iova, paddr, size, prot} | {op: "unmap", iova, size}] or {ops: [...]}; - for stdin')
+  .action(async (did: string, file: string) => {
+    const r = await session().batch(did, readOpsFile(file) as Parameters<SessionClient['batch']>[1]);
+    out(r, () => r.results.map((x) => (x.op === 'map' ? `map ${x.iova} +${x.size.toString(16)}` : `unmap ${x.unmapped} bytes`)).join('\n'));
+  });
+dom.command('flush').description('iommu_flush_iotlb_all on the attached contexts (operator)').argument('<domain>', DOMAIN_ARG).action(async (did: string) => {
   const r = await session().flush(did);
   out(r, `flushed ${r.contexts} contexts, ${r.invalidated} TLB entries`);
 });
-dom.command('sync <domain>').description('iommu_iotlb_sync: apply the deferred invalidations (operator)').action(async (did: string) => {
+dom.command('sync').description('iommu_iotlb_sync: apply the deferred invalidations (operator)').argument('<domain>', DOMAIN_ARG).action(async (did: string) => {
   const r = await session().sync(did);
   out(r, `synced: ${r.invalidated} TLB entries invalidated`);
 });
-dom.command('show [domain]').description('one domain, or all (observer)').action(async (did?: string) => {
+dom.command('show').description('one domain, or all (observer)').argument('[domain]', 'domain id; all domains without it').action(async (did?: string) => {
   const s = session();
   const ds = did ? [await s.domain(did)] : await s.domains();
   out(did ? ds[0] : ds, () => ds.map((d) => `${d.id} ${d.type} ttbr0 ${d.ttbr0} attached [${d.attached.join(', ')}] ${d.mappedBytes} bytes mapped`).join('\n'));
 });
-dom.command('free <domain>').description('iommu_domain_free (operator)').action(async (did: string) => {
+dom.command('free').description('iommu_domain_free (operator)').argument('<domain>', DOMAIN_ARG).action(async (did: string) => {
   await session().freeDomain(did);
   out({ freed: did }, `freed ${did}`);
 });
-dom.command('pagetable <domain>').description('the L1 and L2 descriptors (observer)').action(async (did: string) => {
-  const t = await session().pagetable(did);
-  out(t, () =>
-    [`TTBR0 ${t.ttbr0}`, ...t.l1.map((e) => `L1[${e.index}] ${e.desc}`), ...t.l2.flatMap((x) => [`L2 @${x.base}`, ...x.entries.map((e) => `  [${e.index}] ${e.desc}`)])].join('\n'),
-  );
-});
+dom
+  .command('pagetable')
+  .description("the domain's page table in its family's shape: msm L1/L2 descriptors, omap levels with large entries' replicas folded, the GART's valid entries (observer)")
+  .argument('<domain>', DOMAIN_ARG)
+  .action(async (did: string) => {
+    const t = (await session().pagetable(did)) as PagetableView;
+    out(t, () => pagetableLines(t).join('\n'));
+  });
 
 // ---- access ----
 program
-  .command('access <device> <iova>')
+  .command('access')
   .description('one transaction through the device context; a fault prints its registers, FSR bits by name (operator)')
+  .argument('<device>', DEVICE_ARG)
+  .argument('<iova>', 'the address the device emits')
   .addOption(new Option('--as <kind>', 'read, write or exec').choices(['read', 'write', 'exec']).default('read'))
   .option('--priv', 'privileged access')
   .action(async (device: string, iova: string, o: { as: 'read'; priv?: boolean }) => {
@@ -186,22 +213,32 @@ program
 
 // ---- CPU cache ----
 const cache = program.command('cache').description('the CPU data cache: show lines, clean, invalidate, flush');
-cache.command('show [paddr] [size]').action(async (paddr?: string, size?: string) => {
-  const c = await session().cache(paddr ? { paddr: num(paddr), ...(size ? { size: Number(num(size)) } : {}) } : {});
-  out(c, () => (c.lineSize === 0 ? 'no CPU cache (a coherent session)' : [`${c.used}/${c.lines} lines of ${c.lineSize} bytes`, ...c.entries.map((e) => `  ${e.paddr}${e.dirty ? ' dirty' : ''}`)].join('\n')));
-});
-for (const action of ['clean', 'invalidate', 'flush'] as const) {
-  cache.command(`${action} <paddr> <size>`).action(async (paddr: string, size: string) => {
-    const s = session();
-    const r = await (action === 'clean' ? s.cacheClean(num(paddr), num(size)) : action === 'invalidate' ? s.cacheInvalidate(num(paddr), num(size)) : s.cacheFlush(num(paddr), num(size)));
-    out(r, `${action}: ${r.lines} lines`);
+cache
+  .command('show')
+  .description('the CPU data cache: lines held, dirty ones, in a range or all (observer)')
+  .argument('[paddr]', 'first physical address of the range')
+  .argument('[size]', 'bytes of the range')
+  .action(async (paddr?: string, size?: string) => {
+    const c = await session().cache(paddr ? { paddr: num(paddr), ...(size ? { size: Number(num(size)) } : {}) } : {});
+    out(c, () => (c.lineSize === 0 ? 'no CPU cache (a coherent session)' : [`${c.used}/${c.lines} lines of ${c.lineSize} bytes`, ...c.entries.map((e) => `  ${e.paddr}${e.dirty ? ' dirty' : ''}`)].join('\n')));
   });
+for (const action of ['clean', 'invalidate', 'flush'] as const) {
+  cache
+    .command(action)
+    .description(`${CACHE_OPS[action]} of a physical range (operator)`)
+    .argument('<paddr>', 'first physical address')
+    .argument('<size>', 'bytes')
+    .action(async (paddr: string, size: string) => {
+      const s = session();
+      const r = await (action === 'clean' ? s.cacheClean(num(paddr), num(size)) : action === 'invalidate' ? s.cacheInvalidate(num(paddr), num(size)) : s.cacheFlush(num(paddr), num(size)));
+      out(r, `${action}: ${r.lines} lines`);
+    });
 }
 
 // ---- watch ----
 program
   .command('watch')
-  .description('live events until interrupted (a refusal by the daemon is exit 3, an unreachable daemon exit 4)')
+  .description('live events until interrupted (observer; a refusal by the daemon is exit 3, an unreachable daemon exit 4)')
   .option('--types <list>', 'comma list of event types')
   .option('--device <name>')
   .option('--since <seq>')
@@ -240,7 +277,7 @@ trace
       out({ file: o.out, lines: t.trim().split('\n').length }, `wrote ${t.trim().split('\n').length} lines to ${o.out}`);
     } else process.stdout.write(t);
   });
-trace.command('replay <file>').description('create a new session from an exported trace (no token needed)').action(async (file: string) => {
+trace.command('replay').description('create a new session from an exported trace (no token needed)').argument('<file>', 'a trace written by `trace export`').action(async (file: string) => {
   if (!existsSync(file)) throw new CommanderError(EXIT_USAGE, 'iommuctl.usage', `trace replay: no such file ${file}`);
   const s = await client().createSession({ trace: readFileSync(file, 'utf8') });
   out(s.created, `session ${s.created.id}\ntoken ${s.created.token}`);
@@ -248,8 +285,10 @@ trace.command('replay <file>').description('create a new session from an exporte
 
 // ---- bench-rig ----
 program
-  .command('bench-rig <device> <iova>')
-  .description('drive the binary stream for N seconds: translation rate and latency percentiles')
+  .command('bench-rig')
+  .description('drive the binary stream for N seconds: translation rate and latency percentiles (operator)')
+  .argument('<device>', DEVICE_ARG)
+  .argument('<iova>', 'first address of the range the device reads (mapped)')
   .option('--seconds <n>', 'duration', '5')
   .option('--batch <n>', 'iovas per request', '4096')
   .option('--in-flight <n>', 'pipelined requests', '8')
