@@ -87,8 +87,20 @@ for (const persist of [false, true]) {
               const g = await app.inject({ method: 'GET', url: `/v1/sessions/${id}${url}`, headers: h });
               expect(g.statusCode, `${url}: ${g.body.slice(0, 300)}`).toBeLessThan(500);
             }
-            const a = await app.inject({ method: 'POST', url: `/v1/sessions/${id}/devices/dev0/access`, headers: h, payload: { iova: '0x10', access: 'read' } });
-            expect(a.statusCode, a.body.slice(0, 300)).toBeLessThan(500);
+            // And it takes further work: accesses, maps, DMA mappings, buffers, cache maintenance.
+            const more: Array<[string, string, object]> = [
+              ['POST', '/devices/dev0/access', { iova: '0x10', access: 'read' }],
+              ['POST', '/domains/dom-1/map', { iova: '0x400000', paddr: '0x80000000', size: 0x2000, prot: ['read'] }],
+              ['POST', '/domains/dom-1/unmap', { iova: '0x0', size: 0x10000 }],
+              ['POST', '/devices/dev1/dma/map', { paddr: '0x80430000', size: 0x1000, dir: 'from-device' }],
+              ['POST', '/devices/dev0/dma/map', { paddr: '0x81000100', size: 0x40, dir: 'to-device' }],
+              ['POST', '/buffers', { size: 0x1000 }],
+              ['POST', '/cache/flush', { paddr: '0x80400000', size: 0x1000 }],
+            ];
+            for (const [method, url, payload] of more) {
+              const a = await app.inject({ method: method as 'POST', url: `/v1/sessions/${id}${url}`, headers: h, payload });
+              expect(a.statusCode, `${url}: ${a.body.slice(0, 300)}`).toBeLessThan(500);
+            }
             // What was accepted exports a trace that replays again (a replay makes nothing it cannot account for).
             const again = await app.inject({ method: 'POST', url: '/v1/sessions', payload: { trace: (await app.inject({ method: 'GET', url: `/v1/sessions/${id}/trace`, headers: h })).body } });
             expect(again.statusCode, again.body.slice(0, 500)).toBe(201);
