@@ -193,7 +193,11 @@ describe('crash test: kill -9 a real daemon under load', () => {
         }
       };
       const workers = Array.from({ length: 8 }, worker);
-      await new Promise((r) => setTimeout(r, 150 + Math.random() * 350));
+      // Kill once this round has 20 acknowledgements, then a random moment later: the count, not a time window,
+      // decides how much is at stake, so a loaded machine cannot make the round too short to mean anything.
+      const target = acked.length + 20;
+      while (acked.length < target) await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, Math.random() * 100));
       proc.kill('SIGKILL');
       stop = true;
       await Promise.all(workers);
