@@ -18,7 +18,7 @@ export interface Figure extends BenchResult {
   holds?: boolean;
 }
 
-/** Floors (issue 16), on `value` unless `ratio` says the floor is on the figure's ratio to its baseline. */
+/** Floors (issue 16; the cache figures: issue 14), on `value` unless `ratio` says the floor is on the figure's ratio to its baseline. */
 const FLOORS: Record<string, { min?: number; max?: number; ratio?: true; text: string }> = {
   'http-map-unmap': { min: 0.6, ratio: true, text: '≥ 0.6 of empty GET' },
   'http-access': { min: 0.7, ratio: true, text: '≥ 0.7 of empty GET' },
@@ -32,6 +32,11 @@ const FLOORS: Record<string, { min?: number; max?: number; ratio?: true; text: s
   'session-idle-rss': { max: 128 * 1024, text: '≤ 128 KiB' },
   'sessions-create': { min: 2000, text: '≥ 2,000/s' },
   'restore-time': { max: 1, text: '≤ 1 s' },
+  'cpu-load-line': { max: 2000, text: '≤ 2 µs' },
+  'cpu-store-line': { max: 2000, text: '≤ 2 µs' },
+  'dma-map-unmap-8p-noncoherent': { max: 2, ratio: true, text: '≤ 2× coherent' },
+  'bounce-copy': { min: 1, text: '≥ 1 GB/s' },
+  'bounce-copy-cached': { min: 1, text: '≥ 1 GB/s' },
 };
 
 const median = (xs: number[]): number => {
@@ -82,7 +87,7 @@ export function report(figures: Figure[], json: boolean, meta: Record<string, un
     f.name,
     fmt(f.value) + ' ' + f.unit,
     `${fmt(f.spread[0])}–${fmt(f.spread[1])}`,
-    f.baseline !== undefined ? fmt(f.baseline) : '',
+    f.baseline !== undefined ? fmt(f.baseline) + ' ' + f.unit : '',
     f.ratio !== undefined ? `${f.ratio.toFixed(2)} (${f.ratioSpread![0].toFixed(2)}–${f.ratioSpread![1].toFixed(2)})` : '',
     f.floor ? `${f.floor} ${f.holds ? 'holds' : 'MISSED'}` : '',
     f.note ?? '',

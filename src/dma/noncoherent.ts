@@ -69,8 +69,8 @@ export class DmaMaintenance implements DmaView {
 
   private copy(device: string, m: DmaMapping, from: number, to: number, n: number): void {
     const cache = this.cache;
-    if (cache) cache.store(to, cache.load(from, n, undefined, false), false);
-    else this.mem.writeBytes(to, this.mem.readBytes(from, n));
+    if (cache) cache.copy(from, to, n);
+    else this.mem.copy(from, to, n);
     this.pool!.bytesBounced += n;
     this.sink.emit({ type: 'bounce', device, dir: m.dir, from: hex(from), to: hex(to), bytes: n, dmaAddr: hex(m.dmaAddr) });
   }

@@ -4,7 +4,7 @@
  * (ACP-style) masters, which snoop it. It also keeps what the coherency checks need per line: the bytes the CPU
  * stored and the bytes a device wrote since the line was filled or written back, and which checks were reported.
  *
- * Deterministic (a Map in LRU order, oldest first), so traces replay it exactly.
+ * Deterministic (an LRU list, snapshotted oldest first), so traces replay it exactly.
  */
 import { hex } from '../errors.js';
 import type { EventSink } from '../events/types.js';
@@ -38,23 +38,6 @@ export interface DmaView {
   dmaAddrOf(device: string, paddr: number): number | undefined;
 }
 
-class Line {
-  dirty = false;
-  /** Byte span [cpuLo, cpuHi) the CPU stored since the fill or the last write-back (empty when lo ≥ hi). */
-  cpuLo = 0;
-  cpuHi = 0;
-  /** Byte span a non-coherent device wrote to RAM since the fill or the last write-back, and by whom. */
-  devLo = 0;
-  devHi = 0;
-  dev: string | null = null;
-  /** Checks already reported for this line (bits of BIT) since it was filled, cleaned or invalidated. */
-  reported = 0;
-  constructor(
-    readonly addr: number,
-    readonly data: Uint8Array,
-  ) {}
-}
-
 export interface CacheLineSnapshot {
   addr: number;
   data: string;
@@ -77,17 +60,69 @@ interface Finding {
   dmaAddr: number | undefined;
 }
 
+/** Slots of line storage to start with; the arrays double as lines are filled, up to the cache's capacity. */
+const FIRST_SLOTS = 64;
+const PAGE = 4096;
+/** The largest copy whose bytes go through the kept buffer (larger ones allocate their own). */
+const SCRATCH_MAX = 1 << 20;
+/** Empty page tables kept for reuse. */
+const SPARE_TABLES = 64;
+
+/** Copies n words: a loop for a line or two, the native copy beyond (its call costs more than a few words). */
+function moveWords(dst: Uint32Array, di: number, src: Uint32Array, si: number, n: number): void {
+  if (n <= 32) for (let i = 0; i < n; i++) dst[di + i] = src[si + i]!;
+  else dst.set(src.subarray(si, si + n), di);
+}
+
+/**
+ * The cache. Lines live in slots of flat arrays (one data arena, per-slot state, an LRU list linked through
+ * prev/next), looked up through a table per 4 KiB page: a range operation costs one Map lookup per page and none
+ * per line, and a fill reuses its victim's slot, so a bulk copy through the cache allocates nothing per line.
+ */
 export class CpuCache {
   readonly lineSize: number;
   readonly capacity: number;
   readonly coherent: ReadonlySet<string>;
-  /** Cached lines by line address, least recently used first. */
-  private readonly map = new Map<number, Line>();
-  /** Cached lines per 4 KiB page: range operations skip pages with none (a DMA buffer is mostly uncached). */
-  private readonly pages = new Map<number, number>();
-  private readonly mask: number;
   dma: DmaView | null = null;
+  private readonly mask: number;
+  private readonly shift: number;
+  /** 32-bit words per line. */
+  private readonly words: number;
+  /** Lines per 4 KiB page; a page table's last element counts its cached lines. */
+  private readonly perPage: number;
+  /** Page number → slot + 1 of each line of the page (0: not cached), then the count. Pages without lines are absent. */
+  private readonly pages = new Map<number, Int32Array>();
+  // Per slot.
+  private addr = new Uint32Array(0);
+  private dirty = new Uint8Array(0);
+  /** Byte span [cpuLo, cpuHi) the CPU stored since the fill or the last write-back (empty when lo ≥ hi). */
+  private cpuLo = new Uint8Array(0);
+  private cpuHi = new Uint8Array(0);
+  /** Byte span a non-coherent device wrote to RAM since the fill or the last write-back, and by whom. */
+  private devLo = new Uint8Array(0);
+  private devHi = new Uint8Array(0);
+  private dev: Array<string | null> = [];
+  /** Checks already reported for the line (bits of BIT) since it was filled, cleaned or invalidated. */
+  private reported = new Uint8Array(0);
+  /** The LRU list: head is the least recently used line, tail the most recent; -1 ends it. */
+  private prev = new Int32Array(0);
+  private next = new Int32Array(0);
+  private head = -1;
+  private tail = -1;
+  private data = new Uint8Array(0);
+  private data32 = new Uint32Array(0);
+  private count = 0;
+  /** Slots handed out so far; below it, free slots are on `free`. */
+  private fresh = 0;
+  private free: number[] = [];
   private pending: Finding | null = null;
+  private scratch = new Uint8Array(0);
+  /** Slots found by the last range lookup (see cached()). */
+  private hits = new Int32Array(0);
+  /** The page table last looked up (fills and drops of one buffer stay on a page for a while). */
+  private memoPg = -1;
+  private memoT: Int32Array | undefined;
+  private spare: Int32Array[] = [];
 
   constructor(
     private readonly mem: PhysMemory,
@@ -98,10 +133,13 @@ export class CpuCache {
     this.capacity = cfg.lines;
     this.coherent = new Set(cfg.coherent);
     this.mask = ~(cfg.lineSize - 1) >>> 0;
+    this.shift = Math.log2(cfg.lineSize);
+    this.words = cfg.lineSize >>> 2;
+    this.perPage = PAGE / cfg.lineSize;
   }
 
   get used(): number {
-    return this.map.size;
+    return this.count;
   }
 
   isCoherent(device: string | null): boolean {
@@ -117,20 +155,55 @@ export class CpuCache {
   load(paddr: number, len: number, out: Uint8Array = new Uint8Array(len), owner = true): Uint8Array {
     if (owner) this.checkOwner(paddr, len);
     const ls = this.lineSize;
-    for (let a = paddr, o = 0; a < paddr + len; ) {
+    const end = paddr + len;
+    // Whole aligned lines move as words, and lines in consecutive slots as one run (the bulk path of bounce
+    // copies). A run is copied out before an eviction could reuse its slots, and at the end.
+    const out32 = len >= 2 * ls && (out.byteOffset & 3) === 0 ? new Uint32Array(out.buffer, out.byteOffset, len >>> 2) : null;
+    const w = this.words;
+    let runS = 0;
+    let runO = 0;
+    let runN = 0;
+    let pg = -1;
+    let t: Int32Array | undefined;
+    for (let a = paddr, o = 0; a < end; ) {
       const base = (a & this.mask) >>> 0;
       const from = a - base;
-      const n = Math.min(ls - from, paddr + len - a);
-      let line = this.hit(base);
-      if (line === undefined) line = this.fill(base);
-      else if (line.devHi > line.devLo && !(line.reported & BIT['stale-cpu-read'])) {
-        line.reported |= BIT['stale-cpu-read'];
-        this.find('stale-cpu-read', line.dev, base + line.devLo, line.devHi - line.devLo, line.dev);
+      const n = Math.min(ls - from, end - a);
+      if (base >>> 12 !== pg) {
+        pg = base >>> 12;
+        t = this.table(pg);
       }
-      out.set(line.data.subarray(from, from + n), o);
+      let s = t === undefined ? -1 : t[(base & 0xfff) >>> this.shift]! - 1;
+      if (s < 0) {
+        if (runN > 0 && this.count >= this.capacity) {
+          moveWords(out32!, runO >>> 2, this.data32, runS * w, runN * w);
+          runN = 0;
+        }
+        s = this.fill(base);
+        t = this.table(pg);
+      } else {
+        this.touch(s);
+        if (this.devHi[s]! > this.devLo[s]! && !(this.reported[s]! & BIT['stale-cpu-read'])) {
+          this.reported[s]! |= BIT['stale-cpu-read'];
+          this.find('stale-cpu-read', this.dev[s]!, base + this.devLo[s]!, this.devHi[s]! - this.devLo[s]!, this.dev[s]!);
+        }
+      }
+      if (out32 !== null && n === ls && (o & 3) === 0) {
+        if (runN > 0 && s === runS + runN && o === runO + runN * ls) runN++;
+        else {
+          if (runN > 0) moveWords(out32, runO >>> 2, this.data32, runS * w, runN * w);
+          runS = s;
+          runO = o;
+          runN = 1;
+        }
+      } else {
+        const d = this.data;
+        for (let i = s * ls + from, e = i + n, j = o; i < e; i++, j++) out[j] = d[i]!;
+      }
       a += n;
       o += n;
     }
+    if (runN > 0) moveWords(out32!, runO >>> 2, this.data32, runS * w, runN * w);
     this.emitPending();
     return out;
   }
@@ -140,24 +213,71 @@ export class CpuCache {
     if (owner) this.checkOwner(paddr, data.length);
     const ls = this.lineSize;
     const end = paddr + data.length;
+    const in32 = data.length >= 2 * ls && (data.byteOffset & 3) === 0 ? new Uint32Array(data.buffer, data.byteOffset, data.length >>> 2) : null;
+    // As in load: runs of whole lines in consecutive slots are written in one go, before any eviction (a
+    // write-back reads the line) and at the end.
+    const w = this.words;
+    let runS = 0;
+    let runO = 0;
+    let runN = 0;
+    let pg = -1;
+    let t: Int32Array | undefined;
     for (let a = paddr, o = 0; a < end; ) {
       const base = (a & this.mask) >>> 0;
       const from = a - base;
       const n = Math.min(ls - from, end - a);
-      const line = this.hit(base) ?? this.fill(base);
-      line.data.set(data.subarray(o, o + n), from);
-      line.dirty = true;
-      if (line.cpuHi <= line.cpuLo) {
-        line.cpuLo = from;
-        line.cpuHi = from + n;
+      if (base >>> 12 !== pg) {
+        pg = base >>> 12;
+        t = this.table(pg);
+      }
+      let s = t === undefined ? -1 : t[(base & 0xfff) >>> this.shift]! - 1;
+      if (s < 0) {
+        if (runN > 0 && this.count >= this.capacity) {
+          moveWords(this.data32, runS * w, in32!, runO >>> 2, runN * w);
+          runN = 0;
+        }
+        s = this.fill(base);
+        t = this.table(pg);
+      } else this.touch(s);
+      if (in32 !== null && n === ls && (o & 3) === 0) {
+        if (runN > 0 && s === runS + runN && o === runO + runN * ls) runN++;
+        else {
+          if (runN > 0) moveWords(this.data32, runS * w, in32, runO >>> 2, runN * w);
+          runS = s;
+          runO = o;
+          runN = 1;
+        }
       } else {
-        line.cpuLo = Math.min(line.cpuLo, from);
-        line.cpuHi = Math.max(line.cpuHi, from + n);
+        const d = this.data;
+        for (let i = s * ls + from, e = i + n, j = o; i < e; i++, j++) d[i] = data[j]!;
+      }
+      this.dirty[s] = 1;
+      if (this.cpuHi[s]! <= this.cpuLo[s]!) {
+        this.cpuLo[s] = from;
+        this.cpuHi[s] = from + n;
+      } else {
+        this.cpuLo[s] = Math.min(this.cpuLo[s]!, from);
+        this.cpuHi[s] = Math.max(this.cpuHi[s]!, from + n);
       }
       a += n;
       o += n;
     }
+    if (runN > 0) moveWords(this.data32, runS * w, in32!, runO >>> 2, runN * w);
     this.emitPending();
+  }
+
+  /**
+   * A CPU copy (memcpy through the cache): a load of the source, then a store of the destination, both exempt
+   * from the ownership check (bounce copies). The bytes pass through a buffer kept for the next copy.
+   */
+  copy(from: number, to: number, len: number): void {
+    let buf: Uint8Array;
+    if (len > SCRATCH_MAX) buf = new Uint8Array(len);
+    else {
+      if (this.scratch.length < len) this.scratch = new Uint8Array(Math.max(PAGE, 2 ** Math.ceil(Math.log2(len))));
+      buf = this.scratch.subarray(0, len);
+    }
+    this.store(to, this.load(from, len, buf, false), false);
   }
 
   // ---- maintenance -------------------------------------------------------------------------------------------------
@@ -165,37 +285,36 @@ export class CpuCache {
   /** Writes the dirty lines of the (line-widened) range back to RAM; returns how many were written back. */
   clean(paddr: number, size: number): number {
     let n = 0;
-    this.eachCached(paddr, size, (line) => {
-      if (line.dirty) {
-        this.writeBack(line);
+    const k = this.cached(paddr, size);
+    for (let i = 0; i < k; i++) {
+      const s = this.hits[i]!;
+      if (this.dirty[s]) {
+        this.writeBack(s);
         n++;
       }
-      line.reported = 0;
-    });
+      this.reported[s] = 0;
+    }
     this.emitPending();
     return n;
   }
 
   /** Drops the lines of the range (dirty data is lost, as on hardware); returns how many were dropped. */
   invalidate(paddr: number, size: number): number {
-    let n = 0;
-    this.eachCached(paddr, size, (line) => {
-      this.drop(line);
-      n++;
-    });
-    return n;
+    const k = this.cached(paddr, size);
+    this.dropHits(k);
+    return k;
   }
 
   /** Clean, then invalidate; returns how many lines were dropped. */
   flush(paddr: number, size: number): number {
-    let n = 0;
-    this.eachCached(paddr, size, (line) => {
-      if (line.dirty) this.writeBack(line);
-      this.drop(line);
-      n++;
-    });
+    const k = this.cached(paddr, size);
+    for (let i = 0; i < k; i++) {
+      const s = this.hits[i]!;
+      if (this.dirty[s]) this.writeBack(s);
+    }
+    this.dropHits(k);
     this.emitPending();
-    return n;
+    return k;
   }
 
   /**
@@ -219,7 +338,7 @@ export class CpuCache {
 
   /** Drops lines without writing back and without checks (a new buffer's range, before it is zeroed). */
   discard(paddr: number, size: number): void {
-    this.eachCached(paddr, size, (line) => this.drop(line));
+    this.dropHits(this.cached(paddr, size));
   }
 
   // ---- the device side -------------------------------------------------------------------------------------------
@@ -231,20 +350,24 @@ export class CpuCache {
   deviceRead(device: string | null, paddr: number, len: number, out: Uint8Array, outOffset: number): void {
     this.mem.readBytes(paddr, len, out, outOffset);
     const coherent = this.isCoherent(device);
-    this.eachCached(paddr, len, (line) => {
+    const ls = this.lineSize;
+    const k = this.cached(paddr, len);
+    for (let i = 0; i < k; i++) {
+      const s = this.hits[i]!;
+      const base = this.addr[s]!;
       if (coherent) {
-        const lo = Math.max(line.addr, paddr);
-        const hi = Math.min(line.addr + this.lineSize, paddr + len);
-        out.set(line.data.subarray(lo - line.addr, hi - line.addr), outOffset + lo - paddr);
-        return;
+        const lo = Math.max(base, paddr);
+        const hi = Math.min(base + ls, paddr + len);
+        out.set(this.data.subarray(s * ls + lo - base, s * ls + hi - base), outOffset + lo - paddr);
+        continue;
       }
-      if (!line.dirty || line.cpuHi <= line.cpuLo || line.reported & BIT['device-read-stale']) return;
-      const lo = Math.max(line.addr + line.cpuLo, paddr);
-      const hi = Math.min(line.addr + line.cpuHi, paddr + len);
-      if (hi <= lo) return;
-      line.reported |= BIT['device-read-stale'];
+      if (!this.dirty[s] || this.cpuHi[s]! <= this.cpuLo[s]! || this.reported[s]! & BIT['device-read-stale']) continue;
+      const lo = Math.max(base + this.cpuLo[s]!, paddr);
+      const hi = Math.min(base + this.cpuHi[s]!, paddr + len);
+      if (hi <= lo) continue;
+      this.reported[s]! |= BIT['device-read-stale'];
       this.find('device-read-stale', device, lo, hi - lo, device);
-    });
+    }
     this.emitPending();
   }
 
@@ -252,23 +375,27 @@ export class CpuCache {
   deviceWrite(device: string | null, paddr: number, data: Uint8Array): void {
     this.mem.writeBytes(paddr, data);
     const coherent = this.isCoherent(device);
+    const ls = this.lineSize;
     const end = paddr + data.length;
-    this.eachCached(paddr, data.length, (line) => {
-      const lo = Math.max(line.addr, paddr) - line.addr;
-      const hi = Math.min(line.addr + this.lineSize, end) - line.addr;
+    const k = this.cached(paddr, data.length);
+    for (let i = 0; i < k; i++) {
+      const s = this.hits[i]!;
+      const base = this.addr[s]!;
+      const lo = Math.max(base, paddr) - base;
+      const hi = Math.min(base + ls, end) - base;
       if (coherent) {
-        line.data.set(data.subarray(line.addr + lo - paddr, line.addr + hi - paddr), lo);
-        return;
+        this.data.set(data.subarray(base + lo - paddr, base + hi - paddr), s * ls + lo);
+        continue;
       }
-      if (line.devHi <= line.devLo) {
-        line.devLo = lo;
-        line.devHi = hi;
+      if (this.devHi[s]! <= this.devLo[s]!) {
+        this.devLo[s] = lo;
+        this.devHi[s] = hi;
       } else {
-        line.devLo = Math.min(line.devLo, lo);
-        line.devHi = Math.max(line.devHi, hi);
+        this.devLo[s] = Math.min(this.devLo[s]!, lo);
+        this.devHi[s] = Math.max(this.devHi[s]!, hi);
       }
-      line.dev = device;
-    });
+      this.dev[s] = device;
+    }
   }
 
   // ---- inspection and state ------------------------------------------------------------------------------------
@@ -276,111 +403,216 @@ export class CpuCache {
   /** Cached lines overlapping the range (all without one), in address order. */
   entries(paddr?: number, size?: number): Array<{ paddr: number; dirty: boolean }> {
     const out: Array<{ paddr: number; dirty: boolean }> = [];
-    if (paddr === undefined) for (const l of this.map.values()) out.push({ paddr: l.addr, dirty: l.dirty });
-    else this.eachCached(paddr, size ?? this.lineSize, (l) => out.push({ paddr: l.addr, dirty: l.dirty }));
+    const add = (s: number) => out.push({ paddr: this.addr[s]!, dirty: this.dirty[s] === 1 });
+    if (paddr === undefined) for (let s = this.head; s >= 0; s = this.next[s]!) add(s);
+    else for (let i = 0, k = this.cached(paddr, size ?? this.lineSize); i < k; i++) add(this.hits[i]!);
     return out.sort((a, b) => a.paddr - b.paddr);
   }
 
   /** The cached copy of one line (for tests and views), or undefined. */
   peek(addr: number): { data: Uint8Array; dirty: boolean } | undefined {
-    const l = this.map.get((addr & this.mask) >>> 0);
-    return l && { data: l.data, dirty: l.dirty };
+    const s = this.slotOf((addr & this.mask) >>> 0);
+    if (s < 0) return undefined;
+    return { data: this.data.slice(s * this.lineSize, (s + 1) * this.lineSize), dirty: this.dirty[s] === 1 };
   }
 
+  /** Lines in LRU order (least recently used first): the order is state, as replacement depends on it. */
   snapshot(): CpuCacheSnapshot {
-    return {
-      lines: [...this.map.values()].map((l) => ({
-        addr: l.addr,
-        data: Buffer.from(l.data).toString('base64'),
-        dirty: l.dirty,
-        cpu: [l.cpuLo, l.cpuHi],
-        dev: [l.devLo, l.devHi, l.dev],
-        reported: l.reported,
-      })),
-    };
+    const lines: CacheLineSnapshot[] = [];
+    const ls = this.lineSize;
+    for (let s = this.head; s >= 0; s = this.next[s]!) {
+      lines.push({
+        addr: this.addr[s]!,
+        data: Buffer.from(this.data.buffer, this.data.byteOffset + s * ls, ls).toString('base64'),
+        dirty: this.dirty[s] === 1,
+        cpu: [this.cpuLo[s]!, this.cpuHi[s]!],
+        dev: [this.devLo[s]!, this.devHi[s]!, this.dev[s]!],
+        reported: this.reported[s]!,
+      });
+    }
+    return { lines };
   }
 
-  restore(s: CpuCacheSnapshot): void {
-    this.map.clear();
+  restore(snap: CpuCacheSnapshot): void {
     this.pages.clear();
-    for (const x of s.lines) {
-      const l = new Line(x.addr, new Uint8Array(Buffer.from(x.data, 'base64')));
-      l.dirty = x.dirty;
-      [l.cpuLo, l.cpuHi] = x.cpu;
-      [l.devLo, l.devHi, l.dev] = x.dev;
-      l.reported = x.reported;
-      this.map.set(l.addr, l);
-      this.pages.set(l.addr >>> 12, (this.pages.get(l.addr >>> 12) ?? 0) + 1);
+    this.memoPg = -1;
+    this.head = this.tail = -1;
+    this.count = this.fresh = 0;
+    this.free = [];
+    for (const x of snap.lines) {
+      const s = this.place(x.addr);
+      this.data.set(Buffer.from(x.data, 'base64'), s * this.lineSize);
+      this.dirty[s] = x.dirty ? 1 : 0;
+      [this.cpuLo[s], this.cpuHi[s]] = x.cpu;
+      [this.devLo[s], this.devHi[s], this.dev[s]] = x.dev;
+      this.reported[s] = x.reported;
     }
   }
 
   // ---- internals -------------------------------------------------------------------------------------------------
 
-  /** A cached line, moved to most recently used. */
-  private hit(base: number): Line | undefined {
-    const line = this.map.get(base);
-    if (line !== undefined) {
-      this.map.delete(base);
-      this.map.set(base, line);
+  private table(pg: number): Int32Array | undefined {
+    if (pg !== this.memoPg) {
+      this.memoPg = pg;
+      this.memoT = this.pages.get(pg);
     }
-    return line;
+    return this.memoT;
+  }
+
+  private slotOf(base: number): number {
+    const t = this.table(base >>> 12);
+    return t === undefined ? -1 : t[(base & 0xfff) >>> this.shift]! - 1;
+  }
+
+  /** Makes a line most recently used. */
+  private touch(s: number): void {
+    if (s === this.tail) return;
+    this.unlink(s);
+    this.linkTail(s);
+  }
+
+  private unlink(s: number): void {
+    const p = this.prev[s]!;
+    const n = this.next[s]!;
+    if (p >= 0) this.next[p] = n;
+    else this.head = n;
+    if (n >= 0) this.prev[n] = p;
+    else this.tail = p;
+  }
+
+  private linkTail(s: number): void {
+    this.prev[s] = this.tail;
+    this.next[s] = -1;
+    if (this.tail >= 0) this.next[this.tail] = s;
+    else this.head = s;
+    this.tail = s;
   }
 
   /** Fills a line from RAM, evicting the least recently used (written back when dirty) if the cache is full. */
-  private fill(base: number): Line {
-    if (this.map.size >= this.capacity) {
-      const victim = this.map.values().next().value!;
-      if (victim.dirty) this.writeBack(victim);
+  private fill(base: number): number {
+    if (this.count >= this.capacity) {
+      const victim = this.head;
+      if (this.dirty[victim]) this.writeBack(victim);
       this.drop(victim);
     }
-    const line = new Line(base, this.mem.readBytes(base, this.lineSize));
-    this.map.set(base, line);
-    this.pages.set(base >>> 12, (this.pages.get(base >>> 12) ?? 0) + 1);
-    return line;
+    const s = this.place(base);
+    this.mem.readWords(base, this.words, this.data32, s * this.words);
+    return s;
   }
 
-  private drop(line: Line): void {
-    this.map.delete(line.addr);
-    const pg = line.addr >>> 12;
-    const n = this.pages.get(pg)! - 1;
-    if (n === 0) this.pages.delete(pg);
-    else this.pages.set(pg, n);
+  /** Takes a slot for a clean line at base, most recently used, with no history. */
+  private place(base: number): number {
+    let s = this.free.pop();
+    if (s === undefined) {
+      if (this.fresh === this.addr.length) this.grow();
+      s = this.fresh++;
+    }
+    this.addr[s] = base;
+    this.dirty[s] = 0;
+    this.cpuLo[s] = this.cpuHi[s] = 0;
+    this.devLo[s] = this.devHi[s] = 0;
+    this.dev[s] = null;
+    this.reported[s] = 0;
+    this.linkTail(s);
+    this.count++;
+    const pg = base >>> 12;
+    let t = this.table(pg);
+    if (t === undefined) {
+      this.pages.set(pg, (t = this.spare.pop() ?? new Int32Array(this.perPage + 1)));
+      this.memoT = t;
+    }
+    t[(base & 0xfff) >>> this.shift] = s + 1;
+    t[this.perPage]!++;
+    return s;
+  }
+
+  /**
+   * Drops the k lines found by cached(), last first: their slots then come off the free list in address order,
+   * so refilling the range puts consecutive lines in consecutive slots (runs for load and store).
+   */
+  private dropHits(k: number): void {
+    for (let i = k - 1; i >= 0; i--) this.drop(this.hits[i]!);
+  }
+
+  private drop(s: number): void {
+    this.unlink(s);
+    this.count--;
+    const base = this.addr[s]!;
+    const pg = base >>> 12;
+    const t = this.table(pg)!;
+    t[(base & 0xfff) >>> this.shift] = 0;
+    if (--t[this.perPage]! === 0) {
+      this.pages.delete(pg);
+      this.memoT = undefined;
+      // All zero again: kept for the next page (a buffer invalidated, then refilled).
+      if (this.spare.length < SPARE_TABLES) this.spare.push(t);
+    }
+    this.dev[s] = null;
+    this.free.push(s);
+  }
+
+  /** Doubles the slot arrays (up to the capacity): a small cache, or one barely used, stays small. */
+  private grow(): void {
+    const n = Math.min(this.capacity, Math.max(FIRST_SLOTS, this.addr.length * 2));
+    const more = <T extends Uint8Array | Uint32Array | Int32Array>(old: T, make: (n: number) => T): T => {
+      const a = make(n);
+      a.set(old);
+      return a;
+    };
+    this.addr = more(this.addr, (k) => new Uint32Array(k));
+    this.dirty = more(this.dirty, (k) => new Uint8Array(k));
+    this.cpuLo = more(this.cpuLo, (k) => new Uint8Array(k));
+    this.cpuHi = more(this.cpuHi, (k) => new Uint8Array(k));
+    this.devLo = more(this.devLo, (k) => new Uint8Array(k));
+    this.devHi = more(this.devHi, (k) => new Uint8Array(k));
+    this.reported = more(this.reported, (k) => new Uint8Array(k));
+    this.prev = more(this.prev, (k) => new Int32Array(k));
+    this.next = more(this.next, (k) => new Int32Array(k));
+    this.data32 = more(this.data32, (k) => new Uint32Array(k * this.words));
+    this.data = new Uint8Array(this.data32.buffer);
   }
 
   /** Writes a whole line back; bytes a device wrote since the fill are overwritten (lost-device-write). */
-  private writeBack(line: Line): void {
-    if (line.devHi > line.devLo && !(line.reported & BIT['lost-device-write'])) {
-      this.find('lost-device-write', line.dev, line.addr + line.devLo, line.devHi - line.devLo, line.dev);
+  private writeBack(s: number): void {
+    if (this.devHi[s]! > this.devLo[s]! && !(this.reported[s]! & BIT['lost-device-write'])) {
+      this.find('lost-device-write', this.dev[s]!, this.addr[s]! + this.devLo[s]!, this.devHi[s]! - this.devLo[s]!, this.dev[s]!);
     }
-    this.mem.writeBytes(line.addr, line.data);
-    line.dirty = false;
-    line.cpuLo = line.cpuHi = 0;
-    line.devLo = line.devHi = 0;
-    line.dev = null;
-    line.reported = 0;
+    this.mem.writeWords(this.addr[s]!, this.data32, s * this.words, this.words);
+    this.dirty[s] = 0;
+    this.cpuLo[s] = this.cpuHi[s] = 0;
+    this.devLo[s] = this.devHi[s] = 0;
+    this.dev[s] = null;
+    this.reported[s] = 0;
   }
 
-  /** Calls fn for every cached line overlapping [paddr, paddr+size), in address order (fn may drop the line). */
-  private eachCached(paddr: number, size: number, fn: (line: Line) => void): void {
-    if (size <= 0 || this.map.size === 0) return;
+  /** Puts the slots of the cached lines overlapping [paddr, paddr+size) in `hits`, in address order; returns how many. */
+  private cached(paddr: number, size: number): number {
+    if (size <= 0 || this.count === 0) return 0;
+    if (this.hits.length < this.count) this.hits = new Int32Array(this.addr.length);
+    const hits = this.hits;
     const first = (paddr & this.mask) >>> 0;
     const end = paddr + size;
     const firstPage = first >>> 12;
     const lastPage = (end - 1) >>> 12;
+    let n = 0;
+    const visit = (pg: number, t: Int32Array) => {
+      const hi = Math.min(end, (pg + 1) * PAGE);
+      for (let a = Math.max(first, pg * PAGE); a < hi; a += this.lineSize) {
+        const s = t[(a & 0xfff) >>> this.shift]! - 1;
+        if (s >= 0) hits[n++] = s;
+      }
+    };
     if (lastPage - firstPage + 1 > this.pages.size * 2) {
-      // A range far larger than what is cached: walk the cache, not the range.
-      const hits = [...this.map.values()].filter((l) => l.addr + this.lineSize > paddr && l.addr < end).sort((a, b) => a.addr - b.addr);
-      for (const l of hits) fn(l);
-      return;
-    }
-    for (let pg = firstPage; pg <= lastPage; pg++) {
-      if (!this.pages.has(pg)) continue;
-      const hi = Math.min(end, (pg + 1) * 4096);
-      for (let a = Math.max(first, pg * 4096); a < hi; a += this.lineSize) {
-        const line = this.map.get(a);
-        if (line !== undefined) fn(line);
+      // A range far larger than what is cached: walk the cached pages, not the range.
+      const pgs = [...this.pages.keys()].filter((p) => p >= firstPage && p <= lastPage).sort((a, b) => a - b);
+      for (const pg of pgs) visit(pg, this.pages.get(pg)!);
+    } else {
+      for (let pg = firstPage; pg <= lastPage; pg++) {
+        const t = this.pages.get(pg);
+        if (t !== undefined) visit(pg, t);
       }
     }
+    return n;
   }
 
   private checkOwner(paddr: number, len: number): void {
@@ -394,9 +626,11 @@ export class CpuCache {
       for (let a = lo; a < hi; ) {
         const base = (a & this.mask) >>> 0;
         const n = Math.min(base + ls, hi) - a;
-        const line = this.hit(base) ?? this.fill(base);
-        if (!(line.reported & BIT['cpu-access-device-owned'])) {
-          line.reported |= BIT['cpu-access-device-owned'];
+        let s = this.slotOf(base);
+        if (s < 0) s = this.fill(base);
+        else this.touch(s);
+        if (!(this.reported[s]! & BIT['cpu-access-device-owned'])) {
+          this.reported[s]! |= BIT['cpu-access-device-owned'];
           this.find('cpu-access-device-owned', r.device, a, n, null, r.dmaAddr + (a - r.paddr));
         }
         a += n;

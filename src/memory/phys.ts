@@ -184,6 +184,56 @@ export class PhysMemory {
     });
   }
 
+  /**
+   * Copies the n words at word-aligned addr (inside one chunk) into dst from index di: a cache line fill, without
+   * the per-piece walk of readBytes. Never-written memory reads as zero.
+   */
+  readWords(addr: number, n: number, dst: Uint32Array, di: number): void {
+    const w = this.words(addr >>> CHUNK_SHIFT);
+    if (w === null) {
+      // A loop: TypedArray fill costs more than a line's few words.
+      for (let i = di, e = di + n; i < e; i++) dst[i] = 0;
+      return;
+    }
+    for (let i = (addr & WORD_MASK) >>> 2, e = i + n; i < e; i++) dst[di++] = w[i]!;
+  }
+
+  /** Writes n words from src[si] at word-aligned addr (inside one chunk): a cache line write-back. */
+  writeWords(addr: number, src: Uint32Array, si: number, n: number): void {
+    const ci = addr >>> CHUNK_SHIFT;
+    const w = this.words(ci) ?? this.allocChunk(ci);
+    const first = (addr & WORD_MASK) >>> 2;
+    if (this.undo) for (let i = 0; i < n; i++) this.undo.words.push(addr + 4 * i, w[first + i]!);
+    for (let i = first, e = first + n; i < e; i++) w[i] = src[si++]!;
+    this.bump(ci);
+  }
+
+  /**
+   * Copies [from, from+len) to [to, to+len) chunk piece by chunk piece, with no buffer in between (a bounce copy
+   * without a CPU cache: a 64 KiB temporary costs more than the copy). Overlapping ranges copy as memmove does.
+   */
+  copy(from: number, to: number, len: number): void {
+    if (from < to + len && to < from + len) {
+      this.writeBytes(to, this.readBytes(from, len));
+      return;
+    }
+    this.eachPiece(to, len, (ci, at, n, done) => {
+      const b = this.bytes(ci) ?? (this.allocChunk(ci), this.bytes(ci)!);
+      this.touch(ci, b, at, n);
+      // The source piece may itself span two chunks.
+      for (let a = from + done, o = at, end = from + done + n; a < end; ) {
+        const sc = a >>> CHUNK_SHIFT;
+        const stop = Math.min(end, (sc + 1) * CHUNK_SIZE);
+        const s = this.bytes(sc);
+        const sf = a & (CHUNK_SIZE - 1);
+        if (s) b.set(s.subarray(sf, sf + stop - a), o);
+        else b.fill(0, o, o + stop - a);
+        o += stop - a;
+        a = stop;
+      }
+    });
+  }
+
   /** Every written chunk, for a snapshot: chunk index → base64 of its 64 KiB. */
   snapshot(): Record<number, string> {
     const out: Record<number, string> = {};

@@ -7,16 +7,23 @@ import { Session } from '../../src/session/session.js';
 
 /**
  * A reference model of the CPU cache (API.md v1.1): a list of lines {addr, data, dirty} in LRU order over a RAM
- * array, and the DMA API's maintenance per direction, written as plainly as the contract says it. Random CPU,
- * device and DMA operations drive both; after each one RAM, the cached lines and every byte read must agree.
+ * array, and the DMA API's maintenance per direction and its bounce copies (CPU copies: a load, then a store),
+ * written as plainly as the contract says it. Random CPU, device and DMA operations drive both; after each one RAM,
+ * the cached lines and every byte read must agree.
+ *
+ * The RAM modelled is a bounce pool of two 2 KiB slots, then a window of buffers that straddles a 64 KiB RAM
+ * chunk boundary. dev0's DMA mask ends at that boundary, so its maps that cross it are bounced.
  */
-const BASE = 0x80000000;
-const WINDOW = 0x400;
+const BASE = 0x8000e800;
+const POOL = 0x1000;
+const WINDOW = 0x2000;
+const DEV0_LIMIT = 0x8000ffff;
 
 class Model {
   ram = new Uint8Array(WINDOW);
   lines: Array<{ addr: number; data: Uint8Array; dirty: boolean }> = [];
-  maps: Array<{ dev: string; dmaAddr: number; size: number; dir: string }> = [];
+  /** Live mappings: the buffer at `orig`, its bounce slots at `slot` (null when not bounced). */
+  maps: Array<{ dev: string; dmaAddr: number; orig: number; slot: number | null; size: number; dir: string }> = [];
   constructor(
     readonly ls: number,
     readonly cap: number,
@@ -101,6 +108,10 @@ class Model {
   toCpu(coherent: boolean, dir: string, a: number, n: number) {
     if (!coherent && dir !== 'to-device') this.dmaInv(a, n);
   }
+  /** A bounce copy: a CPU load of the whole source, then a CPU store of it. */
+  copy(from: number, to: number, n: number) {
+    this.store(to, this.load(from, n));
+  }
 }
 
 type Op =
@@ -112,14 +123,15 @@ type Op =
   | { k: 'unmap'; i: number };
 
 const off = fc.integer({ min: 0, max: WINDOW - 1 });
-const len = fc.integer({ min: 1, max: 0x60 });
+const len = fc.oneof(fc.integer({ min: 1, max: 0x60 }), fc.integer({ min: 1, max: 0x400 }));
+const mapOff = fc.integer({ min: POOL, max: WINDOW - 1 });
 const dev = fc.constantFrom('dev0', 'dev1');
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ k: fc.constantFrom('load' as const, 'devread' as const), a: off, n: len, dev }),
   fc.record({ k: fc.constantFrom('store' as const, 'devwrite' as const), a: off, d: fc.uint8Array({ minLength: 1, maxLength: 0x50 }), dev }),
   fc.record({ k: fc.constantFrom('clean' as const, 'invalidate' as const, 'flush' as const), a: off, n: len }),
-  fc.record({ k: fc.constant('map' as const), dev, a: off, n: fc.integer({ min: 1, max: 0x100 }), dir: fc.constantFrom('to-device' as const, 'from-device' as const, 'bidirectional' as const) }),
-  fc.record({ k: fc.constant('sync' as const), i: fc.nat(4), off: fc.nat(0x300), n: fc.integer({ min: 1, max: 0x100 }), for: fc.constantFrom('cpu' as const, 'device' as const) }),
+  fc.record({ k: fc.constant('map' as const), dev, a: mapOff, n: fc.oneof(fc.integer({ min: 1, max: 0x100 }), fc.integer({ min: 0x100, max: 0x900 })), dir: fc.constantFrom('to-device' as const, 'from-device' as const, 'bidirectional' as const) }),
+  fc.record({ k: fc.constant('sync' as const), i: fc.nat(4), off: fc.nat(0x900), n: fc.integer({ min: 1, max: 0x400 }), for: fc.constantFrom('cpu' as const, 'device' as const) }),
   fc.record({ k: fc.constant('unmap' as const), i: fc.nat(4) }),
 );
 
@@ -133,14 +145,14 @@ function same(got: Uint8Array, want: Uint8Array): void {
 const b64 = (d: Uint8Array) => Buffer.from(d).toString('base64');
 
 describe('property: the CPU cache against a reference model (byte for byte)', () => {
-  for (const [ls, cap] of [[32, 6], [64, 3], [32, 64]] as const) {
+  for (const [ls, cap] of [[32, 6], [64, 3], [32, 64], [64, 160]] as const) {
     it(`lineSize ${ls}, ${cap} lines: random CPU, device and DMA operations`, () => {
       fc.assert(
         fc.property(fc.array(opArb, { minLength: 30, maxLength: 80 }), (ops) => {
-          const s = new Session({ id: 'm', name: 'm', profile: TINY, cpuCache: { lineSize: ls, lines: cap, coherent: ['dev1'] } });
+          const s = new Session({ id: 'm', name: 'm', profile: TINY, cpuCache: { lineSize: ls, lines: cap, coherent: ['dev1'] }, bounce: { paddr: BASE, size: POOL } });
           const m = new Model(ls, cap);
           const run = (cmd: Command) => s.run(null, cmd).result;
-          run({ op: 'dma-config', device: 'dev0', mode: 'direct' });
+          run({ op: 'dma-config', device: 'dev0', mode: 'direct', dmaLimit: DEV0_LIMIT });
           run({ op: 'dma-config', device: 'dev1', mode: 'direct' });
           for (const op of ops) {
             const coherent = 'dev' in op && op.dev === 'dev1';
@@ -178,14 +190,20 @@ describe('property: the CPU cache against a reference model (byte for byte)', ()
               }
               case 'map': {
                 const n = Math.min(op.n, WINDOW - op.a);
+                let r: { dmaAddr: number; segments: Array<{ bounce?: { paddr: number } | null }> };
                 try {
-                  run({ op: 'dma-map', device: op.dev, paddr: BASE + op.a, size: n, dir: op.dir });
+                  r = run({ op: 'dma-map', device: op.dev, paddr: BASE + op.a, size: n, dir: op.dir }) as typeof r;
                 } catch (e) {
                   if (!(e instanceof IommuError)) throw e;
-                  break; // refused (overlap): nothing changed, as the comparison below checks
+                  break; // refused (overlap, no free slots): nothing changed, as the comparison below checks
                 }
-                m.maps.push({ dev: op.dev, dmaAddr: op.a, size: n, dir: op.dir });
-                m.toDevice(coherent, op.dir, op.a, n);
+                const b = r.segments[0]!.bounce ?? undefined;
+                expect(b !== undefined).toBe(op.dev === 'dev0' && BASE + op.a + n - 1 > DEV0_LIMIT);
+                const x = { dev: op.dev, dmaAddr: r.dmaAddr, orig: op.a, slot: b ? b.paddr - BASE : null, size: n, dir: op.dir };
+                m.maps.push(x);
+                // swiotlb: copy into the slots (to-device, bidirectional), then maintain what the device reads.
+                if (x.slot !== null && op.dir !== 'from-device') m.copy(x.orig, x.slot, n);
+                m.toDevice(coherent, op.dir, x.slot ?? x.orig, n);
                 break;
               }
               case 'sync': {
@@ -193,17 +211,24 @@ describe('property: the CPU cache against a reference model (byte for byte)', ()
                 if (!x) break;
                 const o = op.off % x.size;
                 const n = Math.min(op.n, x.size - o);
-                run({ op: 'dma-sync', device: x.dev, dmaAddr: BASE + x.dmaAddr, offset: o, size: n, for: op.for });
-                if (op.for === 'device') m.toDevice(x.dev === 'dev1', x.dir, x.dmaAddr + o, n);
-                else m.toCpu(x.dev === 'dev1', x.dir, x.dmaAddr + o, n);
+                run({ op: 'dma-sync', device: x.dev, dmaAddr: x.dmaAddr, offset: o, size: n, for: op.for });
+                const at = (x.slot ?? x.orig) + o;
+                if (op.for === 'device') {
+                  if (x.slot !== null && x.dir !== 'from-device') m.copy(x.orig + o, at, n);
+                  m.toDevice(x.dev === 'dev1', x.dir, at, n);
+                } else {
+                  m.toCpu(x.dev === 'dev1', x.dir, at, n);
+                  if (x.slot !== null && x.dir !== 'to-device') m.copy(at, x.orig + o, n);
+                }
                 break;
               }
               case 'unmap': {
                 const x = m.maps[op.i];
                 if (!x) break;
-                run({ op: 'dma-unmap', device: x.dev, dmaAddr: BASE + x.dmaAddr, size: x.size, dir: x.dir as 'to-device' });
+                run({ op: 'dma-unmap', device: x.dev, dmaAddr: x.dmaAddr, size: x.size, dir: x.dir as 'to-device' });
                 m.maps.splice(op.i, 1);
-                m.toCpu(x.dev === 'dev1', x.dir, x.dmaAddr, x.size);
+                m.toCpu(x.dev === 'dev1', x.dir, x.slot ?? x.orig, x.size);
+                if (x.slot !== null && x.dir !== 'to-device') m.copy(x.slot, x.orig, x.size);
                 break;
               }
             }
