@@ -378,9 +378,12 @@ export type EventOf<T extends EventType> = Extract<IommudEvent, { type: T }>;
 export type CoherencyEvent = EventOf<'coherency'>;
 /** One bounce copy (swiotlb): `dir` is the mapping's direction, `from`/`to` the copy's physical addresses. */
 export type BounceEvent = EventOf<'bounce'>;
+/** CPU cache maintenance by a client (POST .../cache/clean|invalidate|flush): `lines` it acted on. */
+export type CacheEvent = EventOf<'cache'>;
 
 export const isCoherencyEvent = (ev: IommudEvent): ev is CoherencyEvent => ev.type === 'coherency';
 export const isBounceEvent = (ev: IommudEvent): ev is BounceEvent => ev.type === 'bounce';
+export const isCacheEvent = (ev: IommudEvent): ev is CacheEvent => ev.type === 'cache';
 
 /** With `types`, `onEvent` receives exactly those types' events (`types: ['fault']`: faults, typed as such). */
 export interface SubscribeOptions<T extends EventType = EventType> {

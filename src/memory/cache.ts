@@ -8,7 +8,7 @@
  */
 import { hex } from '../errors.js';
 import type { EventSink } from '../events/types.js';
-import type { PhysMemory } from './phys.js';
+import { CHUNK_SHIFT, type PhysMemory } from './phys.js';
 
 export const COHERENCY_CHECKS = ['stale-cpu-read', 'device-read-stale', 'lost-device-write', 'cpu-access-device-owned'] as const;
 export type CoherencyCheck = (typeof COHERENCY_CHECKS)[number];
@@ -123,6 +123,10 @@ export class CpuCache {
   private memoPg = -1;
   private memoT: Int32Array | undefined;
   private spare: Int32Array[] = [];
+  /** Lines a load placed whose bytes are still to be read from RAM: fillN lines from fillA into slots from fillS. */
+  private fillS = 0;
+  private fillA = 0;
+  private fillN = 0;
 
   constructor(
     private readonly mem: PhysMemory,
@@ -175,11 +179,13 @@ export class CpuCache {
       }
       let s = t === undefined ? -1 : t[(base & 0xfff) >>> this.shift]! - 1;
       if (s < 0) {
-        if (runN > 0 && this.count >= this.capacity) {
-          moveWords(out32!, runO >>> 2, this.data32, runS * w, runN * w);
+        if (this.count >= this.capacity) {
+          this.flushFills();
+          if (runN > 0) moveWords(out32!, runO >>> 2, this.data32, runS * w, runN * w);
           runN = 0;
         }
-        s = this.fill(base);
+        s = this.fill(base, false);
+        this.queueFill(s, base);
         t = this.table(pg);
       } else {
         this.touch(s);
@@ -191,18 +197,23 @@ export class CpuCache {
       if (out32 !== null && n === ls && (o & 3) === 0) {
         if (runN > 0 && s === runS + runN && o === runO + runN * ls) runN++;
         else {
-          if (runN > 0) moveWords(out32, runO >>> 2, this.data32, runS * w, runN * w);
+          if (runN > 0) {
+            this.flushFills();
+            moveWords(out32, runO >>> 2, this.data32, runS * w, runN * w);
+          }
           runS = s;
           runO = o;
           runN = 1;
         }
       } else {
+        this.flushFills();
         const d = this.data;
         for (let i = s * ls + from, e = i + n, j = o; i < e; i++, j++) out[j] = d[i]!;
       }
       a += n;
       o += n;
     }
+    this.flushFills();
     if (runN > 0) moveWords(out32!, runO >>> 2, this.data32, runS * w, runN * w);
     this.emitPending();
     return out;
@@ -236,7 +247,8 @@ export class CpuCache {
           moveWords(this.data32, runS * w, in32!, runO >>> 2, runN * w);
           runN = 0;
         }
-        s = this.fill(base);
+        // A whole line about to be overwritten needs none of RAM's bytes.
+        s = this.fill(base, !(in32 !== null && n === ls && (o & 3) === 0));
         t = this.table(pg);
       } else this.touch(s);
       if (in32 !== null && n === ls && (o & 3) === 0) {
@@ -284,16 +296,9 @@ export class CpuCache {
 
   /** Writes the dirty lines of the (line-widened) range back to RAM; returns how many were written back. */
   clean(paddr: number, size: number): number {
-    let n = 0;
     const k = this.cached(paddr, size);
-    for (let i = 0; i < k; i++) {
-      const s = this.hits[i]!;
-      if (this.dirty[s]) {
-        this.writeBack(s);
-        n++;
-      }
-      this.reported[s] = 0;
-    }
+    const n = this.writeBackHits(k);
+    for (let i = 0; i < k; i++) this.reported[this.hits[i]!] = 0;
     this.emitPending();
     return n;
   }
@@ -308,10 +313,7 @@ export class CpuCache {
   /** Clean, then invalidate; returns how many lines were dropped. */
   flush(paddr: number, size: number): number {
     const k = this.cached(paddr, size);
-    for (let i = 0; i < k; i++) {
-      const s = this.hits[i]!;
-      if (this.dirty[s]) this.writeBack(s);
-    }
+    this.writeBackHits(k);
     this.dropHits(k);
     this.emitPending();
     return k;
@@ -489,15 +491,37 @@ export class CpuCache {
   }
 
   /** Fills a line from RAM, evicting the least recently used (written back when dirty) if the cache is full. */
-  private fill(base: number): number {
+  private fill(base: number, data = true): number {
     if (this.count >= this.capacity) {
       const victim = this.head;
       if (this.dirty[victim]) this.writeBack(victim);
       this.drop(victim);
     }
     const s = this.place(base);
-    this.mem.readWords(base, this.words, this.data32, s * this.words);
+    if (data) this.mem.readWords(base, this.words, this.data32, s * this.words);
     return s;
+  }
+
+  /**
+   * A load's fill whose bytes are read from RAM later: consecutive lines in consecutive slots within one RAM
+   * chunk are read as one run, before anything reads those slots or could reuse them (see load).
+   */
+  private queueFill(s: number, base: number): void {
+    const n = this.fillN;
+    if (n > 0 && s === this.fillS + n && base === this.fillA + n * this.lineSize && base >>> CHUNK_SHIFT === this.fillA >>> CHUNK_SHIFT) {
+      this.fillN = n + 1;
+      return;
+    }
+    this.flushFills();
+    this.fillS = s;
+    this.fillA = base;
+    this.fillN = 1;
+  }
+
+  private flushFills(): void {
+    if (this.fillN === 0) return;
+    this.mem.readWords(this.fillA, this.fillN * this.words, this.data32, this.fillS * this.words);
+    this.fillN = 0;
   }
 
   /** Takes a slot for a clean line at base, most recently used, with no history. */
@@ -574,10 +598,44 @@ export class CpuCache {
 
   /** Writes a whole line back; bytes a device wrote since the fill are overwritten (lost-device-write). */
   private writeBack(s: number): void {
+    this.mem.writeWords(this.addr[s]!, this.data32, s * this.words, this.words);
+    this.written(s);
+  }
+
+  /**
+   * Writes back the dirty lines among the k found by cached(); returns how many. Consecutive lines in
+   * consecutive slots within one RAM chunk go to RAM as one run (a bounce buffer's slots, cleaned after the copy).
+   */
+  private writeBackHits(k: number): number {
+    const w = this.words;
+    const ls = this.lineSize;
+    let n = 0;
+    let runS = 0;
+    let runA = 0;
+    let runN = 0;
+    for (let i = 0; i < k; i++) {
+      const s = this.hits[i]!;
+      if (!this.dirty[s]) continue;
+      const a = this.addr[s]!;
+      if (runN > 0 && s === runS + runN && a === runA + runN * ls && a >>> CHUNK_SHIFT === runA >>> CHUNK_SHIFT) runN++;
+      else {
+        if (runN > 0) this.mem.writeWords(runA, this.data32, runS * w, runN * w);
+        runS = s;
+        runA = a;
+        runN = 1;
+      }
+      this.written(s);
+      n++;
+    }
+    if (runN > 0) this.mem.writeWords(runA, this.data32, runS * w, runN * w);
+    return n;
+  }
+
+  /** A line's state once written back: clean, no history (the lost-device-write check first). */
+  private written(s: number): void {
     if (this.devHi[s]! > this.devLo[s]! && !(this.reported[s]! & BIT['lost-device-write'])) {
       this.find('lost-device-write', this.dev[s]!, this.addr[s]! + this.devLo[s]!, this.devHi[s]! - this.devLo[s]!, this.dev[s]!);
     }
-    this.mem.writeWords(this.addr[s]!, this.data32, s * this.words, this.words);
     this.dirty[s] = 0;
     this.cpuLo[s] = this.cpuHi[s] = 0;
     this.devLo[s] = this.devHi[s] = 0;

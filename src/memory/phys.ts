@@ -185,26 +185,31 @@ export class PhysMemory {
   }
 
   /**
-   * Copies the n words at word-aligned addr (inside one chunk) into dst from index di: a cache line fill, without
+   * Copies the n words at word-aligned addr (inside one chunk) into dst from index di: cache line fills, without
    * the per-piece walk of readBytes. Never-written memory reads as zero.
    */
   readWords(addr: number, n: number, dst: Uint32Array, di: number): void {
     const w = this.words(addr >>> CHUNK_SHIFT);
+    // Loops for a line: a native call costs more than a few words; native for a run of lines.
     if (w === null) {
-      // A loop: TypedArray fill costs more than a line's few words.
-      for (let i = di, e = di + n; i < e; i++) dst[i] = 0;
+      if (n <= 32) for (let i = di, e = di + n; i < e; i++) dst[i] = 0;
+      else dst.fill(0, di, di + n);
       return;
     }
-    for (let i = (addr & WORD_MASK) >>> 2, e = i + n; i < e; i++) dst[di++] = w[i]!;
+    const first = (addr & WORD_MASK) >>> 2;
+    if (n <= 32) for (let i = first, e = first + n; i < e; i++) dst[di++] = w[i]!;
+    else dst.set(w.subarray(first, first + n), di);
   }
 
-  /** Writes n words from src[si] at word-aligned addr (inside one chunk): a cache line write-back. */
+  /** Writes n words from src[si] at word-aligned addr (inside one chunk): cache line write-backs. */
   writeWords(addr: number, src: Uint32Array, si: number, n: number): void {
     const ci = addr >>> CHUNK_SHIFT;
     const w = this.words(ci) ?? this.allocChunk(ci);
     const first = (addr & WORD_MASK) >>> 2;
     if (this.undo) for (let i = 0; i < n; i++) this.undo.words.push(addr + 4 * i, w[first + i]!);
-    for (let i = first, e = first + n; i < e; i++) w[i] = src[si++]!;
+    // A loop for a line; the native copy for a run of lines (its call costs more than a few words).
+    if (n <= 32) for (let i = first, e = first + n; i < e; i++) w[i] = src[si++]!;
+    else w.set(src.subarray(si, si + n), first);
     this.bump(ci);
   }
 
