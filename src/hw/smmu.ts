@@ -224,7 +224,7 @@ export class Smmu {
           r.outcome = OUTCOME_OK;
           r.stale = false;
           r.tlb = TLB_HIT;
-          r.paddr = e.paBase + (iova - e.vaBase);
+          r.paddr = iova + e.offset;
           r.pageSize = e.size;
           return r;
         }
@@ -284,14 +284,16 @@ export class Smmu {
       if (((bank.ACTLR >>> ACTLR_TLBMCFG_SHIFT) & 3) !== ACTLR_TLBMCFG_WALK) return this.fault(bank, 'tlb-miss', iova, access, priv, mid);
       const w = walk(this.env.mem, bank.TTBR0, iova, this.w);
       if (w.status !== WALK_OK) return this.fault(bank, w.status === WALK_EXTERNAL ? 'external' : 'translation', iova, access, priv, mid);
-      // A successful walk fills the TLB even when the permission check then fails.
-      this.fill(bank, asid, w);
+      // A successful walk fills the TLB even when the permission check then fails (a TLB of 0 entries keeps none).
+      if (this.tlb.capacity !== 0) this.fill(bank, asid, w);
       r.paddr = w.paddr;
       r.pageSize = w.size;
       perm = w.perm;
     }
-    const denied = checkPerm(bank.SCTLR, perm, access, priv);
-    if (denied !== null) return this.fault(bank, denied, iova, access, priv, mid);
+    // PERM_MASKS holds checkPerm's verdicts: the check itself runs only to name a denial.
+    if (((PERM_MASKS[perm]! >>> ((bank.SCTLR & SCTLR_AFE ? 0 : 6) + access * 2 + (priv ? 1 : 0))) & 1) === 0) {
+      return this.fault(bank, checkPerm(bank.SCTLR, perm, access, priv)!, iova, access, priv, mid);
+    }
     r.outcome = OUTCOME_OK;
     return r;
   }

@@ -22,6 +22,8 @@ export class TlbEntry {
   ok = 0;
   /** Memory generation when the descriptors were last known unchanged (PhysMemory.gen). */
   gen = -1;
+  /** paBase - vaBase: an address inside the entry translates to va + offset. */
+  readonly offset: number = 0;
   constructor(
     readonly bank: number,
     readonly asid: number,
@@ -37,7 +39,9 @@ export class TlbEntry {
     public v1: number,
     public c2: number,
     public v2: number,
-  ) {}
+  ) {
+    this.offset = paBase - vaBase;
+  }
 }
 
 /** Page-number masks per size index (4K, 64K, 1M, 16M) over va >>> 12. */
@@ -58,12 +62,19 @@ export class Tlb {
   readonly evictions: Float64Array;
   readonly invalidations: Float64Array;
   /** Per bank: bit s set when the bank holds entries of size index s (lookups probe only those sizes). */
-  private readonly sizeMask: Uint8Array;
+  private readonly sizeMask: number[];
   private clock = 0;
   /** Per bank and size index; empty until the first fill (an idle SMMU holds no maps). */
   private maps: Array<Array<Map<number, TlbEntry>>> = [];
   /** maps[bank][0], the 4K entries, held flat for the hit path. */
   private small: Array<Map<number, TlbEntry>> = [];
+  /**
+   * A direct-mapped index over the 4K entries, 2^microShift slots per bank by the low bits of the key: a slot holds
+   * null or a live entry (remove clears it), so a key match is a hit without the Map; anything else asks the Map.
+   */
+  private micro: Array<TlbEntry | null> = [];
+  private microShift = 0;
+  private microMask = 0;
   /** Live entries per bank × size index: lookups skip sizes a bank has none of. */
   private readonly sizeCount: Int32Array;
   private slots: Array<TlbEntry | null> = [];
@@ -77,7 +88,7 @@ export class Tlb {
     this.lru = policy === 'lru';
     this.banks = banks;
     this.sizeCount = new Int32Array(banks * 4);
-    this.sizeMask = new Uint8Array(banks);
+    this.sizeMask = new Array<number>(banks).fill(0);
     this.evictions = new Float64Array(banks);
     this.invalidations = new Float64Array(banks);
   }
@@ -89,6 +100,10 @@ export class Tlb {
     this.maps = Array.from({ length: this.banks }, () => [new Map(), new Map(), new Map(), new Map()]);
     this.small = this.maps.map((m) => m[0]!);
     this.slots = new Array<TlbEntry | null>(this.capacity).fill(null);
+    // As many slots per bank as the TLB has entries (a power of two, at most 256): room for a whole bank's set.
+    this.microShift = Math.min(8, Math.ceil(Math.log2(this.capacity)));
+    this.microMask = (1 << this.microShift) - 1;
+    this.micro = new Array<TlbEntry | null>(this.banks << this.microShift).fill(null);
     for (let i = this.capacity - 1; i >= 0; i--) this.freeSlots.push(i);
   }
 
@@ -98,15 +113,27 @@ export class Tlb {
 
   /** The entry translating va for (bank, asid), null on a miss, MULTI_HIT when more than one matches. */
   lookup(bank: number, asid: number, va: number): TlbEntry | null | typeof MULTI_HIT {
-    const mask = this.sizeMask[bank]!;
-    let found: TlbEntry | null = null;
-    if (mask === 1) {
-      // The common case, a bank holding only 4K entries: one Map.get.
-      const e = this.small[bank]!.get((asid << 20) | (va >>> 12));
-      if (e === undefined) return null;
-      if (this.lru) e.used = ++this.clock;
+    if (this.sizeMask[bank] === 1) {
+      // The common case, a bank holding only 4K entries: the index, else one Map.get.
+      const key = (asid << 20) | (va >>> 12);
+      const slot = (bank << this.microShift) | (key & this.microMask);
+      let e = this.micro[slot]!;
+      if (e === null || e.key !== key) {
+        const m = this.small[bank]!.get(key);
+        if (m === undefined) return null;
+        this.micro[slot] = e = m;
+      }
+      // Stamped whatever the policy (only LRU reads it): one store, no branch.
+      e.used = ++this.clock;
       return e;
     }
+    return this.lookupSizes(bank, asid, va);
+  }
+
+  /** Lookup in a bank holding entries of other sizes than 4K (or none): every size in use, multiple hits found. */
+  private lookupSizes(bank: number, asid: number, va: number): TlbEntry | null | typeof MULTI_HIT {
+    const mask = this.sizeMask[bank]!;
+    let found: TlbEntry | null = null;
     if (mask !== 0) {
       const maps = this.maps[bank]!;
       for (let s = 0; s < 4; s++) {
@@ -240,6 +267,10 @@ export class Tlb {
 
   private remove(e: TlbEntry): void {
     this.maps[e.bank]![e.sizeIdx]!.delete(e.key);
+    if (e.sizeIdx === 0) {
+      const slot = (e.bank << this.microShift) | (e.key & this.microMask);
+      if (this.micro[slot] === e) this.micro[slot] = null;
+    }
     if (--this.sizeCount[e.bank * 4 + e.sizeIdx]! === 0) this.sizeMask[e.bank]! &= ~(1 << e.sizeIdx);
     this.slots[e.slot] = null;
     this.freeSlots.push(e.slot);
