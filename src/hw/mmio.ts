@@ -116,7 +116,7 @@ export function writeRegister(smmu: Smmu, offset: number, value: number, sink: E
   else {
     switch (name) {
       case 'M2VCBR_N':
-        smmu.m2vcbr[index!] = v;
+        smmu.setM2vcbr(index!, v);
         break;
       case 'CBACR_N':
         smmu.banks[index!]!.CBACR = v;

@@ -101,12 +101,32 @@ export interface SmmuSnapshot {
   stalled: Array<[string, Omit<TransferRequest, 'data'> & { data?: string | undefined }]>;
 }
 
+/** Routing as the driver leaves it (each listed MID to its context's bank, others to bank 0), per SMMU spec. */
+const DEFAULT_ROUTING = new WeakMap<SmmuSpec, Uint32Array>();
+
+function defaultRouting(spec: SmmuSpec): Uint32Array {
+  let r = DEFAULT_ROUTING.get(spec);
+  if (!r) {
+    r = new Uint32Array(NUM_MIDS);
+    for (let i = 0; i < spec.banks; i++) for (const m of spec.contexts.find((x) => x.index === i)?.mids ?? []) r[m] = i << 8;
+    DEFAULT_ROUTING.set(spec, r);
+  }
+  return r;
+}
+
+/** Walks consume their result before the next one starts: every SMMU shares one. */
+const WALK = new WalkResult();
+
 export class Smmu {
   readonly name: string;
   readonly base: number;
   readonly banks: ContextBank[];
-  /** M2VCBR_N per master ID: CBNDX (15:8) names the bank a MID's transactions go to. */
-  readonly m2vcbr = new Uint32Array(NUM_MIDS);
+  /**
+   * M2VCBR_N per master ID: CBNDX (15:8) names the bank a MID's transactions go to. Read only: shared by the
+   * SMMUs of one spec until the first write (setM2vcbr) gives this SMMU its own copy.
+   */
+  m2vcbr: Uint32Array;
+  private ownRouting = false;
   readonly tlb: Tlb;
   // Global registers that hold state; only CR and ESR have fields iommud reads, the rest are stored and read back.
   TLBRSW = 0;
@@ -122,11 +142,10 @@ export class Smmu {
   ESYNR1 = 0;
   RPU_ACR = 0;
   readonly res = new TxnResult();
-  private readonly w = new WalkResult();
   private readonly env: HwEnv;
   private readonly mem: PhysMemory;
-  /** Stalled transfers with their original request, so a retry re-runs the whole transfer. */
-  private readonly stalledRequests = new Map<string, TransferRequest>();
+  /** Stalled transfers with their original request, so a retry re-runs the whole transfer (made on the first). */
+  private stalled: Map<string, TransferRequest> | null = null;
 
   constructor(spec: SmmuSpec, tlbEntries: number, tlbPolicy: TlbPolicy, env: HwEnv) {
     this.name = spec.name;
@@ -138,8 +157,21 @@ export class Smmu {
       return new ContextBank(spec.name, i, c?.name ?? null, c?.mids ?? []);
     });
     this.tlb = new Tlb(tlbEntries, tlbPolicy, spec.banks);
-    // Routing as the driver leaves it: each listed MID to its context's bank; others to bank 0.
-    for (const b of this.banks) for (const m of b.mids) this.m2vcbr[m] = b.index << 8;
+    this.m2vcbr = defaultRouting(spec);
+  }
+
+  /** Writes M2VCBR_N of one MID (copying the shared routing first). */
+  setM2vcbr(mid: number, value: number): void {
+    if (!this.ownRouting) {
+      if (this.m2vcbr[mid] === value >>> 0) return;
+      this.m2vcbr = this.m2vcbr.slice();
+      this.ownRouting = true;
+    }
+    this.m2vcbr[mid] = value;
+  }
+
+  private get stalledRequests(): Map<string, TransferRequest> {
+    return (this.stalled ??= new Map());
   }
 
   /** Registers, routing and stalled transactions (the TLB is not kept: it refills, as after a reset). */
@@ -154,12 +186,12 @@ export class Smmu {
         for (const r of [...Object.keys(CONTEXT_REGISTERS), 'CBACR']) regs[r] = (b as unknown as Record<string, number>)[r]!;
         return { regs, faultMode: b.faultMode, faultInterrupt: b.faultInterrupt, domain: b.domain, injected: b.injected, stalls: b.stalls.map((s) => ({ ...s })), faults: b.faults };
       }),
-      stalled: [...this.stalledRequests].map(([id, r]) => [id, { ...r, data: r.data ? Buffer.from(r.data).toString('base64') : undefined }]),
+      stalled: [...(this.stalled ?? [])].map(([id, r]) => [id, { ...r, data: r.data ? Buffer.from(r.data).toString('base64') : undefined }]),
     };
   }
 
   restore(s: SmmuSnapshot): void {
-    this.m2vcbr.set(s.m2vcbr);
+    s.m2vcbr.forEach((v, mid) => this.setM2vcbr(mid, v));
     for (const r of GLOBAL_STATE_REGISTERS) this[r] = s.globals?.[r] ?? 0;
     this.CR = s.CR;
     this.ESR = s.ESR;
@@ -173,7 +205,7 @@ export class Smmu {
       b.faults = x.faults;
       b.stalls.splice(0, b.stalls.length, ...x.stalls);
     });
-    this.stalledRequests.clear();
+    this.stalled?.clear();
     for (const [id, r] of s.stalled) this.stalledRequests.set(id, { ...r, data: r.data !== undefined ? Buffer.from(r.data, 'base64') : undefined });
   }
 
@@ -282,7 +314,7 @@ export class Smmu {
       bank.tlbMisses++;
       r.tlb = TLB_MISS;
       if (((bank.ACTLR >>> ACTLR_TLBMCFG_SHIFT) & 3) !== ACTLR_TLBMCFG_WALK) return this.fault(bank, 'tlb-miss', iova, access, priv, mid);
-      const w = walk(this.env.mem, bank.TTBR0, iova, this.w);
+      const w = walk(this.env.mem, bank.TTBR0, iova, WALK);
       if (w.status !== WALK_OK) return this.fault(bank, w.status === WALK_EXTERNAL ? 'external' : 'translation', iova, access, priv, mid);
       // A successful walk fills the TLB even when the permission check then fails (a TLB of 0 entries keeps none).
       if (this.tlb.capacity !== 0) this.fill(bank, asid, w);
@@ -360,8 +392,8 @@ export class Smmu {
     if (i < 0) throw new IommuError('NOT_FOUND', `no stalled transaction ${stallId} on this context`, { stall: stallId });
     const [stall] = bank.stalls.splice(i, 1);
     // A stall raised by a bare translate (the binary stream) retries as a one-byte transaction.
-    const req = this.stalledRequests.get(stallId) ?? { iova: stall!.iova, access: stall!.access, priv: stall!.priv, mid: stall!.mid, size: 0 };
-    this.stalledRequests.delete(stallId);
+    const req = this.stalled?.get(stallId) ?? { iova: stall!.iova, access: stall!.access, priv: stall!.priv, mid: stall!.mid, size: 0 };
+    this.stalled?.delete(stallId);
     if (bank.stalls.length === 0) bank.FSR = (bank.FSR & ~FSR_SS) >>> 0;
     let result: AccessResult = { outcome: 'terminated' };
     if (action === 'retry') result = this.transfer(bank, req);
@@ -402,7 +434,7 @@ export class Smmu {
         pa = e.paBase + (va - e.vaBase);
         perm = e.perm;
       } else {
-        const w = walk(this.env.mem, bank.TTBR0, va, this.w);
+        const w = walk(this.env.mem, bank.TTBR0, va, WALK);
         if (w.status !== WALK_OK) fault = FAULT_KIND_BIT[w.status === WALK_EXTERNAL ? 'external' : 'translation'];
         else {
           size = w.size;
@@ -441,7 +473,7 @@ export class Smmu {
    * still uses the entry, as hardware would).
    */
   private revalidate(bank: ContextBank, e: TlbEntry, iova: number): void {
-    const w = walk(this.env.mem, bank.TTBR0, iova, this.w);
+    const w = walk(this.env.mem, bank.TTBR0, iova, WALK);
     const paddr = e.paBase + (iova - e.vaBase);
     const prot = permToProt(e.perm);
     if (w.status === WALK_OK && w.paddr === paddr && permToProt(w.perm) === prot) {

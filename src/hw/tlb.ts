@@ -54,31 +54,42 @@ export function tlbKey(asid: number, va: number, sizeIdx: number): number {
 /** Returned by lookup when two entries match: the hardware raises a multiple-hit fault (MHF). */
 export const MULTI_HIT = Symbol('multi-hit');
 
+/** Counters of a TLB never filled: all zero, shared (frozen: only a filled TLB counts, in arrays of its own). */
+const ZEROS = new Map<number, readonly number[]>();
+function zeros(n: number): number[] {
+  let z = ZEROS.get(n);
+  if (!z) ZEROS.set(n, (z = Object.freeze(new Array<number>(n).fill(0))));
+  return z as number[];
+}
+
+/** What an unfilled TLB's maps, index and slots are: one shared empty array (frozen), replaced on the first fill. */
+const NONE = Object.freeze([]) as never[];
+
 export class Tlb {
   readonly capacity: number;
   readonly policy: TlbPolicy;
   private readonly lru: boolean;
   /** Per-bank eviction and invalidation counts (hits and misses are counted by the banks themselves). */
-  readonly evictions: Float64Array;
-  readonly invalidations: Float64Array;
+  private evicted: number[];
+  private invalidated: number[];
   /** Per bank: bit s set when the bank holds entries of size index s (lookups probe only those sizes). */
   private readonly sizeMask: number[];
   private clock = 0;
   /** Per bank and size index; empty until the first fill (an idle SMMU holds no maps). */
-  private maps: Array<Array<Map<number, TlbEntry>>> = [];
+  private maps: Array<Array<Map<number, TlbEntry>>> = NONE;
   /** maps[bank][0], the 4K entries, held flat for the hit path. */
-  private small: Array<Map<number, TlbEntry>> = [];
+  private small: Array<Map<number, TlbEntry>> = NONE;
   /**
    * A direct-mapped index over the 4K entries, 2^microShift slots per bank by the low bits of the key: a slot holds
    * null or a live entry (remove clears it), so a key match is a hit without the Map; anything else asks the Map.
    */
-  private micro: Array<TlbEntry | null> = [];
+  private micro: Array<TlbEntry | null> = NONE;
   private microShift = 0;
   private microMask = 0;
   /** Live entries per bank × size index: lookups skip sizes a bank has none of. */
-  private readonly sizeCount: Int32Array;
-  private slots: Array<TlbEntry | null> = [];
-  private freeSlots: number[] = [];
+  private sizeCount: number[];
+  private slots: Array<TlbEntry | null> = NONE;
+  private freeSlots: number[] = NONE;
   private rr = 0;
   private live = 0;
 
@@ -87,10 +98,11 @@ export class Tlb {
     this.policy = policy;
     this.lru = policy === 'lru';
     this.banks = banks;
-    this.sizeCount = new Int32Array(banks * 4);
     this.sizeMask = new Array<number>(banks).fill(0);
-    this.evictions = new Float64Array(banks);
-    this.invalidations = new Float64Array(banks);
+    // An idle SMMU's TLB holds no arrays of its own: the counters are allocated with the maps, on the first fill.
+    this.sizeCount = zeros(banks * 4);
+    this.evicted = zeros(banks);
+    this.invalidated = zeros(banks);
   }
 
   private readonly banks: number;
@@ -99,16 +111,28 @@ export class Tlb {
   private allocate(): void {
     this.maps = Array.from({ length: this.banks }, () => [new Map(), new Map(), new Map(), new Map()]);
     this.small = this.maps.map((m) => m[0]!);
+    this.sizeCount = new Array<number>(this.banks * 4).fill(0);
+    this.evicted = new Array<number>(this.banks).fill(0);
+    this.invalidated = new Array<number>(this.banks).fill(0);
     this.slots = new Array<TlbEntry | null>(this.capacity).fill(null);
     // As many slots per bank as the TLB has entries (a power of two, at most 256): room for a whole bank's set.
     this.microShift = Math.min(8, Math.ceil(Math.log2(this.capacity)));
     this.microMask = (1 << this.microShift) - 1;
     this.micro = new Array<TlbEntry | null>(this.banks << this.microShift).fill(null);
+    this.freeSlots = [];
     for (let i = this.capacity - 1; i >= 0; i--) this.freeSlots.push(i);
   }
 
   get size(): number {
     return this.live;
+  }
+
+  get evictions(): readonly number[] {
+    return this.evicted;
+  }
+
+  get invalidations(): readonly number[] {
+    return this.invalidated;
   }
 
   /** The entry translating va for (bank, asid), null on a miss, MULTI_HIT when more than one matches. */
@@ -240,7 +264,7 @@ export class Tlb {
 
   private countInvalidations(bank: number, n: number): void {
     if (n === 0) return;
-    this.invalidations[bank]! += n;
+    this.invalidated[bank]! += n;
   }
 
   private evict(): void {
@@ -262,7 +286,7 @@ export class Tlb {
 
   private evictOne(e: TlbEntry): void {
     this.remove(e);
-    this.evictions[e.bank]!++;
+    this.evicted[e.bank]!++;
   }
 
   private remove(e: TlbEntry): void {

@@ -28,11 +28,29 @@ class ChunkGroup {
   readonly versions = new Uint32Array(GROUP_SIZE);
 }
 
+/** The directory of a memory never written (every group null): shared, replaced by the first allocChunk. */
+const NO_GROUPS: Array<ChunkGroup | null> = new Array<ChunkGroup | null>(CHUNK_COUNT >>> GROUP_SHIFT).fill(null);
+
 /** RAM maps by region layout: read-only, so every session of a profile shares one. */
 const ramMaps = new Map<string, Uint8Array>();
 
+/** The same, by the profile's own regions array (sessions of a built-in profile skip building the key). */
+const ramMapsByRegions = new WeakMap<readonly MemoryRegion[], Uint8Array>();
+
 function ramMapOf(regions: readonly MemoryRegion[]): Uint8Array {
-  const key = regions.map((r) => `${r.base}+${r.size}`).join(',');
+  const known = ramMapsByRegions.get(regions);
+  if (known) return known;
+  const m = ramMapByKey(regions);
+  ramMapsByRegions.set(regions, m);
+  return m;
+}
+
+function regionsKey(regions: readonly MemoryRegion[]): string {
+  return regions.map((r) => `${r.base}+${r.size}`).join(',');
+}
+
+function ramMapByKey(regions: readonly MemoryRegion[]): Uint8Array {
+  const key = regionsKey(regions);
   let m = ramMaps.get(key);
   if (m) return m;
   m = new Uint8Array(CHUNK_COUNT);
@@ -57,7 +75,7 @@ function ramMapOf(regions: readonly MemoryRegion[]): Uint8Array {
 export class PhysMemory {
   readonly regions: readonly MemoryRegion[];
   /** Chunk groups by addr >>> 24, null until something in the group is written. */
-  private readonly dir: Array<ChunkGroup | null> = new Array<ChunkGroup | null>(CHUNK_COUNT >>> GROUP_SHIFT).fill(null);
+  private dir: Array<ChunkGroup | null> = NO_GROUPS;
   /** Per chunk: 1 = wholly RAM, 2 = partly RAM (ask the regions), 0 = none. Shared, never written. */
   private readonly ramMap: Uint8Array;
   /** Rises with every write anywhere: a TLB entry filled at the current generation needs no per-chunk check. */
@@ -69,7 +87,7 @@ export class PhysMemory {
 
   constructor(regions: readonly MemoryRegion[]) {
     this.regions = regions.map((r) => ({ ...r }));
-    this.ramMap = ramMapOf(this.regions);
+    this.ramMap = ramMapOf(regions);
   }
 
   /** Write count of a chunk (0 for one never written). */
@@ -347,6 +365,7 @@ export class PhysMemory {
 
   private allocChunk(ci: number): Uint32Array {
     const gi = ci >>> GROUP_SHIFT;
+    if (this.dir === NO_GROUPS) this.dir = NO_GROUPS.slice();
     const g = this.dir[gi] ?? (this.dir[gi] = new ChunkGroup());
     const buf = new ArrayBuffer(CHUNK_SIZE);
     const w = new Uint32Array(buf);

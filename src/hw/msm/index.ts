@@ -89,7 +89,7 @@ export class MsmSmmu extends Smmu implements IommuInstance {
     bank.PRRR = R.PRRR_ATTACH;
     bank.NMRR = R.NMRR_ATTACH;
     bank.CONTEXTIDR = bank.index;
-    for (const mid of bank.mids) this.m2vcbr[mid] = bank.index << 8;
+    for (const mid of bank.mids) this.setM2vcbr(mid, bank.index << 8);
     this.tlb.invalidateAll(bank.index);
     bank.SCTLR = R.SCTLR_ATTACH;
     bank.domain = domain;
