@@ -3,7 +3,7 @@ import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE } from '../../src/hw/context.js'
 import { OUTCOME_FAULT, OUTCOME_OK, TLB_BYPASS, TLB_HIT, TLB_MISS } from '../../src/hw/smmu.js';
 import { IOMMU_NOEXEC, IOMMU_PRIV, IOMMU_READ, IOMMU_WRITE } from '../../src/pgtable/desc.js';
 import type { IommuEvent } from '../../src/events/bus.js';
-import { codeOf, msmDevice, tinySession, v7s } from '../support/core.js';
+import { codeOf, msmDevice, msmSession, tinySession, v7s } from '../support/core.js';
 import { MsmSmmu } from '../../src/hw/msm/index.js';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
@@ -320,5 +320,32 @@ describe('write-only registers (regression: they were looked up by name in a tab
       ['GLOBAL_TLBIALL', '0x0', '0x1'],
     ]);
     for (const off of [0x800, 0x804, 0x808, 0x80c, 0x810, 0x814, 0x818, 0x81c, 0xfff00]) expect(readRegister(smmu, off), off.toString(16)).toBe(0);
+  });
+});
+
+describe('M2VCBR routing of idle SMMUs is shared until written (session construction cost)', () => {
+  it('an MMIO write, an attach and a restore route only their own SMMU; other sessions keep the driver routing', () => {
+    const a = msmSession();
+    const b = msmSession();
+    const vfeA = msmDevice(a, 'vfe_imgwr').smmu;
+    const vfeB = msmDevice(b, 'vfe_imgwr').smmu;
+    // The driver's routing: MIDs 2..8 to bank 0 (vfe_imgwr), 0, 1 and 9 to bank 1 (vfe_misc), the rest to bank 0.
+    expect([0, 1, 2, 8, 9, 10].map((m) => vfeA.readRegister(0xff000 + 4 * m))).toEqual([0x100, 0x100, 0, 0, 0x100, 0]);
+    vfeA.writeRegister(0xff000 + 4 * 2, 0x100);
+    expect(vfeA.readRegister(0xff000 + 4 * 2)).toBe(0x100);
+    expect(vfeB.readRegister(0xff000 + 4 * 2)).toBe(0);
+    expect(vfeA.bankOfMid(2)!.index).toBe(1);
+    expect(vfeB.bankOfMid(2)!.index).toBe(0);
+    // Attach rewrites the bank's own MIDs (vfe_imgwr: 2..8) only in the session that attaches.
+    const d = a.iommu.domainAlloc();
+    a.iommu.attach(d.id, 'vfe_imgwr');
+    expect(vfeA.readRegister(0xff000 + 4 * 2)).toBe(0);
+    vfeA.writeRegister(0xff000 + 4 * 200, 0x100);
+    // A snapshot restored into a third session routes MID 200 there, not in the sessions of the same profile.
+    const c = msmSession();
+    c.restoreSnapshot(JSON.parse(JSON.stringify(a.snapshot())));
+    expect(msmDevice(c, 'vfe_imgwr').smmu.readRegister(0xff000 + 4 * 200)).toBe(0x100);
+    expect(vfeB.readRegister(0xff000 + 4 * 200)).toBe(0);
+    expect(msmDevice(msmSession(), 'vfe_imgwr').smmu.readRegister(0xff000 + 4 * 200)).toBe(0);
   });
 });
