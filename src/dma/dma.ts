@@ -70,12 +70,101 @@ function protOf(dir: DmaDirection): number {
 
 const writes = (dir: DmaDirection) => dir !== 'to-device';
 
+/** One live segment in the overlap index: its physical range and whether its mapping lets the device write. */
+interface LiveSegment {
+  seg: DmaMapping['segments'][number];
+  start: number;
+  end: number;
+  writes: boolean;
+}
+
+/** Live mappings from which the overlap check asks the index rather than scanning them all. */
+const INDEX_FROM = 16;
+
+/**
+ * Every live segment of every device, sorted by physical start: with many mappings live, the DMA-debug overlap
+ * check asks it instead of walking all of them (a driver with a thousand buffers mapped paid for each on every
+ * map). Kept only while in use (`active`) and exact while not `stale`; the mapping tables stay the truth (a device
+ * state replaced or dropped marks it stale, and the next question rebuilds it from them).
+ */
+class OverlapIndex {
+  private segs: LiveSegment[] = [];
+  /** The longest segment indexed since the last rebuild: no overlap starts further below a range than this. */
+  private maxLen = 0;
+  active = false;
+  stale = true;
+
+  add(m: DmaMapping): void {
+    if (!this.active || this.stale) return;
+    for (const seg of m.segments) {
+      const e: LiveSegment = { seg, start: seg.paddr, end: seg.paddr + seg.size, writes: writes(m.dir) };
+      const i = this.firstAtOrAbove(e.start);
+      if (i === this.segs.length) this.segs.push(e);
+      else this.segs.splice(i, 0, e);
+      if (seg.size > this.maxLen) this.maxLen = seg.size;
+    }
+  }
+
+  remove(m: DmaMapping): void {
+    if (!this.active || this.stale) return;
+    for (const seg of m.segments) {
+      for (let i = this.firstAtOrAbove(seg.paddr); i < this.segs.length && this.segs[i]!.start === seg.paddr; i++) {
+        if (this.segs[i]!.seg === seg) {
+          if (i === this.segs.length - 1) this.segs.pop();
+          else this.segs.splice(i, 1);
+          break;
+        }
+      }
+    }
+    if (this.segs.length === 0) this.maxLen = 0;
+  }
+
+  rebuild(devices: Iterable<DeviceDmaState>): void {
+    this.segs = [];
+    this.maxLen = 0;
+    this.active = true;
+    this.stale = false;
+    for (const st of devices) for (const m of st.mappings.values()) this.add(m);
+  }
+
+  /** Few mappings left: the scan is cheaper than keeping the index. */
+  drop(): void {
+    this.active = false;
+    this.stale = true;
+    this.segs = [];
+  }
+
+  /** Whether a live segment overlaps [paddr, paddr+size) where one of the two mappings lets the device write. */
+  conflicts(paddr: number, size: number, dir: DmaDirection): boolean {
+    const end = paddr + size;
+    const w = writes(dir);
+    for (let i = this.firstAtOrAbove(end) - 1; i >= 0; i--) {
+      const e = this.segs[i]!;
+      if (e.start + this.maxLen <= paddr) break;
+      if (e.end > paddr && (w || e.writes)) return true;
+    }
+    return false;
+  }
+
+  private firstAtOrAbove(start: number): number {
+    let a = 0;
+    let b = this.segs.length;
+    while (a < b) {
+      const m = (a + b) >>> 1;
+      if (this.segs[m]!.start < start) a = m + 1;
+      else b = m;
+    }
+    return a;
+  }
+}
+
 export class DmaApi {
   readonly devices = new Map<string, DeviceDmaState>();
   /** How the flush-queue timer flushes: the session routes it through a command; alone, it flushes directly. */
   onTimerFlush: ((device: string) => void) | null = null;
   /** Cache maintenance, ownership and bounce buffers (sessions with a CPU cache or a bounce pool). */
   maint: DmaMaintenance | null = null;
+  private readonly live = new OverlapIndex();
 
   constructor(
     private readonly iommu: Iommu,
@@ -123,6 +212,7 @@ export class DmaApi {
       fq: [],
       fqTimer: null,
     };
+    if (st) this.live.stale = true;
     this.devices.set(device, fresh);
     return { st: fresh, created: !cur };
   }
@@ -157,6 +247,7 @@ export class DmaApi {
   private release(device: string, created: boolean): void {
     if (!created) return;
     const st = this.devices.get(device)!;
+    this.live.stale = true;
     this.devices.delete(device);
     this.iommu.detach(st.domain!.id, device);
     if (![...this.devices.values()].some((o) => o.domain === st.domain)) this.iommu.domainFree(st.domain!.id);
@@ -214,6 +305,7 @@ export class DmaApi {
       // A default DMA domain other devices share (the GART's) stays theirs.
       if (![...this.devices.values()].some((o) => o !== st && o.domain === st.domain)) this.iommu.domainFree(st.domain.id);
     }
+    this.live.stale = true;
     this.devices.set(device, next);
     return next;
   }
@@ -264,6 +356,7 @@ export class DmaApi {
     }
     const m: DmaMapping = { dmaAddr: out[0]!.dmaAddr, size: segs.reduce((a, s) => a + s.size, 0), dir, segments: out, iova, iovaBytes: total };
     st.mappings.set(m.dmaAddr, m);
+    this.live.add(m);
     this.maint?.mapped(device, m);
     return m;
   }
@@ -298,6 +391,7 @@ export class DmaApi {
     }
     const m: DmaMapping = { dmaAddr, size: segs.reduce((a, s) => a + s.size, 0), dir, segments: out, iova: 0, iovaBytes: 0 };
     st.mappings.set(dmaAddr, m);
+    this.live.add(m);
     this.maint?.mapped(st.device, m);
     return m;
   }
@@ -312,11 +406,13 @@ export class DmaApi {
     if (st.mode === 'direct') {
       this.maint?.unmapped(st.device, m);
       st.mappings.delete(dmaAddr);
+      this.live.remove(m);
       return m;
     }
     this.iommu.batch(st.domain!.id, [{ op: 'unmap', iova: m.iova, size: m.iovaBytes }], true);
     this.maint?.unmapped(st.device, m);
     st.mappings.delete(dmaAddr);
+    this.live.remove(m);
     if (st.domain!.flushPolicy === 'strict') {
       // The IOMMU layer invalidated at once (the DMA domain is strict): the IOVA may be reused now.
       st.iova!.free(m.iova);
@@ -368,6 +464,7 @@ export class DmaApi {
 
   restore(s: DmaSnapshot): void {
     this.close();
+    this.live.stale = true;
     this.devices.clear();
     const byDomain = new Map<string, IovaAllocator>();
     for (const x of s) {
@@ -407,6 +504,13 @@ export class DmaApi {
   }
 
   private checkOverlap(device: string, paddr: number, size: number, dir: DmaDirection): void {
+    let n = 0;
+    for (const st of this.devices.values()) n += st.mappings.size;
+    if (n >= INDEX_FROM) {
+      if (this.live.stale) this.live.rebuild(this.devices.values());
+      if (!this.live.conflicts(paddr, size, dir)) return;
+    } else if (this.live.active) this.live.drop();
+    // The refusal names the first conflicting mapping in device and mapping order, as the full scan finds it.
     for (const other of this.devices.values()) {
       for (const m of other.mappings.values()) {
         for (const s of m.segments) {
@@ -436,6 +540,9 @@ export class DmaApi {
     }
     this.flushQueue(st);
     // Detached, the device keeps its default domain (and its allocator) for its next DMA call; freed, it is gone.
-    if (why === 'domain-free') this.devices.delete(device);
+    if (why === 'domain-free') {
+      this.live.stale = true;
+      this.devices.delete(device);
+    }
   }
 }
