@@ -232,14 +232,16 @@ export class Tlb {
 
   /** Every entry and counter gone, as after a reset. */
   clear(): void {
-    this.maps = [];
-    this.small = [];
-    this.slots = [];
-    this.freeSlots = [];
-    this.sizeCount.fill(0);
+    // Back to an unfilled TLB: shared empty arrays and zero counters until the next fill allocates them again.
+    this.maps = NONE;
+    this.small = NONE;
+    this.micro = NONE;
+    this.slots = NONE;
+    this.freeSlots = NONE;
+    this.sizeCount = zeros(this.banks * 4);
     this.sizeMask.fill(0);
-    this.evictions.fill(0);
-    this.invalidations.fill(0);
+    this.evicted = zeros(this.banks);
+    this.invalidated = zeros(this.banks);
     this.clock = 0;
     this.rr = 0;
     this.live = 0;

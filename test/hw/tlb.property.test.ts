@@ -97,7 +97,8 @@ type Op =
   | { op: 'all'; bank: number | undefined }
   | { op: 'asid'; bank: number; asid: number }
   | { op: 'va'; bank: number; asid: number | null; va: number }
-  | { op: 'range'; bank: number; va: number; size: number };
+  | { op: 'range'; bank: number; va: number; size: number }
+  | { op: 'clear' };
 
 // Mostly 64 pages (lookups find what was filled; keys of the 4K index collide), some of a 32 MiB window, few
 // ASIDs: fills collide, evict and overlap across sizes.
@@ -114,6 +115,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('asid' as const), bank, asid }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('va' as const), bank, asid: fc.option(asid, { nil: null }), va }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('range' as const), bank, va, size: fc.integer({ min: 1, max: 0x400000 }) }) },
+  { weight: 1, arbitrary: fc.constant({ op: 'clear' as const }) },
 );
 
 function name(e: TlbEntry | null | typeof MULTI_HIT): string | null {
@@ -128,7 +130,7 @@ describe('property: the TLB against a list model', () => {
       fc.assert(
         fc.property(fc.constantFrom(0, 1, 3, 8, 16, 128), fc.array(opArb, { minLength: 1, maxLength: 300, size: 'max' }), (capacity, ops) => {
           const tlb = new Tlb(capacity, policy, 3);
-          const ref = new RefTlb(capacity, policy, 3);
+          let ref = new RefTlb(capacity, policy, 3);
           for (const o of ops) {
             if (o.op === 'fill') {
               const size = SIZES[o.sizeIdx]!;
@@ -146,6 +148,10 @@ describe('property: the TLB against a list model', () => {
               const n = ref.invalidate((e) => e.bank === o.bank && (o.asid === null || e.asid === o.asid) && o.va >= e.vaBase && o.va - e.vaBase < e.size, true);
               // TLBIVA by ASID removes the entry of each size whose page holds va: the same set.
               expect(tlb.invalidateVa(o.bank, o.asid, o.va)).toBe(n);
+            } else if (o.op === 'clear') {
+              // As after a reset: no entries, counters at 0, slots and round-robin from the start.
+              tlb.clear();
+              ref = new RefTlb(capacity, policy, 3);
             } else {
               expect(tlb.invalidateRange(o.bank, o.va, o.size)).toBe(ref.invalidate((e) => e.bank === o.bank && e.vaBase < o.va + o.size && e.vaBase + e.size > o.va));
             }
