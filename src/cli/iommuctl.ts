@@ -259,6 +259,12 @@ program
       onGap: (g) => process.stdout.write(globals().json ? JSON.stringify({ type: 'gap', ...g }) + '\n' : `-- gap: events ${g.from}..${g.to} were missed --\n`),
       onReconnect: (r) => process.stderr.write(`iommuctl: connection lost (${r.reason}); reconnecting in ${r.delayMs} ms (attempt ${r.attempt})\n`),
     });
+    // A notice once the daemon has accepted the subscription (stderr: stdout stays the events); a refusal rejects
+    // ready() and done() alike, and done() reports it.
+    sub.ready().then(
+      () => process.stderr.write(`iommuctl: watching ${globals().session}${o.types ? ` (${o.types})` : ''}\n`),
+      () => {},
+    );
     process.once('SIGINT', () => sub.close());
     // Rejects with IommudError (exit 3) or IommudConnectionError (exit 4): the daemon's own message is printed.
     await sub.done();
@@ -313,11 +319,8 @@ program
     let faults = 0;
     const t0 = Date.now();
     const tty = process.stderr.isTTY && !globals().json;
-    const bar = setInterval(() => {
-      if (!tty) return;
-      const f = Math.min(1, (Date.now() - t0) / ms);
-      process.stderr.write(`\r[${'#'.repeat(Math.round(f * 30)).padEnd(30)}] ${Math.round(f * 100)}% ${(done / 1e6).toFixed(1)}M`);
-    }, 200);
+    const draw = (f: number) => process.stderr.write(`\r[${'#'.repeat(Math.round(f * 30)).padEnd(30)}] ${Math.round(f * 100)}% ${(done / 1e6).toFixed(1)}M translations`);
+    const bar = tty ? setInterval(() => draw(Math.min(1, (Date.now() - t0) / ms)), 200) : undefined;
     const pump = async () => {
       while (Date.now() - t0 < ms) {
         const a = process.hrtime.bigint();
@@ -329,7 +332,11 @@ program
     };
     await Promise.all(Array.from({ length: Number(o.inFlight) }, pump));
     clearInterval(bar);
-    if (tty) process.stderr.write('\n');
+    // The bar always ends drawn full, however few ticks a short run got.
+    if (tty) {
+      draw(1);
+      process.stderr.write('\n');
+    }
     st.close();
     lat.sort((a, b) => a - b);
     const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? 0;

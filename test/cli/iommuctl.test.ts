@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from '../../src/server/app.js';
 import { builtCli } from '../support/built.js';
+import { ctlRunner } from '../support/ctl.js';
 
 const bin = builtCli('iommuctl');
 
@@ -55,10 +56,11 @@ describe('iommuctl as a child process', () => {
   }, 30_000);
 
   it('watch prints live events; trace export and replay', async () => {
-    const w = ctl(['--json', 'watch', '--types', 'map', '--count', '1'], env);
-    await new Promise((r) => setTimeout(r, 1500));
+    // Map once the daemon has accepted the subscription (its notice on stderr), not after a guessed delay.
+    const w = ctlRunner(() => url).watch(['--json', 'watch', '--types', 'map', '--count', '1'], env);
+    expect(await w.subscribed).toBe(`iommuctl: watching ${env.IOMMUD_SESSION} (map)\n`);
     await ctl(['domain', 'map', 'dom-1', '0x200000', '0x80000000', '0x1000'], env);
-    const got = await w;
+    const got = await w.done;
     expect(got.code).toBe(0);
     expect(JSON.parse(got.stdout)).toMatchObject({ type: 'map', domain: 'dom-1', iova: '0x200000', size: 4096 });
     const file = join(mkdtempSync(join(tmpdir(), 'iommuctl-')), 'trace.jsonl');
