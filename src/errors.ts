@@ -1,3 +1,5 @@
+import type { IommuEvent } from './events/types.js';
+
 /**
  * One table of error codes, as API.md lists them (Fastify's lib/errors.js habit): every refusal anywhere in
  * iommud is an IommuError with one of these codes, so the HTTP status is never decided ad hoc.
@@ -43,6 +45,193 @@ export class IommuError extends Error {
   toJSON(): { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } } {
     return { error: { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) } };
   }
+
+  /** The same refusal seen from a caller that says where it happened ("op 3: ...", "trace record 7: ..."). */
+  within(where: string, details: Record<string, unknown>, code: ErrorCode = this.code): IommuError {
+    return new IommuError(code, `${where}: ${this.message}`, { ...this.details, ...details });
+  }
+}
+
+// ---- message templates -------------------------------------------------------------------------------------------
+
+/** One entry of the table: the code a refusal carries, its message and its details, both built from parameters. */
+export interface Template<P> {
+  readonly code: ErrorCode;
+  message(p: P): string;
+  details(p: P): Record<string, unknown> | undefined;
+}
+
+/** A template whose details are its parameters (none: no details), unless `details` says otherwise. */
+function t<P extends object = Record<never, never>>(code: ErrorCode, message: (p: P) => string, details?: (p: P) => Record<string, unknown> | undefined): Template<P> {
+  return { code, message, details: details ?? ((p) => (Object.keys(p).length ? (p as Record<string, unknown>) : undefined)) };
+}
+const none = (): undefined => undefined;
+
+type Issue = { path: string; message: string };
+type DmaDebug = Extract<IommuEvent, { type: 'dma-debug' }>;
+/** The fields a DMA-debug refusal reports (its details, and its event's), by check. */
+export type DmaDebugReport<C extends DmaDebug['check'] = Exclude<DmaDebug['check'], 'leak'>> = C extends unknown
+  ? Omit<Extract<DmaDebug, { check: C }>, 'type' | 'seq' | 'time' | 'by' | 'device' | 'domain' | 'message'>
+  : never;
+/** A DMA-debug template: details are the report; the other parameters only shape the message. */
+function dmaDebug<C extends DmaDebugReport['check'], X extends object = Record<never, never>>(_check: C, message: (p: { report: DmaDebugReport<C> } & X) => string): Template<{ report: DmaDebugReport<C> } & X> {
+  return t('DMA_DEBUG', message, (p) => p.report);
+}
+
+/**
+ * Every refusal's message, by name (Fastify's lib/errors.js habit): `fail('noDomain', { domain })`. Addresses in
+ * details are numbers here and leave as hex strings (IommuError). The unit test builds each one and checks its
+ * code and status against API.md's table.
+ */
+export const ERRORS = {
+  // ---- the HTTP shell: tokens, roles, media types, limits
+  missingToken: t('UNAUTHORIZED', () => 'missing bearer token'),
+  unknownToken: t('UNAUTHORIZED', () => 'unknown token for this session'),
+  roleTooLow: t('FORBIDDEN', (p: { role: string; needed: string }) => `this needs the ${p.needed} role; the token is ${p.role}`),
+  rateLimited: t('LIMIT', (p: { perSecond: number; retryAfterMs: number }) => `rate limit: at most ${p.perSecond} requests per second for this session`, (p) => ({ retryAfterMs: p.retryAfterMs })),
+  invalidInput: t(
+    'BAD_REQUEST',
+    (p: { what: string; issues: Issue[]; under?: string }) => `invalid ${p.what}: ${p.issues.map((i) => `${i.path} ${i.message}`).join('; ')}`,
+    (p) => ({ [p.under ?? 'issues']: p.issues }),
+  ),
+  contentTypeRefused: t('UNSUPPORTED_MEDIA_TYPE', (p: { contentType: string }) => `content type ${p.contentType} is not accepted here: send application/json`, none),
+  charsetRefused: t('UNSUPPORTED_MEDIA_TYPE', (p: { charset: string }) => `charset ${p.charset} is not accepted: send UTF-8 JSON`),
+  bodyTooLarge: t('PAYLOAD_TOO_LARGE', () => 'request body is over the configured limit'),
+  headersTooLarge: t('PAYLOAD_TOO_LARGE', () => 'request headers are over the limit (16 KiB)'),
+  requestTimeout: t('BAD_REQUEST', () => 'the request did not arrive in time'),
+  malformedHttp: t('BAD_REQUEST', () => 'malformed HTTP request'),
+  noRoute: t('NOT_FOUND', (p: { method: string; path: string }) => `no route ${p.method} ${p.path}`, none),
+  unknownProfile: t('BAD_REQUEST', (p: { profile: string; known: string[] }) => `unknown profile ${p.profile}`),
+  persistNeedsDataDir: t('BAD_REQUEST', () => 'persist: true needs a daemon started with --data-dir', () => ({ field: 'persist' })),
+  memoryBodyNotBinary: t('BAD_REQUEST', () => 'PUT /memory takes an application/octet-stream body'),
+  tooManySubscribers: t('LIMIT', (p: { limit: number }) => `a session takes at most ${p.limit} subscribers`),
+
+  // ---- the events and stream sockets
+  socketNotJson: t('BAD_REQUEST', () => 'messages are JSON'),
+  badSocketMessage: t('BAD_REQUEST', () => 'expected {type:"resume", stall, action}'),
+  resumeForbidden: t('FORBIDDEN', () => 'resume needs the operator role'),
+  resumeFailed: t('UNAVAILABLE', () => 'the resume could not be applied'),
+  streamNotBinary: t('BAD_REQUEST', () => 'the stream takes binary frames (docs/stream.md)'),
+  badFrame: t('BAD_REQUEST', (p: { reason: string }) => p.reason, none),
+  batchNotDurable: t('UNAVAILABLE', () => 'the batch was applied but could not be made durable'),
+
+  // ---- commands: batches, ranges, shapes
+  batchTooLarge: t('PAYLOAD_TOO_LARGE', (p: { limit: number; got: number }) => `a batch holds at most ${p.limit} items`),
+  memoryIoTooLarge: t('PAYLOAD_TOO_LARGE', (p: { limit: number; size: number }) => `at most ${p.limit} bytes per request`, (p) => ({ size: p.size })),
+  notRam: t('OUT_OF_RANGE', (p: { paddr: number; size: number }) => `[${hex(p.paddr)}, +${p.size}) is not RAM of this profile`),
+  iovaRange: t('OUT_OF_RANGE', (p: { iova: number; size: number | undefined; sizeMin?: boolean }) => `iova + size must lie within the 32-bit space${p.sizeMin ? ', size > 0' : ''}`, (p) => ({ iova: p.iova, size: p.size })),
+  paddrRange: t('OUT_OF_RANGE', (p: { paddr: number; size: number }) => 'paddr + size must lie within the 32-bit space, size > 0'),
+  registerValue32: t('OUT_OF_RANGE', (p: { value?: number; op?: number }) => 'a register value is 32 bits', (p) => ({ ...(p.value !== undefined ? { value: hex(p.value) } : {}), ...(p.op !== undefined ? { op: p.op } : {}) })),
+  notWords: t('BAD_REQUEST', (p: { what: string }) => `${p.what} is a whole number of 32-bit words`, none),
+  valuePerOffset: t('BAD_REQUEST', () => 'one value per offset'),
+  lengthPerIova: t('BAD_REQUEST', () => 'one length per iova'),
+  emptyItem: t('BAD_REQUEST', () => 'an item length is at least 1'),
+  streamItems: t('BAD_REQUEST', (p: { count: number; max: number }) => `a stream request holds 1..${p.max} items`, (p) => ({ count: p.count })),
+  streamTooLarge: t('PAYLOAD_TOO_LARGE', (p: { limit: number; got: number }) => `a stream frame moves at most ${p.limit} bytes (as POST .../access)`),
+  writeLength: t('BAD_REQUEST', (p: { total: number; dataLength: number }) => `a write carries exactly the ${p.total} bytes its lengths say`, (p) => ({ dataLength: p.dataLength })),
+  dataNotWrite: t('BAD_REQUEST', (p: { access: string }) => 'data goes with a write access'),
+  sizeNotData: t('BAD_REQUEST', (p: { size: number; dataLength: number }) => 'size disagrees with the length of data'),
+  emptyData: t('BAD_REQUEST', () => 'data is empty'),
+  emptyMemoryWrite: t('BAD_REQUEST', () => 'a memory write takes at least one byte'),
+  msmOnly: t('BAD_REQUEST', (p: { what: string; smmu: string; family: string }) => `${p.what} is an msm operation; ${p.smmu} is ${p.family}`, (p) => ({ smmu: p.smmu, family: p.family })),
+  unknownCommand: t('BAD_REQUEST', (p: { op: unknown }) => `unknown command ${String(p.op)}`, none),
+
+  // ---- hardware: names, register windows, stalls
+  noSmmu: t('NOT_FOUND', (p: { smmu: string }) => `no SMMU named ${p.smmu}`),
+  noDevice: t('NOT_FOUND', (p: { device: string }) => `no device named ${p.device}`),
+  noContext: t('NOT_FOUND', (p: { smmu: string; context: string }) => `SMMU ${p.smmu} has no context ${p.context}`, (p) => ({ context: p.context })),
+  noMidRoute: t('NOT_FOUND', (p: { mid: number }) => `MID ${p.mid} routes to no bank`),
+  offsetOutsideWindow: t('BAD_REQUEST', (p: { offset: number; window: string }) => `offset ${hex(p.offset)}: outside the ${p.window} register window`, (p) => ({ offset: hex(p.offset) })),
+  offsetUnaligned: t('BAD_REQUEST', (p: { offset: number }) => `offset ${hex(p.offset)}: registers are 32-bit and 4-byte aligned`, (p) => ({ offset: hex(p.offset) })),
+  offsetUnknown: t('BAD_REQUEST', (p: { offset: number }) => `offset ${hex(p.offset)}: reserved or unknown register`, (p) => ({ offset: hex(p.offset) })),
+  offsetNoBank: t('BAD_REQUEST', (p: { offset: number; banks: number }) => `offset ${hex(p.offset)}: no context bank ${p.offset >>> 12} (this SMMU has ${p.banks})`, (p) => ({ offset: hex(p.offset) })),
+  noStall: t('NOT_FOUND', (p: { stall: string; here?: boolean }) => `no stalled transaction ${p.stall}${p.here ? ' on this context' : ''}`, (p) => ({ stall: p.stall })),
+  stallRoom: t(
+    'LIMIT',
+    (p: { context: string | number; limit: number; stalled: number; items: number }) =>
+      `context ${p.context} is in stall mode with room for ${Math.max(0, p.limit - p.stalled)} more stalled transactions; the request has ${p.items}`,
+    (p) => ({ limit: p.limit, stalled: p.stalled, items: p.items }),
+  ),
+  stallsFull: t('LIMIT', (p: { context: string | number; limit: number; stalled: number }) => `context ${p.context} already holds ${p.stalled} stalled transactions`, (p) => ({ limit: p.limit })),
+  notGart: t('DOMAIN_TYPE', (p: { smmu: string }) => `${p.smmu} is not a GART`, none),
+  gartAperture: t('DOMAIN_TYPE', (p: { smmu: string }) => `the domain's entries are not for GART ${p.smmu}'s aperture`),
+  gartBusy: t('DEVICE_BUSY', (p: { smmu: string; device: string | null; domain: string | null }) => `GART ${p.smmu} has another active domain (${p.domain})`, (p) => ({ device: p.device, domain: p.domain })),
+
+  // ---- the IOMMU API
+  noDomain: t('NOT_FOUND', (p: { domain: string }) => `no domain ${p.domain}`),
+  tooManyDomains: t('LIMIT', (p: { limit: number }) => `a session holds at most ${p.limit} domains`),
+  pgsizeUnknown: t('BAD_REQUEST', (p: { size: number; pgsizes: number[] }) => `page size ${p.size} is not one of 4K, 64K, 1M, 16M`, (p) => ({ pgsizes: p.pgsizes })),
+  pgsizeUnsupported: t('BAD_REQUEST', (p: { size: number; pgsizes: number[]; family: string }) => `page size ${p.size} is not one the ${p.family} family supports`, (p) => ({ pgsizes: p.pgsizes, family: p.family })),
+  pgsizesEmpty: t('BAD_REQUEST', (p: { pgsizes: number[] }) => 'pgsizes must name at least one page size'),
+  domainAttached: t('DOMAIN_ATTACHED', (p: { domain: string; attached: Array<string | null> }) => `domain ${p.domain} still has devices attached`, (p) => ({ attached: p.attached })),
+  familyMismatch: t(
+    'DOMAIN_TYPE',
+    (p: { domain: string; device: string; domainFamily: string; deviceFamily: string }) => `domain ${p.domain} is ${p.domainFamily}; device ${p.device} sits behind a ${p.deviceFamily} IOMMU`,
+  ),
+  deviceBusy: t('DEVICE_BUSY', (p: { device: string; domain: string }) => `device ${p.device} is attached to ${p.domain}`),
+  dmaDomainTaken: t('DOMAIN_TYPE', (p: { domain: string }) => `DMA domain ${p.domain} belongs to another device`),
+  oneDevicePerDomain: t('DEVICE_BUSY', (p: { family: string; device: string; domain: string; attached: string | null }) => `a ${p.family} domain takes one device: ${p.domain} holds ${p.attached}`, (p) => ({ device: p.device, domain: p.domain, attached: p.attached })),
+  notAttached: t('NOT_ATTACHED', (p: { device: string; domain: string }) => `device ${p.device} is not attached to ${p.domain}`),
+  dmaManaged: t('DOMAIN_TYPE', (p: { domain: string }) => `domain ${p.domain} is managed by the DMA API`),
+  tooManyPages: t('LIMIT', (p: { limit: number }) => `a session maps at most ${p.limit} pages`),
+  notMapped: t('NOT_MAPPED', (p: { iova: number }) => `iova ${hex(p.iova)} is not mapped`),
+
+  // ---- the DMA API
+  dmaUnmanaged: t('DOMAIN_TYPE', (p: { device: string; domain: string }) => `device ${p.device} is attached to unmanaged domain ${p.domain}: the DMA API needs its DMA domain`),
+  directUnmanaged: t('DOMAIN_TYPE', (p: { device: string; domain: string }) => `device ${p.device} is attached to unmanaged domain ${p.domain}: detach it before direct-mode DMA`),
+  dmaLimitRange: t('OUT_OF_RANGE', (p: { dmaLimit: number }) => 'dmaLimit must be 0x1fff .. 0xffffffff'),
+  dmaModeBusy: t('DEVICE_BUSY', (p: { device: string; mappings: number }) => `device ${p.device} has ${p.mappings} live DMA mappings: unmap them before changing the DMA mode`),
+  noSegments: t('BAD_REQUEST', () => 'at least one segment'),
+  dmaUnknownHandle: dmaDebug('unknown-handle', (p) => `no live DMA mapping at ${p.report.dmaAddr} (never mapped, or already unmapped)`),
+  dmaSizeMismatch: dmaDebug('size-mismatch', (p) => `mapping at ${p.report.dmaAddr} is ${p.report.mapped} bytes, unmap says ${p.report.size}`),
+  dmaDirectionMismatch: dmaDebug('direction-mismatch', (p) => `mapping at ${p.report.dmaAddr} is ${p.report.mapped}, unmap says ${p.report.dir}`),
+  dmaSyncDirection: dmaDebug('direction-mismatch', (p: { report: DmaDebugReport<'direction-mismatch'>; for: string }) => `sync for ${p.for} says ${p.report.dir}, the mapping is ${p.report.mapped}`),
+  dmaSyncOutside: dmaDebug('sync-outside-mapping', (p: { report: DmaDebugReport<'sync-outside-mapping'>; start: number }) => `sync of [${hex(p.start)}, ${hex(p.start + p.report.size)}) is outside any live mapping`),
+  dmaOverlap: dmaDebug(
+    'overlapping-mapping',
+    (p: { report: DmaDebugReport<'overlapping-mapping'>; paddr: number; size: number; other: { device: string; dmaAddr: number; dir: string } }) =>
+      `[${hex(p.paddr)}, ${hex(p.paddr + p.size)}) overlaps a live ${p.other.dir} mapping of ${p.other.device} at ${hex(p.other.dmaAddr)}`,
+  ),
+  dmaDirectTaken: dmaDebug('overlapping-mapping', (p: { report: DmaDebugReport<'overlapping-mapping'>; device: string }) => `${p.device} already has a live direct mapping at ${p.report.dmaAddr}`),
+  noBouncePool: t(
+    'NO_SPACE',
+    (p: { device: string; paddr: number; size: number; dmaLimit: number }) => `[${hex(p.paddr)}, +${p.size}) is above the DMA mask ${hex(p.dmaLimit)} of ${p.device} and the session has no bounce pool`,
+    (p) => ({ reason: 'bounce', paddr: p.paddr, size: p.size, dmaLimit: p.dmaLimit }),
+  ),
+  bounceFull: t('NO_SPACE', (p: { slots: number; dmaLimit: number }) => `the bounce pool has no ${p.slots} free consecutive slots below ${hex(p.dmaLimit)}`, (p) => ({ reason: 'bounce', ...p })),
+  iovaExhausted: t('NO_SPACE', (p: { pages: number; limit: number }) => `IOVA space exhausted: no ${p.pages} free pages below ${hex(p.limit)}`, (p) => ({ pages: p.pages })),
+  noIovaRange: t('NOT_FOUND', (p: { iova: number }) => `no IOVA range at ${hex(p.iova)}`),
+
+  // ---- physical memory and the session's settings
+  bufferSize: t('OUT_OF_RANGE', (p: { size: number }) => 'size must be 1 .. 2^32 bytes'),
+  bufferAlign: t('BAD_REQUEST', (p: { align: number }) => 'align must be a power of two ≥ 4096'),
+  noPool: t('NOT_FOUND', (p: { pool: string }) => `no pool named ${p.pool}`),
+  poolsFull: t('NO_SPACE', (p: { size: number; align: number }) => `no pool has ${p.size} bytes free at ${p.align}-byte alignment`),
+  noBuffer: t('NOT_FOUND', (p: { paddr: number }) => `no buffer at ${hex(p.paddr)}`),
+  pagetablePoolFull: t('NO_SPACE', (p: { what: string; pool: { base: number; size: number; used: number } }) => `page-table pool exhausted: no room for an ${p.what} table`, (p) => ({ pool: p.pool })),
+  badCpuCache: t('BAD_REQUEST', (p: { field: 'lineSize' | 'lines' | 'coherent'; coherent?: string[] }) => `cpuCache: ${CPU_CACHE_RULES[p.field]}`, (p) => ({ field: `cpuCache.${p.field}`, ...(p.field === 'coherent' ? { coherent: p.coherent } : {}) })),
+  bounceUnaligned: t('UNALIGNED', (p: { paddr: number; size: number; slot: number }) => `bounce: paddr and size must be multiples of ${p.slot}`, (p) => ({ field: 'bounce', paddr: p.paddr, size: p.size })),
+  bounceNotRam: t('OUT_OF_RANGE', (p: { paddr: number; size: number; max: number }) => `bounce: [${hex(p.paddr)}, +${p.size}) must be RAM, 1 .. ${p.max} bytes`, (p) => ({ field: 'bounce', paddr: p.paddr, size: p.size })),
+  bounceOverPagetables: t('BAD_REQUEST', (p: { base: number; size: number }) => 'bounce: the pool overlaps the page-table pool', (p) => ({ field: 'bounce', pagetablePool: { base: hex(p.base), size: p.size } })),
+  tooManySessions: t('LIMIT', (p: { limit: number }) => `the daemon holds at most ${p.limit} sessions`),
+};
+
+const CPU_CACHE_RULES = { lineSize: 'lineSize must be 32 or 64', lines: 'lines must be an integer 1 .. 65536', coherent: 'coherent names a device this profile does not have' };
+
+export type ErrorName = keyof typeof ERRORS;
+export type ErrorParams<K extends ErrorName> = Parameters<(typeof ERRORS)[K]['message']>[0];
+/** A template without required parameters may be called with none. */
+type Args<K extends ErrorName> = Record<never, never> extends ErrorParams<K> ? [params?: ErrorParams<K>] : [params: ErrorParams<K>];
+
+/** The refusal a template describes (to throw, to hand to a callback, or to answer on a socket). */
+export function refusal<K extends ErrorName>(name: K, ...[params]: Args<K>): IommuError {
+  const tpl = ERRORS[name] as Template<object>;
+  const p = params ?? {};
+  return new IommuError(tpl.code, tpl.message(p), tpl.details(p));
+}
+
+export function fail<K extends ErrorName>(name: K, ...args: Args<K>): never {
+  throw refusal(name, ...args);
 }
 
 /** Detail fields that hold addresses: given as lower-case hex strings, as every address in the API (API.md). */
@@ -57,9 +246,6 @@ function addressesAsHex(details: Record<string, unknown>): Record<string, unknow
   return out ?? details;
 }
 
-export function fail(code: ErrorCode, message: string, details?: Record<string, unknown>): never {
-  throw new IommuError(code, message, details);
-}
 
 const HEX1 = Array.from({ length: 256 }, (_, i) => i.toString(16));
 const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));

@@ -3,7 +3,7 @@
  * allocator, dma_map_single / dma_map_sg / dma_unmap / dma_sync, strict or flush-queue invalidation, and the
  * DMA-debug checks (refusing where CONFIG_DMA_API_DEBUG only warns, so a rig sees the misuse).
  */
-import { IommuError, hex } from '../errors.js';
+import { IommuError, fail, hex, refusal, type ErrorName, type ErrorParams, type DmaDebugReport } from '../errors.js';
 import type { EventOf, EventSink } from '../events/types.js';
 import type { Domain } from '../iommu/domain.js';
 import type { Iommu } from '../iommu/iommu.js';
@@ -11,13 +11,11 @@ import { FAMILIES } from '../hw/families.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../pgtable/desc.js';
 import { IovaAllocator } from './iova.js';
 import type { DmaMaintenance } from './noncoherent.js';
-import { noSpace } from './swiotlb.js';
 
 export type DmaDirection = 'to-device' | 'from-device' | 'bidirectional';
 export type DmaCheck = EventOf<'dma-debug'>['check'];
-/** What a refused misuse reports, by check: the DMA_DEBUG error's details and its event's fields. */
-type DmaDebugReport = DistributiveOmit<Exclude<EventOf<'dma-debug'>, { check: 'leak' }>, 'type' | 'seq' | 'time' | 'by' | 'device' | 'domain' | 'message'>;
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** The templates of refused misuses (errors.ts): each reports its check's fields as details and as its event. */
+type DmaDebugName = 'dmaUnknownHandle' | 'dmaSizeMismatch' | 'dmaDirectionMismatch' | 'dmaSyncDirection' | 'dmaSyncOutside' | 'dmaOverlap' | 'dmaDirectTaken';
 
 const PAGE = 0x1000;
 /** Flush queue (deferred policy): flush at this many pending unmaps or after FQ_TIMEOUT_MS, as Intel's batching. */
@@ -188,7 +186,7 @@ export class DmaApi {
   private acquire(device: string): { st: DeviceDmaState; created: boolean } {
     const cur = this.iommu.domainOf(device);
     if (cur && cur.type !== 'dma') {
-      throw new IommuError('DOMAIN_TYPE', `device ${device} is attached to unmanaged domain ${cur.id}: the DMA API needs its DMA domain`, { device, domain: cur.id });
+      fail('dmaUnmanaged', { device, domain: cur.id });
     }
     const st = this.devices.get(device);
     if (st?.mode === 'direct') return { st, created: false };
@@ -237,7 +235,7 @@ export class DmaApi {
   private existing(device: string): DeviceDmaState | undefined {
     const cur = this.iommu.domainOf(device);
     if (cur && cur.type !== 'dma') {
-      throw new IommuError('DOMAIN_TYPE', `device ${device} is attached to unmanaged domain ${cur.id}: the DMA API needs its DMA domain`, { device, domain: cur.id });
+      fail('dmaUnmanaged', { device, domain: cur.id });
     }
     const st = this.devices.get(device);
     return st && (st.mode === 'direct' || (st.domain && this.iommu.domains.has(st.domain.id))) ? st : undefined;
@@ -256,12 +254,12 @@ export class DmaApi {
   configure(device: string, opts: { flushPolicy?: 'strict' | 'deferred'; dmaLimit?: number; mode?: DmaMode }): DeviceDmaState {
     // Checked before anything is created: a refused configuration must not create (and attach) a DMA domain.
     if (opts.dmaLimit !== undefined && (opts.dmaLimit < 0x1fff || opts.dmaLimit > 0xffffffff)) {
-      throw new IommuError('OUT_OF_RANGE', 'dmaLimit must be 0x1fff .. 0xffffffff', { dmaLimit: opts.dmaLimit });
+      fail('dmaLimitRange', { dmaLimit: opts.dmaLimit });
     }
     let st = this.existing(device) ?? this.devices.get(device);
     if (opts.mode !== undefined && opts.mode !== (st?.mode ?? 'iommu')) {
       if (st && st.mappings.size > 0) {
-        throw new IommuError('DEVICE_BUSY', `device ${device} has ${st.mappings.size} live DMA mappings: unmap them before changing the DMA mode`, { device, mappings: st.mappings.size });
+        fail('dmaModeBusy', { device, mappings: st.mappings.size });
       }
       if (opts.mode === 'direct') st = this.toDirect(device, st);
       else st!.mode = 'iommu';
@@ -286,7 +284,7 @@ export class DmaApi {
   private toDirect(device: string, st: DeviceDmaState | undefined): DeviceDmaState {
     const cur = this.iommu.domainOf(device);
     if (cur && cur.type !== 'dma') {
-      throw new IommuError('DOMAIN_TYPE', `device ${device} is attached to unmanaged domain ${cur.id}: detach it before direct-mode DMA`, { device, domain: cur.id });
+      fail('directUnmanaged', { device, domain: cur.id });
     }
     const next: DeviceDmaState = {
       device,
@@ -317,9 +315,9 @@ export class DmaApi {
 
   /** dma_map_sg: segments laid out contiguously in IOVA space, each padded to whole pages. */
   mapSg(device: string, segs: ReadonlyArray<{ paddr: number; size: number }>, dir: DmaDirection): DmaMapping {
-    if (segs.length === 0) throw new IommuError('BAD_REQUEST', 'at least one segment');
+    if (segs.length === 0) fail('noSegments');
     for (const s of segs) {
-      if (s.size <= 0 || s.paddr > 0xffffffff || s.paddr + s.size > 2 ** 32) throw new IommuError('OUT_OF_RANGE', 'paddr + size must lie within the 32-bit space, size > 0', s);
+      if (s.size <= 0 || s.paddr > 0xffffffff || s.paddr + s.size > 2 ** 32) fail('paddrRange', { paddr: s.paddr, size: s.size });
     }
     // Every check that can refuse comes before anything is created.
     for (const s of segs) this.checkOverlap(device, s.paddr, s.size, dir);
@@ -375,7 +373,7 @@ export class DmaApi {
       for (const s of segs) {
         if (s.paddr + s.size - 1 <= st.dmaLimit) out.push({ paddr: s.paddr, size: s.size, dmaAddr: s.paddr });
         else {
-          if (!pool) throw noSpace(`[${hex(s.paddr)}, +${s.size}) is above the DMA mask ${hex(st.dmaLimit)} of ${st.device} and the session has no bounce pool`, { paddr: hex(s.paddr), size: s.size, dmaLimit: hex(st.dmaLimit) });
+          if (!pool) fail('noBouncePool', { device: st.device, paddr: s.paddr, size: s.size, dmaLimit: st.dmaLimit });
           const b = pool.alloc(s.size, st.dmaLimit);
           out.push({ paddr: s.paddr, size: s.size, dmaAddr: b.paddr, bounce: b });
         }
@@ -387,7 +385,7 @@ export class DmaApi {
     const dmaAddr = out[0]!.dmaAddr;
     if (st.mappings.has(dmaAddr)) {
       undo();
-      this.debug(st.device, { check: 'overlapping-mapping', paddr: hex(segs[0]!.paddr), dmaAddr: hex(dmaAddr) }, `${st.device} already has a live direct mapping at ${hex(dmaAddr)}`);
+      this.debug(st.device, 'dmaDirectTaken', { report: { check: 'overlapping-mapping', paddr: hex(segs[0]!.paddr), dmaAddr: hex(dmaAddr) }, device: st.device });
     }
     const m: DmaMapping = { dmaAddr, size: segs.reduce((a, s) => a + s.size, 0), dir, segments: out, iova: 0, iovaBytes: 0 };
     st.mappings.set(dmaAddr, m);
@@ -400,9 +398,9 @@ export class DmaApi {
   unmap(device: string, dmaAddr: number, size: number, dir: DmaDirection): DmaMapping {
     const st = this.existing(device);
     const m = st?.mappings.get(dmaAddr);
-    if (!st || !m) this.debug(device, { check: 'unknown-handle', dmaAddr: hex(dmaAddr) }, `no live DMA mapping at ${hex(dmaAddr)} (never mapped, or already unmapped)`);
-    if (m.size !== size) this.debug(st.device, { check: 'size-mismatch', dmaAddr: hex(dmaAddr), mapped: m.size, size }, `mapping at ${hex(dmaAddr)} is ${m.size} bytes, unmap says ${size}`);
-    if (m.dir !== dir) this.debug(st.device, { check: 'direction-mismatch', dmaAddr: hex(dmaAddr), mapped: m.dir, dir }, `mapping at ${hex(dmaAddr)} is ${m.dir}, unmap says ${dir}`);
+    if (!st || !m) this.debug(device, 'dmaUnknownHandle', { report: { check: 'unknown-handle', dmaAddr: hex(dmaAddr) } });
+    if (m.size !== size) this.debug(st.device, 'dmaSizeMismatch', { report: { check: 'size-mismatch', dmaAddr: hex(dmaAddr), mapped: m.size, size } });
+    if (m.dir !== dir) this.debug(st.device, 'dmaDirectionMismatch', { report: { check: 'direction-mismatch', dmaAddr: hex(dmaAddr), mapped: m.dir, dir } });
     if (st.mode === 'direct') {
       this.maint?.unmapped(st.device, m);
       st.mappings.delete(dmaAddr);
@@ -430,8 +428,8 @@ export class DmaApi {
     const m = st
       ? [...st.mappings.values()].find((x) => (st.mode === 'direct' ? x.segments.some((g) => inside(g.dmaAddr, g.size)) : inside(x.dmaAddr, x.size)))
       : undefined;
-    if (!st || !m) this.debug(device, { check: 'sync-outside-mapping', dmaAddr: hex(dmaAddr), offset, size }, `sync of [${hex(start)}, ${hex(start + size)}) is outside any live mapping`);
-    if (dir !== undefined && dir !== m.dir) this.debug(st.device, { check: 'direction-mismatch', dmaAddr: hex(dmaAddr), mapped: m.dir, dir }, `sync for ${forWhom} says ${dir}, the mapping is ${m.dir}`);
+    if (!st || !m) this.debug(device, 'dmaSyncOutside', { report: { check: 'sync-outside-mapping', dmaAddr: hex(dmaAddr), offset, size }, start });
+    if (dir !== undefined && dir !== m.dir) this.debug(st.device, 'dmaSyncDirection', { report: { check: 'direction-mismatch', dmaAddr: hex(dmaAddr), mapped: m.dir, dir }, for: forWhom });
     this.maint?.synced(st.device, m, start, size, forWhom);
     return m;
   }
@@ -515,11 +513,12 @@ export class DmaApi {
       for (const m of other.mappings.values()) {
         for (const s of m.segments) {
           if (s.paddr < paddr + size && paddr < s.paddr + s.size && (writes(dir) || writes(m.dir))) {
-            this.debug(
-              device,
-              { check: 'overlapping-mapping', paddr: hex(paddr), other: { device: other.device, dmaAddr: hex(m.dmaAddr), paddr: hex(s.paddr), size: s.size, dir: m.dir } },
-              `[${hex(paddr)}, ${hex(paddr + size)}) overlaps a live ${m.dir} mapping of ${other.device} at ${hex(m.dmaAddr)}`,
-            );
+            this.debug(device, 'dmaOverlap', {
+              report: { check: 'overlapping-mapping', paddr: hex(paddr), other: { device: other.device, dmaAddr: hex(m.dmaAddr), paddr: hex(s.paddr), size: s.size, dir: m.dir } },
+              paddr,
+              size,
+              other: { device: other.device, dmaAddr: m.dmaAddr, dir: m.dir },
+            });
           }
         }
       }
@@ -527,9 +526,11 @@ export class DmaApi {
   }
 
   /** A refused misuse: the DMA_DEBUG error and a `dma-debug` event carry the same details (declared per check). */
-  private debug(device: string, report: DmaDebugReport, message: string): never {
-    this.sink.emit({ type: 'dma-debug', device, domain: this.iommu.domainOf(device)?.id ?? null, message, ...report });
-    throw new IommuError('DMA_DEBUG', message, { ...report });
+  private debug<K extends DmaDebugName>(device: string, name: K, params: ErrorParams<K>): never {
+    // The report is typed per template (errors.ts); the message is the template's.
+    const err = (refusal as (n: ErrorName, p: object) => IommuError)(name, params);
+    this.sink.emit({ type: 'dma-debug', device, domain: this.iommu.domainOf(device)?.id ?? null, message: err.message, ...(params.report as DmaDebugReport) });
+    throw err;
   }
 
   private reportLeaks(device: string, domainId: string, why: 'detach' | 'domain-free'): void {

@@ -4,7 +4,7 @@
  * length (size_aligned); allocation is top-down, the highest free range that fits below the limit; IOVA page 0
  * is never used; freed ranges of the cached sizes go to a per-size cache and are reused first (the rcache).
  */
-import { IommuError } from '../errors.js';
+import { fail } from '../errors.js';
 
 const PAGE_SHIFT = 12;
 /** IOVA_RANGE_CACHE_MAX_SIZE: ranges under 2^(6-1) = 32 pages are rounded and cached. */
@@ -65,7 +65,7 @@ export class IovaAllocator {
     for (const stack of this.cache.values()) for (const r of stack.splice(0)) this.remove(r.lo);
     const again = this.allocInTree(pages);
     if (again >= 0) return this.took(again);
-    throw new IommuError('NO_SPACE', `IOVA space exhausted: no ${pages} free pages below 0x${((this.limitPfn + 1) * 4096 - 1).toString(16)}`, { pages });
+    fail('iovaExhausted', { pages, limit: (this.limitPfn + 1) * 4096 - 1 });
   }
 
   /** Undoes the allocation just made (a refused mapping): the allocator is exactly as before it. */
@@ -104,7 +104,7 @@ export class IovaAllocator {
   free(iova: number): void {
     const pfn = Math.floor(iova / 2 ** PAGE_SHIFT);
     const r = this.ranges[this.indexOf(pfn)];
-    if (!r) throw new IommuError('NOT_FOUND', `no IOVA range at 0x${iova.toString(16)}`, { iova });
+    if (!r) fail('noIovaRange', { iova });
     const pages = r.hi - r.lo + 1;
     if (pages <= CACHE_MAX_PAGES && (pages & (pages - 1)) === 0) {
       let stack = this.cache.get(pages);

@@ -2,7 +2,7 @@
  * A swiotlb-style bounce pool (API.md v1.1, "Bounce buffers"): a range of RAM cut into 2 KiB slots (IO_TLB_SIZE);
  * a bounced buffer takes consecutive slots, first fit from the pool's lowest address.
  */
-import { IommuError, hex } from '../errors.js';
+import { fail } from '../errors.js';
 
 export const SLOT_SIZE = 2048;
 /** The largest pool (API.md). */
@@ -46,7 +46,7 @@ export class BouncePool {
       }
       i += j;
     }
-    throw noSpace(`the bounce pool has no ${n} free consecutive slots below ${hex(limit)}`, { slots: n, dmaLimit: hex(limit) });
+    fail('bounceFull', { slots: n, dmaLimit: limit });
   }
 
   free(paddr: number, slots: number): void {
@@ -64,6 +64,3 @@ export class BouncePool {
   }
 }
 
-export function noSpace(message: string, details: Record<string, unknown> = {}): IommuError {
-  return new IommuError('NO_SPACE', message, { reason: 'bounce', ...details });
-}

@@ -3,7 +3,7 @@
  * the IOMMU-API rules that differ. The IOMMU layer looks rules up here by a device's family and never branches
  * on family names.
  */
-import { IommuError } from '../errors.js';
+import { fail } from '../errors.js';
 import type { PhysMemory } from '../memory/phys.js';
 import type { PageTablePool } from '../memory/ptpool.js';
 import { PGSIZES, SZ_4K } from '../pgtable/desc.js';
@@ -97,7 +97,7 @@ export const FAMILIES: Readonly<Record<Family, FamilyDef>> = {
 };
 
 function asGart(inst: IommuInstance): Gart {
-  if (!(inst instanceof Gart)) throw new IommuError('DOMAIN_TYPE', `${inst.name} is not a GART`);
+  if (!(inst instanceof Gart)) fail('notGart', { smmu: inst.name });
   return inst;
 }
 

@@ -2,7 +2,7 @@
  * The SMMU's 1 MiB register window as a driver sees it: context bank c at c << 12, globals from 0xFF000, with
  * the hardware's side effects. One register model with the IOMMU-API path: attach writes the same fields.
  */
-import { IommuError, hex } from '../errors.js';
+import { fail, hex } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import { ContextBank } from './context.js';
 import * as R from './regs.js';
@@ -56,26 +56,23 @@ export interface RegisterAccess {
   value: number;
 }
 
-function badOffset(offset: number, why: string): never {
-  throw new IommuError('BAD_REQUEST', `offset ${hex(offset)}: ${why}`, { offset: hex(offset) });
-}
 
 /** Decodes an offset into (bank, register name), refusing unaligned, reserved and unknown ones. */
 export function decodeOffset(smmu: Smmu, offset: number): { bank: ContextBank | null; name: string; index?: number } {
-  if (!Number.isInteger(offset) || offset < 0 || offset >= 0x100000) badOffset(offset, 'outside the 1 MiB register window');
-  if (offset & 3) badOffset(offset, 'registers are 32-bit and 4-byte aligned');
+  if (!Number.isInteger(offset) || offset < 0 || offset >= 0x100000) fail('offsetOutsideWindow', { offset, window: '1 MiB' });
+  if (offset & 3) fail('offsetUnaligned', { offset });
   if (offset < R.GLOBAL_BASE) {
     const bank = smmu.banks[offset >>> 12];
-    if (!bank) badOffset(offset, `no context bank ${offset >>> 12} (this SMMU has ${smmu.banks.length})`);
+    if (!bank) fail('offsetNoBank', { offset, banks: smmu.banks.length });
     const r = offset & 0xfff;
     const name = BANK_RW[r] ?? BANK_WO[r] ?? (r === R.FSR ? 'FSR' : r === R.V2PSR ? 'V2PSR' : null);
-    if (!name) badOffset(offset, 'reserved or unknown register');
+    if (!name) fail('offsetUnknown', { offset });
     return { bank, name };
   }
   if (offset >= R.M2VCBR_N && offset < R.M2VCBR_N + 4 * R.NUM_MIDS) return { bank: null, name: 'M2VCBR_N', index: (offset - R.M2VCBR_N) >>> 2 };
   if (offset >= R.CBACR_N && offset < R.CBACR_N + 4 * smmu.banks.length) return { bank: null, name: 'CBACR_N', index: (offset - R.CBACR_N) >>> 2 };
   const g = GLOBAL_NAMES.get(offset);
-  if (!g) badOffset(offset, 'reserved or unknown register');
+  if (!g) fail('offsetUnknown', { offset });
   return { bank: null, name: g };
 }
 

@@ -2,7 +2,7 @@
  * The MSM SMMU hardware: context banks, M2VCBR routing, the TLB and the one transaction path (TLB → walk →
  * permission → ok | fault | stall) that every front end (IOMMU API, MMIO, device access, stream) shares.
  */
-import { IommuError, hex } from '../errors.js';
+import { fail, hex } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import type { CpuCache } from '../memory/cache.js';
 import type { PhysMemory } from '../memory/phys.js';
@@ -389,7 +389,7 @@ export class Smmu {
   /** Resolves a stalled transaction: retry re-runs it (a re-walk), terminate aborts it. */
   resume(bank: ContextBank, stallId: string, action: 'retry' | 'terminate' | 'timeout'): AccessResult {
     const i = bank.stalls.findIndex((s) => s.id === stallId);
-    if (i < 0) throw new IommuError('NOT_FOUND', `no stalled transaction ${stallId} on this context`, { stall: stallId });
+    if (i < 0) fail('noStall', { stall: stallId, here: true });
     const [stall] = bank.stalls.splice(i, 1);
     // A stall raised by a bare translate (the binary stream) retries as a one-byte transaction.
     const req = this.stalled?.get(stallId) ?? { iova: stall!.iova, access: stall!.access, priv: stall!.priv, mid: stall!.mid, size: 0 };
@@ -505,13 +505,8 @@ export class Smmu {
    */
   checkStallRoom(bank: ContextBank, items: number): void {
     if ((bank.ACTLR & ACTLR_CFCFG) === 0) return;
-    const free = this.env.maxStallsPerContext - bank.stalls.length;
-    if (items > free) {
-      throw new IommuError('LIMIT', `context ${bank.name ?? bank.index} is in stall mode with room for ${Math.max(0, free)} more stalled transactions; the request has ${items}`, {
-        limit: this.env.maxStallsPerContext,
-        stalled: bank.stalls.length,
-        items,
-      });
+    if (items > this.env.maxStallsPerContext - bank.stalls.length) {
+      fail('stallRoom', { context: bank.name ?? bank.index, limit: this.env.maxStallsPerContext, stalled: bank.stalls.length, items });
     }
   }
 
@@ -520,9 +515,7 @@ export class Smmu {
     const r = this.res;
     const stallMode = (bank.ACTLR & ACTLR_CFCFG) !== 0;
     if (stallMode && bank.stalls.length >= this.env.maxStallsPerContext) {
-      throw new IommuError('LIMIT', `context ${bank.name ?? bank.index} already holds ${bank.stalls.length} stalled transactions`, {
-        limit: this.env.maxStallsPerContext,
-      });
+      fail('stallsFull', { context: bank.name ?? bank.index, limit: this.env.maxStallsPerContext, stalled: bank.stalls.length });
     }
     bank.faults++;
     if (bank.FSR & FSR_FAULT_BITS) bank.FSR = (bank.FSR | FSR_MULTI) >>> 0;

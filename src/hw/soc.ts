@@ -1,4 +1,4 @@
-import { IommuError } from '../errors.js';
+import { fail } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import { PhysMemory } from '../memory/phys.js';
 import { PageTablePool } from '../memory/ptpool.js';
@@ -84,20 +84,20 @@ export class Soc {
 
   smmu(name: string): IommuInstance {
     const s = this.smmus.find((x) => x.name === name);
-    if (!s) throw new IommuError('NOT_FOUND', `no SMMU named ${name}`, { smmu: name });
+    if (!s) fail('noSmmu', { smmu: name });
     return s;
   }
 
   device(name: string): DeviceRef {
     const d = this.devices.get(name);
-    if (!d) throw new IommuError('NOT_FOUND', `no device named ${name}`, { device: name });
+    if (!d) fail('noDevice', { device: name });
     return d;
   }
 
   /** A context by bank index or name (a GART's contexts all have index 0: the index names the first). */
   context(smmu: IommuInstance, ctx: string): HwContext {
     const bank = /^[0-9]+$/.test(ctx) ? smmu.banks.find((b) => b.index === Number(ctx)) : smmu.banks.find((b) => b.name === ctx);
-    if (!bank) throw new IommuError('NOT_FOUND', `SMMU ${smmu.name} has no context ${ctx}`, { context: ctx });
+    if (!bank) fail('noContext', { smmu: smmu.name, context: ctx });
     return bank;
   }
 }

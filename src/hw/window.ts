@@ -4,7 +4,7 @@
  * a write that changes translation, and the write-1-to-clear fault status. The family keeps the registers and
  * their side effects; this is only the plumbing around them.
  */
-import { IommuError, hex } from '../errors.js';
+import { fail, hex } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 
 /** A family's own register access, as IommuInstance has it. */
@@ -27,11 +27,11 @@ export class RegisterWindow {
   /** The register at an offset; BAD_REQUEST for one outside the window, unaligned, reserved or unknown. */
   name(offset: number): string {
     if (!Number.isInteger(offset) || offset < 0 || offset >= this.size) {
-      throw new IommuError('BAD_REQUEST', `offset 0x${offset.toString(16)}: outside the 0x${this.size.toString(16)}-byte register window`, { offset });
+      fail('offsetOutsideWindow', { offset, window: `${hex(this.size)}-byte` });
     }
-    if (offset & 3) throw new IommuError('BAD_REQUEST', `offset 0x${offset.toString(16)}: registers are 32-bit and 4-byte aligned`, { offset });
+    if (offset & 3) fail('offsetUnaligned', { offset });
     const name = this.names[offset];
-    if (!name) throw new IommuError('BAD_REQUEST', `offset 0x${offset.toString(16)}: reserved or unknown register`, { offset });
+    if (!name) fail('offsetUnknown', { offset });
     return name;
   }
 
@@ -47,7 +47,7 @@ export class RegisterWindow {
     sink: EventSink,
     at: () => { smmu: string; context: number | null; device: string | null; domain: string | null },
     regs: Registers,
-    write: { name: string; offset: number; old: number; value: number; extra?: Record<string, unknown> },
+    write: { name: string; offset: number; old: number; value: number; extra?: { iova?: string } },
   ): void {
     if (!this.traced.has(write.name)) return;
     sink.emit({

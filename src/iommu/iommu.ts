@@ -2,7 +2,7 @@
  * The Linux IOMMU API over the emulated hardware: domain_alloc/free, attach/detach, map/unmap (all or nothing),
  * iova_to_phys, flush_iotlb_all / range flush, iotlb_sync, and report_iommu_fault to a domain's handler.
  */
-import { IommuError, hex } from '../errors.js';
+import { IommuError, fail, hex } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import type { FaultBase, HwContext, IommuInstance } from '../hw/family.js';
 import { FAMILIES } from '../hw/families.js';
@@ -84,7 +84,7 @@ export class Iommu {
 
   domain(id: string): Domain {
     const d = this.domains.get(id);
-    if (!d) throw new IommuError('NOT_FOUND', `no domain ${id}`, { domain: id });
+    if (!d) fail('noDomain', { domain: id });
     return d;
   }
 
@@ -96,7 +96,7 @@ export class Iommu {
 
   domainAlloc(opts: DomainOptions = {}): Domain {
     if (this.domains.size >= this.limits.maxDomains) {
-      throw new IommuError('LIMIT', `a session holds at most ${this.limits.maxDomains} domains`, { limit: this.limits.maxDomains });
+      fail('tooManyDomains', { limit: this.limits.maxDomains });
     }
     const smmu = this.instanceFor(opts.for);
     const def = FAMILIES[smmu.family];
@@ -104,12 +104,12 @@ export class Iommu {
     let bitmap = 0;
     for (const s of pgsizes) {
       if (!(PGSIZES as readonly number[]).includes(s)) {
-        throw new IommuError('BAD_REQUEST', `page size ${s} is not one of 4K, 64K, 1M, 16M`, { pgsizes });
+        fail('pgsizeUnknown', { size: s, pgsizes });
       }
-      if (!def.pgsizes.includes(s)) throw new IommuError('BAD_REQUEST', `page size ${s} is not one the ${smmu.family} family supports`, { pgsizes, family: smmu.family });
+      if (!def.pgsizes.includes(s)) fail('pgsizeUnsupported', { size: s, pgsizes, family: smmu.family });
       bitmap |= s;
     }
-    if (bitmap === 0) throw new IommuError('BAD_REQUEST', 'pgsizes must name at least one page size', { pgsizes });
+    if (bitmap === 0) fail('pgsizesEmpty', { pgsizes });
     const table = this.soc.mem.atomically(() => def.createTable({ mem: this.soc.mem, pool: this.soc.ptPool }, smmu));
     const id = `dom-${++this.domainSeq}`;
     const d = new Domain(
@@ -135,7 +135,7 @@ export class Iommu {
   domainFree(id: string): void {
     const d = this.domain(id);
     if (d.attached.size) {
-      throw new IommuError('DOMAIN_ATTACHED', `domain ${id} still has devices attached`, { attached: [...d.attached].map((x) => x.name) });
+      fail('domainAttached', { domain: id, attached: [...d.attached].map((x) => x.name) });
     }
     for (const f of this.beforeFree) f(id);
     this.soc.mem.atomically(() => d.table.free());
@@ -150,23 +150,18 @@ export class Iommu {
     const cur = dev.bank.domain;
     if (cur === id) return d;
     if (dev.smmu.family !== d.family) {
-      throw new IommuError('DOMAIN_TYPE', `domain ${id} is ${d.family}; device ${deviceName} sits behind a ${dev.smmu.family} IOMMU`, {
-        domain: id,
-        device: deviceName,
-        domainFamily: d.family,
-        deviceFamily: dev.smmu.family,
-      });
+      fail('familyMismatch', { domain: id, device: deviceName, domainFamily: d.family, deviceFamily: dev.smmu.family });
     }
     if (cur !== null && !replace) {
-      throw new IommuError('DEVICE_BUSY', `device ${deviceName} is attached to ${cur}`, { device: deviceName, domain: cur });
+      fail('deviceBusy', { device: deviceName, domain: cur });
     }
     const def = FAMILIES[d.family];
     if (d.type === 'dma' && d.attached.size && !def.sharedDmaDomain) {
-      throw new IommuError('DOMAIN_TYPE', `DMA domain ${id} belongs to another device`, { domain: id });
+      fail('dmaDomainTaken', { domain: id });
     }
     if (d.attached.size >= def.maxDevicesPerDomain) {
       const holder = [...d.attached][0]!.name;
-      throw new IommuError('DEVICE_BUSY', `a ${d.family} domain takes one device: ${id} holds ${holder}`, { device: deviceName, domain: id, attached: holder });
+      fail('oneDevicePerDomain', { family: d.family, device: deviceName, domain: id, attached: holder });
     }
     dev.smmu.checkAttach?.(dev.bank, d.table, cur !== null);
     if (cur !== null) {
@@ -190,7 +185,7 @@ export class Iommu {
     const d = this.domain(id);
     const dev = this.soc.device(deviceName);
     if (dev.bank.domain !== id) {
-      throw new IommuError('NOT_ATTACHED', `device ${deviceName} is not attached to ${id}`, { device: deviceName, domain: id });
+      fail('notAttached', { device: deviceName, domain: id });
     }
     for (const f of this.beforeDetach) f(id, deviceName);
     this.sink.emit({ type: 'detach', domain: id, device: deviceName });
@@ -216,7 +211,7 @@ export class Iommu {
   batch(id: string, ops: readonly BatchOp[], allowDma = false): BatchResult[] {
     const d = this.domain(id);
     if (d.type === 'dma' && !allowDma) {
-      throw new IommuError('DOMAIN_TYPE', `domain ${id} is managed by the DMA API`, { domain: id });
+      fail('dmaManaged', { domain: id });
     }
     const gather = new Gather();
     const delta: PageCounts = [0, 0, 0, 0];
@@ -235,14 +230,14 @@ export class Iommu {
           }
         } catch (e) {
           if (e instanceof IommuError && ops.length > 1) {
-            throw new IommuError(e.code, `op ${i}: ${e.message}`, { ...e.details, op: i });
+            throw e.within(`op ${i}`, { op: i });
           }
           throw e;
         }
       });
       const total = leavesBefore + delta[0] + delta[1] + delta[2] + delta[3];
       if (total > this.limits.maxMappedPages) {
-        throw new IommuError('LIMIT', `a session maps at most ${this.limits.maxMappedPages} pages`, { limit: this.limits.maxMappedPages });
+        fail('tooManyPages', { limit: this.limits.maxMappedPages });
       }
       return out;
     });
@@ -262,7 +257,7 @@ export class Iommu {
   iovaToPhys(id: string, iova: number): { iova: number; paddr: number; pageSize: number; prot: number } {
     const d = this.domain(id);
     const r = d.table.lookup(iova);
-    if (!r) throw new IommuError('NOT_MAPPED', `iova ${hex(iova)} is not mapped`, { iova: hex(iova) });
+    if (!r) fail('notMapped', { iova });
     return { iova, ...r };
   }
 

@@ -3,7 +3,7 @@
  * Each pool is a free list of [base, end) ranges kept in address order; allocation is first fit from the lowest
  * address with alignment, and freed ranges coalesce with their neighbours.
  */
-import { IommuError } from '../errors.js';
+import { fail } from '../errors.js';
 import type { PhysMemory } from './phys.js';
 
 export interface PoolSpec {
@@ -108,15 +108,15 @@ export class BufferPools {
    * largest page size ≤ size (so the buffer maps with big pages) unless `align` says otherwise.
    */
   alloc(size: number, pools?: readonly string[], align?: number): PhysBuffer {
-    if (!Number.isInteger(size) || size <= 0 || size > 2 ** 32) throw new IommuError('OUT_OF_RANGE', 'size must be 1 .. 2^32 bytes', { size });
+    if (!Number.isInteger(size) || size <= 0 || size > 2 ** 32) fail('bufferSize', { size });
     const rounded = Math.ceil(size / 0x1000) * 0x1000;
     if (align !== undefined && (align < 0x1000 || (align & (align - 1)) !== 0 || align > 2 ** 31)) {
-      throw new IommuError('BAD_REQUEST', 'align must be a power of two ≥ 4096', { align });
+      fail('bufferAlign', { align });
     }
     const a = align ?? [0x1000000, 0x100000, 0x10000, 0x1000].find((p) => p <= rounded)!;
     let candidates = [...this.pools].sort((x, y) => y.priority - x.priority || x.order - y.order);
     if (pools) {
-      for (const p of pools) if (!this.pools.some((x) => x.name === p)) throw new IommuError('NOT_FOUND', `no pool named ${p}`, { pool: p });
+      for (const p of pools) if (!this.pools.some((x) => x.name === p)) fail('noPool', { pool: p });
       candidates = candidates.filter((p) => pools.includes(p.name));
     }
     for (const p of candidates) {
@@ -129,12 +129,12 @@ export class BufferPools {
         return b;
       }
     }
-    throw new IommuError('NO_SPACE', `no pool has ${rounded} bytes free at ${a}-byte alignment`, { size: rounded, align: a });
+    fail('poolsFull', { size: rounded, align: a });
   }
 
   free(paddr: number): PhysBuffer {
     const b = this.buffers.get(paddr);
-    if (!b) throw new IommuError('NOT_FOUND', `no buffer at 0x${paddr.toString(16)}`, { paddr });
+    if (!b) fail('noBuffer', { paddr });
     this.pools.find((p) => p.name === b.pool)!.release(b.paddr, b.size);
     this.buffers.delete(paddr);
     return b;

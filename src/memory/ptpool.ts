@@ -1,4 +1,4 @@
-import { IommuError } from '../errors.js';
+import { fail } from '../errors.js';
 import type { PhysMemory } from './phys.js';
 
 export const L1_TABLE_SIZE = 16 * 1024;
@@ -81,9 +81,7 @@ export class PageTablePool {
       const misalign = (addr / UNIT) % alignUnits;
       if (misalign) i += alignUnits - misalign;
       if (i + units > used.length) {
-        throw new IommuError('NO_SPACE', `page-table pool exhausted: no room for an ${what} table`, {
-          pool: { base: this.base, size: this.size, used: this.bytesUsed },
-        });
+        fail('pagetablePoolFull', { what, pool: { base: this.base, size: this.size, used: this.bytesUsed } });
       }
       let j = 0;
       while (j < units && used[i + j] === 0) j++;

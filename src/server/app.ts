@@ -7,7 +7,7 @@ import fastifySwaggerUi from '@fastify/swagger-ui';
 import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { IommuError } from '../errors.js';
+import { refusal } from '../errors.js';
 import { DEFAULT_MAX_SESSIONS, SessionRegistry } from '../session/session.js';
 import { installSessionAuth } from './auth.js';
 import type { Limits, ResolvedOptions } from './context.js';
@@ -81,7 +81,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
     // The body is read as UTF-8: a JSON body declared in another charset would be misread, so it is refused.
     const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(req.headers['content-type'] ?? '')?.[1];
     if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
-      return done(new IommuError('UNSUPPORTED_MEDIA_TYPE', `charset ${charset} is not accepted: send UTF-8 JSON`, { charset }), undefined);
+      return done(refusal('charsetRefused', { charset }), undefined);
     }
     if ((body as string).length === 0) return done(null, undefined);
     jsonParser(req, body as string, done);

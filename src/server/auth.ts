@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { IommuError } from '../errors.js';
+import { refusal } from '../errors.js';
 import { Session, type Role } from '../session/session.js';
 
 function tokenOf(req: FastifyRequest): string | null {
@@ -45,15 +45,15 @@ export function installSessionAuth(app: FastifyInstance, requestsPerSecond: numb
     const token = tokenOf(req);
     const session = sid ? app.registry.get(sid) : undefined;
     const auth = token && session ? session.authenticate(token) : null;
-    if (!session || !auth) return done(new IommuError('UNAUTHORIZED', token ? 'unknown token for this session' : 'missing bearer token'));
+    if (!session || !auth) return done(refusal(token ? 'unknownToken' : 'missingToken'));
     const needed: Role = req.routeOptions.config.role ?? (req.method === 'GET' || req.method === 'HEAD' ? 'observer' : 'operator');
     if (!Session.allows(auth.role, needed)) {
-      return done(new IommuError('FORBIDDEN', `this needs the ${needed} role; the token is ${auth.role}`, { role: auth.role, needed }));
+      return done(refusal('roleTooLow', { role: auth.role, needed }));
     }
     const wait = limiter?.take(session) ?? 0;
     if (wait > 0) {
       reply.header('retry-after', String(Math.ceil(wait)));
-      return done(new IommuError('LIMIT', `rate limit: at most ${requestsPerSecond} requests per second for this session`, { retryAfterMs: Math.ceil(wait * 1000) }));
+      return done(refusal('rateLimited', { perSecond: requestsPerSecond, retryAfterMs: Math.ceil(wait * 1000) }));
     }
     req.iommuSession = session;
     req.auth = auth;

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { IommuError } from '../errors.js';
+import { IommuError, refusal } from '../errors.js';
 
 /** Every refusal leaves as {"error":{code,message,details?}} with the status of the one error table. */
 export function installErrorHandler(app: FastifyInstance): void {
@@ -14,14 +14,14 @@ export function installErrorHandler(app: FastifyInstance): void {
     if (hasZodFastifySchemaValidationErrors(err)) {
       const issues = err.validation.map((v) => ({ path: v.instancePath || '/', message: v.message, ...(v.params?.issue ? {} : {}) }));
       const where = err.validationContext ?? 'body';
-      return reply.code(400).send(new IommuError('BAD_REQUEST', `invalid ${where}: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, { [where]: issues }).toJSON());
+      return reply.code(400).send(refusal('invalidInput', { what: where, issues, under: where }).toJSON());
     }
     const code = (err as FastifyError).code;
     if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return reply.code(415).send(new IommuError('UNSUPPORTED_MEDIA_TYPE', `content type ${req.headers['content-type'] ?? ''} is not accepted here: send application/json`).toJSON());
+      return reply.code(415).send(refusal('contentTypeRefused', { contentType: req.headers['content-type'] ?? '' }).toJSON());
     }
     if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return reply.code(413).send(new IommuError('PAYLOAD_TOO_LARGE', 'request body is over the configured limit').toJSON());
+      return reply.code(413).send(refusal('bodyTooLarge').toJSON());
     }
     const status = (err as FastifyError).statusCode ?? 500;
     if (status < 500) {
@@ -33,7 +33,7 @@ export function installErrorHandler(app: FastifyInstance): void {
     return reply.code(500).send({ error: { code: 'INTERNAL', message: 'internal error' } });
   });
   app.setNotFoundHandler((req, reply) => {
-    reply.code(404).send(new IommuError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
+    reply.code(404).send(refusal('noRoute', { method: req.method, path: req.url.split('?')[0]! }).toJSON());
   });
 }
 
@@ -45,10 +45,10 @@ export function clientErrorHandler(err: Error & { code?: string }, socket: Socke
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   const [status, reason, e] =
     err.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, 'Request Header Fields Too Large', new IommuError('PAYLOAD_TOO_LARGE', 'request headers are over the limit (16 KiB)')]
+      ? [431, 'Request Header Fields Too Large', refusal('headersTooLarge')]
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'Request Timeout', new IommuError('BAD_REQUEST', 'the request did not arrive in time')]
-        : [400, 'Bad Request', new IommuError('BAD_REQUEST', 'malformed HTTP request')];
+        ? [408, 'Request Timeout', refusal('requestTimeout')]
+        : [400, 'Bad Request', refusal('malformedHttp')];
   const body = JSON.stringify(e.toJSON());
   if (socket.writable) {
     socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`);

@@ -9,7 +9,7 @@ import '@fastify/websocket';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import * as S from '../api/schemas.js';
-import { IommuError } from '../errors.js';
+import { IommuError, fail, refusal } from '../errors.js';
 import type { IommuEvent } from '../events/bus.js';
 import { Session } from '../session/session.js';
 import { closeWithSession } from './context.js';
@@ -135,12 +135,12 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
           let msg: z.infer<typeof ResumeMsg>;
           try {
             const parsed = ResumeMsg.safeParse(JSON.parse(String(raw)));
-            if (!parsed.success) return reply(new IommuError('BAD_REQUEST', 'expected {type:"resume", stall, action}'));
+            if (!parsed.success) return reply(refusal('badSocketMessage'));
             msg = parsed.data;
           } catch {
-            return reply(new IommuError('BAD_REQUEST', 'messages are JSON'));
+            return reply(refusal('socketNotJson'));
           }
-          if (!Session.allows(req.auth.role, 'operator')) return reply(new IommuError('FORBIDDEN', 'resume needs the operator role'));
+          if (!Session.allows(req.auth.role, 'operator')) return reply(refusal('resumeForbidden'));
           for (const smmu of s.soc.smmus) {
             for (const bank of smmu.banks) {
               if (bank.stalls.some((x) => x.id === msg.stall)) {
@@ -149,13 +149,13 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
                 s.apply({ role: req.auth.role, label: req.auth.label }, { op: 'resume', smmu: smmu.name, ctx: String(bank.index), stall: msg.stall, action: msg.action }).catch((e: unknown) => {
                   if (e instanceof IommuError) return reply(e);
                   req.log.error({ err: e }, 'resume failed');
-                  reply(new IommuError('UNAVAILABLE', 'the resume could not be applied'));
+                  reply(refusal('resumeFailed'));
                 });
                 return;
               }
             }
           }
-          reply(new IommuError('NOT_FOUND', `no stalled transaction ${msg.stall}`, { stall: msg.stall }));
+          reply(refusal('noStall', { stall: msg.stall }));
         });
       },
     );
@@ -164,5 +164,5 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
 
 /** Refuses a new subscriber past the per-session limit (before the upgrade). */
 export function checkSubscriberLimit(s: Session, limit: number): void {
-  if (s.bus.subscriberCount >= limit) throw new IommuError('LIMIT', `a session takes at most ${limit} subscribers`, { limit });
+  if (s.bus.subscriberCount >= limit) fail('tooManySubscribers', { limit });
 }

@@ -7,7 +7,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import { decodeRequest, StreamFrameError } from '../api/stream.js';
-import { IommuError } from '../errors.js';
+import { IommuError, refusal } from '../errors.js';
 import { STREAM_MAX_ITEMS } from '../session/commands.js';
 import { actor, closeWithSession } from './context.js';
 
@@ -78,7 +78,7 @@ export const streamRoutes: FastifyPluginAsyncZod = async (app) => {
         stopDrainTimer();
       });
       socket.on('message', (raw, isBinary) => {
-        if (!isBinary) return fail(null, new IommuError('BAD_REQUEST', 'the stream takes binary frames (docs/stream.md)'));
+        if (!isBinary) return fail(null, refusal('streamNotBinary'));
         const buf = raw as Buffer;
         let id: number | null = buf.length >= 8 ? buf.readUInt32LE(4) : null;
         try {
@@ -103,11 +103,11 @@ export const streamRoutes: FastifyPluginAsyncZod = async (app) => {
               await durable;
               return reply;
             } catch {
-              return JSON.stringify({ type: 'error', id: rid, ...new IommuError('UNAVAILABLE', 'the batch was applied but could not be made durable').toJSON() });
+              return JSON.stringify({ type: 'error', id: rid, ...refusal('batchNotDurable').toJSON() });
             }
           });
         } catch (e) {
-          if (e instanceof StreamFrameError) fail(id, new IommuError('BAD_REQUEST', e.message));
+          if (e instanceof StreamFrameError) fail(id, refusal('badFrame', { reason: e.message }));
           else if (e instanceof IommuError) fail(id, e);
           else unexpected(e);
         }

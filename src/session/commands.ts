@@ -2,7 +2,7 @@
  * Every state change of a session as data: routes, the event socket, timers and journal replay all go through
  * execute(), so a session is exactly the fold of its commands (the journal, the trace, restore and replay).
  */
-import { IommuError, hex } from '../errors.js';
+import { IommuError, fail, hex, refusal } from '../errors.js';
 import { ACCESS_NAMES, type ContextBank } from '../hw/context.js';
 import type { HwAccessResult, HwContext, IommuInstance, TransferRequest } from '../hw/family.js';
 import { MsmSmmu } from '../hw/msm/index.js';
@@ -105,7 +105,7 @@ export type Command = z.infer<typeof CommandSchema>;
 /** BAD_REQUEST naming (the first few of) the fields a zod check refused in `what` (details.issues). */
 export function shapeError(what: string, error: z.ZodError): IommuError {
   const issues = error.issues.slice(0, 8).map((i) => ({ path: '/' + i.path.map(String).join('/'), message: i.message }));
-  return new IommuError('BAD_REQUEST', `invalid ${what}: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`, { issues });
+  return refusal('invalidInput', { what, issues });
 }
 
 /** The command, checked for shape; BAD_REQUEST naming the fields otherwise. */
@@ -117,14 +117,14 @@ export function checkCommand(cmd: unknown): Command {
 
 /** A list over the session's batch limit (maps, accesses, register ops per request). */
 function checkBatch(n: number, limit: number): void {
-  if (n > limit) throw new IommuError('PAYLOAD_TOO_LARGE', `a batch holds at most ${limit} items`, { limit, got: n });
+  if (n > limit) fail('batchTooLarge', { limit, got: n });
 }
 
 /** [paddr, +size) must be RAM of the profile, and at most MEMORY_IO_LIMIT bytes (CPU-side reads and writes). */
 export function checkRam(mem: { isRamRange(a: number, n: number): boolean }, paddr: number, size: number): void {
-  if (size > MEMORY_IO_LIMIT) throw new IommuError('PAYLOAD_TOO_LARGE', `at most ${MEMORY_IO_LIMIT} bytes per request`, { size });
+  if (size > MEMORY_IO_LIMIT) fail('memoryIoTooLarge', { limit: MEMORY_IO_LIMIT, size });
   if (size <= 0 || paddr > 0xffffffff || paddr + size > 2 ** 32 || !mem.isRamRange(paddr, size)) {
-    throw new IommuError('OUT_OF_RANGE', `[${hex(paddr)}, +${size}) is not RAM of this profile`, { paddr: hex(paddr), size });
+    fail('notRam', { paddr, size });
   }
 }
 
@@ -160,7 +160,7 @@ export type CommandOf<K extends Command['op']> = Extract<Command, { op: K }>;
 
 function u32s(b64: string, what = 'an item list'): Uint32Array {
   const b = Buffer.from(b64, 'base64');
-  if (b.length % 4 !== 0) throw new IommuError('BAD_REQUEST', `${what} is a whole number of 32-bit words`);
+  if (b.length % 4 !== 0) fail('notWords', { what });
   const out = new Uint32Array(b.length >>> 2);
   for (let i = 0; i < out.length; i++) out[i] = b.readUInt32LE(4 * i);
   return out;
@@ -172,7 +172,7 @@ const FAULT_STATUS: Record<string, number> = { translation: 1, permission: 2, 'a
 function streamMmio(smmu: IommuInstance, cmd: CommandOf<'stream'>, offsets: Uint32Array): Uint8Array {
   const n = offsets.length;
   const values = cmd.sop === OP_MMIO_WRITE ? u32s(cmd.values ?? '') : null;
-  if (values && values.length !== n) throw new IommuError('BAD_REQUEST', 'one value per offset');
+  if (values && values.length !== n) fail('valuePerOffset');
   const buf = new Uint8Array(REPLY_HEADER + REPLY_ITEM * n);
   const dv = replyHeader(buf, cmd.sop, 0, n);
   for (let i = 0; i < n; i++) {
@@ -196,7 +196,7 @@ function streamBatch(s: Session, smmu: IommuInstance, bank: HwContext, cmd: Comm
   const iovas = u32s(cmd.iovas);
   const n = iovas.length;
   // The frame decoder checks these for the socket; a journaled or hand-written record is checked the same way.
-  if (n === 0 || n > STREAM_MAX_ITEMS) throw new IommuError('BAD_REQUEST', `a stream request holds 1..${STREAM_MAX_ITEMS} items`, { count: n });
+  if (n === 0 || n > STREAM_MAX_ITEMS) fail('streamItems', { count: n, max: STREAM_MAX_ITEMS });
   const access = cmd.sop === OP_WRITE ? 1 : cmd.sop >= OP_TRANSLATE_READ && cmd.sop <= OP_TRANSLATE_EXEC ? cmd.sop - OP_TRANSLATE_READ : 0;
   const mid = cmd.mid === 0xff ? smmu.defaultMid(bank, access) : cmd.mid;
   if (cmd.sop >= OP_TRANSLATE_READ && cmd.sop <= OP_TRANSLATE_EXEC) {
@@ -222,17 +222,17 @@ function streamBatch(s: Session, smmu: IommuInstance, bank: HwContext, cmd: Comm
   }
   if (cmd.sop === OP_MMIO_READ || cmd.sop === OP_MMIO_WRITE) return streamMmio(smmu, cmd, iovas);
   const lengths = u32s(cmd.lengths ?? '');
-  if (lengths.length !== n) throw new IommuError('BAD_REQUEST', 'one length per iova');
+  if (lengths.length !== n) fail('lengthPerIova');
   let total = 0;
   for (const len of lengths) {
-    if (len === 0) throw new IommuError('BAD_REQUEST', 'an item length is at least 1');
+    if (len === 0) fail('emptyItem');
     total += len;
   }
   if (total > STREAM_MAX_BYTES) {
-    throw new IommuError('PAYLOAD_TOO_LARGE', `a stream frame moves at most ${STREAM_MAX_BYTES} bytes (as POST .../access)`, { limit: STREAM_MAX_BYTES, got: total });
+    fail('streamTooLarge', { limit: STREAM_MAX_BYTES, got: total });
   }
   const data = cmd.sop === OP_WRITE ? Buffer.from(cmd.data ?? '', 'base64') : undefined;
-  if (data && data.length !== total) throw new IommuError('BAD_REQUEST', `a write carries exactly the ${total} bytes its lengths say`, { dataLength: data.length });
+  if (data && data.length !== total) fail('writeLength', { total, dataLength: data.length });
   if (data) checkDeviceWriteBudget(s, lengths);
   const results: HwAccessResult[] = [];
   let off = 0;
@@ -268,24 +268,24 @@ function streamBatch(s: Session, smmu: IommuInstance, bank: HwContext, cmd: Comm
 /** Checks a device-access request in the API's order (range after shape) and builds the transfer. */
 export function transferOf(a: AccessArgs, defaultMid: number): TransferRequest {
   const data = a.data !== undefined ? Buffer.from(a.data, 'base64') : undefined;
-  if (data !== undefined && a.access !== 'write') throw new IommuError('BAD_REQUEST', 'data goes with a write access', { access: a.access });
+  if (data !== undefined && a.access !== 'write') fail('dataNotWrite', { access: a.access });
   if (data !== undefined && a.size !== undefined && a.size !== data.length) {
-    throw new IommuError('BAD_REQUEST', 'size disagrees with the length of data', { size: a.size, dataLength: data.length });
+    fail('sizeNotData', { size: a.size, dataLength: data.length });
   }
-  if (data !== undefined && data.length === 0) throw new IommuError('BAD_REQUEST', 'data is empty');
+  if (data !== undefined && data.length === 0) fail('emptyData');
   const len = data?.length ?? a.size ?? 1;
-  if (a.iova > 0xffffffff || a.iova + len > 2 ** 32) throw new IommuError('OUT_OF_RANGE', 'iova + size must lie within the 32-bit space', { iova: a.iova, size: len });
+  if (a.iova > 0xffffffff || a.iova + len > 2 ** 32) fail('iovaRange', { iova: a.iova, size: len });
   return { iova: a.iova, access: ACCESS_NAMES.indexOf(a.access), priv: a.priv ?? false, mid: a.mid ?? defaultMid, size: data ? 0 : (a.size ?? 0), data };
 }
 
 function outOfRange32(value: number | undefined, op?: number): IommuError {
-  return new IommuError('OUT_OF_RANGE', 'a register value is 32 bits', { ...(value !== undefined ? { value: hex(value) } : {}), ...(op !== undefined ? { op } : {}) });
+  return refusal('registerValue32', { ...(value !== undefined ? { value } : {}), ...(op !== undefined ? { op } : {}) });
 }
 
 /** Operations only the MSM SMMU has (stall, resume, fault injection, master routing): BAD_REQUEST elsewhere. */
 function msmOnly(smmu: IommuInstance, what: string): MsmSmmu {
   if (!(smmu instanceof MsmSmmu)) {
-    throw new IommuError('BAD_REQUEST', `${what} is an msm operation; ${smmu.name} is ${smmu.family}`, { smmu: smmu.name, family: smmu.family });
+    fail('msmOnly', { what, smmu: smmu.name, family: smmu.family });
   }
   return smmu;
 }
@@ -321,7 +321,7 @@ export function execute(s: Session, input: Command): unknown {
     }
     case 'flush':
       if (cmd.iova !== undefined && (cmd.iova > 0xffffffff || cmd.iova + (cmd.size ?? 0x1000) > 2 ** 32 || cmd.size === 0)) {
-        throw new IommuError('OUT_OF_RANGE', 'iova + size must lie within the 32-bit space, size > 0', { iova: cmd.iova, size: cmd.size });
+        fail('iovaRange', { iova: cmd.iova, size: cmd.size, sizeMin: true });
       }
       return iommu.flush(cmd.did, cmd.iova, cmd.iova !== undefined ? (cmd.size ?? 0x1000) : undefined);
     case 'sync':
@@ -376,7 +376,7 @@ export function execute(s: Session, input: Command): unknown {
     case 'master-access': {
       const smmu = msmOnly(soc.smmu(cmd.smmu), 'master access');
       const bank = smmu.bankOfMid(cmd.mid);
-      if (!bank) throw new IommuError('NOT_FOUND', `MID ${cmd.mid} routes to no bank`, { mid: cmd.mid });
+      if (!bank) fail('noMidRoute', { mid: cmd.mid });
       const req = transferOf(cmd, cmd.mid);
       if (req.data) checkDeviceWriteBudget(s, [req.data.length]);
       return smmu.transfer(bank, req);
@@ -404,7 +404,7 @@ export function execute(s: Session, input: Command): unknown {
     }
     case 'memory-write': {
       const data = Buffer.from(cmd.data, 'base64');
-      if (data.length === 0) throw new IommuError('BAD_REQUEST', 'a memory write takes at least one byte');
+      if (data.length === 0) fail('emptyMemoryWrite');
       checkRam(soc.mem, cmd.paddr, data.length);
       checkRamBudget(s, soc.mem.bytesToHold(cmd.paddr, data.length));
       if (s.cache) s.cache.store(cmd.paddr, data);
@@ -418,7 +418,7 @@ export function execute(s: Session, input: Command): unknown {
     }
     case 'cache-maintain': {
       if (cmd.size <= 0 || cmd.paddr > 0xffffffff || cmd.paddr + cmd.size > 2 ** 32) {
-        throw new IommuError('OUT_OF_RANGE', 'paddr + size must lie within the 32-bit space, size > 0', { paddr: hex(cmd.paddr), size: cmd.size });
+        fail('paddrRange', { paddr: cmd.paddr, size: cmd.size });
       }
       const c = s.cache;
       const lines = !c ? 0 : cmd.action === 'clean' ? c.clean(cmd.paddr, cmd.size) : cmd.action === 'invalidate' ? c.invalidate(cmd.paddr, cmd.size) : c.flush(cmd.paddr, cmd.size);
@@ -456,6 +456,6 @@ export function execute(s: Session, input: Command): unknown {
       return streamBatch(s, smmu, bank, cmd);
     }
     default:
-      throw new IommuError('BAD_REQUEST', `unknown command ${(cmd as { op?: unknown }).op}`);
+      fail('unknownCommand', { op: (cmd as { op?: unknown }).op });
   }
 }

@@ -3,7 +3,7 @@
  * wired into the hardware (device transfers reach RAM beneath the cache) and the DMA API (maintenance,
  * ownership, bounce copies). A session without them is v1's coherent session, untouched.
  */
-import { IommuError, hex } from '../errors.js';
+import { fail } from '../errors.js';
 import { DmaMaintenance } from '../dma/noncoherent.js';
 import { BOUNCE_POOL_MAX, BouncePool, SLOT_SIZE } from '../dma/swiotlb.js';
 import type { DmaApi } from '../dma/dma.js';
@@ -35,8 +35,7 @@ export function setupNonCoherent(soc: Soc, pools: BufferPools, dma: DmaApi, sink
   if (cpuCache) {
     const c = cacheConfig(cpuCache, new Set(soc.devices.keys()));
     if (typeof c === 'string') {
-      const why = { lineSize: 'lineSize must be 32 or 64', lines: 'lines must be an integer 1 .. 65536', coherent: 'coherent names a device this profile does not have' }[c];
-      throw new IommuError('BAD_REQUEST', `cpuCache: ${why}`, { field: `cpuCache.${c}`, ...(c === 'coherent' ? { coherent: cpuCache.coherent } : {}) });
+      fail('badCpuCache', { field: c as 'lineSize' | 'lines' | 'coherent', coherent: cpuCache.coherent });
     }
     cfg = c;
   }
@@ -60,13 +59,13 @@ export function setupNonCoherent(soc: Soc, pools: BufferPools, dma: DmaApi, sink
 
 function checkBounce(soc: Soc, b: BounceOption): void {
   if (b.paddr % SLOT_SIZE !== 0 || b.size % SLOT_SIZE !== 0) {
-    throw new IommuError('UNALIGNED', `bounce: paddr and size must be multiples of ${SLOT_SIZE}`, { field: 'bounce', paddr: hex(b.paddr), size: b.size });
+    fail('bounceUnaligned', { paddr: b.paddr, size: b.size, slot: SLOT_SIZE });
   }
   if (b.size === 0 || b.size > BOUNCE_POOL_MAX || b.paddr + b.size > 2 ** 32 || !soc.mem.isRamRange(b.paddr, b.size)) {
-    throw new IommuError('OUT_OF_RANGE', `bounce: [${hex(b.paddr)}, +${b.size}) must be RAM, 1 .. ${BOUNCE_POOL_MAX} bytes`, { field: 'bounce', paddr: hex(b.paddr), size: b.size });
+    fail('bounceNotRam', { paddr: b.paddr, size: b.size, max: BOUNCE_POOL_MAX });
   }
   const pt = soc.profile.pagetablePool;
   if (b.paddr < pt.base + pt.size && pt.base < b.paddr + b.size) {
-    throw new IommuError('BAD_REQUEST', 'bounce: the pool overlaps the page-table pool', { field: 'bounce', pagetablePool: { base: hex(pt.base), size: pt.size } });
+    fail('bounceOverPagetables', { base: pt.base, size: pt.size });
   }
 }

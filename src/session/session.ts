@@ -8,7 +8,7 @@ import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_NODE_ID, isNodeId } from '../cluster/node.js';
-import { IommuError } from '../errors.js';
+import { IommuError, fail } from '../errors.js';
 import { DmaApi } from '../dma/dma.js';
 import { EventBus } from '../events/bus.js';
 import { validateProfile, type Profile } from '../hw/profile.js';
@@ -962,7 +962,7 @@ export class SessionRegistry {
   async create(opts: Omit<SessionOptions, 'id'> & { trace?: readonly unknown[]; persist?: boolean }): Promise<{ session: Session; token: string }> {
     // The slot is taken before the first await: concurrent creations cannot all pass the check.
     if (this.sessions.size + this.creating >= this.opts.maxSessions) {
-      throw new IommuError('LIMIT', `the daemon holds at most ${this.opts.maxSessions} sessions`, { limit: this.opts.maxSessions });
+      fail('tooManySessions', { limit: this.opts.maxSessions });
     }
     this.creating++;
     try {

@@ -3,7 +3,7 @@
  * behind a 32 MiB aperture, no TLB, no isolation (every client translates through the same entries), one active
  * domain at a time, faults in the MC's INTSTATUS / GART_ERROR_REQ / GART_ERROR_ADDR.
  */
-import { IommuError, hex } from '../../errors.js';
+import { fail, hex } from '../../errors.js';
 import { GART_ENTRY_VALID, GART_PAGE_MASK, GartTable } from '../../pgtable/gart.js';
 import type { PgTable } from '../../pgtable/format.js';
 import type { SmmuSpec } from '../profile.js';
@@ -294,7 +294,7 @@ export class Gart implements IommuInstance {
 
   private checkTable(table: PgTable): GartTable {
     if (!(table instanceof GartTable) || table.aperture.base !== this.aperture.base || table.aperture.size !== this.aperture.size) {
-      throw new IommuError('DOMAIN_TYPE', `the domain's entries are not for GART ${this.name}'s aperture`, { smmu: this.name });
+      fail('gartAperture', { smmu: this.name });
     }
     return table;
   }
@@ -305,7 +305,7 @@ export class Gart implements IommuInstance {
     if (this.active === null || this.active === t) return;
     const others = this.banks.filter((b) => b.domain !== null && !(replace && b === ctx));
     if (others.length > 0) {
-      throw new IommuError('DEVICE_BUSY', `GART ${this.name} has another active domain (${others[0]!.domain})`, { device: ctx.name, domain: others[0]!.domain });
+      fail('gartBusy', { smmu: this.name, device: ctx.name, domain: others[0]!.domain });
     }
   }
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import * as S from '../../api/schemas.js';
 import { page, pageLimit } from '../paginate.js';
-import { IommuError, hex } from '../../errors.js';
+import { fail, hex } from '../../errors.js';
 import type { PhysBuffer } from '../../memory/pools.js';
 import { checkRam, MEMORY_IO_LIMIT } from '../../session/commands.js';
 import { apply } from '../context.js';
@@ -48,7 +48,7 @@ export const memoryRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.put('/memory', { schema: { summary: 'Write physical memory (CPU side) from an application/octet-stream body', tags: ['memory'], querystring: S.MemoryQuery.pick({ paddr: true }), response: { 204: S.NoContent } } }, async (req, reply) => {
     const body = req.body;
-    if (!Buffer.isBuffer(body)) throw new IommuError('BAD_REQUEST', 'PUT /memory takes an application/octet-stream body');
+    if (!Buffer.isBuffer(body)) fail('memoryBodyNotBinary');
     await apply(req, { op: 'memory-write', paddr: req.query.paddr, data: body.toString('base64') });
     reply.code(204).send(null);
   });

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { IommuError } from '../../errors.js';
+import { fail } from '../../errors.js';
 import { PROFILES, validateProfile, type Profile } from '../../hw/profile.js';
 import * as S from '../../api/schemas.js';
 import { parseTrace } from '../../session/session.js';
@@ -11,7 +11,7 @@ const started = Date.now();
 /** A profile by name (own keys of the table only) or an inline topology, checked. */
 function resolveProfile(p: string | Profile): Profile {
   if (typeof p !== 'string') return validateProfile(p);
-  if (!Object.hasOwn(PROFILES, p)) throw new IommuError('BAD_REQUEST', `unknown profile ${p}`, { profile: p, known: Object.keys(PROFILES) });
+  if (!Object.hasOwn(PROFILES, p)) fail('unknownProfile', { profile: p, known: Object.keys(PROFILES) });
   return PROFILES[p]!;
 }
 
@@ -38,7 +38,7 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
     const body = req.body ?? {};
     const trace = body.trace !== undefined ? parseTrace(body.trace) : null;
     if (body.persist === true && !app.registry.opts.dataDir) {
-      throw new IommuError('BAD_REQUEST', 'persist: true needs a daemon started with --data-dir', { field: 'persist' });
+      fail('persistNeedsDataDir');
     }
     const h = trace?.header.session;
     const profile = resolveProfile((body.profile ?? h?.profile ?? 'msm8x60') as string | Profile);
