@@ -16,13 +16,53 @@ import { closeWithSession } from './context.js';
 import type { Metrics } from './metrics.js';
 
 /**
- * Each event is serialized once, to UTF-8 bytes, whatever the number of subscribers (JSON.stringify ignores
- * symbol keys, so the cache never leaks into the text).
+ * Each event is serialized once, whatever the number of subscribers: its JSON text as one complete WebSocket text
+ * frame (RFC 6455 5.2: FIN, opcode 1, unmasked as a server's frames are), cached on the event (JSON.stringify
+ * ignores symbol keys, so the cache never leaks into the text) and shared by every subscriber's batch.
  */
-const JSON_BYTES = Symbol('json');
-function eventBytes(ev: IommuEvent): Buffer {
-  const e = ev as IommuEvent & { [JSON_BYTES]?: Buffer };
-  return (e[JSON_BYTES] ??= Buffer.from(JSON.stringify(ev)));
+const FRAME = Symbol('frame');
+function eventFrame(ev: IommuEvent): Buffer {
+  const e = ev as IommuEvent & { [FRAME]?: Buffer };
+  return (e[FRAME] ??= textFrame(JSON.stringify(ev)));
+}
+
+export function textFrame(text: string): Buffer {
+  const n = Buffer.byteLength(text);
+  const head = n < 126 ? 2 : n < 0x10000 ? 4 : 10;
+  const f = Buffer.allocUnsafe(head + n);
+  f[0] = 0x81;
+  if (head === 2) f[1] = n;
+  else if (head === 4) {
+    f[1] = 126;
+    f.writeUInt16BE(n, 2);
+  } else {
+    f[1] = 127;
+    f.writeUInt32BE(0, 2);
+    f.writeUInt32BE(n, 6);
+  }
+  f.write(text, head);
+  return f;
+}
+
+/**
+ * Subscribers with the same filters get the same frames in a tick: their batches are concatenated once. The
+ * last concatenation is kept until the tick's flushes are done (elements compared by identity: cheaper than the
+ * copy it saves).
+ */
+let lastBatch: { parts: Buffer[]; bytes: number; joined: Buffer } | null = null;
+function joinBatch(parts: Buffer[], bytes: number): Buffer {
+  if (parts.length === 1) return parts[0]!;
+  const last = lastBatch;
+  if (last && last.bytes === bytes && last.parts.length === parts.length && last.parts.every((p, i) => p === parts[i])) return last.joined;
+  if (!last) setImmediate(() => (lastBatch = null));
+  lastBatch = { parts, bytes, joined: Buffer.concat(parts, bytes) };
+  return lastBatch.joined;
+}
+
+/** The text a frame carries (for a socket whose extensions make ws build its own frames). */
+function framePayload(f: Buffer): Buffer {
+  const len7 = f[1]! & 0x7f;
+  return f.subarray(len7 < 126 ? 2 : len7 === 126 ? 4 : 10);
 }
 
 const ResumeMsg = z.strictObject({ type: z.literal('resume'), stall: z.string(), action: z.enum(['retry', 'terminate']) });
@@ -73,20 +113,39 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
         let behindFrom = 0; // first seq missed while behind (0: not behind)
         let behindTo = 0;
         let timer: NodeJS.Timeout | null = null;
-        const send = (msg: unknown) => socket.send(JSON.stringify(msg));
-        // Events come in bursts (one access-batch can fault thousands of times): the TCP socket is corked for the
-        // rest of the tick so a burst leaves in one write instead of one system call per frame. "Behind" means
-        // data from earlier ticks still unsent past the high-water mark, or one tick's burst past 8 times it.
-        const raw = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
-        let corked = false;
-        let tickStart = 0;
-        const uncork = () => {
-          corked = false;
-          raw?.uncork();
+        // Events come in bursts (one access-batch can fault thousands of times): a subscriber's events of one tick
+        // leave as one write of their ready-made frames, instead of a ws send (header, two socket writes) per event
+        // and subscriber. Written to the TCP socket under ws, which is safe because no extension (compression)
+        // rewrites frames on this server and every other message of this socket goes through send(), which writes
+        // the batch first: frames leave whole and in order. "Behind" means data from earlier ticks still unsent
+        // past the high-water mark, or one tick's burst past 8 times it.
+        const raw = socket.extensions === '' ? (socket as unknown as { _socket?: { write(b: Buffer): boolean } })._socket : undefined;
+        let batch: Buffer[] = [];
+        let batchBytes = 0;
+        let tickStart = -1;
+        const flush = () => {
+          tickStart = -1;
+          if (batch.length === 0) return;
+          const frames = joinBatch(batch, batchBytes);
+          batch = [];
+          batchBytes = 0;
+          if (socket.readyState === socket.OPEN) raw!.write(frames);
+        };
+        const send = (msg: unknown) => {
+          flush();
+          socket.send(JSON.stringify(msg));
+        };
+        // Whoever closes the socket (session deleted, daemon stopping) closes it after this tick's events: the
+        // session's `delete` event, emitted just before its sockets close, still arrives.
+        const close = socket.close.bind(socket);
+        socket.close = (code?: number, reason?: string | Buffer) => {
+          flush();
+          close(code, reason);
         };
         const tryCatchUp = () => {
           if (behindFrom === 0 || socket.readyState !== socket.OPEN) return;
-          if (socket.bufferedAmount > highWater / 2) return;
+          // The frames batched this tick count too: they are as good as in the send buffer.
+          if (socket.bufferedAmount + batchBytes > highWater / 2) return;
           send({ type: 'gap', from: behindFrom, to: behindTo });
           metrics.eventsGapped.inc(behindTo - behindFrom + 1);
           behindFrom = 0;
@@ -102,19 +161,21 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
             }
           }
           if (!matches(ev)) return;
-          if (!corked) {
-            corked = true;
+          if (tickStart < 0) {
             tickStart = socket.bufferedAmount;
-            raw?.cork();
-            process.nextTick(uncork);
+            process.nextTick(flush);
           }
-          if (tickStart > highWater || socket.bufferedAmount - tickStart > 8 * highWater) {
+          const frame = eventFrame(ev);
+          const thisTick = raw ? batchBytes + frame.length : socket.bufferedAmount - tickStart;
+          if (tickStart > highWater || thisTick > 8 * highWater) {
             behindFrom = behindTo = ev.seq;
             timer = setInterval(tryCatchUp, 20);
             timer.unref();
             return;
           }
-          socket.send(eventBytes(ev), { binary: false });
+          if (!raw) return void socket.send(framePayload(frame), { binary: false });
+          batch.push(frame);
+          batchBytes += frame.length;
         };
         if (q.since !== undefined) {
           const { gap, events } = s.bus.replay(q.since);
