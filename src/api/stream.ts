@@ -89,6 +89,18 @@ export function encodeRequest(r: StreamRequest): Uint8Array {
   return buf;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/** n little-endian u32s at byte `at` of buf, copied into a fresh (aligned) array: one block copy on LE hosts. */
+function u32List(buf: Uint8Array, at: number, n: number): Uint32Array {
+  const start = buf.byteOffset + at;
+  if (LITTLE_ENDIAN) return new Uint32Array(buf.buffer.slice(start, start + 4 * n));
+  const dv = new DataView(buf.buffer, start, 4 * n);
+  const out = new Uint32Array(n);
+  for (let i = 0; i < n; i++) out[i] = dv.getUint32(4 * i, true);
+  return out;
+}
+
 export function decodeRequest(buf: Uint8Array, maxItems: number): StreamRequest {
   if (buf.length < REQUEST_HEADER) throw new StreamFrameError(`a request frame is at least ${REQUEST_HEADER} bytes`);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -102,14 +114,11 @@ export function decodeRequest(buf: Uint8Array, maxItems: number): StreamRequest 
   const withLen = op === OP_READ || op === OP_WRITE || op === OP_MMIO_WRITE;
   const head = REQUEST_HEADER + 4 * n * (withLen ? 2 : 1);
   if (buf.length < head) throw new StreamFrameError('frame shorter than its count says');
-  // The frame's bytes may not be 4-aligned in the socket buffer: copy the item lists out.
-  const iovas = new Uint32Array(n);
-  for (let i = 0; i < n; i++) iovas[i] = dv.getUint32(REQUEST_HEADER + 4 * i, true);
+  // The frame's bytes may not be 4-aligned in the socket buffer: the item lists are copied out.
+  const iovas = u32List(buf, REQUEST_HEADER, n);
   const req: StreamRequest = { id, op, priv: (dv.getUint8(2) & FLAG_PRIV) !== 0, mid: dv.getUint8(3), iovas };
   if (op === OP_MMIO_WRITE) {
-    const values = new Uint32Array(n);
-    for (let i = 0; i < n; i++) values[i] = dv.getUint32(REQUEST_HEADER + 4 * (n + i), true);
-    req.values = values;
+    req.values = u32List(buf, REQUEST_HEADER + 4 * n, n);
     if (buf.length !== head) throw new StreamFrameError('trailing bytes after the values');
   } else if (withLen) {
     const lengths = new Uint32Array(n);

@@ -8,11 +8,9 @@ import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import { decodeRequest, StreamFrameError } from '../api/stream.js';
 import { IommuError, refusal } from '../errors.js';
-import { STREAM_MAX_ITEMS } from '../session/commands.js';
+import { encodeItems, STREAM_MAX_ITEMS } from '../session/commands.js';
 import { actor, closeWithSession } from './context.js';
 
-
-const b64 = (a: Uint32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
 
 export const streamRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
@@ -90,10 +88,10 @@ export const streamRoutes: FastifyPluginAsyncZod = async (app) => {
             sop: r.op,
             priv: r.priv,
             mid: r.mid,
-            iovas: b64(r.iovas),
-            ...(r.lengths ? { lengths: b64(r.lengths) } : {}),
+            iovas: encodeItems(r.iovas),
+            ...(r.lengths ? { lengths: encodeItems(r.lengths) } : {}),
             ...(r.data ? { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength).toString('base64') } : {}),
-            ...(r.values ? { values: b64(r.values) } : {}),
+            ...(r.values ? { values: encodeItems(r.values) } : {}),
           });
           const reply = result as Uint8Array;
           new DataView(reply.buffer, reply.byteOffset).setUint32(4, r.id, true);

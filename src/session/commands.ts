@@ -158,9 +158,30 @@ function checkDeviceWriteBudget(s: Session, lengths: ArrayLike<number>): void {
 
 export type CommandOf<K extends Command['op']> = Extract<Command, { op: K }>;
 
+/** Typed arrays are in host byte order; the item lists are little-endian (docs/stream.md). */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+/**
+ * The item lists the binary stream encoded last (encodeItems: a frame's iovas and lengths or values): its command
+ * takes them without a second pass over the base64. Any other list (a journal replay, a trace) is decoded.
+ */
+const recentlyEncoded: Array<{ text: string; words: Uint32Array }> = [];
+
+/** A list of u32 items as a command carries it (base64 of little-endian words). `words` must not change after. */
+export function encodeItems(words: Uint32Array): string {
+  const text = Buffer.from(words.buffer, words.byteOffset, words.byteLength).toString('base64');
+  if (LITTLE_ENDIAN) {
+    if (recentlyEncoded.length === 2) recentlyEncoded.shift();
+    recentlyEncoded.push({ text, words });
+  }
+  return text;
+}
+
 function u32s(b64: string, what = 'an item list'): Uint32Array {
+  for (const e of recentlyEncoded) if (e.text === b64) return e.words;
   const b = Buffer.from(b64, 'base64');
   if (b.length % 4 !== 0) fail('notWords', { what });
+  if (LITTLE_ENDIAN && b.byteOffset % 4 === 0) return new Uint32Array(b.buffer, b.byteOffset, b.length >>> 2);
   const out = new Uint32Array(b.length >>> 2);
   for (let i = 0; i < out.length; i++) out[i] = b.readUInt32LE(4 * i);
   return out;

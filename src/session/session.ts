@@ -254,11 +254,9 @@ export function hashToken(token: string): string {
   return typeof cryptoHash === 'function' ? cryptoHash('sha256', token, 'hex') : createHash('sha256').update(token).digest('hex');
 }
 
-/** Compares two hex digests without an early exit. */
-function equalConstantTime(a: string, b: string): boolean {
-  const x = Buffer.from(a, 'latin1');
-  const y = Buffer.from(b, 'latin1');
-  return x.length === y.length && timingSafeEqual(x, y);
+/** SHA-256 of a token as bytes: what authentication compares (no hex string made per request). */
+function tokenDigest(token: string): Buffer {
+  return typeof cryptoHash === 'function' ? cryptoHash('sha256', token, 'buffer') : createHash('sha256').update(token).digest();
 }
 
 /** A journal write failed: the change is refused (and undone), as 503. */
@@ -387,6 +385,8 @@ export class Session {
   /** TLBs were emptied (restore, replay) since the last record: the next one says so. */
   private tlbResetPending = false;
   private readonly tokens = new Map<string, TokenInfo>();
+  /** Each token's digest as bytes, decoded once from its hex form (constant-time compares need Buffers). */
+  private readonly digests = new WeakMap<TokenInfo, Buffer>();
   private readonly stallTimers = new Map<string, NodeJS.Timeout>();
   private readonly untap: () => void;
   private replaying = false;
@@ -477,14 +477,15 @@ export class Session {
    */
   authenticate(token: string): TokenInfo | null {
     const dot = token.indexOf('.');
-    const hash = hashToken(token);
+    const digest = tokenDigest(token);
     if (dot < 0) {
       // A token minted before ids existed (restored from an older journal) is keyed by its digest.
-      const legacy = this.tokens.get(hash);
+      const legacy = this.tokens.get(digest.toString('hex'));
       return legacy && legacy.id === undefined ? legacy : null;
     }
     const info = this.tokens.get(token.slice(0, dot));
-    return info && info.id !== undefined && equalConstantTime(hash, info.hash) ? info : null;
+    const stored = info && info.id !== undefined ? this.digests.get(info) : undefined;
+    return stored && timingSafeEqual(digest, stored) ? info! : null;
   }
 
   static allows(role: Role, needed: Role): boolean {
@@ -882,6 +883,9 @@ export class Session {
   private addToken(t: TokenInfo): void {
     const info: TokenInfo = { ...(t.id !== undefined ? { id: t.id } : {}), hash: t.hash, role: t.role, label: t.label };
     this.tokens.set(info.id ?? info.hash, info);
+    // A stored hash that is not 64 hex digits (a hand-edited journal) has no digest and matches nothing.
+    const digest = Buffer.from(info.hash, 'hex');
+    if (digest.length === 32 && digest.toString('hex') === info.hash.toLowerCase()) this.digests.set(info, digest);
   }
 
   /** A command no request asked for (timers): applied and journaled like any other. */

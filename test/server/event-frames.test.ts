@@ -1,8 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { Receiver } from 'ws';
+import type { EventEmitter } from 'node:events';
+import ws from 'ws';
 import { textFrame } from '../../src/server/events.js';
 
 /** Messages a WebSocket client decodes from the bytes (ws's own frame parser, as a subscriber's client runs it). */
+// ws exports its frame parser at runtime; its type declarations leave it out.
+const { Receiver } = ws as unknown as { Receiver: new (o: { isServer: boolean }) => EventEmitter & { write(b: Buffer): void } };
+
 function decode(bytes: Buffer): string[] {
   const out: string[] = [];
   const r = new Receiver({ isServer: false });
