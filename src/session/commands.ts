@@ -24,7 +24,7 @@ import {
 
 const STATUS_BAD_OFFSET = 8;
 import { z } from 'zod';
-import { AccessKind, DmaDirection, PgSize, ProtFlag } from '../api/schemas.js';
+import { AccessKind, Base64, DmaDirection, PgSize, ProtFlag } from '../api/schemas.js';
 import type { BatchOp } from '../iommu/iommu.js';
 import { protFromNames } from '../pgtable/desc.js';
 import type { Session } from './session.js';
@@ -57,7 +57,7 @@ const AccessFields = {
   priv: z.boolean().optional(),
   mid: Mid.optional(),
   size: Int.min(1).max(ACCESS_SIZE_LIMIT).optional(),
-  data: z.base64().max(Math.ceil(ACCESS_SIZE_LIMIT / 3) * 4).optional(),
+  data: Base64.max(Math.ceil(ACCESS_SIZE_LIMIT / 3) * 4).optional(),
 };
 const MapOp = z.strictObject({ op: z.literal('map'), iova: Addr, paddr: Addr, size: Addr, prot: z.array(ProtFlag) });
 const UnmapOp = z.strictObject({ op: z.literal('unmap'), iova: Addr, size: Addr });
@@ -86,7 +86,7 @@ export const CommandSchema = z.discriminatedUnion('op', [
   z.strictObject({ op: z.literal('buffer-alloc'), size: Addr, pools: z.array(z.string().max(64)).min(1).max(16).optional(), align: Addr.optional() }),
   z.strictObject({ op: z.literal('buffer-free'), paddr: Addr }),
   // Its size bound is checkRam's (PAYLOAD_TOO_LARGE, as PUT /memory answers), not a shape error.
-  z.strictObject({ op: z.literal('memory-write'), paddr: Addr, data: z.base64() }),
+  z.strictObject({ op: z.literal('memory-write'), paddr: Addr, data: Base64 }),
   /** A CPU load (recorded only in sessions with a CPU cache, where a load changes cache state). */
   z.strictObject({ op: z.literal('memory-read'), paddr: Addr, size: Addr }),
   z.strictObject({ op: z.literal('cache-maintain'), action: z.enum(['clean', 'invalidate', 'flush']), paddr: Addr, size: Addr }),
