@@ -1,8 +1,9 @@
 /** What the server layer hangs on requests and the app: the session registry, the caller's session and role. */
 import type { FastifyRequest } from 'fastify';
 import { WS_SESSION_GONE } from '../api/stream.js';
-import type { Command } from '../session/commands.js';
+import type { Command, CommandOf } from '../session/commands.js';
 import type { Role, Session, SessionRegistry, TokenInfo } from '../session/session.js';
+import type { AnsweredOp, ResultView } from '../session/views.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -46,6 +47,11 @@ export function actor(req: FastifyRequest): { role: Role; label: string | null }
 /** Applies a command for the caller and waits until it is durable; T is what that command returns. */
 export async function apply<T>(req: FastifyRequest, cmd: Command): Promise<T> {
   return (await req.iommuSession.apply(actor(req), cmd)) as T;
+}
+
+/** Applies a command for the caller, waits until it is durable, and answers its result as the API shapes it. */
+export function applyView<K extends AnsweredOp>(req: FastifyRequest, cmd: CommandOf<K>): Promise<ResultView<K>> {
+  return req.iommuSession.view.apply(actor(req), cmd);
 }
 
 /** Closes a socket with a reason when its session closes (deleted); returns the undo for the socket's own close. */

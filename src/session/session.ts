@@ -26,6 +26,7 @@ import { OP_MMIO_READ, OP_MMIO_WRITE } from '../api/stream.js';
 import { checkRamBudget, execute, shapeError, type Command } from './commands.js';
 import { SessionSnapshotSchema } from './snapshot.js';
 import { checkDataDir, encodeRecord, Journal, readJournal, writeFileAtomic } from './journal.js';
+import { SessionViews } from './views.js';
 
 export type Role = 'observer' | 'operator' | 'owner';
 const ROLE_RANK: Record<Role, number> = { observer: 0, operator: 1, owner: 2 };
@@ -366,6 +367,8 @@ export class Session {
   readonly maxRam: number;
   readonly ramLedger: RamLedger;
   private ramReleased = false;
+  /** The session's read methods: what the API answers about it, shaped (src/session/views.ts). */
+  readonly view = new SessionViews(this);
   revision = 0;
   /** Faults by kind, for metrics. */
   readonly faultCounts = new Map<string, number>();

@@ -10,7 +10,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { MSM8X60 } from '../../src/hw/profile.js';
 import { Session } from '../../src/session/session.js';
-import { contextView } from '../../src/server/views.js';
+import { contextView } from '../../src/session/views.js';
 import { MsmSmmu } from '../../src/hw/msm/index.js';
 import { msmDevice, msmSession } from '../support/core.js';
 import { client, type Client } from '../support/server.js';

@@ -1,19 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { fail } from '../../errors.js';
-import { PROFILES, validateProfile, type Profile } from '../../hw/profile.js';
 import * as S from '../../api/schemas.js';
 import { parseTrace } from '../../session/session.js';
-import { profileView } from '../views.js';
+import { profilesView, resolveProfile } from '../../session/views.js';
 import { VERSION } from '../version.js';
 
 const started = Date.now();
-
-/** A profile by name (own keys of the table only) or an inline topology, checked. */
-function resolveProfile(p: string | Profile): Profile {
-  if (typeof p !== 'string') return validateProfile(p);
-  if (!Object.hasOwn(PROFILES, p)) fail('unknownProfile', { profile: p, known: Object.keys(PROFILES) });
-  return PROFILES[p]!;
-}
 
 /** Routes outside a session: profiles, session creation, health, version. */
 export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -32,7 +24,7 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
     capabilities: ['iommu-api', 'mmio', 'dma', 'memory', 'events', 'stale-tlb-detector', 'fault-injection', 'stall', 'masters', 'trace', 'stream', 'cluster', 'families', 'cpu-cache', 'bounce', ...(app.registry.opts.dataDir ? ['persistence'] : [])],
   }));
 
-  app.get('/v1/profiles', { schema: { summary: 'Simulated SoCs: SMMUs, contexts, MIDs, memory map', tags: ['profiles'], response: { 200: S.ProfilesResponse } } }, async () => Object.values(PROFILES).map(profileView));
+  app.get('/v1/profiles', { schema: { summary: 'Simulated SoCs: SMMUs, contexts, MIDs, memory map', tags: ['profiles'], response: { 200: S.ProfilesResponse } } }, async () => profilesView());
 
   app.post('/v1/sessions', { schema: { summary: 'Create a session (profile, inline topology or trace replay); returns the owner token', tags: ['sessions'], body: S.CreateSessionBody, response: { 201: S.CreateSessionResponse } } }, async (req, reply) => {
     const body = req.body ?? {};
@@ -41,7 +33,7 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
       fail('persistNeedsDataDir');
     }
     const h = trace?.header.session;
-    const profile = resolveProfile((body.profile ?? h?.profile ?? 'msm8x60') as string | Profile);
+    const profile = resolveProfile(body.profile ?? h?.profile ?? 'msm8x60');
     const lim = app.iommudOptions.limits;
     const { session, token } = await app.registry.create({
       name: body.name ?? h?.name ?? 'session',
