@@ -209,19 +209,28 @@ export function transferPages(inst: IommuInstance, mem: PhysMemory, ctx: HwConte
     segments.push({ iova: a, paddr: r.paddr, size: len, tlb: TLB_NAMES[r.tlb]! });
     a += len;
   }
+  return moveSegments(mem, cache, ctx.name, req, size, segments, stale);
+}
+
+/**
+ * The data half of a transfer, once every page is translated (every family): bytes move between the request and
+ * RAM (through the CPU cache's snoop rules when the session has one); pages outside RAM are marked unbacked.
+ */
+export function moveSegments(mem: PhysMemory, cache: CpuCache | null, device: string | null, req: TransferRequest, size: number, segments: Segment[], stale: boolean): HwAccessResult & { outcome: 'ok' } {
+  const write = req.access === 1;
   let unbacked = false;
   let out: Uint8Array | undefined;
-  if (access !== 1 && req.size > 0 && !req.data) out = new Uint8Array(size);
+  if (!write && req.size > 0 && !req.data) out = new Uint8Array(size);
   let o = 0;
   for (const s of segments) {
     if (!mem.isRamRange(s.paddr, s.size)) {
       s.unbacked = true;
       unbacked = true;
-    } else if (req.data && access === 1) {
-      if (cache) cache.deviceWrite(ctx.name, s.paddr, req.data.subarray(o, o + s.size));
+    } else if (req.data && write) {
+      if (cache) cache.deviceWrite(device, s.paddr, req.data.subarray(o, o + s.size));
       else mem.writeBytes(s.paddr, req.data.subarray(o, o + s.size));
     } else if (out) {
-      if (cache) cache.deviceRead(ctx.name, s.paddr, s.size, out, o);
+      if (cache) cache.deviceRead(device, s.paddr, s.size, out, o);
       else mem.readBytes(s.paddr, s.size, out, o);
     }
     o += s.size;

@@ -9,7 +9,7 @@ import type { PhysMemory } from '../memory/phys.js';
 import { PERM_AP0, PERM_AP1, PERM_AP2, PERM_XN, permToProt, pgsizeIndex, protToNames, SZ_4K } from '../pgtable/desc.js';
 import { WALK_EXTERNAL, WALK_OK, WalkResult, walk } from '../pgtable/v7s.js';
 import { ACCESS_EXEC, ACCESS_NAMES, ACCESS_WRITE, ContextBank, type FaultRecord, type Stall } from './context.js';
-import type { Segment, TransferRequest } from './family.js';
+import { moveSegments, type Segment, type TransferRequest } from './family.js';
 import type { SmmuSpec } from './profile.js';
 import {
   ACTLR_CFCFG,
@@ -355,35 +355,7 @@ export class Smmu {
       segments.push({ iova: a, paddr: r.paddr, size: len, tlb: TLB_STATE_NAMES[r.tlb]! });
       a += len;
     }
-    const mem = this.env.mem;
-    const cache = this.env.cache;
-    let unbacked = false;
-    let out: Uint8Array | undefined;
-    if (access !== ACCESS_WRITE && req.size > 0 && !req.data) out = new Uint8Array(size);
-    let o = 0;
-    for (const s of segments) {
-      if (!mem.isRamRange(s.paddr, s.size)) {
-        s.unbacked = true;
-        unbacked = true;
-      } else if (req.data && access === ACCESS_WRITE) {
-        if (cache) cache.deviceWrite(bank.name, s.paddr, req.data.subarray(o, o + s.size));
-        else mem.writeBytes(s.paddr, req.data.subarray(o, o + s.size));
-      } else if (out) {
-        if (cache) cache.deviceRead(bank.name, s.paddr, s.size, out, o);
-        else mem.readBytes(s.paddr, s.size, out, o);
-      }
-      o += s.size;
-    }
-    const first = segments[0]!;
-    return {
-      outcome: 'ok',
-      paddr: first.paddr,
-      tlb: first.tlb,
-      ...(stale ? { stale: true as const } : {}),
-      ...(unbacked ? { unbacked: true as const } : {}),
-      ...(out ? { data: out } : {}),
-      ...(segments.length > 1 ? { segments } : {}),
-    };
+    return moveSegments(this.env.mem, this.env.cache, bank.name, req, size, segments, stale);
   }
 
   /** Resolves a stalled transaction: retry re-runs it (a re-walk), terminate aborts it. */
