@@ -155,17 +155,18 @@ export function decodeReply(buf: Uint8Array): { id: number; op: number; items: S
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   if (buf.length < REPLY_HEADER || dv.getUint8(0) !== STREAM_VERSION) throw new StreamFrameError('not a version-1 reply frame');
   const n = dv.getUint32(8, true);
-  const items: StreamItem[] = [];
-  for (let i = 0; i < n; i++) {
-    const o = REPLY_HEADER + REPLY_ITEM * i;
-    const flags = dv.getUint16(o + 2, true);
-    items.push({
-      status: STATUS_NAMES[dv.getUint8(o)]!,
-      tlb: TLB_NAMES[dv.getUint8(o + 1)]!,
-      stale: (flags & ITEM_FLAG_STALE) !== 0,
-      unbacked: (flags & ITEM_FLAG_UNBACKED) !== 0,
+  // One record is two little-endian words: status | tlb << 8 | flags << 16, then paddr. Names come from the
+  // tables (no string is made per item) and the array is sized once.
+  const items = new Array<StreamItem>(n);
+  for (let i = 0, o = REPLY_HEADER; i < n; i++, o += REPLY_ITEM) {
+    const w = dv.getUint32(o, true);
+    items[i] = {
+      status: STATUS_NAMES[w & 0xff]!,
+      tlb: TLB_NAMES[(w >>> 8) & 0xff]!,
+      stale: (w & (ITEM_FLAG_STALE << 16)) !== 0,
+      unbacked: (w & (ITEM_FLAG_UNBACKED << 16)) !== 0,
       paddr: dv.getUint32(o + 4, true),
-    });
+    };
   }
   return { id: dv.getUint32(4, true), op: dv.getUint8(1), items, data: buf.subarray(REPLY_HEADER + REPLY_ITEM * n) };
 }

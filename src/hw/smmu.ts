@@ -34,7 +34,7 @@ import {
   fsrBitNames,
   type FaultKind,
 } from './regs.js';
-import { MULTI_HIT, Tlb, TlbEntry, tlbKey, type TlbPolicy, type TlbStats } from './tlb.js';
+import { MULTI_HIT, Tlb, type TlbEntry, type TlbPolicy, type TlbStats } from './tlb.js';
 
 export const OUTCOME_OK = 0;
 export const OUTCOME_FAULT = 1;
@@ -427,16 +427,16 @@ export class Smmu {
   }
 
   private fill(bank: ContextBank, asid: number, w: WalkResult): void {
+    const e = this.tlb.insert(bank.index, asid, pgsizeIndex(w.size), w.vaBase, w.size, w.paBase, w.perm)!;
     const m = this.mem;
-    const sizeIdx = pgsizeIndex(w.size);
-    const c1 = w.l1Addr >>> 16;
-    // A section has no L2 descriptor: its second chunk is the first again, so the hit path has no branch.
-    const c2 = w.l2Addr >= 0 ? w.l2Addr >>> 16 : c1;
-    const e =
-      new TlbEntry(bank.index, asid, tlbKey(asid, w.vaBase, sizeIdx), sizeIdx, w.vaBase, w.size, w.paBase, w.perm, bank.TTBR0, c1, m.version(c1), c2, m.version(c2));
     e.ok = PERM_MASKS[w.perm]!;
-    e.gen = this.mem.gen;
-    this.tlb.insert(e);
+    e.gen = m.gen;
+    e.ttbr0 = bank.TTBR0;
+    e.c1 = w.l1Addr >>> 16;
+    e.v1 = m.version(e.c1);
+    // A section has no L2 descriptor: its second chunk is the first again, so the hit path has no branch.
+    e.c2 = w.l2Addr >= 0 ? w.l2Addr >>> 16 : e.c1;
+    e.v2 = m.version(e.c2);
   }
 
   /**

@@ -1,6 +1,7 @@
 /**
  * One SMMU's TLB (IDR.TLBSIZE): leaf translations tagged by bank and ASID, shared by the SMMU's banks.
- * Lookups are one Map.get per page size in use by the bank, so a warm hit costs little more than the Map itself.
+ * Lookups are one probe of a hash over typed arrays per page size in use by the bank (a warm 4K hit: one array
+ * read); a miss's fill reuses its slot's entry and finds the LRU victim without a scan: nothing is allocated.
  */
 export type TlbPolicy = 'lru' | 'round-robin' | 'flush-all';
 
@@ -11,10 +12,21 @@ export interface TlbStats {
   invalidations: number;
 }
 
+/**
+ * One TLB slot's entry. The TLB owns one per slot, made on the slot's first fill and refilled in place after
+ * (a miss allocates nothing): read an entry before the next fill of the same TLB.
+ */
 export class TlbEntry {
-  /** Last use (the TLB's clock): LRU evicts the smallest. */
-  used = 0;
-  slot = -1;
+  bank = 0;
+  asid = 0;
+  key = 0;
+  sizeIdx = 0;
+  vaBase = 0;
+  size = 0;
+  paBase = 0;
+  perm = 0;
+  /** paBase - vaBase: an address inside the entry translates to va + offset. */
+  offset = 0;
   /**
    * Permission outcomes precomputed at fill: bit (access * 2 + priv) set when allowed with SCTLR.AFE set, the
    * same six bits from bit 6 up for AFE clear (the only SCTLR field the check reads).
@@ -22,26 +34,13 @@ export class TlbEntry {
   ok = 0;
   /** Memory generation when the descriptors were last known unchanged (PhysMemory.gen). */
   gen = -1;
-  /** paBase - vaBase: an address inside the entry translates to va + offset. */
-  readonly offset: number = 0;
-  constructor(
-    readonly bank: number,
-    readonly asid: number,
-    readonly key: number,
-    readonly sizeIdx: number,
-    readonly vaBase: number,
-    readonly size: number,
-    readonly paBase: number,
-    readonly perm: number,
-    /** TTBR0 and the versions of the descriptor chunks the entry was filled from: the stale-TLB detector. */
-    public ttbr0: number,
-    public c1: number,
-    public v1: number,
-    public c2: number,
-    public v2: number,
-  ) {
-    this.offset = paBase - vaBase;
-  }
+  /** TTBR0 and the versions of the descriptor chunks the entry was filled from: the stale-TLB detector. */
+  ttbr0 = 0;
+  c1 = 0;
+  v1 = 0;
+  c2 = 0;
+  v2 = 0;
+  constructor(readonly slot: number) {}
 }
 
 /** Page-number masks per size index (4K, 64K, 1M, 16M) over va >>> 12. */
@@ -64,32 +63,53 @@ function zeros(n: number): number[] {
 
 /** What an unfilled TLB's maps, index and slots are: one shared empty array (frozen), replaced on the first fill. */
 const NONE = Object.freeze([]) as never[];
+const EMPTY_I32 = new Int32Array(0);
+const EMPTY_F64 = new Float64Array(0);
+
+/** No slot: the end of a hash chain, an empty bucket. */
+const NIL = -1;
 
 export class Tlb {
   readonly capacity: number;
   readonly policy: TlbPolicy;
   private readonly lru: boolean;
+  private readonly banks: number;
   /** Per-bank eviction and invalidation counts (hits and misses are counted by the banks themselves). */
   private evicted: number[];
   private invalidated: number[];
   /** Per bank: bit s set when the bank holds entries of size index s (lookups probe only those sizes). */
   private readonly sizeMask: number[];
-  private clock = 0;
-  /** Per bank and size index; empty until the first fill (an idle SMMU holds no maps). */
-  private maps: Array<Array<Map<number, TlbEntry>>> = NONE;
-  /** maps[bank][0], the 4K entries, held flat for the hit path. */
-  private small: Array<Map<number, TlbEntry>> = NONE;
+  /** Live entries per bank × size index: lookups skip sizes a bank has none of. */
+  private sizeCount: number[];
+  /** Live entries by slot (null: free); `pool` keeps each slot's entry object for its next fill. */
+  private slots: Array<TlbEntry | null> = NONE;
+  private pool: Array<TlbEntry | undefined> = NONE;
+  private freeSlots: number[] = NONE;
+  /**
+   * The tag index: a chained hash over (bank, size index, key). heads[bucket] is the first slot of a chain,
+   * chain[slot] the next one, tag[slot] the slot's full tag (bankSize * 2^32 + key), so a probe reads no entry.
+   */
+  private heads: Int32Array = EMPTY_I32;
+  private chain: Int32Array = EMPTY_I32;
+  private tag: Float64Array = EMPTY_F64;
+  private hashShift = 32;
   /**
    * A direct-mapped index over the 4K entries, 2^microShift slots per bank by the low bits of the key: a slot holds
-   * null or a live entry (remove clears it), so a key match is a hit without the Map; anything else asks the Map.
+   * null or a live entry (remove clears it), so a key match is a hit without the tag index.
    */
   private micro: Array<TlbEntry | null> = NONE;
   private microShift = 0;
   private microMask = 0;
-  /** Live entries per bank × size index: lookups skip sizes a bank has none of. */
-  private sizeCount: number[];
-  private slots: Array<TlbEntry | null> = NONE;
-  private freeSlots: number[] = NONE;
+  /**
+   * LRU order as a doubly linked list over the slots (sentinel: slot `capacity`), least recently used first: a
+   * hit or fill moves its slot to the end, the victim is the first. The same victim as the smallest last-use
+   * time (every use is a distinct tick), found without a scan. Kept under the LRU policy only.
+   */
+  private prev: Int32Array = EMPTY_I32;
+  private next: Int32Array = EMPTY_I32;
+  /** Fills so far: the order TLBIVA-by-any-ASID removes entries of one size in (oldest fill first). */
+  private fills = 0;
+  private fillSeq: Float64Array = EMPTY_F64;
   private rr = 0;
   private live = 0;
 
@@ -99,28 +119,38 @@ export class Tlb {
     this.lru = policy === 'lru';
     this.banks = banks;
     this.sizeMask = new Array<number>(banks).fill(0);
-    // An idle SMMU's TLB holds no arrays of its own: the counters are allocated with the maps, on the first fill.
+    // An idle SMMU's TLB holds no arrays of its own: the counters are allocated with the index, on the first fill.
     this.sizeCount = zeros(banks * 4);
     this.evicted = zeros(banks);
     this.invalidated = zeros(banks);
   }
 
-  private readonly banks: number;
-
-  /** Maps and slots on the first fill. */
+  /** Index and slots on the first fill. */
   private allocate(): void {
-    this.maps = Array.from({ length: this.banks }, () => [new Map(), new Map(), new Map(), new Map()]);
-    this.small = this.maps.map((m) => m[0]!);
+    const n = this.capacity;
     this.sizeCount = new Array<number>(this.banks * 4).fill(0);
     this.evicted = new Array<number>(this.banks).fill(0);
     this.invalidated = new Array<number>(this.banks).fill(0);
-    this.slots = new Array<TlbEntry | null>(this.capacity).fill(null);
+    this.slots = new Array<TlbEntry | null>(n).fill(null);
+    if (this.pool.length !== n) this.pool = new Array<TlbEntry | undefined>(n).fill(undefined);
+    // Twice as many buckets as slots (a power of two): chains of about one.
+    const bits = Math.max(1, Math.ceil(Math.log2(2 * n)));
+    this.hashShift = 32 - bits;
+    this.heads = new Int32Array(1 << bits).fill(NIL);
+    this.chain = new Int32Array(n);
+    this.tag = new Float64Array(n);
+    this.fillSeq = new Float64Array(n);
     // As many slots per bank as the TLB has entries (a power of two, at most 256): room for a whole bank's set.
-    this.microShift = Math.min(8, Math.ceil(Math.log2(this.capacity)));
+    this.microShift = Math.min(8, Math.ceil(Math.log2(n)));
     this.microMask = (1 << this.microShift) - 1;
     this.micro = new Array<TlbEntry | null>(this.banks << this.microShift).fill(null);
+    if (this.lru) {
+      this.prev = new Int32Array(n + 1);
+      this.next = new Int32Array(n + 1);
+      this.prev[n] = this.next[n] = n;
+    }
     this.freeSlots = [];
-    for (let i = this.capacity - 1; i >= 0; i--) this.freeSlots.push(i);
+    for (let i = n - 1; i >= 0; i--) this.freeSlots.push(i);
   }
 
   get size(): number {
@@ -135,20 +165,33 @@ export class Tlb {
     return this.invalidated;
   }
 
+  /** The bucket of a tag: multiplicative hashing of the key and the bank × size index, top bits. */
+  private bucket(bankSize: number, key: number): number {
+    return Math.imul(key ^ Math.imul(bankSize, 0x27d4eb2f), 0x9e3779b1) >>> this.hashShift;
+  }
+
+  /** The slot holding (bank × size index, key), NIL when none. */
+  private find(bankSize: number, key: number): number {
+    if (this.live === 0) return NIL;
+    const t = bankSize * 4294967296 + (key >>> 0);
+    let s = this.heads[this.bucket(bankSize, key)]!;
+    while (s !== NIL && this.tag[s] !== t) s = this.chain[s]!;
+    return s;
+  }
+
   /** The entry translating va for (bank, asid), null on a miss, MULTI_HIT when more than one matches. */
   lookup(bank: number, asid: number, va: number): TlbEntry | null | typeof MULTI_HIT {
     if (this.sizeMask[bank] === 1) {
-      // The common case, a bank holding only 4K entries: the index, else one Map.get.
+      // The common case, a bank holding only 4K entries: the direct-mapped index, else the tag index.
       const key = (asid << 20) | (va >>> 12);
       const slot = (bank << this.microShift) | (key & this.microMask);
       let e = this.micro[slot]!;
       if (e === null || e.key !== key) {
-        const m = this.small[bank]!.get(key);
-        if (m === undefined) return null;
-        this.micro[slot] = e = m;
+        const s = this.find(bank * 4, key);
+        if (s === NIL) return null;
+        this.micro[slot] = e = this.slots[s]!;
       }
-      // Stamped whatever the policy (only LRU reads it): one store, no branch.
-      e.used = ++this.clock;
+      if (this.lru) this.touch(e.slot);
       return e;
     }
     return this.lookupSizes(bank, asid, va);
@@ -157,36 +200,83 @@ export class Tlb {
   /** Lookup in a bank holding entries of other sizes than 4K (or none): every size in use, multiple hits found. */
   private lookupSizes(bank: number, asid: number, va: number): TlbEntry | null | typeof MULTI_HIT {
     const mask = this.sizeMask[bank]!;
-    let found: TlbEntry | null = null;
+    let found = NIL;
     if (mask !== 0) {
-      const maps = this.maps[bank]!;
       for (let s = 0; s < 4; s++) {
         if ((mask & (1 << s)) === 0) continue;
-        const e = maps[s]!.get((asid << 20) | ((va >>> 12) & VPN_MASK[s]!));
-        if (e !== undefined) {
-          if (found !== null) return MULTI_HIT;
-          found = e;
+        const slot = this.find(bank * 4 + s, (asid << 20) | ((va >>> 12) & VPN_MASK[s]!));
+        if (slot !== NIL) {
+          if (found !== NIL) return MULTI_HIT;
+          found = slot;
         }
       }
     }
-    if (found !== null && this.lru) found.used = ++this.clock;
-    return found;
+    if (found === NIL) return null;
+    if (this.lru) this.touch(found);
+    return this.slots[found]!;
   }
 
-  insert(e: TlbEntry): void {
-    if (this.capacity === 0) return;
+  /** LRU: the slot becomes the most recently used (the end of the list). */
+  private touch(s: number): void {
+    const prev = this.prev;
+    const end = this.capacity;
+    const last = prev[end]!;
+    if (last === s) return;
+    const next = this.next;
+    const p = prev[s]!;
+    const n = next[s]!;
+    next[p] = n;
+    prev[n] = p;
+    prev[s] = last;
+    next[s] = end;
+    next[last] = s;
+    prev[end] = s;
+  }
+
+  /**
+   * Fills an entry (replacing one with the same tag, evicting by the policy when full) and returns it for the
+   * caller to complete (permission and stale-detector fields); null for a TLB of 0 entries, which keeps none.
+   */
+  insert(bank: number, asid: number, sizeIdx: number, vaBase: number, size: number, paBase: number, perm: number): TlbEntry | null {
+    if (this.capacity === 0) return null;
     if (this.slots.length === 0) this.allocate();
-    const map = this.maps[e.bank]![e.sizeIdx]!;
-    const old = map.get(e.key);
-    if (old) this.remove(old);
+    const key = tlbKey(asid, vaBase, sizeIdx);
+    const bankSize = bank * 4 + sizeIdx;
+    const old = this.find(bankSize, key);
+    if (old !== NIL) this.remove(this.slots[old]!);
     if (this.live >= this.capacity) this.evict();
-    e.slot = this.freeSlots.pop()!;
-    this.slots[e.slot] = e;
-    map.set(e.key, e);
-    this.sizeCount[e.bank * 4 + e.sizeIdx]!++;
-    this.sizeMask[e.bank]! |= 1 << e.sizeIdx;
-    e.used = ++this.clock;
+    const slot = this.freeSlots.pop()!;
+    const e = (this.pool[slot] ??= new TlbEntry(slot));
+    e.bank = bank;
+    e.asid = asid;
+    e.key = key;
+    e.sizeIdx = sizeIdx;
+    e.vaBase = vaBase;
+    e.size = size;
+    e.paBase = paBase;
+    e.perm = perm;
+    e.offset = paBase - vaBase;
+    e.ok = 0;
+    e.gen = -1;
+    this.slots[slot] = e;
+    const b = this.bucket(bankSize, key);
+    this.tag[slot] = bankSize * 4294967296 + (key >>> 0);
+    this.chain[slot] = this.heads[b]!;
+    this.heads[b] = slot;
+    this.fillSeq[slot] = ++this.fills;
+    if (this.lru) {
+      const prev = this.prev;
+      const end = this.capacity;
+      const last = prev[end]!;
+      prev[slot] = last;
+      this.next[slot] = end;
+      this.next[last] = slot;
+      prev[end] = slot;
+    }
+    this.sizeCount[bankSize]!++;
+    this.sizeMask[bank]! |= 1 << sizeIdx;
     this.live++;
+    return e;
   }
 
   /** TLBIALL on a bank (CTX_TLBIALL), or on every bank (GLOBAL_TLBIALL) when bank is undefined. */
@@ -201,23 +291,22 @@ export class Tlb {
 
   /** TLBIVA: a bank's entries of one ASID covering va (asid null: any ASID, as TLBIVAA). */
   invalidateVa(bank: number, asid: number | null, va: number): number {
-    const maps = this.maps[bank]!;
     let n = 0;
     for (let s = 0; s < 4; s++) {
       if (this.sizeCount[bank * 4 + s] === 0) continue;
       if (asid !== null) {
-        const e = maps[s]!.get(tlbKey(asid, va, s));
-        if (e) {
-          this.remove(e);
+        const slot = this.find(bank * 4 + s, tlbKey(asid, va, s));
+        if (slot !== NIL) {
+          this.remove(this.slots[slot]!);
           n++;
         }
       } else {
-        for (const e of [...maps[s]!.values()]) {
-          if (va >= e.vaBase && va - e.vaBase < e.size) {
-            this.remove(e);
-            n++;
-          }
-        }
+        // Any ASID: the entries of this size covering va, oldest fill first (the order decides which slots the
+        // next fills reuse).
+        const hit = this.slots.filter((e): e is TlbEntry => e !== null && e.bank === bank && e.sizeIdx === s && va >= e.vaBase && va - e.vaBase < e.size);
+        hit.sort((a, b) => this.fillSeq[a.slot]! - this.fillSeq[b.slot]!);
+        for (const e of hit) this.remove(e);
+        n += hit.length;
       }
     }
     this.countInvalidations(bank, n);
@@ -233,16 +322,17 @@ export class Tlb {
   /** Every entry and counter gone, as after a reset. */
   clear(): void {
     // Back to an unfilled TLB: shared empty arrays and zero counters until the next fill allocates them again.
-    this.maps = NONE;
-    this.small = NONE;
-    this.micro = NONE;
     this.slots = NONE;
+    this.pool = NONE;
     this.freeSlots = NONE;
+    this.micro = NONE;
+    this.heads = this.chain = this.prev = this.next = EMPTY_I32;
+    this.tag = this.fillSeq = EMPTY_F64;
     this.sizeCount = zeros(this.banks * 4);
     this.sizeMask.fill(0);
     this.evicted = zeros(this.banks);
     this.invalidated = zeros(this.banks);
-    this.clock = 0;
+    this.fills = 0;
     this.rr = 0;
     this.live = 0;
   }
@@ -275,15 +365,13 @@ export class Tlb {
       for (const e of this.slots) if (e) this.evictOne(e);
       return;
     }
-    let victim: TlbEntry | null = null;
-    if (this.policy === 'lru') {
-      // Exact LRU by timestamp: a scan on eviction keeps the hit path to one store.
-      for (const e of this.slots) if (e !== null && (victim === null || e.used < victim.used)) victim = e;
-    } else {
-      victim = this.slots[this.rr]!;
+    let victim: number;
+    if (this.lru) victim = this.next[this.capacity]!;
+    else {
+      victim = this.rr;
       this.rr = (this.rr + 1) % this.capacity;
     }
-    this.evictOne(victim!);
+    this.evictOne(this.slots[victim]!);
   }
 
   private evictOne(e: TlbEntry): void {
@@ -292,15 +380,29 @@ export class Tlb {
   }
 
   private remove(e: TlbEntry): void {
-    this.maps[e.bank]![e.sizeIdx]!.delete(e.key);
-    if (e.sizeIdx === 0) {
-      const slot = (e.bank << this.microShift) | (e.key & this.microMask);
-      if (this.micro[slot] === e) this.micro[slot] = null;
+    const slot = e.slot;
+    const bankSize = e.bank * 4 + e.sizeIdx;
+    // Out of its hash chain.
+    const b = this.bucket(bankSize, e.key);
+    let s = this.heads[b]!;
+    if (s === slot) this.heads[b] = this.chain[slot]!;
+    else {
+      while (this.chain[s] !== slot) s = this.chain[s]!;
+      this.chain[s] = this.chain[slot]!;
     }
-    if (--this.sizeCount[e.bank * 4 + e.sizeIdx]! === 0) this.sizeMask[e.bank]! &= ~(1 << e.sizeIdx);
-    this.slots[e.slot] = null;
-    this.freeSlots.push(e.slot);
+    if (e.sizeIdx === 0) {
+      const m = (e.bank << this.microShift) | (e.key & this.microMask);
+      if (this.micro[m] === e) this.micro[m] = null;
+    }
+    if (this.lru) {
+      const p = this.prev[slot]!;
+      const n = this.next[slot]!;
+      this.next[p] = n;
+      this.prev[n] = p;
+    }
+    if (--this.sizeCount[bankSize]! === 0) this.sizeMask[e.bank]! &= ~(1 << e.sizeIdx);
+    this.slots[slot] = null;
+    this.freeSlots.push(slot);
     this.live--;
   }
 }
-
