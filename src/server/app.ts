@@ -5,8 +5,9 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import fastifyWebsocket from '@fastify/websocket';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifySchemaCompiler, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { refusal } from '../errors.js';
 import { DEFAULT_MAX_SESSIONS, SessionRegistry } from '../session/session.js';
 import { installSessionAuth } from './auth.js';
@@ -59,6 +60,13 @@ export const DEFAULT_LIMITS: Limits = {
   requestsPerSecond: 0,
 };
 
+/**
+ * Each route's params, query and body are checked by zod's compiled form of the route's schema (z.compile, once
+ * per route at startup): generated code for the inputs it models, and zod's own parser for everything else, so a
+ * refusal carries exactly the issues the plain schema gives. The route keeps the plain schema (OpenAPI, schemas/).
+ */
+const compiledValidatorCompiler: FastifySchemaCompiler<z.ZodType> = (route) => validatorCompiler({ ...route, schema: z.compile(route.schema) });
+
 export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const app = Fastify({
@@ -70,7 +78,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
       return () => `req-${(++n).toString(36)}`;
     })(),
   }).withTypeProvider<ZodTypeProvider>();
-  app.setValidatorCompiler(validatorCompiler);
+  app.setValidatorCompiler(compiledValidatorCompiler);
   app.setSerializerCompiler(opts.validateResponses ? serializerCompiler : () => (data) => JSON.stringify(data));
 
   // A body-less POST with Content-Type: application/json is fine on routes that take no body (API.md).

@@ -102,6 +102,9 @@ export const CommandSchema = z.discriminatedUnion('op', [
 
 export type Command = z.infer<typeof CommandSchema>;
 
+/** The gate's check: zod's compiled form of CommandSchema (generated code, zod's parser for what it refuses). */
+const CompiledCommandSchema = z.compile(CommandSchema);
+
 /** BAD_REQUEST naming (the first few of) the fields a zod check refused in `what` (details.issues). */
 export function shapeError(what: string, error: z.ZodError): IommuError {
   const issues = error.issues.slice(0, 8).map((i) => ({ path: '/' + i.path.map(String).join('/'), message: i.message }));
@@ -110,7 +113,7 @@ export function shapeError(what: string, error: z.ZodError): IommuError {
 
 /** The command, checked for shape; BAD_REQUEST naming the fields otherwise. */
 export function checkCommand(cmd: unknown): Command {
-  const r = CommandSchema.safeParse(cmd);
+  const r = CompiledCommandSchema.safeParse(cmd);
   if (r.success) return r.data;
   throw shapeError('command', r.error);
 }
@@ -311,6 +314,12 @@ function msmOnly(smmu: IommuInstance, what: string): MsmSmmu {
   return smmu;
 }
 
+/** The context bank a command names. Module level: a closure made per execute() costs every command (tsx names it). */
+function bankIn(soc: Session['soc'], c: Ctx) {
+  const smmu = soc.smmu(c.smmu);
+  return { smmu, bank: soc.context(smmu, c.ctx) };
+}
+
 /**
  * Applies one command to a session; throws IommuError (changing nothing) on a refusal. The one gate: every check
  * that can refuse a command runs here or below, never only in a route, so every front end refuses the same things.
@@ -318,10 +327,6 @@ function msmOnly(smmu: IommuInstance, what: string): MsmSmmu {
 export function execute(s: Session, input: Command): unknown {
   const cmd = checkCommand(input);
   const { soc, iommu, dma, pools, bus } = s;
-  const bankOf = (c: Ctx) => {
-    const smmu = soc.smmu(c.smmu);
-    return { smmu, bank: soc.context(smmu, c.ctx) };
-  };
   switch (cmd.op) {
     case 'domain-alloc':
       return iommu.domainAlloc({ for: cmd.for, pgsizes: cmd.pgsizes, flushPolicy: cmd.flushPolicy, partialUnmap: cmd.partialUnmap, label: cmd.label ?? null });
@@ -348,7 +353,7 @@ export function execute(s: Session, input: Command): unknown {
     case 'sync':
       return iommu.sync(cmd.did);
     case 'context-config': {
-      const { smmu, bank } = bankOf(cmd);
+      const { smmu, bank } = bankIn(soc, cmd);
       if (smmu instanceof MsmSmmu) (bank as ContextBank).setFaultSettings(cmd.faultMode, cmd.faultInterrupt);
       else if (cmd.faultMode === 'stall' || cmd.faultInterrupt === false) msmOnly(smmu, cmd.faultMode === 'stall' ? 'faultMode "stall"' : 'faultInterrupt');
       const f = smmu.faultSettings(bank);
@@ -357,18 +362,18 @@ export function execute(s: Session, input: Command): unknown {
       return { smmu, bank };
     }
     case 'clear-fault': {
-      const { smmu, bank } = bankOf(cmd);
+      const { smmu, bank } = bankIn(soc, cmd);
       if (cmd.value !== undefined && cmd.value > 0xffffffff) throw outOfRange32(cmd.value);
       const r = smmu.clearFault(bank, cmd.value);
       bus.emit({ type: 'context', action: 'clear-fault', smmu: smmu.name, context: bank.index, device: bank.name, domain: bank.domain, register: r.register, old: hex(r.old), ...(r.register === 'FSR' ? { fsr: hex(r.value) } : { value: hex(r.value) }) });
       return { smmu, bank };
     }
     case 'resume': {
-      const { smmu, bank } = bankOf(cmd);
+      const { smmu, bank } = bankIn(soc, cmd);
       return msmOnly(smmu, 'resume').resume(bank as ContextBank, cmd.stall, cmd.action);
     }
     case 'inject-fault': {
-      const { smmu, bank } = bankOf(cmd);
+      const { smmu, bank } = bankIn(soc, cmd);
       msmOnly(smmu, 'inject-fault');
       (bank as ContextBank).injected = cmd.kind;
       bus.emit({ type: 'context', action: 'inject-fault', smmu: smmu.name, context: bank.index, device: bank.name, domain: bank.domain, kind: cmd.kind });

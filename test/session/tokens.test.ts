@@ -26,4 +26,13 @@ describe('tokens: looked up by a public id, the secret compared in constant time
     expect(t.authenticate(token)).toMatchObject({ role: 'owner' });
     expect(t.authenticate(legacy)).toMatchObject({ role: 'observer' });
   });
+
+  it('a token accepted before is refused once a restored snapshot no longer holds it (nothing stale is remembered)', () => {
+    const s = tinySession();
+    const before = s.snapshot();
+    const { token } = s.mintToken('operator');
+    for (let i = 0; i < 3; i++) expect(s.authenticate(token)).toMatchObject({ role: 'operator' });
+    s.restoreSnapshot(before);
+    expect(s.authenticate(token)).toBeNull();
+  });
 });
