@@ -359,6 +359,8 @@ export const EventsQuery = z.strictObject({
     .refine((s) => s === undefined || s.split(',').every((t) => (EVENT_TYPES as readonly string[]).includes(t)), 'unknown event type'),
   device: z.string().max(64).optional(),
   since: z.string().regex(/^[0-9]+$/).transform(Number).optional(),
+  /** Capability `event-batches`: `1` sends each tick's events as one JSON array message (gaps and errors stay single objects). */
+  batch: z.enum(['0', '1']).optional().meta({ description: 'capability event-batches: 1 = the events of one burst arrive as one JSON array message; gap and error messages stay single objects' }),
 });
 
 // ---- operations -----------------------------------------------------------------------------------------------

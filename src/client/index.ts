@@ -400,6 +400,8 @@ export interface SubscribeOptions<T extends EventType = EventType> {
   onReconnect?(info: { attempt: number; delayMs: number; reason: string }): void;
   /** Reconnect delay bounds in ms (doubling from min to max). */
   reconnect?: { min: number; max: number };
+  /** Batched messages when the daemon offers them (capability `event-batches`; default true): same events either way. */
+  batch?: boolean;
   /** Tries to reach the daemon before ready() rejects with IommudConnectionError (default 5). */
   connectAttempts?: number;
 }
@@ -469,8 +471,23 @@ export class EventSubscription {
     this.settleEnded.reject(err);
   }
 
+  /**
+   * Asks the daemon for batched messages (capability `event-batches`, docs/events.md) when it offers them, checked
+   * at every connection (a daemon restarted at another version may not): an unreachable daemon is asked without.
+   */
   private connect(): void {
+    if (this.opts.batch === false) return this.open(false);
+    void fetch(this.url.replace(/^ws/, 'http').replace(/\/v1\/sessions\/.*$/, '/v1/version'))
+      .then(async (res) => (res.ok ? ((await res.json()) as { capabilities?: string[] }).capabilities?.includes('event-batches') === true : false))
+      .catch(() => false)
+      .then((batch) => {
+        if (this.state !== 'closed') this.open(batch);
+      });
+  }
+
+  private open(batch: boolean): void {
     const q = [`token=${encodeURIComponent(this.token)}`];
+    if (batch) q.push('batch=1');
     if (this.opts.types?.length) q.push(`types=${this.opts.types.map(encodeURIComponent).join(',')}`);
     if (this.opts.device) q.push(`device=${encodeURIComponent(this.opts.device)}`);
     if (this.lastSeq >= 0) q.push(`since=${this.lastSeq}`);
@@ -495,17 +512,15 @@ export class EventSubscription {
       this.settleOpened.resolve();
     });
     ws.on('message', (raw) => {
-      const m = JSON.parse(String(raw)) as IommudEvent | z.output<typeof S.GapMessage> | z.output<typeof S.SocketErrorMessage>;
-      if (m.type === 'gap') {
+      const m = JSON.parse(String(raw)) as IommudEvent[] | IommudEvent | z.output<typeof S.GapMessage> | z.output<typeof S.SocketErrorMessage>;
+      if (Array.isArray(m)) {
+        for (const ev of m) this.event(ev);
+      } else if (m.type === 'gap') {
         if (m.to > this.lastSeq) this.lastSeq = m.to;
         this.opts.onGap?.({ from: m.from, to: m.to });
       } else if (m.type === 'error') {
         this.opts.onError?.(new IommudError(m.error.code, m.error.message, 400));
-      } else if (m.seq > this.lastSeq) {
-        // A replay after reconnect never repeats what was already delivered.
-        this.lastSeq = m.seq;
-        this.opts.onEvent(m);
-      }
+      } else this.event(m);
     });
     let lastError = '';
     ws.on('error', (e) => {
@@ -523,6 +538,13 @@ export class EventSubscription {
       }
       this.retry(why);
     });
+  }
+
+  private event(ev: IommudEvent): void {
+    // A replay after reconnect never repeats what was already delivered.
+    if (ev.seq <= this.lastSeq) return;
+    this.lastSeq = ev.seq;
+    this.opts.onEvent(ev);
   }
 
   private retry(reason: string): void {

@@ -1,22 +1,40 @@
+import { FrameLog, frameText } from './frames.js';
 import type { EventBody, EventSink, EventType, IommuEvent } from './types.js';
 
 export type { IommuEvent };
 /** Who caused an event: the token's role and label (API.md: every mutation names its user). */
 export type Actor = NonNullable<IommuEvent['by']>;
 
-export type Listener = (ev: IommuEvent) => void;
+/**
+ * A listener gets the event and its frame: bytes [start, end) of `chunk` (see ./frames.ts), valid for good (the log
+ * never overwrites them), the same bytes for every listener.
+ */
+export type Listener = (ev: IommuEvent, chunk: Buffer, start: number, end: number) => void;
+
+/** A retained event as the events socket replays it: its seq and its frame. */
+export interface RetainedFrame {
+  seq: number;
+  chunk: Buffer;
+  start: number;
+  end: number;
+}
 
 /**
  * A session's event stream: a monotonic seq, a retained ring for `since` replays and live listeners. Delivery
- * policy (backpressure, gaps) belongs to each subscriber; the bus never blocks a producer.
+ * policy (backpressure, gaps) belongs to each subscriber; the bus never blocks a producer. Each event is encoded
+ * once, as it is emitted, into a frame of the session's FrameLog; the ring keeps where the frames are, not the
+ * event objects (10,000 retained objects each survived the young generation and made every scavenge copy them).
  */
 export class EventBus implements EventSink {
   private seq = 0;
   /** Seq before the first event this bus emitted (a restored session continues from it). */
   private baseSeq = 0;
-  /** Retained events at seq % cap; the ring grows (up to `retain`) as events come, so an idle bus is small. */
-  private ring: Array<IommuEvent | undefined> = [];
+  /** Retained frames at seq % cap (chunk undefined: no event); grows (up to `retain`) as events come. */
+  private ringChunk: Array<Buffer | undefined> = [];
+  private ringStart = new Int32Array(0);
+  private ringEnd = new Int32Array(0);
   private cap = 0;
+  private readonly log = new FrameLog();
   private readonly listeners = new Set<Listener>();
   private readonly taps = new Set<Listener>();
   actor: Actor | null = null;
@@ -39,11 +57,22 @@ export class EventBus implements EventSink {
   emit(body: EventBody): void {
     const ev = { seq: ++this.seq, time: this.now(), ...body } as IommuEvent;
     if (this.actor) ev.by = this.actor;
+    const log = this.log;
+    const start = log.append(JSON.stringify(ev));
+    const chunk = log.chunk;
+    const end = log.used;
     if (this.cap < this.retain && this.seq - 1 - this.baseSeq >= this.cap) this.grow(Math.min(this.retain, Math.max(16, this.cap * 2)), this.seq - 1);
-    if (this.cap !== 0) this.ring[this.seq % this.cap] = ev;
+    if (this.cap !== 0) this.keep(this.seq, chunk, start, end);
     this.counts.set(body.type, (this.counts.get(body.type) ?? 0) + 1);
-    for (const l of this.taps) l(ev);
-    for (const l of this.listeners) l(ev);
+    for (const l of this.taps) l(ev, chunk, start, end);
+    for (const l of this.listeners) l(ev, chunk, start, end);
+  }
+
+  private keep(seq: number, chunk: Buffer | undefined, start: number, end: number): void {
+    const i = seq % this.cap;
+    this.ringChunk[i] = chunk;
+    this.ringStart[i] = start;
+    this.ringEnd[i] = end;
   }
 
   private lastMs = 0;
@@ -80,21 +109,28 @@ export class EventBus implements EventSink {
    */
   advanceTo(seq: number): void {
     if (seq <= this.seq) return;
-    for (let s = this.seq + 1, n = 0; s <= seq && n < this.cap; s++, n++) this.ring[s % this.cap] = undefined;
+    for (let s = this.seq + 1, n = 0; s <= seq && n < this.cap; s++, n++) this.ringChunk[s % this.cap] = undefined;
     this.seq = seq;
+  }
+
+  /** Retained frames with seq > since, in order, and the range lost to the ring before them (if any). */
+  retained(since: number): { gap: { from: number; to: number } | null; frames: RetainedFrame[] } {
+    const first = this.firstRetained;
+    const frames: RetainedFrame[] = [];
+    for (let s = Math.max(since + 1, first); s <= this.seq; s++) {
+      const i = s % this.cap;
+      const chunk = this.ringChunk[i];
+      // Numbers withdrawn by advanceTo() hold no event.
+      if (chunk !== undefined) frames.push({ seq: s, chunk, start: this.ringStart[i]!, end: this.ringEnd[i]! });
+    }
+    const gap = since + 1 < first ? { from: since + 1, to: first - 1 } : null;
+    return { gap, frames };
   }
 
   /** Retained events with seq > since, in order, and the range lost to the ring before them (if any). */
   replay(since: number): { gap: { from: number; to: number } | null; events: IommuEvent[] } {
-    const first = this.firstRetained;
-    const events: IommuEvent[] = [];
-    for (let s = Math.max(since + 1, first); s <= this.seq; s++) {
-      const ev = this.ring[s % this.cap];
-      // Numbers withdrawn by advanceTo() hold no event.
-      if (ev !== undefined && ev.seq === s) events.push(ev);
-    }
-    const gap = since + 1 < first ? { from: since + 1, to: first - 1 } : null;
-    return { gap, events };
+    const { gap, frames } = this.retained(since);
+    return { gap, events: frames.map((f) => JSON.parse(frameText(f.chunk, f.start, f.end)) as IommuEvent) };
   }
 
   snapshot(): { seq: number; events: IommuEvent[]; counts: Array<[EventType, number]> } {
@@ -104,25 +140,42 @@ export class EventBus implements EventSink {
   /** Restores seq and the retained ring (a restored session's subscribers can still replay with since). */
   restore(s: { seq: number; events: IommuEvent[]; counts: Array<[EventType, number]> }): void {
     this.cap = Math.min(this.retain, Math.max(16, s.events.length));
-    this.ring = new Array<IommuEvent | undefined>(this.cap).fill(undefined);
+    this.ringChunk = new Array<Buffer | undefined>(this.cap).fill(undefined);
+    this.ringStart = new Int32Array(this.cap);
+    this.ringEnd = new Int32Array(this.cap);
     this.seq = s.seq;
     this.baseSeq = s.seq - s.events.length;
-    for (const ev of s.events) this.ring[ev.seq % this.cap] = ev;
+    for (const ev of s.events) {
+      const start = this.log.append(JSON.stringify(ev));
+      this.keep(ev.seq, this.log.chunk, start, this.log.used);
+    }
     this.counts.clear();
     for (const [t, n] of s.counts) this.counts.set(t, n);
   }
 
-  /** Events by seq (used by a subscriber catching up after falling behind). */
+  /** The retained event of that seq (parsed from its frame). */
   get(seq: number): IommuEvent | undefined {
     if (seq < this.firstRetained || seq > this.seq) return undefined;
-    return this.ring[seq % this.cap];
+    const i = seq % this.cap;
+    const chunk = this.ringChunk[i];
+    return chunk && (JSON.parse(frameText(chunk, this.ringStart[i]!, this.ringEnd[i]!)) as IommuEvent);
   }
 
-  /** Moves the retained events up to seq `last` into a ring of `cap` slots. */
+  /** Moves the retained frames up to seq `last` into a ring of `cap` slots. */
   private grow(cap: number, last: number): void {
-    const ring = new Array<IommuEvent | undefined>(cap).fill(undefined);
-    for (let s = Math.max(this.baseSeq + 1, last - this.cap + 1); s <= last; s++) ring[s % cap] = this.ring[s % this.cap];
-    this.ring = ring;
+    const chunks = new Array<Buffer | undefined>(cap).fill(undefined);
+    const starts = new Int32Array(cap);
+    const ends = new Int32Array(cap);
+    for (let s = Math.max(this.baseSeq + 1, last - this.cap + 1); s <= last; s++) {
+      const from = s % this.cap;
+      const to = s % cap;
+      chunks[to] = this.ringChunk[from];
+      starts[to] = this.ringStart[from]!;
+      ends[to] = this.ringEnd[from]!;
+    }
+    this.ringChunk = chunks;
+    this.ringStart = starts;
+    this.ringEnd = ends;
     this.cap = cap;
   }
 

@@ -11,58 +11,70 @@ import { z } from 'zod';
 import * as S from '../api/schemas.js';
 import { IommuError, fail, refusal } from '../errors.js';
 import type { IommuEvent } from '../events/bus.js';
+import { frameHead, frameHeadFor, frameText, textFrame, writeFrameHead } from '../events/frames.js';
 import { Session } from '../session/session.js';
 import { closeWithSession } from './context.js';
 import type { Metrics } from './metrics.js';
 
+export { textFrame };
+
 /**
- * Each event is serialized once, whatever the number of subscribers: its JSON text as one complete WebSocket text
- * frame (RFC 6455 5.2: FIN, opcode 1, unmasked as a server's frames are), cached on the event (JSON.stringify
- * ignores symbol keys, so the cache never leaks into the text) and shared by every subscriber's batch.
+ * Each event is encoded once, when the session emits it, into a frame of the session's log (src/events/frames.ts):
+ * a subscriber's events of one tick are ranges of those bytes, and consecutive events are adjacent, so the usual
+ * tick of one subscriber is one slice written as it is, by every subscriber, without a copy. What must be joined
+ * (ranges split by a filter or a chunk boundary, or a batched message) is joined once per tick for all the
+ * subscribers that got the same events: the last join is kept until the tick's flushes are done.
  */
-const FRAME = Symbol('frame');
-function eventFrame(ev: IommuEvent): Buffer {
-  const e = ev as IommuEvent & { [FRAME]?: Buffer };
-  return (e[FRAME] ??= textFrame(JSON.stringify(ev)));
+interface Pending {
+  /** true: the events as one JSON array message (batch=1); false: one frame per event. */
+  batched: boolean;
+  chunks: Buffer[];
+  starts: number[];
+  ends: number[];
+}
+let lastJoin: (Pending & { out: Buffer }) | null = null;
+
+function sameEvents(a: Pending, b: Pending): boolean {
+  if (a.batched !== b.batched || a.chunks.length !== b.chunks.length) return false;
+  for (let i = 0; i < a.chunks.length; i++) if (a.chunks[i] !== b.chunks[i] || a.starts[i] !== b.starts[i] || a.ends[i] !== b.ends[i]) return false;
+  return true;
 }
 
-export function textFrame(text: string): Buffer {
-  const n = Buffer.byteLength(text);
-  const head = n < 126 ? 2 : n < 0x10000 ? 4 : 10;
-  const f = Buffer.allocUnsafe(head + n);
-  f[0] = 0x81;
-  if (head === 2) f[1] = n;
-  else if (head === 4) {
-    f[1] = 126;
-    f.writeUInt16BE(n, 2);
-  } else {
-    f[1] = 127;
-    f.writeUInt32BE(0, 2);
-    f.writeUInt32BE(n, 6);
+/** The bytes of a subscriber's pending events: a slice of the log, or a join of its ranges. */
+function pendingBytes(p: Pending): Buffer {
+  if (!p.batched && p.chunks.length === 1) return p.chunks[0]!.subarray(p.starts[0], p.ends[0]);
+  if (lastJoin && sameEvents(lastJoin, p)) return lastJoin.out;
+  const out = p.batched ? batchFrame(p) : Buffer.concat(p.chunks.map((c, i) => c.subarray(p.starts[i], p.ends[i])));
+  if (!lastJoin) setImmediate(() => (lastJoin = null));
+  lastJoin = { batched: p.batched, chunks: p.chunks.slice(), starts: p.starts.slice(), ends: p.ends.slice(), out };
+  return out;
+}
+
+/** One text frame holding `[event,event,...]`: the JSON texts of the frames, joined by commas. */
+function batchFrame(p: Pending): Buffer {
+  let n = 1 + p.chunks.length;
+  const at: number[] = [];
+  for (let i = 0; i < p.chunks.length; i++) {
+    const from = p.starts[i]! + frameHead(p.chunks[i]![p.starts[i]! + 1]!);
+    at.push(from);
+    n += p.ends[i]! - from;
   }
-  f.write(text, head);
-  return f;
-}
-
-/**
- * Subscribers with the same filters get the same frames in a tick: their batches are concatenated once. The
- * last concatenation is kept until the tick's flushes are done (elements compared by identity: cheaper than the
- * copy it saves).
- */
-let lastBatch: { parts: Buffer[]; bytes: number; joined: Buffer } | null = null;
-function joinBatch(parts: Buffer[], bytes: number): Buffer {
-  if (parts.length === 1) return parts[0]!;
-  const last = lastBatch;
-  if (last && last.bytes === bytes && last.parts.length === parts.length && last.parts.every((p, i) => p === parts[i])) return last.joined;
-  if (!last) setImmediate(() => (lastBatch = null));
-  lastBatch = { parts, bytes, joined: Buffer.concat(parts, bytes) };
-  return lastBatch.joined;
+  const head = frameHeadFor(n);
+  const out = Buffer.allocUnsafe(head + n);
+  writeFrameHead(out, 0, n);
+  let o = head;
+  out[o++] = 0x5b;
+  for (let i = 0; i < p.chunks.length; i++) {
+    if (i) out[o++] = 0x2c;
+    o += p.chunks[i]!.copy(out, o, at[i], p.ends[i]);
+  }
+  out[o] = 0x5d;
+  return out;
 }
 
 /** The text a frame carries (for a socket whose extensions make ws build its own frames). */
 function framePayload(f: Buffer): Buffer {
-  const len7 = f[1]! & 0x7f;
-  return f.subarray(len7 < 126 ? 2 : len7 === 126 ? 4 : 10);
+  return f.subarray(frameHead(f[1]!));
 }
 
 const ResumeMsg = z.strictObject({ type: z.literal('resume'), stall: z.string(), action: z.enum(['retry', 'terminate']) });
@@ -114,22 +126,27 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
         let behindTo = 0;
         let timer: NodeJS.Timeout | null = null;
         // Events come in bursts (one access-batch can fault thousands of times): a subscriber's events of one tick
-        // leave as one write of their ready-made frames, instead of a ws send (header, two socket writes) per event
-        // and subscriber. Written to the TCP socket under ws, which is safe because no extension (compression)
-        // rewrites frames on this server and every other message of this socket goes through send(), which writes
-        // the batch first: frames leave whole and in order. "Behind" means data from earlier ticks still unsent
-        // past the high-water mark, or one tick's burst past 8 times it.
+        // leave as one write of their frames (the log's bytes, see pendingBytes), instead of a ws send (header,
+        // two socket writes) per event and subscriber. Written to the TCP socket under ws, which is safe because no
+        // extension (compression) rewrites frames on this server and every other message of this socket goes
+        // through send(), which writes the pending events first: frames leave whole and in order. With batch=1 the
+        // tick's events leave as one JSON array message. "Behind" means data from earlier ticks still unsent past
+        // the high-water mark, or one tick's burst past 8 times it.
         const raw = socket.extensions === '' ? (socket as unknown as { _socket?: { write(b: Buffer): boolean } })._socket : undefined;
-        let batch: Buffer[] = [];
-        let batchBytes = 0;
+        const pending: Pending = { batched: q.batch === '1', chunks: [], starts: [], ends: [] };
+        let queued = 0;
         let tickStart = -1;
         const flush = () => {
           tickStart = -1;
-          if (batch.length === 0) return;
-          const frames = joinBatch(batch, batchBytes);
-          batch = [];
-          batchBytes = 0;
-          if (socket.readyState === socket.OPEN) raw!.write(frames);
+          const n = pending.chunks.length;
+          if (n === 0) return;
+          if (socket.readyState === socket.OPEN) {
+            if (raw) raw.write(pendingBytes(pending));
+            else if (pending.batched) socket.send(framePayload(pendingBytes(pending)), { binary: false });
+            else for (let i = 0; i < n; i++) socket.send(frameText(pending.chunks[i]!, pending.starts[i]!, pending.ends[i]!));
+          }
+          pending.chunks.length = pending.starts.length = pending.ends.length = 0;
+          queued = 0;
         };
         const send = (msg: unknown) => {
           flush();
@@ -144,15 +161,15 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
         };
         const tryCatchUp = () => {
           if (behindFrom === 0 || socket.readyState !== socket.OPEN) return;
-          // The frames batched this tick count too: they are as good as in the send buffer.
-          if (socket.bufferedAmount + batchBytes > highWater / 2) return;
+          // The events pending this tick count too: they are as good as in the send buffer.
+          if (socket.bufferedAmount + queued > highWater / 2) return;
           send({ type: 'gap', from: behindFrom, to: behindTo });
           metrics.eventsGapped.inc(behindTo - behindFrom + 1);
           behindFrom = 0;
           if (timer) clearInterval(timer);
           timer = null;
         };
-        const deliver = (ev: IommuEvent) => {
+        const deliver = (ev: IommuEvent, chunk: Buffer, start: number, end: number) => {
           if (behindFrom !== 0) {
             tryCatchUp();
             if (behindFrom !== 0) {
@@ -165,22 +182,26 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
             tickStart = socket.bufferedAmount;
             process.nextTick(flush);
           }
-          const frame = eventFrame(ev);
-          const thisTick = raw ? batchBytes + frame.length : socket.bufferedAmount - tickStart;
-          if (tickStart > highWater || thisTick > 8 * highWater) {
+          if (tickStart > highWater || queued + end - start > 8 * highWater) {
             behindFrom = behindTo = ev.seq;
             timer = setInterval(tryCatchUp, 20);
             timer.unref();
             return;
           }
-          if (!raw) return void socket.send(framePayload(frame), { binary: false });
-          batch.push(frame);
-          batchBytes += frame.length;
+          const n = pending.chunks.length;
+          // The next event's frame usually follows the last one in the log: one range grows.
+          if (!pending.batched && n !== 0 && pending.chunks[n - 1] === chunk && pending.ends[n - 1] === start) pending.ends[n - 1] = end;
+          else {
+            pending.chunks.push(chunk);
+            pending.starts.push(start);
+            pending.ends.push(end);
+          }
+          queued += end - start;
         };
         if (q.since !== undefined) {
-          const { gap, events } = s.bus.replay(q.since);
+          const { gap, frames } = s.bus.retained(q.since);
           if (gap) send({ type: 'gap', ...gap });
-          for (const ev of events) deliver(ev);
+          for (const f of frames) deliver(JSON.parse(frameText(f.chunk, f.start, f.end)) as IommuEvent, f.chunk, f.start, f.end);
         }
         const unsubscribe = s.bus.subscribe(deliver);
         const untie = closeWithSession(s, socket);

@@ -81,6 +81,27 @@ describe('subscriptions fail loudly', () => {
     await expect(sub.done()).rejects.toMatchObject({ code: 'UNAUTHORIZED', status: 401 });
   });
 
+  it('asks for batched messages when the daemon offers them and hands the events over one by one, the same as unbatched', async () => {
+    const own = await new IommudClient({ url }).createSession({ profile: 'tiny' });
+    const d = await own.allocDomain();
+    await own.attach(d.id, 'dev0');
+    const got: Record<string, Array<[number, string]>> = { batched: [], plain: [] };
+    const batched = own.subscribe({ types: ['fault'], onEvent: (e) => got.batched!.push([e.seq, e.iova]) });
+    const plain = own.subscribe({ types: ['fault'], batch: false, onEvent: (e) => got.plain!.push([e.seq, e.iova]) });
+    await Promise.all([batched.ready(), plain.ready()]);
+    // The socket each one opened: the first asked for batch=1, the second did not.
+    const urlOf = (sub: object) => (sub as unknown as { ws: { url: string } }).ws.url;
+    expect(urlOf(batched)).toContain('batch=1');
+    expect(urlOf(plain)).not.toContain('batch');
+    await own.accessBatch('dev0', { access: 'read', iovas: Array.from({ length: 30 }, (_, i) => 0x30000000 + i * 0x1000) });
+    while (got.batched!.length < 30 || got.plain!.length < 30) await new Promise((r) => setTimeout(r, 10));
+    expect(got.batched).toEqual(got.plain);
+    expect(got.batched!.map(([, iova]) => iova)).toEqual(Array.from({ length: 30 }, (_, i) => `0x${(0x30000000 + i * 0x1000).toString(16)}`));
+    batched.close();
+    plain.close();
+    await own.delete();
+  });
+
   it('iommuctl watch: a wrong token is exit 3 with the daemon message; no daemon is exit 4', async () => {
     const bad = await ctl(['watch'], { IOMMUD_URL: url, IOMMUD_SESSION: s.id, IOMMUD_TOKEN: 'wrong' });
     expect(bad.code).toBe(3);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { EventEmitter } from 'node:events';
 import ws from 'ws';
+import { EventBus, type IommuEvent } from '../../src/events/bus.js';
+import { FrameLog, frameText } from '../../src/events/frames.js';
 import { textFrame } from '../../src/server/events.js';
 
 /** Messages a WebSocket client decodes from the bytes (ws's own frame parser, as a subscriber's client runs it). */
@@ -32,5 +34,31 @@ describe('event frames built once per event (fan-out)', () => {
     const f = textFrame(text);
     expect(f[1]).toBe(Buffer.byteLength(text));
     expect(decode(f)).toEqual([text]);
+  });
+});
+
+describe('the session\'s frame log (retained events are bytes)', () => {
+  it('frames handed out stay as they were while later events fill new chunks; they decode in order', () => {
+    const log = new FrameLog();
+    const texts = Array.from({ length: 3000 }, (_, i) => JSON.stringify({ seq: i + 1, label: i % 7 === 0 ? 'äöü €'.repeat(i % 50) : 'x'.repeat(i % 300) }));
+    const frames = texts.map((t) => {
+      const start = log.append(t);
+      return { chunk: log.chunk, start, end: log.used, copy: Buffer.from(log.chunk.subarray(start, log.used)) };
+    });
+    expect(new Set(frames.map((f) => f.chunk)).size).toBeGreaterThan(3);
+    // Still the bytes they were when handed out, a frame of their text each.
+    const wrong = frames.filter((f, i) => !f.chunk.subarray(f.start, f.end).equals(f.copy) || !f.copy.equals(textFrame(texts[i]!)) || frameText(f.chunk, f.start, f.end) !== texts[i]);
+    expect(wrong).toEqual([]);
+    expect(decode(Buffer.concat(frames.map((f) => f.copy)))).toEqual(texts);
+  });
+
+  it('a retained event is its text at emit time: changing the emitted object afterwards changes no replay', () => {
+    const bus = new EventBus(10);
+    const seen: IommuEvent[] = [];
+    bus.subscribe((ev) => seen.push(ev));
+    bus.emit({ type: 'session', action: 'create', session: 's1' });
+    (seen[0] as { session: string }).session = 'changed';
+    expect(bus.replay(0).events).toEqual([{ seq: 1, time: seen[0]!.time, type: 'session', action: 'create', session: 's1' }]);
+    expect(bus.get(1)).toEqual(bus.replay(0).events[0]);
   });
 });

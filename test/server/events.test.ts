@@ -95,6 +95,65 @@ describe('event stream over WebSocket', () => {
     slow.ws.close();
   });
 
+  it('batch=1 (capability event-batches): one tick\'s events as one JSON array message, the same events in the same order as without', async () => {
+    expect((await c.call('GET', '/v1/version')).body.capabilities).toContain('event-batches');
+    const plain = await open(`${base}?token=${c.token}&types=fault`);
+    const batched = await open(`${base}?token=${c.token}&types=fault&batch=1`);
+    const iovas = Array.from({ length: 50 }, (_, i) => 0x30000000 + i * 0x1000);
+    await c.call('POST', '/devices/dev0/access-batch', { access: 'read', iovas });
+    await until(() => plain.msgs.length >= 50 && batched.msgs.flat().length >= 50);
+    // One access-batch is one tick: its 50 faults are one message.
+    expect(batched.msgs).toHaveLength(1);
+    expect(Array.isArray(batched.msgs[0])).toBe(true);
+    expect(batched.msgs[0]).toEqual(plain.msgs);
+    expect(plain.msgs.map((m) => m.iova)).toEqual(iovas.map((a) => `0x${a.toString(16)}`));
+    plain.ws.close();
+    batched.ws.close();
+  });
+
+  it('batch=1: a gap stays a single object between arrays; since replays as arrays too; batch=0 is unbatched; other values are refused', async () => {
+    const s0 = (await c.call('GET', '/')).body.lastSeq;
+    await c.call('POST', '/devices/dev0/access', { iova: 0x31000000, access: 'read' });
+    const r = await open(`${base}?token=${c.token}&since=${s0}&batch=1&types=fault`);
+    await until(() => r.msgs.length >= 1);
+    expect(r.msgs[0]).toMatchObject([{ seq: s0 + 1, type: 'fault', iova: '0x31000000' }]);
+    r.ws.close();
+    const u = await open(`${base}?token=${c.token}&since=${s0}&batch=0&types=fault`);
+    await until(() => u.msgs.length >= 1);
+    expect(u.msgs[0]).toMatchObject({ seq: s0 + 1, type: 'fault' });
+    u.ws.close();
+    await expect(open(`${base}?token=${c.token}&batch=yes`)).rejects.toThrow('HTTP 400');
+
+    const slow = await open(`${base}?token=${c.token}&types=fault&batch=1`);
+    (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
+    for (let k = 0; k < 2; k++) {
+      const many = Array.from({ length: 20_000 }, (_, i) => 0x10000000 + (k * 20_000 + i) * 0x1000);
+      await c.call('POST', '/devices/dev0/access-batch', { access: 'read', iovas: many });
+    }
+    (slow.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.resume();
+    await until(() => slow.msgs.some((m) => m.type === 'gap'), 20_000);
+    await new Promise((res) => setTimeout(res, 100));
+    await c.call('POST', '/devices/dev0/access', { iova: 0x20000000, access: 'read' });
+    await until(() => Array.isArray(slow.msgs.at(-1)) && slow.msgs.at(-1).at(-1).iova === '0x20000000');
+    // Arrays hold events only; every seq is delivered once or inside one gap, in order.
+    let expectSeq = Array.isArray(slow.msgs[0]) ? slow.msgs[0][0].seq : slow.msgs[0].from;
+    for (const m of slow.msgs) {
+      if (Array.isArray(m)) {
+        for (const ev of m) {
+          expect(ev.type).toBe('fault');
+          expect(ev.seq).toBeGreaterThanOrEqual(expectSeq);
+          expectSeq = ev.seq + 1;
+        }
+      } else {
+        expect(m.type).toBe('gap');
+        expect(m.from).toBe(expectSeq);
+        expectSeq = m.to + 1;
+      }
+    }
+    expect(slow.msgs.some((m) => m.type === 'gap')).toBe(true);
+    slow.ws.close();
+  });
+
   it('an operator answers a stall on the socket; an observer may not', async () => {
     await c.call('PATCH', '/smmus/smmu0/contexts/dev0', { faultMode: 'stall' });
     const obs = (await c.call('POST', '/tokens', { role: 'observer' })).body.token;

@@ -141,3 +141,16 @@ async def test_a_refusal_on_reconnect_ends_the_subscription(iommud_client: Clien
         with pytest.raises(Unauthorized):
             async for _ in sub:
                 pass
+
+
+async def test_batched_messages_when_offered_give_the_same_events(iommud_session: Session, mapped):
+    s = iommud_session
+    assert "event-batches" in s.client.version()["capabilities"]
+    iovas = [0x30000000 + i * 0x1000 for i in range(40)]
+    async with s.subscribe(types=["fault"]) as batched, s.subscribe(types=["fault"], batch=False) as plain:
+        assert (batched.batched, plain.batched) == (True, False)
+        s.access_batch("dev0", access="read", iovas=iovas)
+        got = [[await sub.next(10) for _ in iovas] for sub in (batched, plain)]
+    assert got[0] == got[1]
+    assert [ev["iova"] for ev in got[0]] == iovas
+    assert [ev["seq"] for ev in got[0]] == list(range(got[0][0]["seq"], got[0][0]["seq"] + 40))

@@ -21,7 +21,7 @@ export const publicRoutes: FastifyPluginAsyncZod = async (app) => {
     version: VERSION,
     api: 'v1' as const,
     node: app.registry.nodeId,
-    capabilities: ['iommu-api', 'mmio', 'dma', 'memory', 'events', 'stale-tlb-detector', 'fault-injection', 'stall', 'masters', 'trace', 'stream', 'cluster', 'families', 'cpu-cache', 'bounce', ...(app.registry.opts.dataDir ? ['persistence'] : [])],
+    capabilities: ['iommu-api', 'mmio', 'dma', 'memory', 'events', 'stale-tlb-detector', 'fault-injection', 'stall', 'masters', 'trace', 'stream', 'cluster', 'families', 'cpu-cache', 'bounce', 'event-batches', ...(app.registry.opts.dataDir ? ['persistence'] : [])],
   }));
 
   app.get('/v1/profiles', { schema: { summary: 'Simulated SoCs: SMMUs, contexts, MIDs, memory map', tags: ['profiles'], response: { 200: S.ProfilesResponse } } }, async () => profilesView());

@@ -374,11 +374,14 @@ class Session:
         since: Optional[int] = None,
         reconnect: "tuple[float, float]" = (0.05, 2.0),
         connect_attempts: int = 5,
+        batch: bool = True,
     ) -> EventSubscription:
         """The event stream, as an async iterator of events (dicts, hex as int) and ``{"type": "gap", "from",
         "to"}`` notices; it reconnects and resumes with ``since`` until closed (a refusal is final; an absent
-        daemon fails ``ready()`` after ``connect_attempts``). Use ``async with``."""
-        return EventSubscription(self, types=types, device=device, since=since, reconnect=reconnect, connect_attempts=connect_attempts)
+        daemon fails ``ready()`` after ``connect_attempts``). Use ``async with``. With ``batch`` (the default) the
+        socket carries batched messages when the daemon offers them (capability ``event-batches``,
+        docs/events.md); the events handed out are the same either way."""
+        return EventSubscription(self, types=types, device=device, since=since, reconnect=reconnect, connect_attempts=connect_attempts, batch=batch)
 
     def stream(self, device: str, *, max_in_flight: int = 64) -> "_OpenStream":
         """Opens the binary translate stream of a device (docs/stream.md): ``st = await s.stream(device)``, or

@@ -41,8 +41,12 @@ class EventSubscription:
         since: Optional[int] = None,
         reconnect: Tuple[float, float] = (0.05, 2.0),
         connect_attempts: int = 5,
+        batch: bool = True,
     ) -> None:
         self.connect_attempts = connect_attempts
+        self.batch = batch
+        #: Whether the current connection carries batched messages (asked for when the daemon offers them).
+        self.batched = False
         self.session = session
         self.types = list(types) if types else None
         self.device = device
@@ -146,7 +150,7 @@ class EventSubscription:
 
     # ---- the connection loop ----
     def _url(self) -> str:
-        q = []
+        q = ["batch=1"] if self.batched else []
         if self.types:
             q.append("types=" + ",".join(self.types))
         if self.device:
@@ -161,6 +165,8 @@ class EventSubscription:
         attempts = 0
         assert self._opened is not None
         while not self._closed:
+            # Checked at every connection: a daemon restarted at another version may not offer batches.
+            self.batched = self.batch and await self._offers_batches()
             try:
                 ws = await connect(self._url())
             except IommudError as e:
@@ -189,11 +195,25 @@ class EventSubscription:
                 self.reconnects += 1
             try:
                 async for raw in ws:
-                    self._deliver(json.loads(raw))
+                    m = json.loads(raw)
+                    # Batched: an array of events; gaps and errors stay single objects.
+                    if isinstance(m, list):
+                        for ev in m:
+                            self._deliver(ev)
+                    else:
+                        self._deliver(m)
             except Exception:
                 pass  # a dropped connection: reconnect and resume with since
             finally:
                 self._ws = None
+
+    async def _offers_batches(self) -> bool:
+        """The daemon lists ``event-batches`` in ``GET /v1/version`` (an unreachable daemon: ask without)."""
+        try:
+            v = await asyncio.get_running_loop().run_in_executor(None, self.session.client.version)
+        except Exception:
+            return False
+        return "event-batches" in (v.get("capabilities") or [])
 
     def _deliver(self, m: Dict[str, Any]) -> None:
         t = m.get("type")

@@ -1,0 +1,79 @@
+/**
+ * The byte form in which a session keeps its events: each event's JSON text inside a complete WebSocket text frame
+ * (RFC 6455 5.2: FIN, opcode 1, unmasked as a server's frames are, minimal length encoding), appended to a log of
+ * chunks that are never written twice. The events socket sends these bytes as they are (every subscriber the same
+ * bytes, no copy); a replay or a snapshot reads the JSON inside. Bytes, not objects: a retained event is no garbage
+ * the collector has to trace or copy, however many are kept.
+ */
+
+/** Length of the frame header whose second byte is `b1`. */
+export function frameHead(b1: number): number {
+  const len7 = b1 & 0x7f;
+  return len7 < 126 ? 2 : len7 === 126 ? 4 : 10;
+}
+
+/** Writes the header of a text frame of `n` payload bytes at `at` (its length: frameHeadFor(n)). */
+export function writeFrameHead(buf: Buffer, at: number, n: number): void {
+  buf[at] = 0x81;
+  if (n < 126) buf[at + 1] = n;
+  else if (n < 0x10000) {
+    buf[at + 1] = 126;
+    buf.writeUInt16BE(n, at + 2);
+  } else {
+    buf[at + 1] = 127;
+    buf.writeUInt32BE(Math.floor(n / 2 ** 32), at + 2);
+    buf.writeUInt32BE(n >>> 0, at + 6);
+  }
+}
+
+export function frameHeadFor(n: number): number {
+  return n < 126 ? 2 : n < 0x10000 ? 4 : 10;
+}
+
+/** One text frame of `text` in a buffer of its own. */
+export function textFrame(text: string): Buffer {
+  const n = Buffer.byteLength(text);
+  const head = frameHeadFor(n);
+  const f = Buffer.allocUnsafe(head + n);
+  writeFrameHead(f, 0, n);
+  f.write(text, head);
+  return f;
+}
+
+const MIN_CHUNK = 1024;
+const MAX_CHUNK = 256 * 1024;
+
+/**
+ * An append-only log of frames. Chunks start small (an idle session's few events cost a kilobyte) and double up to
+ * 256 KiB; a full chunk is left as it is and a new one started, so bytes handed to a socket write (which may still
+ * be pending in the kernel's queue) are never overwritten. Old chunks go when nothing refers to them any more.
+ */
+export class FrameLog {
+  chunk: Buffer = Buffer.alloc(0);
+  used = 0;
+
+  /** Appends `text` as a frame; its bytes are [start, used) of `chunk` afterwards. Returns start. */
+  append(text: string): number {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit. Text of 126 units or more needs the 16-bit length at least.
+    let n = -1;
+    let head: number;
+    if (text.length >= 126 && 3 * text.length < 0x10000) head = 4;
+    else head = frameHeadFor((n = Buffer.byteLength(text)));
+    const max = head + (n < 0 ? 3 * text.length : n);
+    if (this.chunk.length - this.used < max) {
+      const size = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, 2 * this.chunk.length));
+      this.chunk = size >= max ? Buffer.allocUnsafeSlow(size) : Buffer.allocUnsafeSlow(max);
+      this.used = 0;
+    }
+    const start = this.used;
+    n = this.chunk.write(text, start + head, 'utf8');
+    writeFrameHead(this.chunk, start, n);
+    this.used = start + head + n;
+    return start;
+  }
+}
+
+/** The JSON text of the frame at [start, end) of `chunk`. */
+export function frameText(chunk: Buffer, start: number, end: number): string {
+  return chunk.toString('utf8', start + frameHead(chunk[start + 1]!), end);
+}
