@@ -13,15 +13,26 @@ export async function sessionBenchmarks(): Promise<BenchResult[]> {
   try {
     const rss0 = await srv.rss();
     const t0 = process.hrtime.bigint();
-    const r = await autocannon({
-      url: `${srv.address}/v1/sessions`,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ profile: 'msm8x60' }),
-      connections: 16,
-      amount: SESSIONS,
+    // Timed to the last response: autocannon resolves an `amount` run only at its next 1 s sample tick, which
+    // made this figure 1000/ceil(seconds) (never above 1,000/s for 1,000 sessions).
+    let last = t0;
+    const r = await new Promise<autocannon.Result>((resolve, reject) => {
+      const load = autocannon(
+        {
+          url: `${srv.address}/v1/sessions`,
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ profile: 'msm8x60' }),
+          connections: 16,
+          amount: SESSIONS,
+        },
+        (err, result) => (err ? reject(err) : resolve(result)),
+      );
+      load.on('response', () => {
+        last = process.hrtime.bigint();
+      });
     });
-    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    const s = Number(last - t0) / 1e9;
     if (r.non2xx || r.errors || r['2xx'] !== SESSIONS) throw new Error(`sessions-create: ${r.non2xx + r.errors} of ${SESSIONS} creations failed`);
     const rss1 = await srv.rss();
     return [

@@ -28,16 +28,17 @@ export type FaultReport = (ctx: HwContext, fault: FaultBase) => 'retry' | 'termi
 export class Soc {
   readonly mem: PhysMemory;
   readonly ptPool: PageTablePool;
-  readonly smmus: IommuInstance[];
-  readonly devices = new Map<string, DeviceRef>();
   readonly env: HwEnv;
   /** Set by the IOMMU layer. */
   faultReport: FaultReport | null = null;
   private stallSeq = 0;
+  /** The IOMMU instances and their devices, built on first use: a session nobody drives holds none. */
+  private hw: { smmus: IommuInstance[]; devices: Map<string, DeviceRef> } | null = null;
+  private readonly tlb: { tlbEntries: number; tlbPolicy: TlbPolicy };
 
   constructor(
     readonly profile: Profile,
-    sink: EventSink,
+    private readonly sink: EventSink,
     opts: SocOptions = {},
   ) {
     this.mem = new PhysMemory(profile.memory);
@@ -50,20 +51,41 @@ export class Soc {
       faultHook: (bank, fault) => this.faultReport?.(bank, fault),
       cache: null,
     };
+    this.tlb = { tlbEntries: opts.tlbEntries ?? 128, tlbPolicy: opts.tlbPolicy ?? 'lru' };
+  }
+
+  /** The profile's IOMMUs, each of its family, in profile order. */
+  get smmus(): IommuInstance[] {
+    return (this.hw ??= this.build()).smmus;
+  }
+
+  /** Devices (named contexts) by name. */
+  get devices(): Map<string, DeviceRef> {
+    return (this.hw ??= this.build()).devices;
+  }
+
+  /** Whether any IOMMU was built yet (before that, every register, TLB and stall is as after reset). */
+  get built(): boolean {
+    return this.hw !== null;
+  }
+
+  private build(): { smmus: IommuInstance[]; devices: Map<string, DeviceRef> } {
     const hw = this.env;
     const env: FamilyEnv = {
       mem: this.mem,
-      sink,
+      sink: this.sink,
       report: (ctx, fault) => void this.faultReport?.(ctx, fault),
       get cache() {
         return hw.cache;
       },
     };
-    const o = { tlbEntries: opts.tlbEntries ?? 128, tlbPolicy: opts.tlbPolicy ?? 'lru', hwEnv: this.env, env };
-    this.smmus = profile.smmus.map((s) => FAMILIES[s.family ?? 'msm'].createInstance(s, o));
-    for (const smmu of this.smmus) {
-      for (const bank of smmu.banks) if (bank.name) this.devices.set(bank.name, { name: bank.name, smmu, bank });
+    const o = { ...this.tlb, hwEnv: this.env, env };
+    const smmus = this.profile.smmus.map((s) => FAMILIES[s.family ?? 'msm'].createInstance(s, o));
+    const devices = new Map<string, DeviceRef>();
+    for (const smmu of smmus) {
+      for (const bank of smmu.banks) if (bank.name) devices.set(bank.name, { name: bank.name, smmu, bank });
     }
+    return { smmus, devices };
   }
 
   /** The families present, in profile order, each once. */

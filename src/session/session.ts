@@ -598,7 +598,8 @@ export class Session {
 
   /** Empties every TLB and its counters, as a reset does; the next record says so, so a replay does it there too. */
   resetTlbs(): void {
-    for (const smmu of this.soc.smmus) smmu.resetTlb();
+    // IOMMUs not built yet hold nothing to reset.
+    if (this.soc.built) for (const smmu of this.soc.smmus) smmu.resetTlb();
     this.tlbResetPending = true;
   }
 
