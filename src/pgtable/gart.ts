@@ -3,7 +3,7 @@
  * entries are registers, not RAM; a domain keeps its own copy and the GART uses it while the domain is active
  * (hw/gart). Writes go through the undo log so a refused batch changes nothing.
  */
-import { IommuError } from '../errors.js';
+import { fail } from '../errors.js';
 import type { PhysMemory } from '../memory/phys.js';
 import { IOMMU_READ, IOMMU_WRITE, SZ_4K } from './desc.js';
 import type { PgTable, TableDump } from './format.js';
@@ -33,11 +33,7 @@ export class GartTable implements PgTable {
 
   private checkAperture(iova: number, size: number): void {
     if (iova < this.aperture.base || iova + size > this.aperture.base + this.aperture.size) {
-      throw new IommuError('OUT_OF_RANGE', `[0x${iova.toString(16)}, 0x${(iova + size).toString(16)}) is outside the GART aperture`, {
-        iova,
-        size,
-        aperture: { base: this.aperture.base, size: this.aperture.size },
-      });
+      fail('gartOutsideAperture', { iova, size, aperture: { base: this.aperture.base, size: this.aperture.size } });
     }
   }
 
@@ -54,12 +50,12 @@ export class GartTable implements PgTable {
     checkMapArgs(cfg, iova, paddr, size, prot);
     this.checkAperture(iova, size);
     if (paddr + size > GART_PA_LIMIT) {
-      throw new IommuError('OUT_OF_RANGE', 'GART entries hold PA bits 30:12: paddr + size must stay below 2 GiB', { paddr, size });
+      fail('gartPaLimit', { paddr, size });
     }
     const first = (iova - this.aperture.base) / SZ_4K;
     for (let k = 0; k < size / SZ_4K; k++) {
       if (this.entries[first + k]! & GART_ENTRY_VALID) {
-        throw new IommuError('ALREADY_MAPPED', `iova 0x${(iova + k * SZ_4K).toString(16)} is already mapped`, { iova: iova + k * SZ_4K });
+        fail('alreadyMapped', { iova: iova + k * SZ_4K });
       }
     }
     for (let k = 0; k < size / SZ_4K; k++) this.set(first + k, (GART_ENTRY_VALID | (paddr + k * SZ_4K)) >>> 0);
@@ -78,7 +74,7 @@ export class GartTable implements PgTable {
       bytes += SZ_4K;
       flush.addPage(iova + k * SZ_4K, SZ_4K);
     }
-    if (bytes === 0) throw new IommuError('NOT_MAPPED', `nothing is mapped in [0x${iova.toString(16)}, 0x${(iova + size).toString(16)})`, { iova, size });
+    if (bytes === 0) fail('nothingMapped', { iova, size });
     return bytes;
   }
 

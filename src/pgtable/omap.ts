@@ -7,8 +7,7 @@
 import type { PhysMemory } from '../memory/phys.js';
 import type { PageTablePool } from '../memory/ptpool.js';
 import { IOMMU_READ, IOMMU_WRITE, SZ_16M, SZ_1M, SZ_4K, SZ_64K } from './desc.js';
-import type { TableDump } from './format.js';
-import { V7sTable, WALK_EXTERNAL, WALK_FAULT, WALK_OK, WalkResult } from './v7s.js';
+import { iopteDeref, l1Base, pteIsTable, ptep, V7sTable, WALK_EXTERNAL, WALK_FAULT, WALK_OK, walkLeaf, WalkResult } from './v7s.js';
 
 export const IOPGD_TABLE = 0x1;
 export const IOPGD_SECTION = 0x2;
@@ -21,7 +20,7 @@ export const OMAP_PROT = IOMMU_READ | IOMMU_WRITE;
 
 /** One walk of an OMAP table at `ttb` (16 KiB aligned). Fills `out` as the v7s walk does (perm 0). */
 export function omapWalk(mem: PhysMemory, ttb: number, iova: number, out: WalkResult): WalkResult {
-  const l1a = (((ttb & 0xffffc000) >>> 0) + ((iova >>> 20) << 2)) >>> 0;
+  const l1a = ptep(l1Base(ttb), iova, 1);
   out.l1Addr = l1a;
   out.l2Addr = -1;
   out.perm = 0;
@@ -30,32 +29,23 @@ export function omapWalk(mem: PhysMemory, ttb: number, iova: number, out: WalkRe
     return out;
   }
   const d = mem.read32(l1a);
-  if ((d & 0x40003) === IOPGD_SUPER) return leaf(out, iova, d, SZ_16M);
-  if ((d & 0x40003) === IOPGD_SECTION) return leaf(out, iova, d, SZ_1M);
-  if ((d & 3) !== IOPGD_TABLE) {
+  if ((d & 0x40003) === IOPGD_SUPER) return walkLeaf(out, iova, d, SZ_16M, 0);
+  if ((d & 0x40003) === IOPGD_SECTION) return walkLeaf(out, iova, d, SZ_1M, 0);
+  // Unlike v7s, both low bits set is no section: only a table entry goes on.
+  if (!pteIsTable(d, 1)) {
     out.status = WALK_FAULT;
     return out;
   }
-  const l2a = ((d & 0xfffffc00) + (((iova >>> 12) & 0xff) << 2)) >>> 0;
+  const l2a = ptep(iopteDeref(d), iova, 2);
   out.l2Addr = l2a;
   if (!mem.isRam(l2a)) {
     out.status = WALK_EXTERNAL;
     return out;
   }
   const e = mem.read32(l2a);
-  if ((e & 3) === IOPTE_LARGE) return leaf(out, iova, e, SZ_64K);
-  if ((e & 2) === IOPTE_SMALL) return leaf(out, iova, e, SZ_4K);
+  if ((e & 3) === IOPTE_LARGE) return walkLeaf(out, iova, e, SZ_64K, 0);
+  if ((e & 2) === IOPTE_SMALL) return walkLeaf(out, iova, e, SZ_4K, 0);
   out.status = WALK_FAULT;
-  return out;
-}
-
-function leaf(out: WalkResult, iova: number, d: number, size: number): WalkResult {
-  const mask = ~(size - 1);
-  out.size = size;
-  out.vaBase = (iova & mask) >>> 0;
-  out.paBase = (d & mask) >>> 0;
-  out.paddr = (out.paBase | (iova & (size - 1))) >>> 0;
-  out.status = WALK_OK;
   return out;
 }
 
@@ -87,9 +77,5 @@ export class OmapTable extends V7sTable {
   override lookup(iova: number): { paddr: number; pageSize: number; prot: number } | null {
     const w = omapWalk(this.mem, this.l1, iova, this.ow);
     return w.status === WALK_OK ? { paddr: w.paddr, pageSize: w.size, prot: OMAP_PROT } : null;
-  }
-
-  override dumpTables(): TableDump {
-    return { kind: 'levels', root: this.l1, ...this.dump() };
   }
 }

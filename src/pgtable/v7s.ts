@@ -3,10 +3,10 @@
  * with the pinned split rule, iova_to_phys, dumps. Tables are data in memory, not objects. This module never
  * touches a TLB: it reports what must be invalidated through the caller's gather.
  */
-import { IommuError } from '../errors.js';
+import { fail } from '../errors.js';
 import { FULL_GEOMETRY, type PgTable, type TableDump } from './format.js';
 import type { PhysMemory } from '../memory/phys.js';
-import { L1_TABLE_SIZE, L2_TABLE_SIZE, type PageTablePool } from '../memory/ptpool.js';
+import type { PageTablePool } from '../memory/ptpool.js';
 import {
   IOMMU_READ,
   IOMMU_WRITE,
@@ -58,7 +58,7 @@ export function l1Base(ttbr0: number): number {
 
 /** One table walk as the hardware does it (TTBCR.N = 0: TTBR0 covers the whole 32-bit space). */
 export function walk(mem: PhysMemory, ttbr0: number, iova: number, out: WalkResult): WalkResult {
-  const l1a = (l1Base(ttbr0) + ((iova >>> 20) << 2)) >>> 0;
+  const l1a = ptep(l1Base(ttbr0), iova, 1);
   out.l1Addr = l1a;
   out.l2Addr = -1;
   if (!mem.isRam(l1a)) {
@@ -66,49 +66,32 @@ export function walk(mem: PhysMemory, ttbr0: number, iova: number, out: WalkResu
     return out;
   }
   const d = mem.read32(l1a);
-  if (d & L1_SECTION_BIT) {
-    if (d & L1_SUPERSECTION) {
-      out.size = SZ_16M;
-      out.vaBase = (iova & 0xff000000) >>> 0;
-      out.paBase = (d & 0xff000000) >>> 0;
-      out.paddr = (out.paBase | (iova & 0x00ffffff)) >>> 0;
-    } else {
-      out.size = SZ_1M;
-      out.vaBase = (iova & 0xfff00000) >>> 0;
-      out.paBase = (d & 0xfff00000) >>> 0;
-      out.paddr = (out.paBase | (iova & 0x000fffff)) >>> 0;
-    }
-    out.perm = sectionPerm(d);
-    out.status = WALK_OK;
-    return out;
-  }
-  if ((d & 3) === 0) {
+  // Bit 1 makes a section whatever bit 0 (PXN) says, so this tests more than pteIsTable.
+  if (d & L1_SECTION_BIT) return walkLeaf(out, iova, d, d & L1_SUPERSECTION ? SZ_16M : SZ_1M, sectionPerm(d));
+  if (!pteIsTable(d, 1)) {
     out.status = WALK_FAULT;
     return out;
   }
-  const l2a = ((d & 0xfffffc00) + (((iova >>> 12) & 0xff) << 2)) >>> 0;
+  const l2a = ptep(iopteDeref(d), iova, 2);
   out.l2Addr = l2a;
   if (!mem.isRam(l2a)) {
     out.status = WALK_EXTERNAL;
     return out;
   }
   const e = mem.read32(l2a);
-  if (e & L2_SMALL_BIT) {
-    out.size = SZ_4K;
-    out.vaBase = (iova & 0xfffff000) >>> 0;
-    out.paBase = (e & 0xfffff000) >>> 0;
-    out.paddr = (out.paBase | (iova & 0xfff)) >>> 0;
-    out.perm = smallPerm(e);
-  } else if (e & 1) {
-    out.size = SZ_64K;
-    out.vaBase = (iova & 0xffff0000) >>> 0;
-    out.paBase = (e & 0xffff0000) >>> 0;
-    out.paddr = (out.paBase | (iova & 0xffff)) >>> 0;
-    out.perm = largePerm(e);
-  } else {
-    out.status = WALK_FAULT;
-    return out;
-  }
+  if (e & L2_SMALL_BIT) return walkLeaf(out, iova, e, SZ_4K, smallPerm(e));
+  if (e & L2_TYPE_LARGE) return walkLeaf(out, iova, e, SZ_64K, largePerm(e));
+  out.status = WALK_FAULT;
+  return out;
+}
+
+/** Fills a walk's result from the leaf `pte` of `size` bytes that maps iova (v7s and OMAP walks alike). */
+export function walkLeaf(out: WalkResult, iova: number, pte: number, size: number, perm: number): WalkResult {
+  out.size = size;
+  out.vaBase = (iova & -size) >>> 0;
+  out.paBase = (pte & -size) >>> 0;
+  out.paddr = (out.paBase | (iova & (size - 1))) >>> 0;
+  out.perm = perm;
   out.status = WALK_OK;
   return out;
 }
@@ -139,6 +122,29 @@ export function pickPgsize(bitmap: number, addrMerge: number, remaining: number)
   return 0;
 }
 
+/**
+ * iommu_pgsize with its count: the page size pickPgsize chooses at iova/paddr and how many pages of it in a row
+ * the choice repeats (up to where the next larger allowed size could start): one run of map_pages/unmap_pages.
+ */
+export function iommuPgsize(bitmap: number, iova: number, paddr: number, size: number, out: { pgsize: number; count: number }): void {
+  const pgsize = pickPgsize(bitmap, iova | paddr, size);
+  let span = size;
+  let next = 0;
+  for (const sz of PGSIZES) {
+    if (sz > pgsize && (bitmap & sz) !== 0) {
+      next = sz;
+      break;
+    }
+  }
+  // A larger page can only come where iova and paddr are equally offset within it.
+  if (next !== 0 && ((iova ^ paddr) & (next - 1)) === 0) {
+    const offset = next - (iova & (next - 1));
+    if (offset + next <= size) span = offset;
+  }
+  out.pgsize = pgsize;
+  out.count = Math.floor(span / pgsize);
+}
+
 export function minPgsize(bitmap: number): number {
   for (const sz of PGSIZES) if (bitmap & sz) return sz;
   return SZ_4K;
@@ -152,72 +158,89 @@ function isMultiple(x: number, a: number): boolean {
 export function checkMapArgs(cfg: PgtableConfig, iova: number, paddr: number, size: number, prot: number): void {
   const min = minPgsize(cfg.pgsizeBitmap);
   if (!isMultiple(iova, min) || !isMultiple(paddr, min) || !isMultiple(size, min)) {
-    throw new IommuError('UNALIGNED', `iova, paddr and size must be multiples of the smallest page size 0x${min.toString(16)}`, {
-      iova,
-      paddr,
-      size,
-      minPageSize: min,
-    });
+    fail('pageUnaligned', { iova, paddr, size, minPageSize: min });
   }
   if (size <= 0 || iova + size > 2 ** 32 || paddr + size > 2 ** 32) {
-    throw new IommuError('OUT_OF_RANGE', 'iova + size and paddr + size must lie within the 32-bit space, size > 0', {
-      iova,
-      paddr,
-      size,
-    });
+    fail('mapRange', { iova, paddr, size });
   }
   if (!(prot & (IOMMU_READ | IOMMU_WRITE))) {
-    throw new IommuError('BAD_REQUEST', 'prot must include read or write', { prot });
+    fail('protNoAccess', { prot });
   }
 }
 
 export function checkUnmapArgs(cfg: PgtableConfig, iova: number, size: number): void {
   const min = minPgsize(cfg.pgsizeBitmap);
   if (!isMultiple(iova, min) || !isMultiple(size, min)) {
-    throw new IommuError('UNALIGNED', `iova and size must be multiples of the smallest page size 0x${min.toString(16)}`, {
-      iova,
-      size,
-      minPageSize: min,
-    });
+    fail('pageUnaligned', { iova, size, minPageSize: min });
   }
   if (size <= 0 || iova + size > 2 ** 32) {
-    throw new IommuError('OUT_OF_RANGE', 'iova + size must lie within the 32-bit space, size > 0', { iova, size });
+    fail('iovaRange', { iova, size, sizeMin: true });
   }
 }
 
 function alreadyMapped(iova: number): never {
-  throw new IommuError('ALREADY_MAPPED', `iova 0x${iova.toString(16)} is already mapped`, { iova });
+  fail('alreadyMapped', { iova });
 }
 
-/** Levels of the short-descriptor format as io-pgtable-arm-v7s numbers them: 1 (4096 × 1 MiB), 2 (256 × 4 KiB). */
+/**
+ * Levels of the short-descriptor format, as io-pgtable-arm-v7s numbers them: 1 (4096 entries of 1 MiB), 2 (256
+ * entries of 4 KiB). The helpers are the kernel's ARM_V7S_* macros, arithmetic on the level so a call with a
+ * constant level folds to a constant.
+ */
 export type Level = 1 | 2;
-/** The iova bit an entry of each level starts at (the kernel's ARM_V7S_LVL_SHIFT). */
-const LVL_SHIFT = [0, 20, 12] as const;
-const LVL_BITS = [0, 12, 8] as const;
-export const lvlShift = (lvl: Level): number => LVL_SHIFT[lvl];
-/** Bytes one entry of the level maps. */
-export const lvlSize = (lvl: Level): number => 2 ** LVL_SHIFT[lvl];
-export const lvlEntries = (lvl: Level): number => 1 << LVL_BITS[lvl];
-/** Index of the entry of a level that maps iova. */
-export const lvlIdx = (iova: number, lvl: Level): number => (iova >>> LVL_SHIFT[lvl]) & ((1 << LVL_BITS[lvl]) - 1);
-/** Entries a contiguous leaf repeats over: a supersection (16 × 1 MiB) and a large page (16 × 4 KiB). */
-const CONT_ENTRIES = 16;
-/** A valid entry that points to a next-level table (only level 1 has them). */
-const isTableEntry = (d: number, lvl: Level): boolean => lvl === 1 && (d & 3) === 1;
-/** A valid leaf that is one of CONT_ENTRIES copies (supersection, large page). */
-const isContiguousLeaf = (d: number, lvl: Level): boolean => (lvl === 1 ? (d & L1_SECTION_BIT) !== 0 && (d & L1_SUPERSECTION) !== 0 : (d & 3) === L2_TYPE_LARGE);
+export const LEVELS: readonly Level[] = [1, 2];
+/** ARM_V7S_LVL_BITS: iova bits one level resolves. */
+export const lvlBits = (lvl: Level): number => 16 - 4 * lvl;
+/** ARM_V7S_LVL_SHIFT: the iova bit an entry of the level starts at. */
+export const lvlShift = (lvl: Level): number => 32 - (4 + 8 * lvl);
+/** ARM_V7S_PTES_PER_LVL. */
+export const ptesPerLvl = (lvl: Level): number => 1 << lvlBits(lvl);
+/** ARM_V7S_BLOCK_SIZE: bytes one entry of the level maps. */
+export const blockSize = (lvl: Level): number => 1 << lvlShift(lvl);
+/** ARM_V7S_TABLE_SIZE: bytes of a table of the level (4-byte entries). */
+export const tableSize = (lvl: Level): number => ptesPerLvl(lvl) << 2;
+/** ARM_V7S_LVL_IDX: index of the entry of a level that maps iova. */
+export const lvlIdx = (iova: number, lvl: Level): number => (iova >>> lvlShift(lvl)) & (ptesPerLvl(lvl) - 1);
+/** Address of the entry for iova in the level's table at `table`. */
+export const ptep = (table: number, iova: number, lvl: Level): number => (table + (lvlIdx(iova, lvl) << 2)) >>> 0;
+/** ARM_V7S_CONT_PAGES: entries a contiguous leaf repeats over (a supersection: 16 × 1 MiB, a large page: 16 × 4 KiB). */
+export const CONT_PTES = 16;
+/** ARM_V7S_PTE_IS_VALID. */
+export const pteIsValid = (pte: number): boolean => (pte & 3) !== 0;
+/** ARM_V7S_PTE_IS_TABLE: a valid entry that points to a next-level table (only level 1 has them). */
+export const pteIsTable = (pte: number, lvl: Level): boolean => lvl === 1 && (pte & 3) === 1;
+/** arm_v7s_pte_is_cont, for a valid leaf: a supersection at level 1, a large page at level 2. */
+export const pteIsCont = (pte: number, lvl: Level): boolean => (lvl === 1 ? (pte & L1_SUPERSECTION) !== 0 : (pte & L2_SMALL_BIT) === 0);
+/** iopte_deref: the next-level table a table entry points to. */
+export const iopteDeref = (pte: number): number => (pte & 0xfffffc00) >>> 0;
+/** Bytes a valid leaf maps. */
+export const leafSize = (pte: number, lvl: Level): number => (pteIsCont(pte, lvl) ? CONT_PTES : 1) * blockSize(lvl);
+/** Index in PGSIZES (and page counts) of a leaf of the level: 4K, 64K at level 2; 1M, 16M at level 1. */
+const leafIndex = (lvl: Level, cont: boolean): number => 4 - 2 * lvl + (cont ? 1 : 0);
+/** Permission bits of a valid leaf in the common layout. */
+export const leafPerm = (pte: number, lvl: Level): number => (lvl === 1 ? sectionPerm(pte) : pteIsCont(pte, lvl) ? largePerm(pte) : smallPerm(pte));
+/** A contiguous leaf's attribute bits as one entry of the same level (the 16M → 16 × 1M and 64K → 16 × 4K split). */
+const contToSingle = (pte: number, lvl: Level): number => (lvl === 1 ? pte & SECTION_ATTR_MASK : largeToSmallAttrs(pte) | L2_SMALL_BIT);
+/** A section's attribute bits as a level-2 leaf of `size` (a section split into a table). */
+const blockToNext = (pte: number, size: number): number => (size === SZ_64K ? sectionToLargeAttrs(pte) | L2_TYPE_LARGE : sectionToSmallAttrs(pte) | L2_SMALL_BIT);
+
+/** What the unmap of an entry that clears a whole next-level table tells the gather: nothing (its caller invalidates the entry). */
+const NO_FLUSH: FlushOps = { addPage() {}, flushWalk() {} };
 
 type LeafFn = (iova: number, paddr: number, size: number, prot: number) => boolean | void;
 
 /**
  * One page table (an L1 and its L2s) in RAM. Holds nothing but its L1 address: everything else is read from
- * memory, so a client that writes descriptors itself sees them honoured.
+ * memory, so a client that writes descriptors itself sees them honoured. Map, unmap and the leaf visit are each one
+ * function over levels, as in io-pgtable-arm-v7s; map and unmap hand a level a run of pages (a page size and a
+ * count) so the work inside one table is one loop, as the kernel's map_pages/unmap_pages do.
  */
 export class V7sTable implements PgTable {
   readonly l1: number;
   private readonly lw = new WalkResult();
-  /** L1 entries whose L2 tables the current unmap cleared entries of (checked for emptiness at its end). */
+  /** Level-1 entries whose tables the current unmap cleared entries of: freed at its end when empty. */
   private readonly touched: number[] = [];
+  private readonly run = { pgsize: 0, count: 0 };
 
   /** A new table (its L1 from the pool), or the one already at `l1` (a restored snapshot). */
   constructor(
@@ -255,44 +278,66 @@ export class V7sTable implements PgTable {
     return w.status === WALK_OK ? { paddr: w.paddr, pageSize: w.size, prot: permToProt(w.perm) } : null;
   }
 
+  /** One descriptor written by the page-table code outside a counted run (level-1 entries, mostly). */
+  private set(addr: number, pte: number): void {
+    this.pool.claim(addr);
+    this.mem.write32(addr, pte);
+    this.pool.wrote(addr);
+  }
+
   /**
    * Maps [iova, iova+size) → paddr with the kernel's page-size choice. Not atomic by itself: the caller runs it
    * inside mem.atomically() so any refusal rolls every write back.
    */
   map(cfg: PgtableConfig, iova: number, paddr: number, size: number, prot: number, added: PageCounts): void {
     checkMapArgs(cfg, iova, paddr, size, prot);
-    let done = 0;
-    while (done < size) {
-      const a = iova + done;
-      const p = paddr + done;
-      const sz = pickPgsize(cfg.pgsizeBitmap, a | p, size - done);
-      this.mapOne(a, p, sz, prot);
-      added[pgsizeIndex(sz)]!++;
-      done += sz;
+    const run = this.run;
+    for (let done = 0; done < size; ) {
+      iommuPgsize(cfg.pgsizeBitmap, iova + done, paddr + done, size - done, run);
+      const { pgsize, count } = run;
+      this.mapLvl(1, this.l1, iova + done, paddr + done, pgsize, count, prot);
+      added[pgsizeIndex(pgsize)]! += count;
+      done += pgsize * count;
     }
   }
 
-  private mapOne(iova: number, paddr: number, size: number, prot: number): void {
+  /**
+   * __arm_v7s_map for a run: `count` pages of `pgsize` from iova, all inside the level's table at `table`. Pages
+   * of this level's entries or larger are written here (a contiguous page as CONT_PTES copies); smaller ones go
+   * to the next level, one call per table with the pages that fall in it.
+   */
+  private mapLvl(lvl: Level, table: number, iova: number, paddr: number, pgsize: number, count: number, prot: number): void {
     const mem = this.mem;
-    const l1a = this.l1 + ((iova >>> 20) << 2);
-    if (size >= SZ_1M) {
-      const n = size === SZ_16M ? 16 : 1;
-      for (let k = 0; k < n; k++) if (mem.read32(l1a + 4 * k) & 3) alreadyMapped(iova + k * SZ_1M);
-      const d = this.leaf(size, paddr, prot);
-      for (let k = 0; k < n; k++) mem.write32(l1a + 4 * k, d);
+    const block = blockSize(lvl);
+    if (pgsize < block) {
+      for (let a = iova, p = paddr, left = count; left > 0; ) {
+        const n = Math.min(left, (block - (a & (block - 1))) / pgsize);
+        const at = ptep(table, a, lvl);
+        let pte = mem.read32(at);
+        if (!pteIsValid(pte)) {
+          pte = encodeTable(this.pool.allocL2());
+          this.set(at, pte);
+        } else if (!pteIsTable(pte, lvl)) alreadyMapped(a);
+        this.mapLvl((lvl + 1) as Level, iopteDeref(pte), a, p, pgsize, n, prot);
+        a += n * pgsize;
+        p += n * pgsize;
+        left -= n;
+      }
       return;
     }
-    let d1 = mem.read32(l1a);
-    if (d1 & L1_SECTION_BIT) alreadyMapped(iova);
-    if ((d1 & 3) === 0) {
-      d1 = encodeTable(this.pool.allocL2());
-      mem.write32(l1a, d1);
+    const entries = (pgsize / block) * count;
+    const first = ptep(table, iova, lvl);
+    const live = lvl === 1 ? (this.pool.claim(table), 0) : this.pool.liveCount(table);
+    // Every entry is checked before any is written: the first one in use is the one reported.
+    for (let k = 0; k < entries; k++) if (mem.read32(first + 4 * k) & 3) alreadyMapped(iova + k * block);
+    const attrs = this.leaf(pgsize, 0, prot);
+    if (pgsize === block) {
+      for (let k = 0; k < entries; k++) mem.write32(first + 4 * k, ((paddr + k * pgsize) | attrs) >>> 0);
+    } else {
+      for (let k = 0; k < entries; k++) mem.write32(first + 4 * k, ((paddr + (k >>> 4) * pgsize) | attrs) >>> 0);
     }
-    const l2a = (d1 & 0xfffffc00) + (((iova >>> 12) & 0xff) << 2);
-    const n = size === SZ_64K ? 16 : 1;
-    for (let k = 0; k < n; k++) if (mem.read32(l2a + 4 * k) & 3) alreadyMapped(iova + k * SZ_4K);
-    const d = this.leaf(size, paddr, prot);
-    for (let k = 0; k < n; k++) mem.write32(l2a + 4 * k, d);
+    if (lvl === 1) this.pool.wrote(table);
+    else if (live >= 0) this.pool.setLive(table, live + entries);
   }
 
   /**
@@ -301,165 +346,165 @@ export class V7sTable implements PgTable {
    */
   unmap(cfg: PgtableConfig, iova: number, size: number, delta: PageCounts, flush: FlushOps): number {
     checkUnmapArgs(cfg, iova, size);
-    let done = 0;
+    const run = this.run;
     let bytes = 0;
     this.touched.length = 0;
-    while (done < size) {
+    for (let done = 0; done < size; ) {
       const a = iova + done;
-      const sz = pickPgsize(cfg.pgsizeBitmap | SZ_4K, a, size - done);
-      bytes += this.unmapChunk(cfg, a, sz, delta, flush);
-      done += sz;
+      // Chunks by the map's page-size choice (iova alone: unmap has no paddr), every size the format has allowed.
+      iommuPgsize(cfg.pgsizeBitmap | SZ_4K, a, a, size - done, run);
+      const { pgsize, count } = run;
+      bytes += this.unmapLvl(cfg, 1, this.l1, a, pgsize, count, delta, flush);
+      done += pgsize * count;
     }
-    // L2 tables emptied by this unmap are freed once, at the end, rather than scanned after every chunk.
-    for (const l1a of this.touched) {
-      const d = this.mem.read32(l1a);
-      if ((d & 3) !== 1) continue;
-      const l2 = (d & 0xfffffc00) >>> 0;
-      // Cleared entries are written as 0, so an empty table is all zero words.
-      if (this.mem.allZero(l2, L2_TABLE_SIZE)) {
-        this.mem.write32(l1a, 0);
-        if (this.pool.contains(l2)) this.pool.free(l2, L2_TABLE_SIZE);
-        flush.flushWalk(((l1a - this.l1) >>> 2) * SZ_1M, SZ_1M);
+    // Tables emptied by this unmap are freed at its end, so a split later in the same unmap does not take their
+    // place in the pool (table addresses stay those of the chunk-by-chunk rule).
+    for (const at of this.touched) {
+      const pte = this.mem.read32(at);
+      if (!pteIsTable(pte, 1)) continue;
+      const l2 = iopteDeref(pte);
+      const live = this.pool.liveCount(l2);
+      if (live === 0 || (live < 0 && this.mem.allZero(l2, tableSize(2)))) {
+        this.set(at, 0);
+        if (live === 0) this.pool.free(l2, tableSize(2));
+        flush.flushWalk(((at - this.l1) >>> 2) * blockSize(1), blockSize(1));
       }
     }
-    if (bytes === 0) {
-      throw new IommuError('NOT_MAPPED', `nothing is mapped in [0x${iova.toString(16)}, 0x${(iova + size).toString(16)})`, {
-        iova,
-        size,
-      });
-    }
+    if (bytes === 0) fail('nothingMapped', { iova, size });
     return bytes;
   }
 
-  private unmapChunk(cfg: PgtableConfig, a: number, s: number, delta: PageCounts, flush: FlushOps): number {
+  /**
+   * __arm_v7s_unmap for a run of `count` chunks of `pgsize` from iova inside the level's table at `table`. A
+   * chunk smaller than this level's entries goes down a level, after the leaf it cuts is split (a supersection
+   * to sections, then the section to a table of pages of the chunk's size). A chunk of whole entries clears them:
+   * a table entry with its whole table, a contiguous leaf the chunk cuts split first. Returns bytes unmapped.
+   */
+  private unmapLvl(cfg: PgtableConfig, lvl: Level, table: number, iova: number, pgsize: number, count: number, delta: PageCounts, flush: FlushOps): number {
     const mem = this.mem;
+    const block = blockSize(lvl);
     let bytes = 0;
-    if (s >= SZ_1M) {
-      const end = a + s;
-      for (let va = a; va < end; va += SZ_1M) {
-        const l1a = this.l1 + ((va >>> 20) << 2);
-        let d = mem.read32(l1a);
-        if ((d & 3) === 0) continue;
-        if (d & L1_SECTION_BIT && d & L1_SUPERSECTION) {
-          if (s === SZ_16M) {
-            for (let k = 0; k < 16; k++) mem.write32(l1a + 4 * k, 0);
-            delta[3]--;
-            flush.addPage(va, SZ_16M);
-            bytes += SZ_16M;
-            break;
+    if (pgsize < block) {
+      for (let a = iova, left = count; left > 0; ) {
+        const n = Math.min(left, (block - (a & (block - 1))) / pgsize);
+        const at = ptep(table, a, lvl);
+        let pte = mem.read32(at);
+        if (pteIsValid(pte)) {
+          if (!pteIsTable(pte, lvl)) {
+            if (pteIsCont(pte, lvl)) {
+              this.pool.claim(table);
+              pte = this.splitCont(cfg, lvl, table, a, delta, flush);
+              this.pool.wrote(table);
+            }
+            pte = this.splitBlock(cfg, lvl, at, pte, pgsize, a, delta, flush);
           }
-          this.splitSupersection(cfg, va, delta, flush);
-          d = mem.read32(l1a);
+          const b = this.unmapLvl(cfg, (lvl + 1) as Level, iopteDeref(pte), a, pgsize, n, delta, flush);
+          if (b) {
+            bytes += b;
+            if (this.touched[this.touched.length - 1] !== at) this.touched.push(at);
+          }
         }
-        if (d & L1_SECTION_BIT) {
-          mem.write32(l1a, 0);
-          delta[2]--;
-          flush.addPage(va, SZ_1M);
-          bytes += SZ_1M;
-        } else {
-          bytes += this.clearL2(l1a, d, 0, 256, delta);
-          flush.addPage(va, SZ_1M);
-        }
+        a += n * pgsize;
+        left -= n;
       }
       return bytes;
     }
-    const l1a = this.l1 + ((a >>> 20) << 2);
-    let d = mem.read32(l1a);
-    if ((d & 3) === 0) return 0;
-    if (d & L1_SECTION_BIT) {
-      if (d & L1_SUPERSECTION) {
-        this.splitSupersection(cfg, a, delta, flush);
-        d = mem.read32(l1a);
+    // TLB invalidation goes by chunk, but never wider than a level-1 entry: a 16M chunk over sections
+    // invalidates the sections it removed.
+    const unit = Math.min(pgsize, blockSize(1));
+    const unitPtes = unit / block;
+    const entries = (pgsize / block) * count;
+    const i0 = lvlIdx(iova, lvl);
+    let live = lvl === 1 ? (this.pool.claim(table), -1) : this.pool.liveCount(table);
+    let fromK = -1;
+    let toK = -1;
+    for (let k = 0; k < entries; k++) {
+      const at = table + ((i0 + k) << 2);
+      let pte = mem.read32(at);
+      if (!pteIsValid(pte)) continue;
+      if (pteIsTable(pte, lvl)) {
+        // The chunk covers the entry: the whole next-level table goes (freed at the end of the unmap).
+        const va = iova + k * block;
+        this.pool.wrote(table);
+        bytes += this.unmapLvl(cfg, (lvl + 1) as Level, iopteDeref(pte), va, block, 1, delta, NO_FLUSH);
+        this.pool.claim(table);
+        if (this.touched[this.touched.length - 1] !== at) this.touched.push(at);
+      } else {
+        const cont = pteIsCont(pte, lvl);
+        if (cont && pgsize < CONT_PTES * block) {
+          pte = this.splitCont(cfg, lvl, table, iova + k * block, delta, flush);
+          delta[leafIndex(lvl, false)]--;
+        } else if (cont) {
+          // A contiguous leaf is one page: counted once, at its first entry.
+          if (((i0 + k) & (CONT_PTES - 1)) === 0) delta[leafIndex(lvl, true)]--;
+        } else delta[leafIndex(lvl, false)]--;
+        mem.write32(at, 0);
+        if (live > 0) live--;
+        bytes += block;
       }
-      d = this.splitSection(cfg, l1a, d, s, delta, flush, a);
+      // Extend the pending invalidation to this entry's unit, or send it and start another.
+      const u0 = k - (k % unitPtes);
+      if (u0 >= toK) {
+        if (u0 > toK && fromK >= 0) flush.addPage(iova + fromK * block, (toK - fromK) * block);
+        if (u0 > toK || fromK < 0) fromK = u0;
+        toK = u0 + unitPtes;
+      }
     }
-    const j = (a >>> 12) & 0xff;
-    const l2a = (d & 0xfffffc00) + (j << 2);
-    if (s === SZ_4K) {
-      const e = mem.read32(l2a);
-      if ((e & 3) === L2_TYPE_LARGE) this.splitLarge(cfg, l2a - (j & 15) * 4, e, delta, flush, a);
-    }
-    bytes = this.clearL2(l1a, d, j, s === SZ_64K ? 16 : 1, delta);
-    if (bytes) flush.addPage(a, s);
-    return bytes;
-  }
-
-  /** Clears L2 entries [j, j+n) of the table L1 entry d points to; frees the table when it becomes empty. */
-  private clearL2(l1a: number, d: number, j: number, n: number, delta: PageCounts): number {
-    const mem = this.mem;
-    const l2 = (d & 0xfffffc00) >>> 0;
-    let bytes = 0;
-    for (let k = j; k < j + n; k++) {
-      const e = mem.read32(l2 + 4 * k);
-      if (e & L2_SMALL_BIT) {
-        delta[0]--;
-        bytes += SZ_4K;
-      } else if (e & 1) {
-        // A large page occupies 16 entries; count it once, at its first entry.
-        if ((k & 15) === 0) delta[1]--;
-        bytes += SZ_4K;
-      } else continue;
-      mem.write32(l2 + 4 * k, 0);
-    }
-    if (bytes && this.touched[this.touched.length - 1] !== l1a) this.touched.push(l1a);
+    if (fromK >= 0) flush.addPage(iova + fromK * block, (toK - fromK) * block);
+    if (lvl === 1) this.pool.wrote(table);
+    else if (live >= 0) this.pool.setLive(table, live);
     return bytes;
   }
 
   private refuseSplit(cfg: PgtableConfig, iova: number, size: number): void {
-    if (cfg.partialUnmap === 'refuse') {
-      throw new IommuError('PARTIAL_UNMAP', `the range cuts a ${size >>> 10} KiB page at 0x${iova.toString(16)}`, {
-        iova,
-        pageSize: size,
-      });
-    }
+    if (cfg.partialUnmap === 'refuse') fail('partialUnmap', { iova, pageSize: size });
   }
 
-  /** 16M supersection → 16 sections, each keeping its slice of the physical range. */
-  private splitSupersection(cfg: PgtableConfig, va: number, delta: PageCounts, flush: FlushOps): void {
-    const base = (va & 0xff000000) >>> 0;
-    this.refuseSplit(cfg, base, SZ_16M);
-    const l1a = this.l1 + ((base >>> 20) << 2);
-    const d = this.mem.read32(l1a);
-    const pa = (d & 0xff000000) >>> 0;
-    const attrs = d & SECTION_ATTR_MASK;
-    for (let k = 0; k < 16; k++) this.mem.write32(l1a + 4 * k, (pa + k * SZ_1M) | attrs);
-    delta[3]--;
-    delta[2] += 16;
-    flush.flushWalk(base, SZ_16M);
+  /**
+   * arm_v7s_split_cont: the contiguous leaf holding iova (a 16M supersection, a 64K large page) becomes
+   * CONT_PTES leaves of the level, each keeping its slice of the physical range. Returns the entry at iova.
+   */
+  private splitCont(cfg: PgtableConfig, lvl: Level, table: number, iova: number, delta: PageCounts, flush: FlushOps): number {
+    const block = blockSize(lvl);
+    const size = CONT_PTES * block;
+    const base = (iova & -size) >>> 0;
+    this.refuseSplit(cfg, base, size);
+    const first = ptep(table, base, lvl);
+    const pte = this.mem.read32(first);
+    const pa = (pte & -size) >>> 0;
+    const attrs = contToSingle(pte, lvl);
+    for (let k = 0; k < CONT_PTES; k++) this.mem.write32(first + 4 * k, ((pa + k * block) | attrs) >>> 0);
+    delta[leafIndex(lvl, true)]--;
+    delta[leafIndex(lvl, false)] += CONT_PTES;
+    flush.flushWalk(base, size);
+    return this.mem.read32(ptep(table, iova, lvl));
   }
 
-  /** 1M section cut by a chunk of size s < 1M → an L2 table of pages of that size covering the section. */
-  private splitSection(cfg: PgtableConfig, l1a: number, d: number, s: number, delta: PageCounts, flush: FlushOps, va: number): number {
-    const base = (va & 0xfff00000) >>> 0;
-    this.refuseSplit(cfg, base, SZ_1M);
-    const l2 = this.pool.allocL2();
-    const pa = (d & 0xfff00000) >>> 0;
-    if (s === SZ_64K) {
-      const e = sectionToLargeAttrs(d) | 1;
-      for (let k = 0; k < 256; k++) this.mem.write32(l2 + 4 * k, (pa + (k >>> 4) * SZ_64K) | e);
-      delta[1] += 16;
-    } else {
-      const e = sectionToSmallAttrs(d) | L2_SMALL_BIT;
-      for (let k = 0; k < 256; k++) this.mem.write32(l2 + 4 * k, (pa + k * SZ_4K) | e);
-      delta[0] += 256;
-    }
-    delta[2]--;
-    const t = encodeTable(l2);
-    this.mem.write32(l1a, t);
-    flush.flushWalk(base, SZ_1M);
+  /**
+   * arm_v7s_split_blk_unmap's table: the block entry at `at` cut by a chunk of `pgsize` becomes a next-level
+   * table of pages of the chunk's size (64K large pages for a 64K chunk, else 4K) covering the block. Returns the
+   * new table entry.
+   */
+  private splitBlock(cfg: PgtableConfig, lvl: Level, at: number, pte: number, pgsize: number, iova: number, delta: PageCounts, flush: FlushOps): number {
+    const block = blockSize(lvl);
+    const base = (iova & -block) >>> 0;
+    this.refuseSplit(cfg, base, block);
+    const next = (lvl + 1) as Level;
+    const table = this.pool.allocL2();
+    const size = pgsize === SZ_64K ? SZ_64K : blockSize(next);
+    const pa = (pte & -block) >>> 0;
+    const attrs = blockToNext(pte, size);
+    const ptes = ptesPerLvl(next);
+    const live = this.pool.liveCount(table);
+    const step = size / blockSize(next);
+    for (let k = 0; k < ptes; k++) this.mem.write32(table + 4 * k, ((pa + (k - (k % step)) * blockSize(next)) | attrs) >>> 0);
+    this.pool.setLive(table, live + ptes);
+    delta[leafIndex(lvl, false)]--;
+    delta[leafIndex(next, size > blockSize(next))] += ptes / step;
+    const t = encodeTable(table);
+    this.set(at, t);
+    flush.flushWalk(base, block);
     return t;
-  }
-
-  /** 64K large page → 16 small pages. `first` is the address of its first L2 entry. */
-  private splitLarge(cfg: PgtableConfig, first: number, e: number, delta: PageCounts, flush: FlushOps, va: number): void {
-    const base = (va & 0xffff0000) >>> 0;
-    this.refuseSplit(cfg, base, SZ_64K);
-    const pa = (e & 0xffff0000) >>> 0;
-    const attrs = largeToSmallAttrs(e) | L2_SMALL_BIT;
-    for (let k = 0; k < 16; k++) this.mem.write32(first + 4 * k, (pa + k * SZ_4K) | attrs);
-    delta[1]--;
-    delta[0] += 16;
-    flush.flushWalk(base, SZ_64K);
   }
 
   /** Calls fn for every leaf in iova order, from `from` (inclusive) up to `to` (exclusive). */
@@ -469,66 +514,70 @@ export class V7sTable implements PgTable {
 
   /**
    * One level of forEachLeaf: the entries of the table at `table` (covering iova `base` onwards) from the one that
-   * holds `from`; a table entry recurses into the next level. A contiguous leaf (16 entries: a supersection at
-   * level 1, a large page at level 2) is reported once, from its first entry, even when `from` falls inside it.
-   * Returns false once fn asked to stop or `to` is reached.
+   * holds `from`; a table entry recurses into the next level. A contiguous leaf is reported once, from its first
+   * entry, even when `from` falls inside it. Returns false once fn asked to stop or `to` is reached.
    */
   private visit(lvl: Level, table: number, base: number, from: number, to: number, fn: LeafFn): boolean {
-    const size = lvlSize(lvl);
-    for (let i = from > base ? Math.floor((from - base) / size) : 0; i < lvlEntries(lvl); i++) {
-      const va = base + i * size;
+    const block = blockSize(lvl);
+    for (let i = from > base ? Math.floor((from - base) / block) : 0; i < ptesPerLvl(lvl); i++) {
+      const va = base + i * block;
       if (va >= to) return false;
-      const d = this.mem.read32(table + 4 * i);
-      if ((d & 3) === 0) continue;
-      if (isTableEntry(d, lvl)) {
-        if (!this.visit(2, (d & 0xfffffc00) >>> 0, va, from, to, fn)) return false;
+      const pte = this.mem.read32(table + 4 * i);
+      if (!pteIsValid(pte)) continue;
+      if (pteIsTable(pte, lvl)) {
+        if (!this.visit((lvl + 1) as Level, iopteDeref(pte), va, from, to, fn)) return false;
         continue;
       }
-      const cont = isContiguousLeaf(d, lvl);
-      const first = cont ? i & ~(CONT_ENTRIES - 1) : i;
-      if (cont) i = first + CONT_ENTRIES - 1;
-      const leafSize = cont ? CONT_ENTRIES * size : size;
-      const perm = lvl === 1 ? sectionPerm(d) : cont ? largePerm(d) : smallPerm(d);
-      if (fn(base + first * size, (d & ~(leafSize - 1)) >>> 0, leafSize, this.protOf(perm)) === false) return false;
+      const cont = pteIsCont(pte, lvl);
+      const first = cont ? i & ~(CONT_PTES - 1) : i;
+      if (cont) i = first + CONT_PTES - 1;
+      const size = leafSize(pte, lvl);
+      if (fn(base + first * block, (pte & -size) >>> 0, size, this.protOf(leafPerm(pte, lvl))) === false) return false;
     }
     return true;
+  }
+
+  /** Calls fn for every valid entry of the level's table at `table` and, depth first, of the tables it points to. */
+  private eachPte(lvl: Level, table: number, fn: (lvl: Level, table: number, index: number, pte: number) => void): void {
+    for (let i = 0; i < ptesPerLvl(lvl); i++) {
+      const pte = this.mem.read32(table + 4 * i);
+      if (!pteIsValid(pte)) continue;
+      fn(lvl, table, i, pte);
+      if (pteIsTable(pte, lvl)) this.eachPte((lvl + 1) as Level, iopteDeref(pte), fn);
+    }
   }
 
   /** The raw tables: valid L1 entries and, for each L2 table, its valid entries. */
   dump(): { l1: Array<{ index: number; desc: number }>; l2: Array<{ base: number; entries: Array<{ index: number; desc: number }> }> } {
     const l1: Array<{ index: number; desc: number }> = [];
     const l2: Array<{ base: number; entries: Array<{ index: number; desc: number }> }> = [];
-    for (let i = 0; i < 4096; i++) {
-      const d = this.mem.read32(this.l1 + 4 * i);
-      if ((d & 3) === 0) continue;
-      l1.push({ index: i, desc: d });
-      if ((d & 3) === 1) {
-        const base = (d & 0xfffffc00) >>> 0;
-        const entries: Array<{ index: number; desc: number }> = [];
-        for (let j = 0; j < 256; j++) {
-          const e = this.mem.read32(base + 4 * j);
-          if (e & 3) entries.push({ index: j, desc: e });
-        }
-        l2.push({ base, entries });
+    this.eachPte(1, this.l1, (lvl, _table, index, desc) => {
+      if (lvl === 2) {
+        l2[l2.length - 1]!.entries.push({ index, desc });
+        return;
       }
-    }
+      l1.push({ index, desc });
+      if (pteIsTable(desc, lvl)) l2.push({ base: iopteDeref(desc), entries: [] });
+    });
     return { l1, l2 };
   }
 
   /** Frees every table of this page table (domain free). Only L2 tables inside the pool are ours to free. */
   free(): void {
-    for (let i = 0; i < 4096; i++) {
-      const d = this.mem.read32(this.l1 + 4 * i);
-      if ((d & 3) === 1) {
-        const base = (d & 0xfffffc00) >>> 0;
-        if (this.pool.contains(base)) {
-          this.mem.zero(base, L2_TABLE_SIZE);
-          this.pool.free(base, L2_TABLE_SIZE);
-        }
+    for (let i = 0; i < ptesPerLvl(1); i++) {
+      const pte = this.mem.read32(this.l1 + 4 * i);
+      if (!pteIsTable(pte, 1)) continue;
+      const table = iopteDeref(pte);
+      if (this.pool.contains(table)) {
+        this.pool.claim(table);
+        this.mem.zero(table, tableSize(2));
+        this.pool.setLive(table, 0);
+        this.pool.free(table, tableSize(2));
       }
     }
-    this.mem.zero(this.l1, L1_TABLE_SIZE);
-    this.pool.free(this.l1, L1_TABLE_SIZE);
+    this.pool.claim(this.l1);
+    this.mem.zero(this.l1, tableSize(1));
+    this.pool.wrote(this.l1);
+    this.pool.free(this.l1, tableSize(1));
   }
 }
-
