@@ -6,7 +6,7 @@
 import { IommuError, fail, hex, refusal, type ErrorName, type ErrorParams, type DmaDebugReport } from '../errors.js';
 import type { EventOf, EventSink } from '../events/types.js';
 import type { Domain } from '../iommu/domain.js';
-import type { Iommu } from '../iommu/iommu.js';
+import type { BatchOp, Iommu } from '../iommu/iommu.js';
 import { FAMILIES } from '../hw/families.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../pgtable/desc.js';
 import { IovaAllocator } from './iova.js';
@@ -61,6 +61,9 @@ export interface DeviceDmaState {
   fq: Array<{ iova: number }>;
   fqTimer: NodeJS.Timeout | null;
 }
+
+/** Bytes of IOVA space a segment takes: the whole pages it touches. */
+const spanOf = (s: { paddr: number; size: number }): number => Math.ceil(((s.paddr % PAGE) + s.size) / PAGE) * PAGE;
 
 function protOf(dir: DmaDirection): number {
   return dir === 'to-device' ? IOMMU_READ : IOMMU_READ | IOMMU_WRITE;
@@ -176,23 +179,28 @@ export class DmaApi {
 
   /** The device's DMA state, creating (and attaching) its default DMA domain on first use. */
   state(device: string): DeviceDmaState {
-    return this.acquire(device).st;
+    return this.acquire(device);
   }
 
+  /** Whether the last acquire() created the device's default domain (an out-value: acquire is on the hot path). */
+  private created = false;
+
   /**
-   * state(), and whether this call created the default domain (a refused first mapping undoes that). A device
-   * detached from its DMA domain gets it back on its next DMA call, leaked mappings and all, as its default.
+   * state(), noting in `created` whether this call created the default domain (a refused first mapping undoes
+   * that). A device detached from its DMA domain gets it back on its next DMA call, leaked mappings and all, as
+   * its default.
    */
-  private acquire(device: string): { st: DeviceDmaState; created: boolean } {
+  private acquire(device: string): DeviceDmaState {
+    this.created = false;
     const cur = this.iommu.domainOf(device);
     if (cur && cur.type !== 'dma') {
       fail('dmaUnmanaged', { device, domain: cur.id });
     }
     const st = this.devices.get(device);
-    if (st?.mode === 'direct') return { st, created: false };
+    if (st?.mode === 'direct') return st;
     if (st?.domain && this.iommu.domains.has(st.domain.id)) {
       if (!cur) this.iommu.attach(st.domain.id, device);
-      if (!cur || cur === st.domain) return { st, created: false };
+      if (!cur || cur === st.domain) return st;
     }
     // A family whose devices share one aperture without isolation (the GART) shares one default DMA domain.
     const shared = cur ? undefined : this.sharedState(device);
@@ -212,7 +220,8 @@ export class DmaApi {
     };
     if (st) this.live.stale = true;
     this.devices.set(device, fresh);
-    return { st: fresh, created: !cur };
+    this.created = !cur;
+    return fresh;
   }
 
   /** The IOVA allocator of a DMA domain: its family's geometry (the GART's aperture), below the DMA limit. */
@@ -326,10 +335,11 @@ export class DmaApi {
       this.existing(device);
       return this.mapDirect(direct, segs, dir);
     }
-    const spans = segs.map((s) => Math.ceil(((s.paddr % PAGE) + s.size) / PAGE) * PAGE);
-    const total = spans.reduce((a, b) => a + b, 0);
+    let total = 0;
+    for (const s of segs) total += spanOf(s);
     const pages = IovaAllocator.pagesFor(total);
-    const { st, created } = this.acquire(device);
+    const st = this.acquire(device);
+    const created = this.created;
     let iova: number;
     try {
       iova = st.iova!.alloc(pages);
@@ -338,21 +348,25 @@ export class DmaApi {
       throw e;
     }
     const out: DmaMapping['segments'] = [];
+    const prot = protOf(dir);
+    const ops: BatchOp[] = [];
+    let size = 0;
+    for (let i = 0, off = 0; i < segs.length; i++) {
+      const s = segs[i]!;
+      const span = spanOf(s);
+      ops.push({ op: 'map', iova: iova + off, paddr: s.paddr - (s.paddr % PAGE), size: span, prot });
+      out.push({ paddr: s.paddr, size: s.size, dmaAddr: iova + off + (s.paddr % PAGE) });
+      off += span;
+      size += s.size;
+    }
     try {
-      let off = 0;
-      const ops = segs.map((s, i) => {
-        const op = { op: 'map' as const, iova: iova + off, paddr: s.paddr - (s.paddr % PAGE), size: spans[i]!, prot: protOf(dir) };
-        out.push({ paddr: s.paddr, size: s.size, dmaAddr: iova + off + (s.paddr % PAGE) });
-        off += spans[i]!;
-        return op;
-      });
       this.iommu.batch(st.domain!.id, ops, true);
     } catch (e) {
       st.iova!.undoAlloc(iova);
       this.release(device, created);
       throw e;
     }
-    const m: DmaMapping = { dmaAddr: out[0]!.dmaAddr, size: segs.reduce((a, s) => a + s.size, 0), dir, segments: out, iova, iovaBytes: total };
+    const m: DmaMapping = { dmaAddr: out[0]!.dmaAddr, size, dir, segments: out, iova, iovaBytes: total };
     st.mappings.set(m.dmaAddr, m);
     this.live.add(m);
     this.maint?.mapped(device, m);

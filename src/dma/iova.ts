@@ -7,6 +7,7 @@
 import { fail } from '../errors.js';
 
 const PAGE_SHIFT = 12;
+const PAGE = 2 ** PAGE_SHIFT;
 /** IOVA_RANGE_CACHE_MAX_SIZE: ranges under 2^(6-1) = 32 pages are rounded and cached. */
 const CACHE_MAX_PAGES = 32;
 const CACHE_DEPTH = 128;
@@ -17,11 +18,19 @@ export interface IovaRange {
   hi: number;
 }
 
+/** Sizes the rcache keeps: powers of two up to CACHE_MAX_PAGES pages. */
+const cached = (pages: number): boolean => pages <= CACHE_MAX_PAGES && (pages & (pages - 1)) === 0;
+
 export class IovaAllocator {
-  /** Allocated ranges, sorted by lo. */
-  private readonly ranges: IovaRange[] = [];
-  /** rcache: per log2(pages) stacks of freed ranges. */
-  private readonly cache = new Map<number, IovaRange[]>();
+  /**
+   * Allocated ranges sorted by lo, as pairs (lo, hi) in one typed array: the kernel's rbtree role, where an
+   * insert or a removal is one native move of the pairs above it (copyWithin) rather than a splice of objects,
+   * and a range costs no object. pfns fit: the space is 32 bits of bytes, 20 of pages.
+   */
+  private spans = new Int32Array(32);
+  private count = 0;
+  /** rcache: per size in pages, a stack of the first pfns of freed ranges (parked: still in the tree). */
+  private readonly cache = new Map<number, number[]>();
   /**
    * Per request size: a pfn at or above which no aligned free range of that size starts (the last top-down
    * search for it took the range starting there). Allocations only shrink free space, so a hint stays true until
@@ -29,40 +38,48 @@ export class IovaAllocator {
    * cached node plays this part). Results are exactly those of a search from the top.
    */
   private readonly hints = new Map<number, number>();
-  private hintBounds = '';
+  private hintLimit = -1;
+  private hintStart = -1;
   limitPfn: number;
   /** The lowest pfn handed out: 1 (IOVA page 0 is never used), or the start of an aperture (the GART's). */
   startPfn: number;
+  /** Where the last allocation came from (its first pfn, -1 for none), so a refused mapping can give it back. */
+  private lastLo = -1;
+  private lastPages = 0;
+  private lastFromCache = false;
 
   constructor(dmaLimit = 0xffffffff, start = 0) {
-    this.limitPfn = Math.floor(dmaLimit / 2 ** PAGE_SHIFT);
-    this.startPfn = Math.max(1, Math.floor(start / 2 ** PAGE_SHIFT));
+    this.limitPfn = Math.floor(dmaLimit / PAGE);
+    this.startPfn = Math.max(1, Math.floor(start / PAGE));
   }
 
   /** Pages an allocation of `bytes` takes (the rounding alloc_iova_fast applies). */
   static pagesFor(bytes: number): number {
-    let pages = Math.ceil(bytes / 2 ** PAGE_SHIFT);
+    let pages = Math.ceil(bytes / PAGE);
     if (pages < CACHE_MAX_PAGES) pages = 2 ** Math.ceil(Math.log2(pages));
     return pages;
   }
 
-  /** Where the last allocation came from, so a refused mapping can give it back exactly (undoAlloc). */
-  private last: { range: IovaRange; fromCache: boolean } | null = null;
-
   /** Allocates `pages` pages; returns the IOVA (bytes). */
   alloc(pages: number): number {
-    this.last = null;
-    if (pages <= CACHE_MAX_PAGES && (pages & (pages - 1)) === 0) {
-      const cached = this.cache.get(pages)?.pop();
-      if (cached) {
-        this.last = { range: cached, fromCache: true };
-        return cached.lo * 2 ** PAGE_SHIFT;
+    this.lastLo = -1;
+    if (cached(pages)) {
+      const stack = this.cache.get(pages);
+      if (stack !== undefined && stack.length > 0) {
+        const lo = stack.pop()!;
+        this.lastLo = lo;
+        this.lastPages = pages;
+        this.lastFromCache = true;
+        return lo * PAGE;
       }
     }
     const lo = this.allocInTree(pages);
     if (lo >= 0) return this.took(lo);
     // Out of space: give the rcache's parked ranges back to the tree and try once more (as the kernel does).
-    for (const stack of this.cache.values()) for (const r of stack.splice(0)) this.remove(r.lo);
+    for (const stack of this.cache.values()) {
+      for (const lo of stack) this.remove(this.indexOf(lo));
+      stack.length = 0;
+    }
     const again = this.allocInTree(pages);
     if (again >= 0) return this.took(again);
     fail('iovaExhausted', { pages, limit: (this.limitPfn + 1) * 4096 - 1 });
@@ -70,31 +87,33 @@ export class IovaAllocator {
 
   /** Undoes the allocation just made (a refused mapping): the allocator is exactly as before it. */
   undoAlloc(iova: number): void {
-    const last = this.last;
-    this.last = null;
-    if (!last || last.range.lo * 2 ** PAGE_SHIFT !== iova) return;
-    if (last.fromCache) this.cache.get(last.range.hi - last.range.lo + 1)!.push(last.range);
-    else this.remove(last.range.lo);
+    const lo = this.lastLo;
+    this.lastLo = -1;
+    if (lo < 0 || lo * PAGE !== iova) return;
+    if (this.lastFromCache) this.cache.get(this.lastPages)!.push(lo);
+    else this.remove(this.indexOf(lo));
   }
 
   private took(lo: number): number {
-    this.last = { range: this.ranges[this.indexOf(lo)]!, fromCache: false };
-    return lo * 2 ** PAGE_SHIFT;
+    this.lastLo = lo;
+    this.lastFromCache = false;
+    return lo * PAGE;
   }
 
   /** Index of the range starting at pfn (ranges are sorted by lo), -1 when none does. */
   private indexOf(pfn: number): number {
     const i = this.firstAtOrAbove(pfn);
-    return i < this.ranges.length && this.ranges[i]!.lo === pfn ? i : -1;
+    return i < this.count && this.spans[2 * i] === pfn ? i : -1;
   }
 
-  /** Index of the first range whose lo is ≥ pfn (ranges.length when none). */
+  /** Index of the first range whose lo is ≥ pfn (count when none). */
   private firstAtOrAbove(pfn: number): number {
+    const spans = this.spans;
     let a = 0;
-    let b = this.ranges.length;
+    let b = this.count;
     while (a < b) {
       const m = (a + b) >>> 1;
-      if (this.ranges[m]!.lo < pfn) a = m + 1;
+      if (spans[2 * m]! < pfn) a = m + 1;
       else b = m;
     }
     return a;
@@ -102,26 +121,26 @@ export class IovaAllocator {
 
   /** Frees a range by its IOVA; small ranges are parked in the rcache (still reserved) for fast reuse. */
   free(iova: number): void {
-    const pfn = Math.floor(iova / 2 ** PAGE_SHIFT);
-    const r = this.ranges[this.indexOf(pfn)];
-    if (!r) fail('noIovaRange', { iova });
-    const pages = r.hi - r.lo + 1;
-    if (pages <= CACHE_MAX_PAGES && (pages & (pages - 1)) === 0) {
+    const pfn = Math.floor(iova / PAGE);
+    const i = this.indexOf(pfn);
+    if (i < 0) fail('noIovaRange', { iova });
+    const pages = this.spans[2 * i + 1]! - pfn + 1;
+    if (cached(pages)) {
       let stack = this.cache.get(pages);
       if (!stack) this.cache.set(pages, (stack = []));
       if (stack.length < CACHE_DEPTH) {
-        stack.push(r);
+        stack.push(pfn);
         return;
       }
     }
-    this.remove(pfn);
+    this.remove(i);
   }
 
   snapshot(): { ranges: IovaRange[]; cache: Array<[number, number[]]>; limitPfn: number; startPfn?: number } {
     return {
-      ranges: this.ranges.map((r) => ({ ...r })),
-      // Parked ranges are kept by their first pfn: on restore they are the same objects as in the tree.
-      cache: [...this.cache].map(([pages, stack]) => [pages, stack.map((r) => r.lo)]),
+      ranges: this.ranges(),
+      // Parked ranges are kept by their first pfn: they are in the tree too.
+      cache: [...this.cache].map(([pages, stack]) => [pages, stack.slice()]),
       limitPfn: this.limitPfn,
       ...(this.startPfn !== 1 ? { startPfn: this.startPfn } : {}),
     };
@@ -130,53 +149,84 @@ export class IovaAllocator {
   restore(s: { ranges: IovaRange[]; cache: Array<[number, number[]]>; limitPfn: number; startPfn?: number }): void {
     this.startPfn = s.startPfn ?? 1;
     this.hints.clear();
-    this.ranges.splice(0, this.ranges.length, ...s.ranges.map((r) => ({ ...r })));
+    this.count = 0;
+    this.reserve(s.ranges.length);
+    for (const r of s.ranges) {
+      this.spans[2 * this.count] = r.lo;
+      this.spans[2 * this.count + 1] = r.hi;
+      this.count++;
+    }
     this.cache.clear();
-    for (const [pages, los] of s.cache) this.cache.set(pages, los.map((lo) => this.ranges.find((r) => r.lo === lo)!));
+    for (const [pages, los] of s.cache) this.cache.set(pages, los.slice());
     this.limitPfn = s.limitPfn;
   }
 
   /** Live allocations (for inspection and tests), ranges parked in the rcache excluded. */
   live(): IovaRange[] {
-    const parked = new Set<IovaRange>();
-    for (const stack of this.cache.values()) for (const r of stack) parked.add(r);
-    return this.ranges.filter((r) => !parked.has(r)).map((r) => ({ ...r }));
+    const parked = new Set<number>();
+    for (const stack of this.cache.values()) for (const lo of stack) parked.add(lo);
+    return this.ranges().filter((r) => !parked.has(r.lo));
+  }
+
+  /** Every range in the tree, parked ones included, in order. */
+  private ranges(): IovaRange[] {
+    const out: IovaRange[] = [];
+    for (let i = 0; i < this.count; i++) out.push({ lo: this.spans[2 * i]!, hi: this.spans[2 * i + 1]! });
+    return out;
   }
 
   /** Top-down: the highest aligned gap below the limit that fits; returns the first pfn or -1. */
   private allocInTree(pages: number): number {
     const align = 2 ** Math.ceil(Math.log2(pages));
-    const bounds = `${this.limitPfn}:${this.startPfn}`;
-    if (bounds !== this.hintBounds) {
+    if (this.limitPfn !== this.hintLimit || this.startPfn !== this.hintStart) {
       // limitPfn and startPfn are set from outside (dma-limit, an aperture): hints of other bounds do not hold.
       this.hints.clear();
-      this.hintBounds = bounds;
+      this.hintLimit = this.limitPfn;
+      this.hintStart = this.startPfn;
     }
+    const spans = this.spans;
     let high = Math.min(this.limitPfn + 1, this.hints.get(pages) ?? Infinity); // exclusive
     // Ranges starting at or above `high` cannot bound a gap below it: start at the last one starting below.
     for (let i = this.firstAtOrAbove(high) - 1; i >= -1; i--) {
-      const belowHi = i >= 0 ? this.ranges[i]!.hi : this.startPfn - 1; // pfn 0 is never used
+      const belowHi = i >= 0 ? spans[2 * i + 1]! : this.startPfn - 1; // pfn 0 is never used
       if (belowHi >= high) {
-        high = Math.min(high, this.ranges[i]!.lo);
+        high = Math.min(high, spans[2 * i]!);
         continue;
       }
       const lo = Math.floor((high - pages) / align) * align;
       if (lo > belowHi && lo >= this.startPfn) {
-        this.ranges.splice(i + 1, 0, { lo, hi: lo + pages - 1 });
+        this.insert(i + 1, lo, lo + pages - 1);
         this.hints.set(pages, lo);
         return lo;
       }
-      if (i >= 0) high = this.ranges[i]!.lo;
+      if (i >= 0) high = spans[2 * i]!;
     }
     return -1;
   }
 
-  private remove(pfn: number): void {
-    const i = this.indexOf(pfn);
-    if (i >= 0) {
-      this.ranges.splice(i, 1);
-      // A gap may have opened above any hint.
-      this.hints.clear();
-    }
+  /** Room for n more ranges. */
+  private reserve(n: number): void {
+    if (2 * (this.count + n) <= this.spans.length) return;
+    const grown = new Int32Array(Math.max(2 * this.spans.length, 2 * (this.count + n)));
+    grown.set(this.spans.subarray(0, 2 * this.count));
+    this.spans = grown;
+  }
+
+  private insert(i: number, lo: number, hi: number): void {
+    this.reserve(1);
+    const spans = this.spans;
+    if (i < this.count) spans.copyWithin(2 * i + 2, 2 * i, 2 * this.count);
+    spans[2 * i] = lo;
+    spans[2 * i + 1] = hi;
+    this.count++;
+  }
+
+  /** Removes the range at index i (none when i < 0). */
+  private remove(i: number): void {
+    if (i < 0) return;
+    this.spans.copyWithin(2 * i, 2 * i + 2, 2 * this.count);
+    this.count--;
+    // A gap may have opened above any hint.
+    this.hints.clear();
   }
 }

@@ -53,13 +53,17 @@ export interface IommuLimits {
   maxMappedPages: number;
 }
 
-/** Collects what one operation asks to invalidate; applied only once the operation has succeeded. */
+/**
+ * Collects what one operation asks to invalidate; applied only once the operation has succeeded. One per Iommu,
+ * emptied by each batch (its ranges are consumed or copied before the batch returns).
+ */
 class Gather implements FlushOps {
   ranges: IovaRange[] = [];
   addPage(iova: number, size: number): void {
     // Unmaps walk upwards: the common case extends the last range in place.
     const last = this.ranges[this.ranges.length - 1];
-    if (last && last.iova + last.size === iova) last.size += size;
+    if (last === undefined) this.ranges.push({ iova, size });
+    else if (last.iova + last.size === iova) last.size += size;
     else this.ranges = addRange(this.ranges, iova, size);
   }
   flushWalk(): void {
@@ -73,6 +77,8 @@ export class Iommu {
   readonly beforeDetach: Array<(domain: string, device: string) => void> = [];
   readonly beforeFree: Array<(domain: string) => void> = [];
   private domainSeq = 0;
+  private readonly gather = new Gather();
+  private readonly delta: PageCounts = [0, 0, 0, 0];
 
   constructor(
     readonly soc: Soc,
@@ -213,20 +219,26 @@ export class Iommu {
     if (d.type === 'dma' && !allowDma) {
       fail('dmaManaged', { domain: id });
     }
-    const gather = new Gather();
-    const delta: PageCounts = [0, 0, 0, 0];
+    // Scratch reused by every batch (a DMA map+unmap is two batches): the hot path allocates its results only.
+    const gather = this.gather;
+    gather.ranges.length = 0;
+    const delta = this.delta;
+    delta[0] = delta[1] = delta[2] = delta[3] = 0;
     const leavesBefore = this.totalLeaves();
-    const results = this.soc.mem.atomically(() => {
-      const out: BatchResult[] = [];
-      ops.forEach((op, i) => {
+    const mem = this.soc.mem;
+    const owner = mem.begin();
+    const results: BatchResult[] = [];
+    try {
+      for (let i = 0; i < ops.length; i++) {
+        const op = ops[i]!;
         try {
           if (op.op === 'map') {
             const pages: PageCounts = [0, 0, 0, 0];
             d.table.map(d.cfg, op.iova, op.paddr, op.size, op.prot, pages);
             for (let k = 0; k < 4; k++) delta[k]! += pages[k]!;
-            out.push({ op: 'map', iova: op.iova, size: op.size, pages });
+            results.push({ op: 'map', iova: op.iova, size: op.size, pages });
           } else {
-            out.push({ op: 'unmap', unmapped: d.table.unmap(d.cfg, op.iova, op.size, delta, gather) });
+            results.push({ op: 'unmap', unmapped: d.table.unmap(d.cfg, op.iova, op.size, delta, gather) });
           }
         } catch (e) {
           if (e instanceof IommuError && ops.length > 1) {
@@ -234,23 +246,28 @@ export class Iommu {
           }
           throw e;
         }
-      });
+      }
       const total = leavesBefore + delta[0] + delta[1] + delta[2] + delta[3];
       if (total > this.limits.maxMappedPages) {
         fail('tooManyPages', { limit: this.limits.maxMappedPages });
       }
-      return out;
-    });
+      if (owner) mem.commit();
+    } catch (e) {
+      // All or nothing: the page table and the pool go back to where they were (mem.atomically, inlined).
+      if (owner) mem.rollback();
+      throw e;
+    }
     for (let k = 0; k < 4; k++) d.pages[k]! += delta[k]!;
     this.applyGather(d, gather.ranges);
-    ops.forEach((op, i) => {
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
       const r = results[i]!;
       if (op.op === 'map') {
         this.sink.emit({ type: 'map', domain: id, iova: hex(op.iova), paddr: hex(op.paddr), size: op.size, prot: protToNames(op.prot), pages: pageCountsObject((r as { pages: PageCounts }).pages) });
       } else {
         this.sink.emit({ type: 'unmap', domain: id, iova: hex(op.iova), size: op.size, unmapped: (r as { unmapped: number }).unmapped });
       }
-    });
+    }
     return results;
   }
 

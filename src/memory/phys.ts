@@ -146,7 +146,7 @@ export class PhysMemory {
     const ci = addr >>> CHUNK_SHIFT;
     const w = this.words(ci) ?? this.allocChunk(ci);
     const i = (addr & WORD_MASK) >>> 2;
-    if (this.undo) this.undo.words.push(addr, w[i]!);
+    if (this.undo) this.undo.word(addr, w[i]!);
     w[i] = value;
     this.bump(ci);
   }
@@ -224,7 +224,7 @@ export class PhysMemory {
     const ci = addr >>> CHUNK_SHIFT;
     const w = this.words(ci) ?? this.allocChunk(ci);
     const first = (addr & WORD_MASK) >>> 2;
-    if (this.undo) for (let i = 0; i < n; i++) this.undo.words.push(addr + 4 * i, w[first + i]!);
+    if (this.undo) for (let i = 0; i < n; i++) this.undo.word(addr + 4 * i, w[first + i]!);
     // A loop for a line; the native copy for a run of lines (its call costs more than a few words).
     if (n <= 32) for (let i = first, e = first + n; i < e; i++) w[i] = src[si++]!;
     else w.set(src.subarray(si, si + n), first);
@@ -322,8 +322,7 @@ export class PhysMemory {
   /** Opens an undo log; nested calls join the outer one. Returns whether this call owns it. */
   begin(): boolean {
     if (this.undo) return false;
-    this.log.words.length = 0;
-    this.log.actions.length = 0;
+    this.log.reset();
     this.undo = this.log;
     return true;
   }
@@ -338,7 +337,7 @@ export class PhysMemory {
     if (!log) return;
     const { words, actions } = log;
     let ai = actions.length - 1;
-    for (let i = words.length - 2; i >= -2; i -= 2) {
+    for (let i = log.n - 2; i >= -2; i -= 2) {
       // Closures registered after word i/2 run before that word is restored: exact reverse order.
       while (ai >= 0 && actions[ai]!.at > i + 1) actions[ai--]!.undo();
       if (i < 0) break;

@@ -4,12 +4,32 @@
  * flat numbers (the hot case: one descriptor each); anything else registers a closure.
  */
 export class UndoLog {
-  /** Pairs (address, old value) of 32-bit words written to RAM, in order. */
-  readonly words: number[] = [];
+  /**
+   * Pairs (address, old value) of 32-bit words written to RAM, in order: the first `n` entries. The array keeps its
+   * length between operations (emptying it would drop its backing store, regrown by every map and unmap).
+   */
+  words: number[] = [];
+  n = 0;
   readonly actions: Array<{ at: number; undo: () => void }> = [];
+
+  /** Emptied for the next operation; a log grown past KEEP_WORDS by a large one is let go. */
+  reset(): void {
+    this.n = 0;
+    if (this.words.length > KEEP_WORDS) this.words = [];
+    if (this.actions.length) this.actions.length = 0;
+  }
+
+  word(addr: number, old: number): void {
+    const w = this.words;
+    w[this.n++] = addr;
+    w[this.n++] = old;
+  }
 
   addAction(undo: () => void): void {
     // `at` orders closures against word writes, so rollback replays both in exact reverse order.
-    this.actions.push({ at: this.words.length, undo });
+    this.actions.push({ at: this.n, undo });
   }
 }
+
+/** Entries kept between operations: a map or unmap of a few thousand pages reuses them. */
+const KEEP_WORDS = 8192;
