@@ -1,4 +1,4 @@
-import { IommuError } from '../errors.js';
+import { fail } from '../errors.js';
 import type { MemoryRegion } from '../memory/phys.js';
 import type { Family } from './family.js';
 
@@ -106,10 +106,6 @@ export const TEGRA20: Profile = {
 
 export const PROFILES: Record<string, Profile> = { msm8x60: MSM8X60, tiny: TINY, omap4: OMAP4, tegra20: TEGRA20 };
 
-function bad(message: string, details?: Record<string, unknown>): never {
-  throw new IommuError('BAD_REQUEST', message, details);
-}
-
 /**
  * Semantic checks of a profile (shape is zod's job at the edge): unique names, banks and MIDs in range, one MID
  * to one bank per SMMU, non-overlapping memory, the page-table pool inside RAM and aligned for an L1 table.
@@ -117,50 +113,50 @@ function bad(message: string, details?: Record<string, unknown>): never {
 export function validateProfile(p: Profile): Profile {
   const devices = new Set<string>();
   const smmuNames = new Set<string>();
-  if (p.smmus.length === 0) bad('a profile needs at least one SMMU');
+  if (p.smmus.length === 0) fail('profileNoSmmu');
   for (const s of p.smmus) {
-    if (smmuNames.has(s.name)) bad(`duplicate SMMU name ${s.name}`, { smmu: s.name });
+    if (smmuNames.has(s.name)) fail('profileSmmuTwice', { smmu: s.name });
     smmuNames.add(s.name);
     const family = s.family ?? 'msm';
     for (const c of s.contexts) {
-      if (/^[0-9]/.test(c.name)) bad(`context name ${c.name} must not start with a digit`, { context: c.name });
-      if (devices.has(c.name)) bad(`duplicate context name ${c.name}`, { context: c.name });
+      if (/^[0-9]/.test(c.name)) fail('profileContextDigit', { context: c.name });
+      if (devices.has(c.name)) fail('profileContextTwice', { context: c.name });
       devices.add(c.name);
     }
-    if (family !== 'gart' && s.aperture !== undefined) bad(`SMMU ${s.name}: only a gart has an aperture`, { smmu: s.name });
-    if (family !== 'omap' && s.busErrorBack !== undefined) bad(`SMMU ${s.name}: busErrorBack is an omap setting`, { smmu: s.name });
+    if (family !== 'gart' && s.aperture !== undefined) fail('profileApertureNotGart', { smmu: s.name });
+    if (family !== 'omap' && s.busErrorBack !== undefined) fail('profileBusErrorNotOmap', { smmu: s.name });
     if (family === 'msm') validateMsm(s);
     else validateSingleBank(s, family);
   }
-  if (p.memory.length === 0) bad('a profile needs RAM');
+  if (p.memory.length === 0) fail('profileNoRam');
   const mem = [...p.memory].sort((a, b) => a.base - b.base);
   for (let i = 0; i < mem.length; i++) {
     const r = mem[i]!;
     if (r.size <= 0 || r.base % 4096 !== 0 || r.size % 4096 !== 0 || r.base + r.size > 2 ** 32) {
-      bad(`memory region ${r.name} must be 4 KiB aligned, non-empty and inside 32-bit space`);
+      fail('profileRegion', { region: r.name });
     }
-    if (i > 0 && mem[i - 1]!.base + mem[i - 1]!.size > r.base) bad(`memory regions ${mem[i - 1]!.name} and ${r.name} overlap`);
+    if (i > 0 && mem[i - 1]!.base + mem[i - 1]!.size > r.base) fail('profileRegionsOverlap', { a: mem[i - 1]!.name, b: r.name });
   }
   const pool = p.pagetablePool;
   if (pool.base % 0x4000 !== 0 || pool.size < 0x4000 || !mem.some((r) => pool.base >= r.base && pool.base + pool.size <= r.base + r.size)) {
-    bad('pagetablePool must be 16 KiB aligned, at least 16 KiB, and inside one memory region');
+    fail('profilePagetablePool');
   }
   return p;
 }
 
 function validateMsm(s: SmmuSpec): void {
-  if (s.banks === undefined) bad(`SMMU ${s.name}: banks is required for msm`, { smmu: s.name });
-  if (s.base % 0x100000 !== 0 || s.base + 0x100000 > 2 ** 32) bad(`SMMU ${s.name}: base must be 1 MiB aligned in 32-bit space`);
-  if (s.banks < 1 || s.banks > 64) bad(`SMMU ${s.name}: banks must be 1..64`);
+  if (s.banks === undefined) fail('profileBanksRequired', { smmu: s.name });
+  if (s.base % 0x100000 !== 0 || s.base + 0x100000 > 2 ** 32) fail('profileMsmBase', { smmu: s.name });
+  if (s.banks < 1 || s.banks > 64) fail('profileMsmBanks', { smmu: s.name });
   const banksUsed = new Set<number>();
   const mids = new Map<number, number>();
   for (const c of s.contexts) {
-    if (c.index < 0 || c.index >= s.banks) bad(`context ${c.name}: bank index ${c.index} out of range`, { context: c.name });
-    if (banksUsed.has(c.index)) bad(`SMMU ${s.name}: bank ${c.index} named twice`);
+    if (c.index < 0 || c.index >= s.banks) fail('profileBankRange', { context: c.name, index: c.index });
+    if (banksUsed.has(c.index)) fail('profileBankTwice', { smmu: s.name, bank: c.index });
     banksUsed.add(c.index);
     for (const m of c.mids) {
-      if (m < 0 || m > 255) bad(`context ${c.name}: MID ${m} out of range 0..255`);
-      if (mids.has(m)) bad(`SMMU ${s.name}: MID ${m} routes to more than one bank`, { mid: m });
+      if (m < 0 || m > 255) fail('profileMsmMid', { context: c.name, mid: m });
+      if (mids.has(m)) fail('profileMidTwice', { smmu: s.name, mid: m });
       mids.set(m, c.index);
     }
   }
@@ -170,20 +166,20 @@ function validateMsm(s: SmmuSpec): void {
 function validateSingleBank(s: SmmuSpec, family: Family): void {
   const window = family === 'omap' ? 0x100 : 0x400;
   if ((s.banks as number | undefined) === undefined) s.banks = 1;
-  if (s.banks !== 1) bad(`SMMU ${s.name}: a ${family} instance has one bank`, { smmu: s.name });
-  if (s.base % window !== 0 || s.base + window > 2 ** 32) bad(`SMMU ${s.name}: base must be 0x${window.toString(16)} aligned in 32-bit space`, { smmu: s.name });
+  if (s.banks !== 1) fail('profileOneBank', { smmu: s.name, family });
+  if (s.base % window !== 0 || s.base + window > 2 ** 32) fail('profileWindowBase', { smmu: s.name, window });
   for (const c of s.contexts) {
-    if (c.index !== 0) bad(`context ${c.name}: a ${family} context has index 0`, { context: c.name });
-    for (const m of c.mids) if (m < 0 || m > (family === 'gart' ? 0x3f : 255)) bad(`context ${c.name}: MID ${m} out of range`, { context: c.name });
+    if (c.index !== 0) fail('profileContextIndex0', { context: c.name, family });
+    for (const m of c.mids) if (m < 0 || m > (family === 'gart' ? 0x3f : 255)) fail('profileMid', { context: c.name, mid: m });
   }
   if (family === 'omap') {
-    if (s.contexts.length !== 1) bad(`SMMU ${s.name}: an omap MMU has exactly one context`, { smmu: s.name });
+    if (s.contexts.length !== 1) fail('profileOmapContexts', { smmu: s.name });
     return;
   }
-  for (const c of s.contexts) if (c.mids.length !== 2) bad(`context ${c.name}: gart mids are [read client, write client]`, { context: c.name });
+  for (const c of s.contexts) if (c.mids.length !== 2) fail('profileGartMids', { context: c.name });
   const a = s.aperture;
-  if (!a) bad(`SMMU ${s.name}: a gart needs an aperture`, { smmu: s.name });
+  if (!a) fail('profileGartNoAperture', { smmu: s.name });
   if (a.base % 0x1000 !== 0 || a.size % 0x1000 !== 0 || a.size <= 0 || a.base + a.size > 2 ** 32 || a.size > 0x40000000) {
-    bad(`SMMU ${s.name}: the aperture must be 4 KiB aligned, non-empty, at most 1 GiB and inside 32-bit space`, { smmu: s.name });
+    fail('profileGartAperture', { smmu: s.name });
   }
 }

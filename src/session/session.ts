@@ -8,7 +8,7 @@ import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_NODE_ID, isNodeId } from '../cluster/node.js';
-import { IommuError, fail } from '../errors.js';
+import { IommuError, fail, refusal } from '../errors.js';
 import { DmaApi } from '../dma/dma.js';
 import { EventBus } from '../events/bus.js';
 import { validateProfile, type Profile } from '../hw/profile.js';
@@ -123,16 +123,16 @@ export function parseTrace(trace: string | readonly unknown[]): { header: z.outp
       try {
         return JSON.parse(l) as unknown;
       } catch {
-        throw new IommuError('BAD_REQUEST', `trace line ${i + 1} is not JSON`, { line: i + 1 });
+        fail('traceLineNotJson', { line: i + 1 });
       }
     });
   } else records = [...trace];
   const first = records[0] as { format?: unknown; version?: unknown } | null | undefined;
   if (typeof first !== 'object' || first === null || first.format !== TRACE_FORMAT || typeof first.version !== 'number') {
-    throw new IommuError('BAD_REQUEST', `a trace starts with a {"format":"${TRACE_FORMAT}","version":N,...} header line`);
+    fail('traceNoHeader', { format: TRACE_FORMAT });
   }
   if (first.version > TRACE_VERSION) {
-    throw new IommuError('BAD_REQUEST', `trace format version ${first.version} is newer than this daemon's (${TRACE_VERSION})`, { version: first.version, supported: TRACE_VERSION });
+    fail('traceTooNew', { version: first.version, supported: TRACE_VERSION });
   }
   const header = TraceHeaderSchema.safeParse(first);
   if (!header.success) throw shapeError('header', header.error);
@@ -286,7 +286,7 @@ function tokenDigest(token: string): Buffer {
 /** A journal write failed: the change is refused (and undone), as 503. */
 function notDurable(e: unknown): never {
   if (e instanceof IommuError) throw e;
-  throw new IommuError('UNAVAILABLE', `the change could not be made durable and is refused: ${(e as Error).message}`);
+  fail('notDurable', { reason: (e as Error).message });
 }
 
 /** A trace line for a journal record: commands and starting states (tokens never leave the daemon). */
@@ -599,8 +599,8 @@ export class Session {
     const p = UnrecordedSchema.safeParse(u);
     if (!p.success) throw shapeError('unrecorded', p.error);
     const { revision, seq, tlbReset } = p.data;
-    if (revision !== undefined && revision < this.revision) throw new IommuError('BAD_REQUEST', `revision only rises: ${revision} follows ${this.revision}`, { revision, current: this.revision });
-    if (seq !== undefined && seq < this.bus.lastSeq) throw new IommuError('BAD_REQUEST', `event seq only rises: ${seq} follows ${this.bus.lastSeq}`, { seq, current: this.bus.lastSeq });
+    if (revision !== undefined && revision < this.revision) fail('revisionFalls', { revision, current: this.revision });
+    if (seq !== undefined && seq < this.bus.lastSeq) fail('seqFalls', { seq, current: this.bus.lastSeq });
     if (tlbReset) this.resetTlbs();
     if (revision !== undefined) this.revision = revision;
     if (seq !== undefined) this.bus.advanceTo(seq);
@@ -693,7 +693,7 @@ export class Session {
       if (this.rollbackPending) this.rollback();
       j.reopen(this.reloadedBytes);
     } catch (e) {
-      throw new IommuError('UNAVAILABLE', `persistence failed (${(e as Error).message}): mutations are refused, reads still work`);
+      fail('persistenceFailed', { reason: (e as Error).message });
     }
   }
 
@@ -730,7 +730,7 @@ export class Session {
     if (!this.trace && this.traceMemory > 0) this.traceFromState(this.traceMemory);
     if (!this.trace) {
       // Not 429: no wait makes room. 507, as for any store that is full; the remedy is the daemon's configuration.
-      throw new IommuError('NO_SPACE', `this session's state alone is over the ${this.traceMemory}-byte in-memory trace budget: start iommud with a larger --trace-memory, or with --data-dir for traces of any size`, { reason: 'trace-memory', limit: this.traceMemory });
+      fail('traceMemoryFull', { limit: this.traceMemory });
     }
     return [JSON.stringify(this.header()), ...this.trace, ...this.trailer().map((r) => JSON.stringify(r))];
   }
@@ -746,7 +746,7 @@ export class Session {
     try {
       for (const r of records) {
         this.replayed++;
-        if (typeof r !== 'object' || r === null) throw new IommuError('BAD_REQUEST', 'a trace record is a JSON object');
+        if (typeof r !== 'object' || r === null) fail('traceRecordNotObject');
         if ((r as SnapshotRecord).snapshot) {
           const snap = (r as SnapshotRecord).snapshot;
           this.restoreSnapshot(from === 'trace' ? { ...this.checkSnapshot(snap), tokens: [] } : snap);
@@ -769,7 +769,7 @@ export class Session {
               if (!(e instanceof IommuError)) throw e;
             }
           }
-        } else if (from === 'trace') throw new IommuError('BAD_REQUEST', 'a trace record holds a cmd, a snapshot, a token or unrecorded');
+        } else if (from === 'trace') fail('traceRecordUnknown');
       }
       // TLB contents are in no record: a replayed or restored session starts with empty TLBs, as after a reset.
       this.resetTlbs();
@@ -787,7 +787,7 @@ export class Session {
     if (!p.success) throw shapeError('snapshot', p.error);
     const v = p.data;
     const mismatch = (what: string): never => {
-      throw new IommuError('BAD_REQUEST', `invalid snapshot: ${what} does not match this session's SoC`, { field: what });
+      fail('snapshotMismatch', { field: what });
     };
     const smmus = this.soc.smmus;
     if (v.soc.smmus.length !== smmus.length) mismatch('/soc/smmus');
@@ -1019,8 +1019,8 @@ export class SessionRegistry {
         session.close();
         // Records count from the one after the header (line n + 1 of a JSON-lines trace).
         const n = session.replayed;
-        if (e instanceof IommuError) throw new IommuError(e.code === 'UNAVAILABLE' ? 'BAD_REQUEST' : e.code, `trace record ${n}: ${e.message}`, { ...e.details, record: n });
-        throw new IommuError('BAD_REQUEST', `trace record ${n} is malformed`, { record: n });
+        if (e instanceof IommuError) throw e.within(`trace record ${n}`, { record: n }, e.code === 'UNAVAILABLE' ? 'BAD_REQUEST' : e.code);
+        fail('traceRecordMalformed', { record: n });
       }
     }
     if (!this.opts.dataDir || opts.persist === false) {
@@ -1033,7 +1033,7 @@ export class SessionRegistry {
       Journal.createSync(path, session.header());
     } catch (e) {
       session.close();
-      throw new IommuError('UNAVAILABLE', `cannot create the session's journal: ${(e as Error).message}`);
+      fail('journalCreate', { reason: (e as Error).message });
     }
     try {
       session.attachJournal(await Journal.open(path));
@@ -1044,10 +1044,10 @@ export class SessionRegistry {
         try {
           records.forEach(encodeRecord);
         } catch (e) {
-          throw new IommuError('BAD_REQUEST', `the trace cannot be stored: ${(e as Error).message}`);
+          fail('traceNotStorable', { reason: (e as Error).message });
         }
         await Promise.all(records.map((r) => session.journal!.append(r))).catch((e: Error) => {
-          throw new IommuError('UNAVAILABLE', `cannot write the session's journal: ${e.message}`);
+          fail('journalWrite', { reason: e.message });
         });
       }
       const { token, durable } = session.mintToken('owner', 'owner');
@@ -1063,7 +1063,7 @@ export class SessionRegistry {
       } catch {
         // Already gone (or the data dir is): nothing to resurrect either.
       }
-      throw e instanceof IommuError ? e : new IommuError('UNAVAILABLE', `cannot create the session's journal: ${(e as Error).message}`);
+      throw e instanceof IommuError ? e : refusal('journalCreate', { reason: (e as Error).message });
     }
   }
 
@@ -1083,7 +1083,7 @@ export class SessionRegistry {
       try {
         unlinkSync(s.journal.path);
       } catch (e) {
-        throw new IommuError('UNAVAILABLE', `cannot remove the session's journal (${(e as Error).message}): the session is kept`);
+        fail('journalRemove', { reason: (e as Error).message });
       }
       try {
         unlinkSync(s.snapshotPath!);

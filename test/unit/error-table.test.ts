@@ -144,6 +144,47 @@ const SAMPLES: { [K in ErrorName]: ErrorParams<K> } = {
   bounceNotRam: { paddr: 0x10000000, size: 0x800, max: 67108864 },
   bounceOverPagetables: { base: 0x83e00000, size: 0x200000 },
   tooManySessions: { limit: 4096 },
+  profileNoSmmu: {},
+  profileSmmuTwice: { smmu: 'jpegd' },
+  profileContextDigit: { context: '0dev' },
+  profileContextTwice: { context: 'dev0' },
+  profileApertureNotGart: { smmu: 'smmu0' },
+  profileBusErrorNotOmap: { smmu: 'smmu0' },
+  profileNoRam: {},
+  profileRegion: { region: 'ram' },
+  profileRegionsOverlap: { a: 'smi', b: 'ebi1' },
+  profilePagetablePool: {},
+  profileBanksRequired: { smmu: 'smmu0' },
+  profileMsmBase: { smmu: 'smmu0' },
+  profileMsmBanks: { smmu: 'smmu0' },
+  profileBankRange: { context: 'dev0', index: 3 },
+  profileBankTwice: { smmu: 'smmu0', bank: 1 },
+  profileMsmMid: { context: 'dev0', mid: 256 },
+  profileMidTwice: { smmu: 'smmu0', mid: 4 },
+  profileOneBank: { smmu: 'mmu_ipu', family: 'omap' },
+  profileWindowBase: { smmu: 'gart', window: 0x400 },
+  profileContextIndex0: { context: 'ipu', family: 'omap' },
+  profileMid: { context: 'host1x', mid: 0x40 },
+  profileOmapContexts: { smmu: 'mmu_dsp' },
+  profileGartMids: { context: 'host1x' },
+  profileGartNoAperture: { smmu: 'gart' },
+  profileGartAperture: { smmu: 'gart' },
+  traceLineNotJson: { line: 3 },
+  traceNoHeader: { format: 'iommud-trace' },
+  traceTooNew: { version: 2, supported: 1 },
+  traceRecordNotObject: {},
+  traceRecordUnknown: {},
+  traceRecordMalformed: { record: 7 },
+  traceNotStorable: { reason: 'Maximum call stack size exceeded' },
+  traceMemoryFull: { limit: 1024 },
+  revisionFalls: { revision: 3, current: 5 },
+  seqFalls: { seq: 3, current: 5 },
+  snapshotMismatch: { field: '/soc/smmus' },
+  notDurable: { reason: 'ENOSPC: no space left on device' },
+  persistenceFailed: { reason: 'ENOENT: no such file or directory' },
+  journalCreate: { reason: 'EACCES: permission denied' },
+  journalWrite: { reason: 'ENOSPC: no space left on device' },
+  journalRemove: { reason: 'EROFS: read-only file system' },
 };
 
 describe('message templates (ERRORS in src/errors.ts): every refusal message comes from one table', () => {
@@ -168,6 +209,12 @@ describe('message templates (ERRORS in src/errors.ts): every refusal message com
     });
     expect(refusal('noBouncePool', SAMPLES.noBouncePool).details).toEqual({ reason: 'bounce', paddr: '0x82000000', size: 0x1800, dmaLimit: '0x80ffffff' });
     expect(() => fail('noDomain', { domain: 'dom-9' })).toThrow('no domain dom-9');
+    // Profile and trace messages moved into the table word for word, with the details they had.
+    expect(refusal('profileWindowBase', SAMPLES.profileWindowBase).toJSON()).toEqual({ error: { code: 'BAD_REQUEST', message: 'SMMU gart: base must be 0x400 aligned in 32-bit space', details: { smmu: 'gart' } } });
+    expect(refusal('profileMsmMid', SAMPLES.profileMsmMid).toJSON()).toEqual({ error: { code: 'BAD_REQUEST', message: 'context dev0: MID 256 out of range 0..255' } });
+    expect(refusal('traceNoHeader', SAMPLES.traceNoHeader).toJSON()).toEqual({ error: { code: 'BAD_REQUEST', message: 'a trace starts with a {"format":"iommud-trace","version":N,...} header line' } });
+    expect(refusal('traceMemoryFull', SAMPLES.traceMemoryFull).details).toEqual({ reason: 'trace-memory', limit: 1024 });
+    expect(refusal('revisionFalls', SAMPLES.revisionFalls).toJSON()).toEqual({ error: { code: 'BAD_REQUEST', message: 'revision only rises: 3 follows 5', details: { revision: 3, current: 5 } } });
     // A refusal seen from a batch names the op, keeps its code and details.
     expect(refusal('notMapped', { iova: 0x1000 }).within('op 2', { op: 2 }).toJSON()).toEqual({ error: { code: 'NOT_MAPPED', message: 'op 2: iova 0x1000 is not mapped', details: { iova: '0x1000', op: 2 } } });
   });
