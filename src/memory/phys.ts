@@ -232,6 +232,25 @@ export class PhysMemory {
   }
 
   /**
+   * writeWords over words the caller knows are zero (a page table's unused entries): the undo log keeps one
+   * action that zeroes them again instead of each old word.
+   */
+  writeWordsOverZero(addr: number, src: Uint32Array, si: number, n: number): void {
+    const ci = addr >>> CHUNK_SHIFT;
+    const w = this.words(ci) ?? this.allocChunk(ci);
+    const first = (addr & WORD_MASK) >>> 2;
+    if (this.undo) {
+      this.undo.addAction(() => {
+        w.fill(0, first, first + n);
+        this.bump(ci);
+      });
+    }
+    if (n <= 32) for (let i = first, e = first + n; i < e; i++) w[i] = src[si++]!;
+    else w.set(src.subarray(si, si + n), first);
+    this.bump(ci);
+  }
+
+  /**
    * Copies [from, from+len) to [to, to+len) chunk piece by chunk piece, with no buffer in between (a bounce copy
    * without a CPU cache: a 64 KiB temporary costs more than the copy). Overlapping ranges copy as memmove does.
    */

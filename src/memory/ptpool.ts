@@ -131,6 +131,18 @@ export class PageTablePool {
     return n;
   }
 
+  /**
+   * The L2 table at l2 counts as empty from now on though its words are left as they were (an unmap frees it
+   * whole). A rollback forgets the count, so the words are counted again.
+   */
+  emptied(l2: number): void {
+    const u = (l2 - this.base) / UNIT;
+    this.setLive(l2, 0);
+    this.mem.undo?.addAction(() => {
+      this.live[u] = LIVE_UNKNOWN;
+    });
+  }
+
   /** The count held for the L2 table at l2 if it is trusted now (nothing recounted), else null: for checks. */
   trustedLive(l2: number): number | null {
     if (!this.contains(l2) || this.liveMap === null) return null;

@@ -227,6 +227,9 @@ const blockToNext = (pte: number, size: number): number => (size === SZ_64K ? se
 /** What the unmap of an entry that clears a whole next-level table tells the gather: nothing (its caller invalidates the entry). */
 const NO_FLUSH: FlushOps = { addPage() {}, flushWalk() {} };
 
+/** The entries of one run in one table (at most a level-1 table's): read, checked and written as a block. */
+const RUN_PTES = new Uint32Array(4096);
+
 type LeafFn = (iova: number, paddr: number, size: number, prot: number) => boolean | void;
 
 /**
@@ -240,6 +243,7 @@ export class V7sTable implements PgTable {
   private readonly lw = new WalkResult();
   /** Level-1 entries whose tables the current unmap cleared entries of: freed at its end when empty. */
   private readonly touched: number[] = [];
+  private nTouched = 0;
   private readonly run = { pgsize: 0, count: 0 };
 
   /** A new table (its L1 from the pool), or the one already at `l1` (a restored snapshot). */
@@ -328,14 +332,24 @@ export class V7sTable implements PgTable {
     const entries = (pgsize / block) * count;
     const first = ptep(table, iova, lvl);
     const live = lvl === 1 ? (this.pool.claim(table), 0) : this.pool.liveCount(table);
+    const buf = RUN_PTES;
+    mem.readWords(first, entries, buf, 0);
     // Every entry is checked before any is written: the first one in use is the one reported.
-    for (let k = 0; k < entries; k++) if (mem.read32(first + 4 * k) & 3) alreadyMapped(iova + k * block);
+    let old = 0;
+    for (let k = 0; k < entries; k++) {
+      if (buf[k]! & 3) alreadyMapped(iova + k * block);
+      old |= buf[k]!;
+    }
     const attrs = this.leaf(pgsize, 0, prot);
     if (pgsize === block) {
-      for (let k = 0; k < entries; k++) mem.write32(first + 4 * k, ((paddr + k * pgsize) | attrs) >>> 0);
+      for (let k = 0; k < entries; k++) buf[k] = (paddr + k * pgsize) | attrs;
     } else {
-      for (let k = 0; k < entries; k++) mem.write32(first + 4 * k, ((paddr + (k >>> 4) * pgsize) | attrs) >>> 0);
+      // A contiguous page: CONT_PTES copies of one descriptor.
+      for (let k = 0; k < entries; k++) buf[k] = (paddr + Math.floor(k / CONT_PTES) * pgsize) | attrs;
     }
+    // Unused entries are zero but for what a client wrote: then the undo log needs one action, not each old word.
+    if (old === 0) mem.writeWordsOverZero(first, buf, 0, entries);
+    else mem.writeWords(first, buf, 0, entries);
     if (lvl === 1) this.pool.wrote(table);
     else if (live >= 0) this.pool.setLive(table, live + entries);
   }
@@ -348,7 +362,7 @@ export class V7sTable implements PgTable {
     checkUnmapArgs(cfg, iova, size);
     const run = this.run;
     let bytes = 0;
-    this.touched.length = 0;
+    this.nTouched = 0;
     for (let done = 0; done < size; ) {
       const a = iova + done;
       // Chunks by the map's page-size choice (iova alone: unmap has no paddr), every size the format has allowed.
@@ -359,7 +373,8 @@ export class V7sTable implements PgTable {
     }
     // Tables emptied by this unmap are freed at its end, so a split later in the same unmap does not take their
     // place in the pool (table addresses stay those of the chunk-by-chunk rule).
-    for (const at of this.touched) {
+    for (let t = 0; t < this.nTouched; t++) {
+      const at = this.touched[t]!;
       const pte = this.mem.read32(at);
       if (!pteIsTable(pte, 1)) continue;
       const l2 = iopteDeref(pte);
@@ -401,7 +416,7 @@ export class V7sTable implements PgTable {
           const b = this.unmapLvl(cfg, (lvl + 1) as Level, iopteDeref(pte), a, pgsize, n, delta, flush);
           if (b) {
             bytes += b;
-            if (this.touched[this.touched.length - 1] !== at) this.touched.push(at);
+            this.touch(at);
           }
         }
         a += n * pgsize;
@@ -416,6 +431,9 @@ export class V7sTable implements PgTable {
     const entries = (pgsize / block) * count;
     const i0 = lvlIdx(iova, lvl);
     let live = lvl === 1 ? (this.pool.claim(table), -1) : this.pool.liveCount(table);
+    // A run over every entry of a pool table leaves its words: the table is freed whole at the end of the unmap,
+    // as __arm_v7s_free_table frees one without clearing it (nothing walks it once its entry is gone).
+    const whole = live >= 0 && entries === ptesPerLvl(lvl);
     let fromK = -1;
     let toK = -1;
     for (let k = 0; k < entries; k++) {
@@ -428,7 +446,7 @@ export class V7sTable implements PgTable {
         this.pool.wrote(table);
         bytes += this.unmapLvl(cfg, (lvl + 1) as Level, iopteDeref(pte), va, block, 1, delta, NO_FLUSH);
         this.pool.claim(table);
-        if (this.touched[this.touched.length - 1] !== at) this.touched.push(at);
+        this.touch(at);
       } else {
         const cont = pteIsCont(pte, lvl);
         if (cont && pgsize < CONT_PTES * block) {
@@ -438,7 +456,7 @@ export class V7sTable implements PgTable {
           // A contiguous leaf is one page: counted once, at its first entry.
           if (((i0 + k) & (CONT_PTES - 1)) === 0) delta[leafIndex(lvl, true)]--;
         } else delta[leafIndex(lvl, false)]--;
-        mem.write32(at, 0);
+        if (!whole) mem.write32(at, 0);
         if (live > 0) live--;
         bytes += block;
       }
@@ -452,8 +470,15 @@ export class V7sTable implements PgTable {
     }
     if (fromK >= 0) flush.addPage(iova + fromK * block, (toK - fromK) * block);
     if (lvl === 1) this.pool.wrote(table);
+    else if (whole) this.pool.emptied(table);
     else if (live >= 0) this.pool.setLive(table, live);
     return bytes;
+  }
+
+  /** Notes a level-1 entry whose table the unmap cleared entries of (the array keeps its room between unmaps). */
+  private touch(at: number): void {
+    if (this.nTouched > 0 && this.touched[this.nTouched - 1] === at) return;
+    this.touched[this.nTouched++] = at;
   }
 
   private refuseSplit(cfg: PgtableConfig, iova: number, size: number): void {

@@ -212,3 +212,44 @@ describe.each(FAMILIES)('property: per-table live counts, $name', ({ profile, de
     expect(trusted).toBeGreaterThan(100);
   });
 });
+
+describe('refusals after the cheap paths change nothing (words written over zero, tables freed whole)', () => {
+  const RW = IOMMU_READ | IOMMU_WRITE;
+  const poolBytes = (s: ReturnType<typeof tinySession>) => Buffer.from(s.soc.mem.readBytes(s.soc.ptPool.base, 0x10000)).toString('hex');
+
+  it('an unmap that frees a whole table, then is refused, leaves the table, its words and its count', () => {
+    const s = tinySession();
+    // Three L1 tables first: with d2's they fill the pool's first 64 KiB chunk, so its level-2 table lies in
+    // another chunk than the level-1 words the rollback restores (the count must come back by itself).
+    for (let i = 0; i < 3; i++) s.iommu.domainAlloc();
+    const d2 = s.iommu.domainAlloc({ partialUnmap: 'refuse' });
+    s.iommu.map(d2.id, 0x100000, RAM, 0x100000, RW); // a section
+    s.iommu.map(d2.id, 0x200000, RAM, 0x1000, RW); // and a table beside it
+    s.iommu.map(d2.id, 0x300000, RAM, 0x100000, RW); // a section the unmap below cuts
+    const before = { dump: JSON.stringify((d2.table as V7sTable).dump()), bytes: poolBytes(s), used: s.soc.ptPool.bytesUsed, pages: [...d2.pages] };
+    // 1M chunks: the section, then the whole table at 0x200000, then a 4K chunk that cuts the section at 0x300000.
+    expect(() => s.iommu.unmap(d2.id, 0x100000, 0x201000)).toThrow(IommuError);
+    expect({ dump: JSON.stringify((d2.table as V7sTable).dump()), bytes: poolBytes(s), used: s.soc.ptPool.bytesUsed, pages: [...d2.pages] }).toEqual(before);
+    const l2 = (d2.table as V7sTable).dump().l2[0]!.base;
+    expect(s.soc.ptPool.liveCount(l2)).toBe(1);
+    expect(s.iommu.unmap(d2.id, 0x100000, 0x200000)).toBe(0x101000);
+    expect((d2.table as V7sTable).dump().l2).toEqual([]);
+    // The freed table is handed out again all zero.
+    const d3 = s.iommu.domainAlloc({ pgsizes: [0x1000] });
+    s.iommu.map(d3.id, 0x500000, RAM, 0x1000, RW);
+    const t = (d3.table as V7sTable).dump().l2[0]!;
+    expect(t.entries).toEqual([{ index: 0, desc: t.entries[0]!.desc }]);
+    expect(s.soc.ptPool.liveCount(t.base)).toBe(1);
+  });
+
+  it('a map refused half way leaves the pool’s words as they were (new tables zero again)', () => {
+    const s = tinySession();
+    const d = s.iommu.domainAlloc({ pgsizes: [0x1000] });
+    s.iommu.map(d.id, 0x00380000, RAM, 0x1000, RW);
+    const before = { dump: JSON.stringify((d.table as V7sTable).dump()), bytes: poolBytes(s), used: s.soc.ptPool.bytesUsed };
+    // Fills the tables for 0x100000..0x380000 (three of them new) before it reaches the page in use.
+    expect(() => s.iommu.map(d.id, 0x00100000, RAM, 0x00300000, RW)).toThrow(IommuError);
+    expect({ dump: JSON.stringify((d.table as V7sTable).dump()), bytes: poolBytes(s), used: s.soc.ptPool.bytesUsed }).toEqual(before);
+    expect(s.iommu.map(d.id, 0x00100000, RAM, 0x00280000, RW).pages).toEqual([640, 0, 0, 0]);
+  });
+});
