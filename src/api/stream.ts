@@ -65,6 +65,8 @@ export interface StreamItem {
 
 export class StreamFrameError extends Error {}
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 /**
  * Request: u8 version | u8 opcode | u8 flags | u8 mid | u32 id | u32 count | count × u32 iova
  *          [OP_READ, OP_WRITE: count × u32 length] [OP_WRITE: the bytes]
@@ -83,13 +85,19 @@ export function encodeRequest(r: StreamRequest): Uint8Array {
   dv.setUint32(4, r.id, true);
   dv.setUint32(8, n, true);
   let o = REQUEST_HEADER;
-  for (let i = 0; i < n; i++, o += 4) dv.setUint32(o, r.iovas[i]!, true);
-  if (withLen) for (let i = 0; i < n; i++, o += 4) dv.setUint32(o, second![i]!, true);
+  // The lists start 4-aligned in a fresh buffer: on little-endian hosts each is one block copy.
+  if (LITTLE_ENDIAN) {
+    new Uint32Array(buf.buffer, o, n).set(r.iovas);
+    o += 4 * n;
+    if (withLen) new Uint32Array(buf.buffer, o, n).set(second!);
+    if (withLen) o += 4 * n;
+  } else {
+    for (let i = 0; i < n; i++, o += 4) dv.setUint32(o, r.iovas[i]!, true);
+    if (withLen) for (let i = 0; i < n; i++, o += 4) dv.setUint32(o, second![i]!, true);
+  }
   if (dataLen) buf.set(r.data!, o);
   return buf;
 }
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
 /** n little-endian u32s at byte `at` of buf, copied into a fresh (aligned) array: one block copy on LE hosts. */
 function u32List(buf: Uint8Array, at: number, n: number): Uint32Array {

@@ -626,7 +626,8 @@ export class TranslateStream {
   /** Translates a batch of iovas (no data moves); one result per iova, in order. */
   async translate(access: 'read' | 'write' | 'exec', iovas: ArrayLike<number>, opts: { priv?: boolean; mid?: number } = {}): Promise<StreamItem[]> {
     const op = access === 'read' ? OP_TRANSLATE_READ : access === 'write' ? OP_TRANSLATE_WRITE : OP_TRANSLATE_EXEC;
-    return (await this.send(op, Uint32Array.from(iovas), opts)).items;
+    // The frame takes a copy: a Uint32Array is passed as it is.
+    return (await this.send(op, iovas instanceof Uint32Array ? iovas : Uint32Array.from(iovas), opts)).items;
   }
 
   /** Reads `length` bytes at each iova through the SMMU. */
@@ -675,9 +676,11 @@ export class TranslateStream {
     data?: Uint8Array,
     values?: Uint32Array,
   ): Promise<{ items: StreamItem[]; data: Uint8Array }> {
+    // The frame is made at the call (the caller may reuse its arrays at once); its id when it leaves.
+    const frame = encodeRequest({ id: 0, op, priv: opts.priv ?? false, mid: opts.mid ?? 0xff, iovas, lengths, data, values });
     while (this.pending.length >= this.maxInFlight) await new Promise<void>((r) => this.waiting.push(r));
     const id = this.nextId++ >>> 0;
-    const frame = encodeRequest({ id, op, priv: opts.priv ?? false, mid: opts.mid ?? 0xff, iovas, lengths, data, values });
+    new DataView(frame.buffer).setUint32(4, id, true);
     return new Promise((resolve, reject) => {
       this.pending.push({ id, resolve, reject });
       this.ws.send(frame, { binary: true }, (err) => {

@@ -17,6 +17,10 @@ export interface TlbStats {
  * (a miss allocates nothing): read an entry before the next fill of the same TLB.
  */
 export class TlbEntry {
+  /** Last use (the TLB's clock, one tick per use): LRU evicts the smallest. */
+  used = 0;
+  /** The tick of the fill: which fill of the slot this is, and the fill order. */
+  filled = 0;
   bank = 0;
   asid = 0;
   key = 0;
@@ -92,7 +96,14 @@ export class Tlb {
   private heads: Int32Array = EMPTY_I32;
   private chain: Int32Array = EMPTY_I32;
   private tag: Float64Array = EMPTY_F64;
+  /** The bucket of each slot's tag (where remove unlinks it). */
+  private bucketOf: Int32Array = EMPTY_I32;
   private hashShift = 32;
+  /**
+   * The tag the last probe found absent: a miss's fill (the same tag, as a rule) skips a second probe. Absent
+   * stays absent until a fill, which resets it.
+   */
+  private absent = NaN;
   /**
    * A direct-mapped index over the 4K entries, 2^microShift slots per bank by the low bits of the key: a slot holds
    * null or a live entry (remove clears it), so a key match is a hit without the tag index.
@@ -100,16 +111,23 @@ export class Tlb {
   private micro: Array<TlbEntry | null> = NONE;
   private microShift = 0;
   private microMask = 0;
+  private clock = 0;
   /**
-   * LRU order as a doubly linked list over the slots (sentinel: slot `capacity`), least recently used first: a
-   * hit or fill moves its slot to the end, the victim is the first. The same victim as the smallest last-use
-   * time (every use is a distinct tick), found without a scan. Kept under the LRU policy only.
+   * LRU victims without a scan, and a hit that stays one store (its `used` tick). Every live entry has one
+   * record: at its fill, (slot, fill tick) at the end of the fill queue (so the queue is in tick order); an entry
+   * found hit since its fill moves to the heap, keyed by its last use. The least recently used entry is the
+   * earlier of the queue's first valid record and the heap's (a record is valid while its entry's `used` is still
+   * the record's tick: every other entry has a later tick than its own record). Entries never hit, a miss-heavy
+   * load's, leave through the queue at O(1); a hit costs at most one heap push, when its entry comes up.
    */
-  private prev: Int32Array = EMPTY_I32;
-  private next: Int32Array = EMPTY_I32;
-  /** Fills so far: the order TLBIVA-by-any-ASID removes entries of one size in (oldest fill first). */
-  private fills = 0;
-  private fillSeq: Float64Array = EMPTY_F64;
+  private fillSlot: Int32Array = EMPTY_I32;
+  private fillTick: Float64Array = EMPTY_F64;
+  private fillHead = 0;
+  private fillTail = 0;
+  private heapUsed: Float64Array = EMPTY_F64;
+  private heapSlot: Int32Array = EMPTY_I32;
+  private heapFill: Float64Array = EMPTY_F64;
+  private heapSize = 0;
   private rr = 0;
   private live = 0;
 
@@ -139,15 +157,19 @@ export class Tlb {
     this.heads = new Int32Array(1 << bits).fill(NIL);
     this.chain = new Int32Array(n);
     this.tag = new Float64Array(n);
-    this.fillSeq = new Float64Array(n);
+    this.bucketOf = new Int32Array(n);
     // As many slots per bank as the TLB has entries (a power of two, at most 256): room for a whole bank's set.
     this.microShift = Math.min(8, Math.ceil(Math.log2(n)));
     this.microMask = (1 << this.microShift) - 1;
     this.micro = new Array<TlbEntry | null>(this.banks << this.microShift).fill(null);
     if (this.lru) {
-      this.prev = new Int32Array(n + 1);
-      this.next = new Int32Array(n + 1);
-      this.prev[n] = this.next[n] = n;
+      // Twice the entries: the queue is compacted when full (a fill's record per live entry at most remains).
+      const q = 1 << Math.ceil(Math.log2(2 * n));
+      this.fillSlot = new Int32Array(q);
+      this.fillTick = new Float64Array(q);
+      this.heapUsed = new Float64Array(2 * n);
+      this.heapSlot = new Int32Array(2 * n);
+      this.heapFill = new Float64Array(2 * n);
     }
     this.freeSlots = [];
     for (let i = n - 1; i >= 0; i--) this.freeSlots.push(i);
@@ -172,10 +194,10 @@ export class Tlb {
 
   /** The slot holding (bank × size index, key), NIL when none. */
   private find(bankSize: number, key: number): number {
-    if (this.live === 0) return NIL;
     const t = bankSize * 4294967296 + (key >>> 0);
-    let s = this.heads[this.bucket(bankSize, key)]!;
+    let s = this.live === 0 ? NIL : this.heads[this.bucket(bankSize, key)]!;
     while (s !== NIL && this.tag[s] !== t) s = this.chain[s]!;
+    if (s === NIL) this.absent = t;
     return s;
   }
 
@@ -191,7 +213,8 @@ export class Tlb {
         if (s === NIL) return null;
         this.micro[slot] = e = this.slots[s]!;
       }
-      if (this.lru) this.touch(e.slot);
+      // Stamped whatever the policy (only LRU reads it): one store, no branch.
+      e.used = ++this.clock;
       return e;
     }
     return this.lookupSizes(bank, asid, va);
@@ -212,25 +235,9 @@ export class Tlb {
       }
     }
     if (found === NIL) return null;
-    if (this.lru) this.touch(found);
-    return this.slots[found]!;
-  }
-
-  /** LRU: the slot becomes the most recently used (the end of the list). */
-  private touch(s: number): void {
-    const prev = this.prev;
-    const end = this.capacity;
-    const last = prev[end]!;
-    if (last === s) return;
-    const next = this.next;
-    const p = prev[s]!;
-    const n = next[s]!;
-    next[p] = n;
-    prev[n] = p;
-    prev[s] = last;
-    next[s] = end;
-    next[last] = s;
-    prev[end] = s;
+    const e = this.slots[found]!;
+    if (this.lru) e.used = ++this.clock;
+    return e;
   }
 
   /**
@@ -242,7 +249,9 @@ export class Tlb {
     if (this.slots.length === 0) this.allocate();
     const key = tlbKey(asid, vaBase, sizeIdx);
     const bankSize = bank * 4 + sizeIdx;
-    const old = this.find(bankSize, key);
+    const t = bankSize * 4294967296 + (key >>> 0);
+    const old = t === this.absent ? NIL : this.find(bankSize, key);
+    this.absent = NaN;
     if (old !== NIL) this.remove(this.slots[old]!);
     if (this.live >= this.capacity) this.evict();
     const slot = this.freeSlots.pop()!;
@@ -260,19 +269,12 @@ export class Tlb {
     e.gen = -1;
     this.slots[slot] = e;
     const b = this.bucket(bankSize, key);
-    this.tag[slot] = bankSize * 4294967296 + (key >>> 0);
+    this.tag[slot] = t;
+    this.bucketOf[slot] = b;
     this.chain[slot] = this.heads[b]!;
     this.heads[b] = slot;
-    this.fillSeq[slot] = ++this.fills;
-    if (this.lru) {
-      const prev = this.prev;
-      const end = this.capacity;
-      const last = prev[end]!;
-      prev[slot] = last;
-      this.next[slot] = end;
-      this.next[last] = slot;
-      prev[end] = slot;
-    }
+    e.used = e.filled = ++this.clock;
+    if (this.lru) this.queueFill(slot, e.filled);
     this.sizeCount[bankSize]!++;
     this.sizeMask[bank]! |= 1 << sizeIdx;
     this.live++;
@@ -304,7 +306,7 @@ export class Tlb {
         // Any ASID: the entries of this size covering va, oldest fill first (the order decides which slots the
         // next fills reuse).
         const hit = this.slots.filter((e): e is TlbEntry => e !== null && e.bank === bank && e.sizeIdx === s && va >= e.vaBase && va - e.vaBase < e.size);
-        hit.sort((a, b) => this.fillSeq[a.slot]! - this.fillSeq[b.slot]!);
+        hit.sort((a, b) => a.filled - b.filled);
         for (const e of hit) this.remove(e);
         n += hit.length;
       }
@@ -326,13 +328,16 @@ export class Tlb {
     this.pool = NONE;
     this.freeSlots = NONE;
     this.micro = NONE;
-    this.heads = this.chain = this.prev = this.next = EMPTY_I32;
-    this.tag = this.fillSeq = EMPTY_F64;
+    this.heads = this.chain = this.bucketOf = this.fillSlot = this.heapSlot = EMPTY_I32;
+    this.fillTick = this.heapUsed = this.heapFill = EMPTY_F64;
+    this.fillHead = this.fillTail = this.heapSize = 0;
+    this.clock = 0;
+    this.absent = NaN;
+    this.tag = EMPTY_F64;
     this.sizeCount = zeros(this.banks * 4);
     this.sizeMask.fill(0);
     this.evicted = zeros(this.banks);
     this.invalidated = zeros(this.banks);
-    this.fills = 0;
     this.rr = 0;
     this.live = 0;
   }
@@ -366,12 +371,128 @@ export class Tlb {
       return;
     }
     let victim: number;
-    if (this.lru) victim = this.next[this.capacity]!;
+    if (this.lru) victim = this.leastRecentlyUsed();
     else {
       victim = this.rr;
       this.rr = (this.rr + 1) % this.capacity;
     }
     this.evictOne(this.slots[victim]!);
+  }
+
+  /** The live entry with the smallest `used` (the TLB is full). */
+  private leastRecentlyUsed(): number {
+    const mask = this.fillSlot.length - 1;
+    let queued = NIL;
+    let queuedTick = Infinity;
+    while (this.fillHead !== this.fillTail) {
+      const slot = this.fillSlot[this.fillHead & mask]!;
+      const tick = this.fillTick[this.fillHead & mask]!;
+      const e = this.slots[slot]!;
+      if (e !== null && e.filled === tick) {
+        if (e.used === tick) {
+          queued = slot;
+          queuedTick = tick;
+          break;
+        }
+        // Hit since its fill: from now on ordered by its last use.
+        this.pushHeap(e.used, slot, tick);
+      }
+      this.fillHead++;
+    }
+    while (this.heapSize !== 0) {
+      const used = this.heapUsed[0]!;
+      const slot = this.heapSlot[0]!;
+      const fill = this.heapFill[0]!;
+      const e = this.slots[slot]!;
+      if (e !== null && e.filled === fill) {
+        if (e.used === used) {
+          if (used > queuedTick) break;
+          this.popHeap();
+          return slot;
+        }
+        // Hit again since it was queued here: re-keyed by its last use.
+        this.popHeap();
+        this.pushHeap(e.used, slot, fill);
+      } else this.popHeap();
+    }
+    this.fillHead++;
+    return queued;
+  }
+
+  /** A fill's record; a full queue first drops the records of entries gone or moved to the heap. */
+  private queueFill(slot: number, tick: number): void {
+    const mask = this.fillSlot.length - 1;
+    if (this.fillTail - this.fillHead > mask) {
+      let to = this.fillHead;
+      for (let i = this.fillHead; i !== this.fillTail; i++) {
+        const s = this.fillSlot[i & mask]!;
+        const t = this.fillTick[i & mask]!;
+        const e = this.slots[s]!;
+        if (e === null || e.filled !== t) continue;
+        this.fillSlot[to & mask] = s;
+        this.fillTick[to & mask] = t;
+        to++;
+      }
+      this.fillTail = to;
+    }
+    this.fillSlot[this.fillTail & mask] = slot;
+    this.fillTick[this.fillTail & mask] = tick;
+    this.fillTail++;
+  }
+
+  private pushHeap(used: number, slot: number, fill: number): void {
+    if (this.heapSize === this.heapUsed.length) this.compactHeap();
+    const hu = this.heapUsed;
+    let i = this.heapSize++;
+    while (i > 0) {
+      const p = (i - 1) >>> 1;
+      if (hu[p]! <= used) break;
+      hu[i] = hu[p]!;
+      this.heapSlot[i] = this.heapSlot[p]!;
+      this.heapFill[i] = this.heapFill[p]!;
+      i = p;
+    }
+    hu[i] = used;
+    this.heapSlot[i] = slot;
+    this.heapFill[i] = fill;
+  }
+
+  private popHeap(): void {
+    const m = --this.heapSize;
+    if (m > 0) this.siftDown(0, this.heapUsed[m]!, this.heapSlot[m]!, this.heapFill[m]!);
+  }
+
+  /** Places a record at i or below, moving smaller children up. */
+  private siftDown(i: number, used: number, slot: number, fill: number): void {
+    const hu = this.heapUsed;
+    const m = this.heapSize;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= m) break;
+      if (c + 1 < m && hu[c + 1]! < hu[c]!) c++;
+      if (hu[c]! >= used) break;
+      hu[i] = hu[c]!;
+      this.heapSlot[i] = this.heapSlot[c]!;
+      this.heapFill[i] = this.heapFill[c]!;
+      i = c;
+    }
+    hu[i] = used;
+    this.heapSlot[i] = slot;
+    this.heapFill[i] = fill;
+  }
+
+  /** A full heap keeps only the records of entries still there (one per entry at most), re-heaped. */
+  private compactHeap(): void {
+    let m = 0;
+    for (let i = 0; i < this.heapSize; i++) {
+      const e = this.slots[this.heapSlot[i]!]!;
+      if (e === null || e.filled !== this.heapFill[i]) continue;
+      this.heapUsed[m] = this.heapUsed[i]!;
+      this.heapSlot[m] = this.heapSlot[i]!;
+      this.heapFill[m++] = this.heapFill[i]!;
+    }
+    this.heapSize = m;
+    for (let i = (m >>> 1) - 1; i >= 0; i--) this.siftDown(i, this.heapUsed[i]!, this.heapSlot[i]!, this.heapFill[i]!);
   }
 
   private evictOne(e: TlbEntry): void {
@@ -383,7 +504,7 @@ export class Tlb {
     const slot = e.slot;
     const bankSize = e.bank * 4 + e.sizeIdx;
     // Out of its hash chain.
-    const b = this.bucket(bankSize, e.key);
+    const b = this.bucketOf[slot]!;
     let s = this.heads[b]!;
     if (s === slot) this.heads[b] = this.chain[slot]!;
     else {
@@ -393,12 +514,6 @@ export class Tlb {
     if (e.sizeIdx === 0) {
       const m = (e.bank << this.microShift) | (e.key & this.microMask);
       if (this.micro[m] === e) this.micro[m] = null;
-    }
-    if (this.lru) {
-      const p = this.prev[slot]!;
-      const n = this.next[slot]!;
-      this.next[p] = n;
-      this.prev[n] = p;
     }
     if (--this.sizeCount[bankSize]! === 0) this.sizeMask[e.bank]! &= ~(1 << e.sizeIdx);
     this.slots[slot] = null;
