@@ -3,7 +3,7 @@
  * schemas/ and the OpenAPI document. Shared by the server and the SDK; nothing below the session imports this.
  */
 import { z } from 'zod';
-import { AccessKind, DmaDirection, DmaMode, EVENT_TYPES, Event, Family, FaultKind, GapMessage, Hex, PageCounts, ProtFlag, Role, SocketErrorMessage } from '../events/types.js';
+import { AccessKind, DmaDirection, DmaMode, EVENT_TYPES, Event, Family, FaultCommon, FaultKind, GapMessage, GartFault, Hex, MsmFault, OmapFault, PageCounts, ProtFlag, Role, SocketErrorMessage, STAMP } from '../events/types.js';
 
 // The vocabulary the events share: declared once in src/events/types.ts (the emulator core emits with it).
 export { AccessKind, DmaDirection, DmaMode, Event, Family, FaultKind, GapMessage, Hex, PageCounts, ProtFlag, Role, SocketErrorMessage };
@@ -297,35 +297,19 @@ export const AccessBody = z.strictObject({
   size: Int.min(1).max(4 * 1024 * 1024).optional(),
   data: Base64.max(6 * 1024 * 1024).optional(),
 });
+/**
+ * A fault as the access routes answer it: the fault event (src/events/types.ts) of any family, as one object.
+ * The fields every family reports are required, each family's registers optional (API.md: fault objects carry
+ * `family` and that family's registers), `seq` and `time` as the bus stamps them, when present.
+ */
 export const FaultOut = z.object({
-  seq: z.number().optional(),
-  time: z.string().optional(),
-  smmu: z.string(),
-  context: z.number(),
-  device: z.string().nullable(),
-  domain: z.string().nullable(),
-  iova: Hex,
-  access: AccessKind,
-  priv: z.boolean(),
-  flags: z.number(),
-  kind: FaultKind,
+  seq: STAMP.seq.optional(),
+  time: STAMP.time.optional(),
+  ...MsmFault.partial().shape,
+  ...OmapFault.partial().shape,
+  ...GartFault.partial().shape,
+  ...FaultCommon.shape,
   family: Family.optional(),
-  // msm registers
-  fsr: Hex.optional(),
-  fsrBits: z.array(z.string()).optional(),
-  far: Hex.optional(),
-  fsynr0: Hex.optional(),
-  fsynr1: Hex.optional(),
-  stall: z.string().optional(),
-  // omap registers
-  irqstatus: Hex.optional(),
-  irqstatusBits: z.array(z.string()).optional(),
-  faultAd: Hex.optional(),
-  // gart (memory controller) registers
-  intstatus: Hex.optional(),
-  errorReq: Hex.optional(),
-  errorAddr: Hex.optional(),
-  client: z.object({ id: z.number(), name: z.string() }).optional(),
 });
 export const AccessResponse = z.union([
   z.object({

@@ -24,7 +24,7 @@ export const FaultMode = z.enum(['terminate', 'stall']);
 export const CoherencyCheck = z.enum(['stale-cpu-read', 'device-read-stale', 'lost-device-write', 'cpu-access-device-owned']);
 
 /** What the bus adds to every event. */
-const STAMP = {
+export const STAMP = {
   /** Rises by one per event in a session. */
   seq: z.number().int().min(1),
   time: z.iso.datetime(),
@@ -50,6 +50,8 @@ const FAULT_COMMON = {
   flags: z.number().int(),
   kind: FaultKind,
 };
+/** What every family's fault reports (the access routes' fault objects require these; API.md "Fault object"). */
+export const FaultCommon = z.strictObject(FAULT_COMMON);
 /** msm: FSR/FAR/FSYNR as they are after this fault; `stall` when the context is in stall mode. */
 export const MsmFault = z.strictObject({
   ...FAULT_COMMON,

@@ -1,6 +1,8 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { jsonSchemas } from '../../src/api/json-schemas.js';
+import { FaultOut } from '../../src/api/schemas.js';
+import { Event, FaultCommon, GartFault, MsmFault, OmapFault } from '../../src/events/types.js';
 import { build } from '../../src/server/app.js';
 
 describe('schemas and OpenAPI', () => {
@@ -11,6 +13,25 @@ describe('schemas and OpenAPI', () => {
     expect(files).toEqual(Object.keys(want).map((n) => `${n}.json`).sort());
     for (const [name, schema] of Object.entries(want)) {
       expect(JSON.parse(readFileSync(new URL(`${name}.json`, dir), 'utf8')), name).toEqual(schema);
+    }
+  });
+
+  it('FaultOut is the fault event of every family: their fields, the common ones required, plus the stamp', () => {
+    const families = [MsmFault, OmapFault, GartFault];
+    const keys = new Set(['seq', 'time', ...families.flatMap((f) => Object.keys(f.shape))]);
+    expect(new Set(Object.keys(FaultOut.shape))).toEqual(keys);
+    const required = Object.entries(FaultOut.shape).filter(([, v]) => !v.safeParse(undefined).success).map(([k]) => k);
+    expect(required.sort()).toEqual(Object.keys(FaultCommon.shape).sort());
+    // A fault event of each family, without the bus's type and by, is a valid fault object.
+    const common = { smmu: 's', context: 0, device: 'd', domain: null, iova: '0x1000', access: 'read', priv: false, flags: 0, kind: 'translation' };
+    const faults = [
+      { ...common, family: 'msm', fsr: '0x2', fsrBits: ['TF'], far: '0x1000', fsynr0: '0x0', fsynr1: '0x0' },
+      { ...common, family: 'omap', irqstatus: '0x2', irqstatusBits: ['TRANSLATIONFAULT'], faultAd: '0x1000' },
+      { ...common, family: 'gart', intstatus: '0x1', errorReq: '0x0', errorAddr: '0x1000', client: { id: 0x12, name: 'host1x' } },
+    ];
+    for (const f of faults) {
+      expect(Event.safeParse({ type: 'fault', seq: 1, time: '2026-01-01T00:00:00.000Z', ...f }).success).toBe(true);
+      expect(FaultOut.safeParse({ seq: 1, time: '2026-01-01T00:00:00.000Z', ...f }).success).toBe(true);
     }
   });
 
