@@ -315,6 +315,19 @@ export function hex(n: number): string {
   if (n >>> 0 !== n) return '0x' + Math.trunc(n).toString(16);
   if (n < 0x100) return '0x' + HEX1[n]!;
   if (n < 0x10000) return '0x' + HEX1[n >>> 8]! + HEX2[n & 255]!;
-  if (n < 0x1000000) return '0x' + HEX1[n >>> 16]! + HEX2[(n >>> 8) & 255]! + HEX2[n & 255]!;
-  return '0x' + HEX1[n >>> 24]! + HEX2[(n >>> 16) & 255]! + HEX2[(n >>> 8) & 255]! + HEX2[n & 255]!;
+  // Addresses repeat (a driver maps and unmaps the same buffers): the last one formatted per slot is reused.
+  const slot = ((n >>> 12) ^ (n >>> 20)) & (HEX_SLOTS - 1);
+  if (HEX_N[slot] === n) return HEX_S[slot]!;
+  const s =
+    n < 0x1000000
+      ? '0x' + HEX1[n >>> 16]! + HEX2[(n >>> 8) & 255]! + HEX2[n & 255]!
+      : '0x' + HEX1[n >>> 24]! + HEX2[(n >>> 16) & 255]! + HEX2[(n >>> 8) & 255]! + HEX2[n & 255]!;
+  HEX_N[slot] = n;
+  HEX_S[slot] = s;
+  return s;
 }
+
+/** hex()'s cache of addresses ≥ 0x10000, direct-mapped by page number: value and string per slot. */
+const HEX_SLOTS = 256;
+const HEX_N = new Float64Array(HEX_SLOTS).fill(-1);
+const HEX_S = new Array<string>(HEX_SLOTS).fill('');

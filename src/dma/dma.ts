@@ -71,12 +71,13 @@ function protOf(dir: DmaDirection): number {
 
 const writes = (dir: DmaDirection) => dir !== 'to-device';
 
-/** One live segment in the overlap index: its physical range and whether its mapping lets the device write. */
+/** One segment in the overlap index: its physical range, whether its mapping lets the device write, and whether it is gone. */
 interface LiveSegment {
   seg: DmaMapping['segments'][number];
   start: number;
   end: number;
   writes: boolean;
+  dead: boolean;
 }
 
 /** Live mappings from which the overlap check asks the index rather than scanning them all. */
@@ -86,10 +87,13 @@ const INDEX_FROM = 16;
  * Every live segment of every device, sorted by physical start: with many mappings live, the DMA-debug overlap
  * check asks it instead of walking all of them (a driver with a thousand buffers mapped paid for each on every
  * map). Kept only while in use (`active`) and exact while not `stale`; the mapping tables stay the truth (a device
- * state replaced or dropped marks it stale, and the next question rebuilds it from them).
+ * state replaced or dropped marks it stale, and the next question rebuilds it from them). A removed segment stays
+ * in place, marked dead, until the dead are half the array (then one pass drops them): unmapping a thousand
+ * buffers in order cost a splice of the whole array each.
  */
 class OverlapIndex {
   private segs: LiveSegment[] = [];
+  private dead = 0;
   /** The longest segment indexed since the last rebuild: no overlap starts further below a range than this. */
   private maxLen = 0;
   active = false;
@@ -98,7 +102,7 @@ class OverlapIndex {
   add(m: DmaMapping): void {
     if (!this.active || this.stale) return;
     for (const seg of m.segments) {
-      const e: LiveSegment = { seg, start: seg.paddr, end: seg.paddr + seg.size, writes: writes(m.dir) };
+      const e: LiveSegment = { seg, start: seg.paddr, end: seg.paddr + seg.size, writes: writes(m.dir), dead: false };
       const i = this.firstAtOrAbove(e.start);
       if (i === this.segs.length) this.segs.push(e);
       else this.segs.splice(i, 0, e);
@@ -110,18 +114,27 @@ class OverlapIndex {
     if (!this.active || this.stale) return;
     for (const seg of m.segments) {
       for (let i = this.firstAtOrAbove(seg.paddr); i < this.segs.length && this.segs[i]!.start === seg.paddr; i++) {
-        if (this.segs[i]!.seg === seg) {
-          if (i === this.segs.length - 1) this.segs.pop();
-          else this.segs.splice(i, 1);
+        const e = this.segs[i]!;
+        if (e.seg === seg && !e.dead) {
+          e.dead = true;
+          this.dead++;
           break;
         }
       }
     }
-    if (this.segs.length === 0) this.maxLen = 0;
+    if (this.dead === this.segs.length) {
+      this.segs = [];
+      this.dead = 0;
+      this.maxLen = 0;
+    } else if (2 * this.dead > this.segs.length) {
+      this.segs = this.segs.filter((e) => !e.dead);
+      this.dead = 0;
+    }
   }
 
   rebuild(devices: Iterable<DeviceDmaState>): void {
     this.segs = [];
+    this.dead = 0;
     this.maxLen = 0;
     this.active = true;
     this.stale = false;
@@ -133,6 +146,7 @@ class OverlapIndex {
     this.active = false;
     this.stale = true;
     this.segs = [];
+    this.dead = 0;
   }
 
   /** Whether a live segment overlaps [paddr, paddr+size) where one of the two mappings lets the device write. */
@@ -142,7 +156,7 @@ class OverlapIndex {
     for (let i = this.firstAtOrAbove(end) - 1; i >= 0; i--) {
       const e = this.segs[i]!;
       if (e.start + this.maxLen <= paddr) break;
-      if (e.end > paddr && (w || e.writes)) return true;
+      if (!e.dead && e.end > paddr && (w || e.writes)) return true;
     }
     return false;
   }

@@ -18,6 +18,10 @@ export interface IovaRange {
   hi: number;
 }
 
+/** 2 ** Math.ceil(Math.log2(n)), by a count of leading zeros for the page counts it is asked about. */
+const pow2AtLeast = (n: number): number =>
+  (n | 0) === n && n >= 2 && n <= 0x40000000 ? 1 << (32 - Math.clz32(n - 1)) : 2 ** Math.ceil(Math.log2(n));
+
 /** Sizes the rcache keeps: powers of two up to CACHE_MAX_PAGES pages. */
 const cached = (pages: number): boolean => pages <= CACHE_MAX_PAGES && (pages & (pages - 1)) === 0;
 
@@ -55,9 +59,8 @@ export class IovaAllocator {
 
   /** Pages an allocation of `bytes` takes (the rounding alloc_iova_fast applies). */
   static pagesFor(bytes: number): number {
-    let pages = Math.ceil(bytes / PAGE);
-    if (pages < CACHE_MAX_PAGES) pages = 2 ** Math.ceil(Math.log2(pages));
-    return pages;
+    const pages = Math.ceil(bytes / PAGE);
+    return pages < CACHE_MAX_PAGES ? pow2AtLeast(pages) : pages;
   }
 
   /** Allocates `pages` pages; returns the IOVA (bytes). */
@@ -177,7 +180,7 @@ export class IovaAllocator {
 
   /** Top-down: the highest aligned gap below the limit that fits; returns the first pfn or -1. */
   private allocInTree(pages: number): number {
-    const align = 2 ** Math.ceil(Math.log2(pages));
+    const align = pow2AtLeast(pages);
     if (this.limitPfn !== this.hintLimit || this.startPfn !== this.hintStart) {
       // limitPfn and startPfn are set from outside (dma-limit, an aperture): hints of other bounds do not hold.
       this.hints.clear();
@@ -226,7 +229,7 @@ export class IovaAllocator {
     if (i < 0) return;
     this.spans.copyWithin(2 * i, 2 * i + 2, 2 * this.count);
     this.count--;
-    // A gap may have opened above any hint.
-    this.hints.clear();
+    // A gap may have opened above any hint (cleared only when set: Map.clear() allocates a new table).
+    if (this.hints.size !== 0) this.hints.clear();
   }
 }

@@ -221,7 +221,7 @@ export class Iommu {
     }
     // Scratch reused by every batch (a DMA map+unmap is two batches): the hot path allocates its results only.
     const gather = this.gather;
-    gather.ranges.length = 0;
+    if (gather.ranges.length !== 0) gather.ranges = [];
     const delta = this.delta;
     delta[0] = delta[1] = delta[2] = delta[3] = 0;
     const leavesBefore = this.totalLeaves();
@@ -263,7 +263,7 @@ export class Iommu {
       const op = ops[i]!;
       const r = results[i]!;
       if (op.op === 'map') {
-        this.sink.emit({ type: 'map', domain: id, iova: hex(op.iova), paddr: hex(op.paddr), size: op.size, prot: protToNames(op.prot), pages: pageCountsObject((r as { pages: PageCounts }).pages) });
+        this.sink.emit({ type: 'map', domain: id, iova: hex(op.iova), paddr: hex(op.paddr), size: op.size, prot: protToNames(op.prot), pages: eventPages((r as { pages: PageCounts }).pages) });
       } else {
         this.sink.emit({ type: 'unmap', domain: id, iova: hex(op.iova), size: op.size, unmapped: (r as { unmapped: number }).unmapped });
       }
@@ -384,3 +384,11 @@ export class Iommu {
 export function pageCountsObject(p: PageCounts): Record<(typeof PGSIZE_NAMES)[number], number> {
   return { '4K': p[0], '64K': p[1], '1M': p[2], '16M': p[3] };
 }
+
+/** Page counts of a map event: one frozen object per count of 4K pages alone (the DMA API's every map), else new. */
+function eventPages(p: PageCounts): Readonly<Record<(typeof PGSIZE_NAMES)[number], number>> {
+  const n = p[0];
+  if (p[1] !== 0 || p[2] !== 0 || p[3] !== 0 || n >= SMALL_ONLY.length) return pageCountsObject(p);
+  return (SMALL_ONLY[n] ??= Object.freeze(pageCountsObject(p)));
+}
+const SMALL_ONLY = new Array<Readonly<Record<(typeof PGSIZE_NAMES)[number], number>> | undefined>(257);
