@@ -31,6 +31,12 @@ if (process.env.BENCH_PROFILE_FILE) {
 process.send!({ address, sid: s.id, token: s.token, did });
 process.on('message', (m) => {
   if (m === 'stop') void (stopProfile?.() ?? Promise.resolve()).then(() => app.close()).then(() => process.exit(0));
+  // The CPU time (user + system, µs) this daemon has used: per request, a cost that a shared core's time slicing
+  // does not stretch the way it stretches throughput.
+  if (m === 'cpu') {
+    const u = process.cpuUsage();
+    process.send!({ cpu: u.user + u.system });
+  }
   if (m === 'rss') {
     // Two full collections (the daemon runs with --expose-gc for this): RSS then holds live state, not garbage.
     const gc = (globalThis as { gc?: () => void }).gc;

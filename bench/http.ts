@@ -21,13 +21,47 @@ export interface Server {
   did: string;
   /** The daemon's RSS in bytes after a full GC (a daemon started with gc: true). */
   rss(): Promise<number>;
+  /** The CPU time (user + system, µs) the daemon has used so far. */
+  cpu(): Promise<number>;
 }
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
 
-async function cannon(opts: autocannon.Options): Promise<{ rps: number; non2xx: number; p99: number }> {
+interface Load {
+  rps: number;
+  non2xx: number;
+  p99: number;
+  /** The daemon's CPU time per request (µs), when the load was given the daemon to ask. */
+  cpuPerRequest?: number;
+}
+
+/** Unmeasured load before each measured one: the daemon's JIT warms up on the route it is about to be timed on. */
+const WARMUP = Math.max(1, Math.round(DURATION / 5));
+
+async function cannon(opts: autocannon.Options, srv?: Server): Promise<Load> {
+  await autocannon({ connections: 16, pipelining: 1, ...opts, duration: WARMUP });
+  const cpu0 = await srv?.cpu();
   const r = await autocannon({ connections: 16, pipelining: 1, duration: DURATION, ...opts });
-  return { rps: r.requests.average, non2xx: r.non2xx + r.errors, p99: r.latency.p99 };
+  const cpu1 = await srv?.cpu();
+  const load: Load = { rps: r.requests.average, non2xx: r.non2xx + r.errors, p99: r.latency.p99 };
+  if (cpu0 !== undefined && cpu1 !== undefined && r.requests.total > 0) load.cpuPerRequest = (cpu1 - cpu0) / r.requests.total;
+  return load;
+}
+
+/** The empty GET of the same run: the baseline of every HTTP ratio. */
+interface Empty {
+  rps: number;
+  cpuPerRequest: number;
+}
+
+/**
+ * The CPU figure beside a throughput figure: the daemon's CPU time per request, and as a ratio the empty GET's
+ * over this one. On a core shared with other work the throughput ratio moves with what else runs; this one
+ * follows the daemon's own cost per request.
+ */
+function cpuFigure(name: string, load: Load, empty: Empty): BenchResult[] {
+  if (load.cpuPerRequest === undefined) return [];
+  return [{ name: `${name}-cpu`, value: load.cpuPerRequest, unit: 'µs/req', baseline: empty.cpuPerRequest, ratio: empty.cpuPerRequest / load.cpuPerRequest, note: "daemon CPU time (user + system) per request; ratio: the empty GET's over this one" }];
 }
 
 const PROFILE_DIR = process.env.BENCH_PROFILE || null;
@@ -43,12 +77,12 @@ export async function startServer(opts: { dataDir?: string; gc?: boolean; profil
     child.once('message', (m) => res(m as Omit<Server, 'rss'>));
     child.once('exit', (code) => rej(new Error(`bench daemon exited (${code})`)));
   });
-  const rss = () =>
+  const ask = <K extends 'rss' | 'cpu'>(what: K) =>
     new Promise<number>((res) => {
-      child.once('message', (m) => res((m as { rss: number }).rss));
-      child.send('rss');
+      child.once('message', (m) => res((m as Record<K, number>)[what]));
+      child.send(what);
     });
-  return { child, srv: { ...info, rss } };
+  return { child, srv: { ...info, rss: () => ask('rss'), cpu: () => ask('cpu') } };
 }
 
 export async function stopServer(child: ChildProcess): Promise<void> {
@@ -58,7 +92,7 @@ export async function stopServer(child: ChildProcess): Promise<void> {
 }
 
 /** Alternating map/unmap of one 4K page per connection (bodies built once per connection, not per request). */
-function mapUnmap(srv: Server, connections = 16): Promise<{ rps: number; non2xx: number; p99: number }> {
+function mapUnmap(srv: Server, connections = 16): Promise<Load> {
   const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
   const base = `/v1/sessions/${srv.sid}`;
   let nextPage = 0;
@@ -83,7 +117,7 @@ function mapUnmap(srv: Server, connections = 16): Promise<{ rps: number; non2xx:
       },
       { method: 'POST', path: `${base}/domains/${srv.did}/unmap`, headers, setupRequest: (req, context) => ({ ...req, body: (context as Ctx).unmap! }) },
     ],
-  });
+  }, srv);
 }
 
 /**
@@ -115,15 +149,15 @@ export async function persistBenchmarks(): Promise<BenchResult[]> {
 }
 
 /** One HTTP benchmark: what it measures against a daemon, given the empty baseline of the same run. */
-type Step = [name: string, run: (srv: Server, empty: number) => Promise<BenchResult[]>];
+type Step = [name: string, run: (srv: Server, empty: Empty) => Promise<BenchResult[]>];
 
 const STEPS: Step[] = [
   [
     'http-empty-post',
     async (srv, empty) => {
       const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
-      const r = await cannon({ url: srv.address + '/bench/empty', method: 'POST', headers, body: JSON.stringify({ iova: '0x40000010', access: 'read' }) });
-      return [{ name: 'http-empty-post', value: r.rps, unit: 'req/s', baseline: empty, ratio: r.rps / empty, note: 'reference: a do-nothing POST with a JSON body and a bearer header' }];
+      const r = await cannon({ url: srv.address + '/bench/empty', method: 'POST', headers, body: JSON.stringify({ iova: '0x40000010', access: 'read' }) }, srv);
+      return [{ name: 'http-empty-post', value: r.rps, unit: 'req/s', baseline: empty.rps, ratio: r.rps / empty.rps, note: 'reference: a do-nothing POST with a JSON body and a bearer header' }, ...cpuFigure('http-empty-post', r, empty)];
     },
   ],
   [
@@ -131,16 +165,16 @@ const STEPS: Step[] = [
     async (srv, empty) => {
       const mu = await mapUnmap(srv);
       if (mu.non2xx) throw new Error(`http-map-unmap: ${mu.non2xx} requests failed`);
-      return [{ name: 'http-map-unmap', value: mu.rps, unit: 'req/s', baseline: empty, ratio: mu.rps / empty }];
+      return [{ name: 'http-map-unmap', value: mu.rps, unit: 'req/s', baseline: empty.rps, ratio: mu.rps / empty.rps }, ...cpuFigure('http-map-unmap', mu, empty)];
     },
   ],
   [
     'http-access',
     async (srv, empty) => {
       const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
-      const acc = await cannon({ url: `${srv.address}/v1/sessions/${srv.sid}/devices/dev0/access`, method: 'POST', headers, body: JSON.stringify({ iova: '0x40000010', access: 'read' }) });
+      const acc = await cannon({ url: `${srv.address}/v1/sessions/${srv.sid}/devices/dev0/access`, method: 'POST', headers, body: JSON.stringify({ iova: '0x40000010', access: 'read' }) }, srv);
       if (acc.non2xx) throw new Error(`http-access: ${acc.non2xx} requests failed`);
-      return [{ name: 'http-access', value: acc.rps, unit: 'req/s', baseline: empty, ratio: acc.rps / empty }];
+      return [{ name: 'http-access', value: acc.rps, unit: 'req/s', baseline: empty.rps, ratio: acc.rps / empty.rps }, ...cpuFigure('http-access', acc, empty)];
     },
   ],
   [
@@ -165,14 +199,15 @@ export async function httpBenchmarks(): Promise<BenchResult[]> {
   const out: BenchResult[] = [];
   let server = await startServer({ profile: 'http-empty-baseline' });
   try {
-    const empty = await cannon({ url: server.srv.address + '/bench/empty' });
-    out.push({ name: 'http-empty-baseline', value: empty.rps, unit: 'req/s' });
+    const load = await cannon({ url: server.srv.address + '/bench/empty' }, server.srv);
+    const empty: Empty = { rps: load.rps, cpuPerRequest: load.cpuPerRequest! };
+    out.push({ name: 'http-empty-baseline', value: empty.rps, unit: 'req/s' }, { name: 'http-empty-baseline-cpu', value: empty.cpuPerRequest, unit: 'µs/req', note: 'daemon CPU time (user + system) per request' });
     for (const [name, run] of STEPS) {
       if (PROFILE_DIR) {
         await stopServer(server.child);
         server = await startServer({ profile: name });
       }
-      out.push(...(await run(server.srv, empty.rps)));
+      out.push(...(await run(server.srv, empty)));
     }
   } finally {
     await stopServer(server.child);
