@@ -169,6 +169,18 @@ interface UnrecordedRecord {
   unrecorded: Unrecorded;
 }
 
+/**
+ * In a journal only: replies may have named revisions up to `answered` (translations that get no record still
+ * raise revision, API.md), written before the first such reply past the previous bound, REVISION_BLOCK ahead. A
+ * restore continues at or above it, so the revision never comes back below one a client saw; a later standalone
+ * `unrecorded` record (a graceful stop's) gives the exact revision instead.
+ */
+interface AnsweredRecord {
+  answered: number;
+}
+/** Revisions reserved per `answered` record: one journal write per this many unrecorded translations. */
+const REVISION_BLOCK = 1024;
+
 /** A whole session state: a trace or journal may start from one instead of from nothing. */
 interface SnapshotRecord {
   snapshot: SessionSnapshot;
@@ -407,6 +419,8 @@ export class Session {
   traceMemory: number;
   /** Revision and event seq as the last record left them: what a replay has reached at that point. */
   private recordedRevision = 0;
+  /** The revision the journal says replies may have reached (AnsweredRecord); 0: none beyond the records. */
+  private answeredBound = 0;
   private recordedSeq = 0;
   /** TLBs were emptied (restore, replay) since the last record: the next one says so. */
   private tlbResetPending = false;
@@ -553,9 +567,21 @@ export class Session {
     this.revision++;
     if (dataPath && this.bus.lastSeq === seqBefore && this.soc.mem.gen === memBefore && faultCount(this.soc) === faultsBefore) {
       // Only TLB state changed: no record. The reply still waits for records queued before it (it saw their state).
-      return { result, durable: this.journal && !this.replaying ? this.journal.flush() : DONE };
+      return { result, durable: this.journal && !this.replaying ? this.answerDurably() : DONE };
     }
     return { result, durable: this.record({ seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd, ...this.takeUnrecorded(revBefore, seqBefore) }) };
+  }
+
+  /**
+   * What the reply to an unrecorded translation waits for: the records queued before it (it saw their state) and,
+   * once its revision passes the journal's bound, a new bound REVISION_BLOCK ahead, so a restore after a crash
+   * never comes back below the revision it names.
+   */
+  private answerDurably(): Promise<void> {
+    const j = this.journal!;
+    if (this.revision <= this.answeredBound) return j.flush();
+    this.answeredBound = this.revision + REVISION_BLOCK;
+    return j.append({ answered: this.answeredBound } satisfies AnsweredRecord);
   }
 
   /** The `unrecorded` field of the next record, when revision, seq or the TLBs moved since the last one. */
@@ -591,7 +617,10 @@ export class Session {
     } catch {
       return; // Still failing: a restart continues from the last record.
     }
-    for (const r of this.trailer()) await this.journal.append(r).catch(() => {});
+    const trailer = this.trailer();
+    // Revisions reserved ahead were not all answered: the trailer gives the exact one (it also ends the bound).
+    if (trailer.length === 0 && this.answeredBound > this.revision) trailer.push({ unrecorded: { revision: this.revision } });
+    for (const r of trailer) await this.journal.append(r).catch(() => {});
   }
 
   /** Revision, seq and TLBs as a record says they stood before it (or at the end of a trace). */
@@ -707,6 +736,9 @@ export class Session {
     try {
       // Through JSON, as a snapshot file would carry it: nothing stays shared with the discarded session.
       this.restoreSnapshot(JSON.parse(JSON.stringify(fresh.snapshot())) as SessionSnapshot);
+      // A revision continued above the records (an answered bound) is not in them: the next record says it.
+      this.recordedRevision = fresh.recordedRevision;
+      this.answeredBound = fresh.answeredBound;
     } finally {
       fresh.close();
     }
@@ -756,6 +788,10 @@ export class Session {
           if (from === 'journal') this.addToken((r as TokenRecord).token);
         } else if ((r as UnrecordedRecord).unrecorded && !(r as CommandRecord).cmd) {
           this.applyUnrecorded((r as UnrecordedRecord).unrecorded);
+          // Standalone, it is where revision stood exactly (a graceful stop): no reply went past it.
+          if (from === 'journal') this.answeredBound = 0;
+        } else if (from === 'journal' && typeof (r as AnsweredRecord).answered === 'number') {
+          this.answeredBound = Math.max(this.answeredBound, (r as AnsweredRecord).answered);
         } else if ((r as CommandRecord).cmd) {
           const rec = r as CommandRecord;
           const by = ActorSchema.safeParse(rec.by ?? null);
@@ -773,6 +809,9 @@ export class Session {
       }
       // TLB contents are in no record: a replayed or restored session starts with empty TLBs, as after a reset.
       this.resetTlbs();
+      // After a crash, replies may have named revisions past the last record: continue above them. The next
+      // record carries the revision (recordedRevision stays at the records'), so the jump replays too.
+      if (from === 'journal' && this.revision < this.answeredBound) this.revision = this.answeredBound;
     } finally {
       this.replaying = false;
     }
@@ -860,8 +899,10 @@ export class Session {
     const gen = this.gen + 1;
     const covers = { gen: this.gen, bytes: journal.bytes };
     writeFileAtomic(this.snapshotPath!, encodeRecord({ ...this.header(), gen, covers, snapshot: this.snapshot() }));
-    // The snapshot holds revision and seq as they are now, whatever the journal's records said.
+    // The snapshot holds revision and seq as they are now, whatever the journal's records said (and no reply went
+    // past this revision yet: the next unrecorded translation writes a new bound into the new journal).
     this.recordedRevision = this.revision;
+    this.answeredBound = this.revision;
     this.recordedSeq = this.bus.lastSeq;
     journal.resetSync({ ...this.header(), gen });
     this.gen = gen;
