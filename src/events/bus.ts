@@ -58,7 +58,7 @@ export class EventBus implements EventSink {
     const ev = { seq: ++this.seq, time: this.now(), ...body } as IommuEvent;
     if (this.actor) ev.by = this.actor;
     const log = this.log;
-    const start = log.append(JSON.stringify(ev));
+    const start = log.appendEvent(ev);
     const chunk = log.chunk;
     const end = log.used;
     if (this.cap < this.retain && this.seq - 1 - this.baseSeq >= this.cap) this.grow(Math.min(this.retain, Math.max(16, this.cap * 2)), this.seq - 1);
@@ -146,7 +146,7 @@ export class EventBus implements EventSink {
     this.seq = s.seq;
     this.baseSeq = s.seq - s.events.length;
     for (const ev of s.events) {
-      const start = this.log.append(JSON.stringify(ev));
+      const start = this.log.appendEvent(ev);
       this.keep(ev.seq, this.log.chunk, start, this.log.used);
     }
     this.counts.clear();

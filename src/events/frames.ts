@@ -40,6 +40,9 @@ export function textFrame(text: string): Buffer {
   return f;
 }
 
+import { jsonOut, jsonStart, writeEventJson } from './json.js';
+import type { IommuEvent } from './types.js';
+
 const MIN_CHUNK = 1024;
 const MAX_CHUNK = 256 * 1024;
 
@@ -52,6 +55,53 @@ export class FrameLog {
   chunk: Buffer = Buffer.alloc(0);
   used = 0;
 
+  /** Starts a new chunk with room for at least `bytes`. */
+  next(bytes: number): void {
+    const size = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, 2 * this.chunk.length));
+    this.chunk = Buffer.allocUnsafeSlow(Math.max(size, bytes));
+    this.used = 0;
+  }
+
+  /**
+   * Appends the event's JSON (src/events/json.ts) as a frame, written in place after room for a 16-bit length
+   * header (126 bytes to 64 KiB: most events). Returns start; the frame is [start, used) of `chunk`. A shorter
+   * event's 2-byte header goes right before its text (leaving 2 unused bytes); a longer one's moves the text.
+   */
+  appendEvent(ev: IommuEvent): number {
+    if (this.chunk.length - this.used < 2048) this.next(2048);
+    const at = this.used + 4;
+    const end = writeEventJson(ev, this.chunk, at);
+    const out = jsonOut();
+    const from = jsonStart();
+    const n = end - from;
+    if (out !== this.chunk) {
+      // It did not fit: the bytes are in a new buffer, which becomes the next chunk.
+      this.chunk = out;
+      const start = from - frameHeadFor(n);
+      writeFrameHead(out, start, n);
+      this.used = end;
+      return start;
+    }
+    if (n < 126) {
+      writeFrameHead(out, at - 2, n);
+      this.used = end;
+      return at - 2;
+    }
+    if (n >= 0x10000) {
+      // Rare: a 64-bit length. The text moves 6 bytes on (or to a chunk of its own).
+      if (end + 6 > out.length) return this.append(out.toString('utf8', at, end));
+      out.copyWithin(at + 6, at, end);
+      writeFrameHead(out, this.used, n);
+      const start = this.used;
+      this.used = end + 6;
+      return start;
+    }
+    writeFrameHead(out, this.used, n);
+    const start = this.used;
+    this.used = end;
+    return start;
+  }
+
   /** Appends `text` as a frame; its bytes are [start, used) of `chunk` afterwards. Returns start. */
   append(text: string): number {
     // UTF-8 takes at most 3 bytes per UTF-16 unit. Text of 126 units or more needs the 16-bit length at least.
@@ -60,11 +110,7 @@ export class FrameLog {
     if (text.length >= 126 && 3 * text.length < 0x10000) head = 4;
     else head = frameHeadFor((n = Buffer.byteLength(text)));
     const max = head + (n < 0 ? 3 * text.length : n);
-    if (this.chunk.length - this.used < max) {
-      const size = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, 2 * this.chunk.length));
-      this.chunk = size >= max ? Buffer.allocUnsafeSlow(size) : Buffer.allocUnsafeSlow(max);
-      this.used = 0;
-    }
+    if (this.chunk.length - this.used < max) this.next(max);
     const start = this.used;
     n = this.chunk.write(text, start + head, 'utf8');
     writeFrameHead(this.chunk, start, n);

@@ -52,6 +52,18 @@ describe('the session\'s frame log (retained events are bytes)', () => {
     expect(decode(Buffer.concat(frames.map((f) => f.copy)))).toEqual(texts);
   });
 
+  it('events written in place: short (2-byte header), usual (16-bit), 64-bit lengths and chunk overflows all decode', () => {
+    const log = new FrameLog();
+    const sizes = [0, 10, 60, 126, 300, 2000, 70_000, 5, 250_000, 40, 3000];
+    const events = sizes.map((n, i) => ({ seq: i + 1, time: 't', type: 'session', action: 'create', session: 'y'.repeat(n) }) as IommuEvent);
+    const frames = events.map((ev) => {
+      const start = log.appendEvent(ev);
+      return { chunk: log.chunk, start, end: log.used };
+    });
+    expect(frames.map((f) => JSON.parse(frameText(f.chunk, f.start, f.end)))).toEqual(events);
+    expect(decode(Buffer.concat(frames.map((f) => f.chunk.subarray(f.start, f.end))))).toEqual(events.map((e) => JSON.stringify(e)));
+  });
+
   it('a retained event is its text at emit time: changing the emitted object afterwards changes no replay', () => {
     const bus = new EventBus(10);
     const seen: IommuEvent[] = [];
