@@ -192,6 +192,12 @@ const STEPS: Step[] = [
 ];
 
 /**
+ * BENCH_HTTP_STEPS=name[,name…] (names of STEPS, e.g. ws-stream-translate): only those after the baseline, and no
+ * persistence pair, for quick iterations on one figure.
+ */
+const ONLY_STEPS = process.env.BENCH_HTTP_STEPS ? process.env.BENCH_HTTP_STEPS.split(',') : null;
+
+/**
  * One run: the empty-route baseline and every HTTP benchmark against the same pinned daemon (ratios are taken
  * within the run), then the persistence pair. Under BENCH_PROFILE each benchmark gets a daemon of its own.
  */
@@ -203,6 +209,7 @@ export async function httpBenchmarks(): Promise<BenchResult[]> {
     const empty: Empty = { rps: load.rps, cpuPerRequest: load.cpuPerRequest! };
     out.push({ name: 'http-empty-baseline', value: empty.rps, unit: 'req/s' }, { name: 'http-empty-baseline-cpu', value: empty.cpuPerRequest, unit: 'µs/req', note: 'daemon CPU time (user + system) per request' });
     for (const [name, run] of STEPS) {
+      if (ONLY_STEPS && !ONLY_STEPS.includes(name)) continue;
       if (PROFILE_DIR) {
         await stopServer(server.child);
         server = await startServer({ profile: name });
@@ -212,7 +219,7 @@ export async function httpBenchmarks(): Promise<BenchResult[]> {
   } finally {
     await stopServer(server.child);
   }
-  out.push(...(await persistBenchmarks()));
+  if (!ONLY_STEPS) out.push(...(await persistBenchmarks()));
   return out;
 }
 
