@@ -332,26 +332,32 @@ export class V7sTable implements PgTable {
     const entries = (pgsize / block) * count;
     const first = ptep(table, iova, lvl);
     const live = lvl === 1 ? (this.pool.claim(table), 0) : this.pool.liveCount(table);
+    this.writeLeaves(first, iova, paddr, pgsize, block, entries, prot);
+    if (lvl === 1) this.pool.wrote(table);
+    else if (live >= 0) this.pool.setLive(table, live + entries);
+  }
+
+  /**
+   * The leaves of one run in one table: `entries` entries of `block` bytes from `first`, each page of `pgsize`
+   * repeated over pgsize / block of them (CONT_PTES for a contiguous page). Every entry is checked before any is
+   * written, so the first one in use is the one reported. One function for every level and size, so the code
+   * the JIT made for 4K pages serves 16M ones unchanged.
+   */
+  private writeLeaves(first: number, iova: number, paddr: number, pgsize: number, block: number, entries: number, prot: number): void {
+    const mem = this.mem;
     const buf = RUN_PTES;
     mem.readWords(first, entries, buf, 0);
-    // Every entry is checked before any is written: the first one in use is the one reported.
     let old = 0;
     for (let k = 0; k < entries; k++) {
       if (buf[k]! & 3) alreadyMapped(iova + k * block);
       old |= buf[k]!;
     }
     const attrs = this.leaf(pgsize, 0, prot);
-    if (pgsize === block) {
-      for (let k = 0; k < entries; k++) buf[k] = (paddr + k * pgsize) | attrs;
-    } else {
-      // A contiguous page: CONT_PTES copies of one descriptor.
-      for (let k = 0; k < entries; k++) buf[k] = (paddr + Math.floor(k / CONT_PTES) * pgsize) | attrs;
-    }
+    const per = pgsize / block;
+    for (let k = 0; k < entries; k++) buf[k] = (paddr + (k - (k % per)) * block) | attrs;
     // Unused entries are zero but for what a client wrote: then the undo log needs one action, not each old word.
     if (old === 0) mem.writeWordsOverZero(first, buf, 0, entries);
     else mem.writeWords(first, buf, 0, entries);
-    if (lvl === 1) this.pool.wrote(table);
-    else if (live >= 0) this.pool.setLive(table, live + entries);
   }
 
   /**
