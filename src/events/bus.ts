@@ -7,7 +7,8 @@ export type Actor = NonNullable<IommuEvent['by']>;
 
 /**
  * A listener gets the event and its frame: bytes [start, end) of `chunk` (see ./frames.ts), valid for good (the log
- * never overwrites them), the same bytes for every listener.
+ * never overwrites them), the same bytes for every listener. A tap called while nobody subscribes gets an empty
+ * frame (the event is not encoded then).
  */
 export type Listener = (ev: IommuEvent, chunk: Buffer, start: number, end: number) => void;
 
@@ -25,6 +26,9 @@ export interface RetainedFrame {
  * once, as it is emitted, into a frame of the session's FrameLog; the ring keeps where the frames are, not the
  * event objects (10,000 retained objects each survived the young generation and made every scavenge copy them).
  */
+/** A ring slot whose event is kept as an object, not yet encoded. */
+const LAZY = Buffer.alloc(0);
+
 export class EventBus implements EventSink {
   private seq = 0;
   /** Seq before the first event this bus emitted (a restored session continues from it). */
@@ -33,6 +37,8 @@ export class EventBus implements EventSink {
   private ringChunk: Array<Buffer | undefined> = [];
   private ringStart = new Int32Array(0);
   private ringEnd = new Int32Array(0);
+  /** Events kept unencoded (their slot's chunk is LAZY): emitted while nobody subscribed. */
+  private ringEvent: Array<IommuEvent | undefined> = [];
   private cap = 0;
   private readonly log = new FrameLog();
   private readonly listeners = new Set<Listener>();
@@ -57,19 +63,44 @@ export class EventBus implements EventSink {
   emit(body: EventBody): void {
     const ev = { seq: ++this.seq, time: this.now(), ...body } as IommuEvent;
     if (this.actor) ev.by = this.actor;
+    if (this.cap < this.retain && this.seq - 1 - this.baseSeq >= this.cap) this.grow(Math.min(this.retain, Math.max(16, this.cap * 2)), this.seq - 1);
+    this.counts.set(body.type, (this.counts.get(body.type) ?? 0) + 1);
+    if (this.listeners.size === 0) {
+      // Nobody subscribes: the event is kept as it is and encoded only if a subscriber or a snapshot asks for it
+      // (a DMA map/unmap loop pays no encoding). Taps get no frame then.
+      if (this.cap !== 0) this.keepLazy(this.seq, ev);
+      for (const l of this.taps) l(ev, LAZY, 0, 0);
+      return;
+    }
     const log = this.log;
     const start = log.appendEvent(ev);
     const chunk = log.chunk;
     const end = log.used;
-    if (this.cap < this.retain && this.seq - 1 - this.baseSeq >= this.cap) this.grow(Math.min(this.retain, Math.max(16, this.cap * 2)), this.seq - 1);
     if (this.cap !== 0) this.keep(this.seq, chunk, start, end);
-    this.counts.set(body.type, (this.counts.get(body.type) ?? 0) + 1);
     for (const l of this.taps) l(ev, chunk, start, end);
     for (const l of this.listeners) l(ev, chunk, start, end);
   }
 
+  private keepLazy(seq: number, ev: IommuEvent): void {
+    const i = seq % this.cap;
+    this.ringChunk[i] = LAZY;
+    this.ringEvent[i] = ev;
+  }
+
+  /** The frame of ring slot i, encoding a lazily kept event now. */
+  private frameAt(i: number): Buffer | undefined {
+    const chunk = this.ringChunk[i];
+    if (chunk !== LAZY) return chunk;
+    const start = this.log.appendEvent(this.ringEvent[i]!);
+    this.ringStart[i] = start;
+    this.ringEnd[i] = this.log.used;
+    this.ringEvent[i] = undefined;
+    return (this.ringChunk[i] = this.log.chunk);
+  }
+
   private keep(seq: number, chunk: Buffer | undefined, start: number, end: number): void {
     const i = seq % this.cap;
+    this.ringEvent[i] = undefined;
     this.ringChunk[i] = chunk;
     this.ringStart[i] = start;
     this.ringEnd[i] = end;
@@ -109,7 +140,7 @@ export class EventBus implements EventSink {
    */
   advanceTo(seq: number): void {
     if (seq <= this.seq) return;
-    for (let s = this.seq + 1, n = 0; s <= seq && n < this.cap; s++, n++) this.ringChunk[s % this.cap] = undefined;
+    for (let s = this.seq + 1, n = 0; s <= seq && n < this.cap; s++, n++) this.ringChunk[s % this.cap] = this.ringEvent[s % this.cap] = undefined;
     this.seq = seq;
   }
 
@@ -119,7 +150,7 @@ export class EventBus implements EventSink {
     const frames: RetainedFrame[] = [];
     for (let s = Math.max(since + 1, first); s <= this.seq; s++) {
       const i = s % this.cap;
-      const chunk = this.ringChunk[i];
+      const chunk = this.frameAt(i);
       // Numbers withdrawn by advanceTo() hold no event.
       if (chunk !== undefined) frames.push({ seq: s, chunk, start: this.ringStart[i]!, end: this.ringEnd[i]! });
     }
@@ -143,6 +174,7 @@ export class EventBus implements EventSink {
     this.ringChunk = new Array<Buffer | undefined>(this.cap).fill(undefined);
     this.ringStart = new Int32Array(this.cap);
     this.ringEnd = new Int32Array(this.cap);
+    this.ringEvent = new Array<IommuEvent | undefined>(this.cap).fill(undefined);
     this.seq = s.seq;
     this.baseSeq = s.seq - s.events.length;
     for (const ev of s.events) {
@@ -157,7 +189,7 @@ export class EventBus implements EventSink {
   get(seq: number): IommuEvent | undefined {
     if (seq < this.firstRetained || seq > this.seq) return undefined;
     const i = seq % this.cap;
-    const chunk = this.ringChunk[i];
+    const chunk = this.frameAt(i);
     return chunk && (JSON.parse(frameText(chunk, this.ringStart[i]!, this.ringEnd[i]!)) as IommuEvent);
   }
 
@@ -166,16 +198,19 @@ export class EventBus implements EventSink {
     const chunks = new Array<Buffer | undefined>(cap).fill(undefined);
     const starts = new Int32Array(cap);
     const ends = new Int32Array(cap);
+    const events = new Array<IommuEvent | undefined>(cap).fill(undefined);
     for (let s = Math.max(this.baseSeq + 1, last - this.cap + 1); s <= last; s++) {
       const from = s % this.cap;
       const to = s % cap;
       chunks[to] = this.ringChunk[from];
+      events[to] = this.ringEvent[from];
       starts[to] = this.ringStart[from]!;
       ends[to] = this.ringEnd[from]!;
     }
     this.ringChunk = chunks;
     this.ringStart = starts;
     this.ringEnd = ends;
+    this.ringEvent = events;
     this.cap = cap;
   }
 
