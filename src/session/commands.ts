@@ -139,11 +139,11 @@ export function checkRamBudget(s: Session, bytes: number): void {
   if (bytes <= 0) return;
   const held = s.soc.mem.bytesHeld;
   if (held + bytes > s.maxRam) {
-    throw new IommuError('LIMIT', `the session holds ${held} bytes of emulated RAM and may hold at most ${s.maxRam} (--max-ram-per-session): this write could add ${bytes}`, { scope: 'session', limit: s.maxRam, held, bytes });
+    fail('ramBudgetSession', { limit: s.maxRam, held, bytes });
   }
   const ledger = s.ramLedger;
   if (ledger.held + bytes > ledger.limit) {
-    throw new IommuError('LIMIT', `the daemon's sessions hold ${ledger.held} bytes of emulated RAM and may hold at most ${ledger.limit} (--max-ram): this write could add ${bytes}`, { scope: 'daemon', limit: ledger.limit, held: ledger.held, bytes });
+    fail('ramBudgetDaemon', { limit: ledger.limit, held: ledger.held, bytes });
   }
 }
 

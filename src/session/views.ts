@@ -6,7 +6,7 @@
  */
 import type { z } from 'zod';
 import type * as S from '../api/schemas.js';
-import { IommuError, fail, hex } from '../errors.js';
+import { fail, hex } from '../errors.js';
 import type { DeviceDmaState, DmaMapping } from '../dma/dma.js';
 import { ACCESS_NAMES } from '../hw/context.js';
 import type { HwAccessResult, HwContext, IommuInstance } from '../hw/family.js';
@@ -257,7 +257,7 @@ export class SessionViews {
   }
 
   iovaToPhys(did: string, iova: number): Json<typeof S.IovaToPhysResponse> {
-    if (iova > 0xffffffff) throw new IommuError('OUT_OF_RANGE', 'iova is past 0xffffffff', { iova });
+    if (iova > 0xffffffff) fail('iovaPast32', { iova });
     const r = this.s.iommu.iovaToPhys(did, iova);
     return { iova: hex(r.iova), paddr: hex(r.paddr), pageSize: r.pageSize, prot: protToNames(r.prot) };
   }
