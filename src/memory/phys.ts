@@ -219,32 +219,24 @@ export class PhysMemory {
     else dst.set(w.subarray(first, first + n), di);
   }
 
-  /** Writes n words from src[si] at word-aligned addr (inside one chunk): cache line write-backs. */
-  writeWords(addr: number, src: Uint32Array, si: number, n: number): void {
-    const ci = addr >>> CHUNK_SHIFT;
-    const w = this.words(ci) ?? this.allocChunk(ci);
-    const first = (addr & WORD_MASK) >>> 2;
-    if (this.undo) for (let i = 0; i < n; i++) this.undo.word(addr + 4 * i, w[first + i]!);
-    // A loop for a line; the native copy for a run of lines (its call costs more than a few words).
-    if (n <= 32) for (let i = first, e = first + n; i < e; i++) w[i] = src[si++]!;
-    else w.set(src.subarray(si, si + n), first);
-    this.bump(ci);
-  }
-
   /**
-   * writeWords over words the caller knows are zero (a page table's unused entries): the undo log keeps one
-   * action that zeroes them again instead of each old word.
+   * Writes n words from src[si] at word-aligned addr (inside one chunk): cache line write-backs, page-table runs.
+   * `overZero`: the caller knows the words it replaces are zero (a page table's unused entries), so the undo log
+   * keeps one action that zeroes them again instead of each old word.
    */
-  writeWordsOverZero(addr: number, src: Uint32Array, si: number, n: number): void {
+  writeWords(addr: number, src: Uint32Array, si: number, n: number, overZero = false): void {
     const ci = addr >>> CHUNK_SHIFT;
     const w = this.words(ci) ?? this.allocChunk(ci);
     const first = (addr & WORD_MASK) >>> 2;
     if (this.undo) {
-      this.undo.addAction(() => {
-        w.fill(0, first, first + n);
-        this.bump(ci);
-      });
+      if (overZero) {
+        this.undo.addAction(() => {
+          w.fill(0, first, first + n);
+          this.bump(ci);
+        });
+      } else for (let i = 0; i < n; i++) this.undo.word(addr + 4 * i, w[first + i]!);
     }
+    // A loop for a line; the native copy for a run of lines (its call costs more than a few words).
     if (n <= 32) for (let i = first, e = first + n; i < e; i++) w[i] = src[si++]!;
     else w.set(src.subarray(si, si + n), first);
     this.bump(ci);

@@ -356,8 +356,7 @@ export class V7sTable implements PgTable {
     const per = pgsize / block;
     for (let k = 0; k < entries; k++) buf[k] = (paddr + (k - (k % per)) * block) | attrs;
     // Unused entries are zero but for what a client wrote: then the undo log needs one action, not each old word.
-    if (old === 0) mem.writeWordsOverZero(first, buf, 0, entries);
-    else mem.writeWords(first, buf, 0, entries);
+    mem.writeWords(first, buf, 0, entries, old === 0);
   }
 
   /**
