@@ -736,11 +736,15 @@ function connectEvents() {
 }
 /** One refresh per burst of events (a map of 1,000 pages is 1,000 events). */
 const timers = new Map();
+/** Per kind, the refresh running or queued last: the next one starts after it. */
+const running = new Map();
 function schedule(name, fn) {
   if (timers.has(name)) return;
-  timers.set(name, setTimeout(async () => {
+  timers.set(name, setTimeout(() => {
     timers.delete(name);
-    await fn().catch(() => {});
+    // Refreshes of one kind run one after another: an older one, slower to fetch, never renders over a newer one.
+    const next = (running.get(name) ?? Promise.resolve()).then(() => fn()).catch(() => {});
+    running.set(name, next);
   }, 150));
 }
 

@@ -321,7 +321,9 @@ describe.skipIf(!chromiumPath)('dashboard in headless Chromium', () => {
     // A second mapping on another device, then the first device's unmap: it moves to the idle line.
     const m2 = await call('POST', '/devices/mdp_vg1/dma/map', { paddr: buf.paddr, size: 0x1000, dir: 'to-device' });
     await call('POST', '/devices/jpegd_src/dma/unmap', { dmaAddr: m.dmaAddr, size: 0x3000, dir: 'to-device' });
-    await page.waitForFunction(() => document.querySelector('.dma-idle')?.textContent === 'no live mappings: jpegd_src');
+    // Each event schedules a refresh; one that started before the second map's event can render the unmap without
+    // mdp_vg1 first, so the wait is for the state after both.
+    await page.waitForFunction(() => document.querySelector('.dma-idle')?.textContent === 'no live mappings: jpegd_src' && document.querySelector('.dma-device[data-device="mdp_vg1"]') !== null);
     expect(await page.$$eval('.dma-device', (els) => els.map((e) => (e as HTMLElement).dataset.device))).toEqual(['mdp_vg1']);
     expect(await page.$$eval('.dma-device[data-device="mdp_vg1"] tr.dma-mapping', (els) => els.map((e) => (e as HTMLElement).dataset.dma))).toEqual([m2.dmaAddr]);
   }, 60_000);
