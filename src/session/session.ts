@@ -26,6 +26,7 @@ import { OP_MMIO_READ, OP_MMIO_WRITE } from '../api/stream.js';
 import { checkRamBudget, execute, shapeError, type Command } from './commands.js';
 import { SessionSnapshotSchema } from './snapshot.js';
 import { checkDataDir, encodeRecord, Journal, readJournal, writeFileAtomic } from './journal.js';
+import { JsonLines } from './lines.js';
 import { SessionViews } from './views.js';
 
 export type Role = 'observer' | 'operator' | 'owner';
@@ -410,11 +411,13 @@ export class Session {
   journal: Journal | null = null;
   /**
    * Without a journal: the records that made this session, as JSON lines, for trace export (null once the state
-   * alone outgrew the budget). Kept as text so that what it costs is what it holds.
+   * alone outgrew the budget). Kept as text so that what it costs is what it holds, off the JS heap (lines.ts).
    */
-  private trace: string[] | null = [];
-  /** Bytes of the in-memory trace: its lines and their newlines. */
-  traceBytes = 0;
+  private trace: JsonLines | null = new JsonLines();
+  /** Bytes of the in-memory trace: its lines (UTF-8) and their newlines. */
+  get traceBytes(): number {
+    return this.trace?.bytes ?? 0;
+  }
   /** Budget of the in-memory trace (SessionOptions.traceMemory). */
   traceMemory: number;
   /** Revision and event seq as the last record left them: what a replay has reached at that point. */
@@ -667,8 +670,7 @@ export class Session {
   /** Keeps a line of in-memory trace; past the budget the trace restarts from a snapshot of the state. */
   private traceAppend(line: string): void {
     this.trace!.push(line);
-    this.traceBytes += line.length + 1;
-    if (this.traceBytes > this.traceMemory) this.traceFromState(this.traceMemory / 2);
+    if (this.trace!.bytes > this.traceMemory) this.traceFromState(this.traceMemory / 2);
   }
 
   /**
@@ -677,13 +679,12 @@ export class Session {
    */
   private traceFromState(room: number): void {
     const state = JSON.stringify({ snapshot: { ...this.snapshot(), tokens: [] } } satisfies SnapshotRecord);
-    if (state.length + 1 > room) {
+    if (Buffer.byteLength(state) + 1 > room) {
       this.trace = null;
-      this.traceBytes = 0;
       return;
     }
-    this.trace = [state];
-    this.traceBytes = state.length + 1;
+    this.trace = new JsonLines();
+    this.trace.push(state);
     this.recordedRevision = this.revision;
     this.recordedSeq = this.bus.lastSeq;
   }
@@ -764,7 +765,7 @@ export class Session {
       // Not 429: no wait makes room. 507, as for any store that is full; the remedy is the daemon's configuration.
       fail('traceMemoryFull', { limit: this.traceMemory });
     }
-    return [JSON.stringify(this.header()), ...this.trace, ...this.trailer().map((r) => JSON.stringify(r))];
+    return [JSON.stringify(this.header()), ...this.trace.lines(), ...this.trailer().map((r) => JSON.stringify(r))];
   }
 
   /**
@@ -921,10 +922,9 @@ export class Session {
    * led to when the trace was given up, and where revision and seq stand after them.
    */
   takeTrace(): unknown[] {
-    const t = this.trace ? this.trace.map((l) => JSON.parse(l) as unknown) : [{ snapshot: { ...this.snapshot(), tokens: [] } }];
+    const t = this.trace ? this.trace.lines().map((l) => JSON.parse(l) as unknown) : [{ snapshot: { ...this.snapshot(), tokens: [] } }];
     t.push(...this.trailer());
-    this.trace = [];
-    this.traceBytes = 0;
+    this.trace = new JsonLines();
     return t;
   }
 
