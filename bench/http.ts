@@ -263,15 +263,25 @@ function frameReader(url: string, onMessage: (buf: Buffer, start: number, end: n
   });
 }
 
-/** Faults delivered to 8 subscribers: rate, p99 delivery latency, gaps (announced, never silent). */
+/**
+ * Faults delivered to 8 subscribers: rate, p99 delivery latency, gaps (announced, never silent). The case it stands
+ * for: a HIL rig pushing faults over the binary stream as fast as the daemon takes them (8 batches of 192 in
+ * flight, so the daemon never waits for a request: its busy share of the run is in the note), watched by 8
+ * subscribers that subscribe as the project's own clients do (the TS SDK and the Python client ask for `batch=1`,
+ * capability `event-batches`), each reading every event's seq. Latency is from the fault's raise (the event's
+ * `time`, stamped when the SMMU raises it, in whole ms: the figure errs high by up to 1 ms) to the moment the
+ * subscriber has its bytes, so it includes every wait inside the daemon after the raise (pending flushes, socket
+ * buffers); a request the daemon has not read yet has raised nothing, and its wait shows in the producer's
+ * round trip (in the note).
+ */
 export async function faultFanout(srv: Server): Promise<BenchResult[]> {
-  const wsBase = srv.address.replace('http', 'ws') + `/v1/sessions/${srv.sid}/events?types=fault&token=${srv.token}`;
+  const wsBase = srv.address.replace('http', 'ws') + `/v1/sessions/${srv.sid}/events?types=fault&batch=1&token=${srv.token}`;
   const GAP = Buffer.from('{"type":"gap"');
+  const SEQ = Buffer.from('{"seq":');
   const subs = await Promise.all(
     Array.from({ length: 8 }, async () => {
       const st = { sock: null as Socket | null, faults: 0, gapped: 0, gaps: 0, lat: [] as number[], lastSeq: 0, disorder: 0 };
       st.sock = await frameReader(wsBase, (buf, start, end) => {
-        // Read only the fixed prefix {"seq":N,"time":"…": the load generator must not be the bottleneck.
         if (buf.compare(GAP, 0, GAP.length, start, start + GAP.length) === 0) {
           const m = JSON.parse(buf.toString('utf8', start, end));
           st.gaps++;
@@ -279,38 +289,49 @@ export async function faultFanout(srv: Server): Promise<BenchResult[]> {
           st.lastSeq = m.to;
           return;
         }
-        let seq = 0;
-        let i = start + 7;
-        for (let c = buf[i]!; c !== 0x2c; c = buf[++i]!) seq = seq * 10 + c - 0x30;
-        if (seq <= st.lastSeq) st.disorder++;
-        st.lastSeq = seq;
-        st.faults++;
-        if ((st.faults & 15) === 0) st.lat.push(Date.now() - Date.parse(buf.toString('latin1', i + 9, i + 33)));
+        // An array of events (or, from a daemon without batches, one event): each event's seq and, for every 16th,
+        // its time. indexOf finds the events without parsing them: the load generator must not be the bottleneck.
+        const now = Date.now();
+        for (let at = buf.indexOf(SEQ, start); at >= 0 && at < end; at = buf.indexOf(SEQ, at + 40)) {
+          let seq = 0;
+          let i = at + 7;
+          for (let c = buf[i]!; c !== 0x2c; c = buf[++i]!) seq = seq * 10 + c - 0x30;
+          if (seq <= st.lastSeq) st.disorder++;
+          st.lastSeq = seq;
+          st.faults++;
+          if ((st.faults & 15) === 0) st.lat.push(now - Date.parse(buf.toString('latin1', i + 9, i + 33)));
+        }
       });
       return st;
     }),
   );
-  // The faults come from a rig on the binary stream: translate-reads of unmapped iovas, 192 per request.
+  // The rig: translate-reads of unmapped iovas, 192 per request, 8 requests in flight on one stream.
   const { IommudClient } = await import('../src/client/index.js');
-  const st = await new IommudClient({ url: srv.address }).session(srv.sid, srv.token).stream('dev0', { maxInFlight: 2 });
+  const st = await new IommudClient({ url: srv.address }).session(srv.sid, srv.token).stream('dev0', { maxInFlight: 8 });
   const iovas = Uint32Array.from({ length: 192 }, (_, i) => 0x10000000 + i * 0x1000);
+  const rtt: number[] = [];
+  const cpu0 = await srv.cpu();
   const t0 = Date.now();
   let sent = 0;
   const pump = async () => {
     while (Date.now() - t0 < DURATION * 1000) {
+      const t = performance.now();
       await st.translate('read', iovas);
+      rtt.push(performance.now() - t);
       sent += iovas.length;
     }
   };
-  await Promise.all([pump(), pump()]);
+  await Promise.all(Array.from({ length: 8 }, pump));
   st.close();
   // Let the subscribers drain what is in flight.
   const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline && subs.some((s) => s.faults + s.gapped < sent)) await new Promise((r) => setTimeout(r, 20));
+  while (Date.now() < deadline && subs.some((s) => s.faults + s.gapped < sent)) await new Promise((r) => setTimeout(r, 5));
   const elapsed = (Date.now() - t0) / 1000;
+  const busy = ((await srv.cpu()) - cpu0) / 1e6 / elapsed;
   for (const s of subs) s.sock!.destroy();
   const lat = subs.flatMap((s) => s.lat).sort((a, b) => a - b);
   const p99 = lat[Math.floor(lat.length * 0.99)] ?? 0;
+  rtt.sort((a, b) => a - b);
   const delivered = Math.min(...subs.map((s) => s.faults));
   const lost = subs.reduce((n, s) => n + Math.max(0, sent - s.faults - s.gapped), 0);
   const gaps = subs.reduce((n, s) => n + s.gaps, 0);
@@ -320,9 +341,9 @@ export async function faultFanout(srv: Server): Promise<BenchResult[]> {
       name: 'ws-fault-fanout',
       value: delivered / elapsed,
       unit: 'faults/s',
-      note: `each of 8 subscribers, faults raised over the binary stream; ${sent} faults; gaps ${gaps} covering ${subs.reduce((n, s) => n + s.gapped, 0)} events; silent loss ${lost}; out of order ${disorder}`,
+      note: `each of 8 batch=1 subscribers, faults raised over the binary stream (8 × 192 in flight); ${sent} faults; gaps ${gaps} covering ${subs.reduce((n, s) => n + s.gapped, 0)} events; silent loss ${lost}; out of order ${disorder}; daemon CPU ${(busy * 100).toFixed(0)} % of the run, ${((busy * elapsed * 1e6) / sent).toFixed(1)} µs per fault; producer round trip p50 ${rtt[rtt.length >> 1]?.toFixed(1)} ms`,
     },
-    { name: 'ws-fault-fanout-p99', value: p99, unit: 'ms' },
+    { name: 'ws-fault-fanout-p99', value: p99, unit: 'ms', note: "from the fault's raise (event time) to its receipt by a subscriber, every 16th event of each" },
   ];
 }
 
