@@ -42,6 +42,8 @@ export class EventBus implements EventSink {
   private cap = 0;
   private readonly log = new FrameLog();
   private readonly listeners = new Set<Listener>();
+  /** What subscribers hold for a burst's end (see endBurst). */
+  private readonly flushes = new Set<() => void>();
   private readonly taps = new Set<Listener>();
   actor: Actor | null = null;
   readonly counts = new Map<EventType, number>();
@@ -119,9 +121,26 @@ export class EventBus implements EventSink {
     return this.lastIso;
   }
 
-  subscribe(l: Listener): () => void {
+  /**
+   * `flush` (optional) sends what the listener holds of the burst so far: called by endBurst(), and it is up to
+   * the listener to flush by itself too (at the end of the event loop's turn) for producers that never call it.
+   */
+  subscribe(l: Listener, flush?: () => void): () => void {
     this.listeners.add(l);
-    return () => this.listeners.delete(l);
+    if (flush) this.flushes.add(flush);
+    return () => {
+      this.listeners.delete(l);
+      if (flush) this.flushes.delete(flush);
+    };
+  }
+
+  /**
+   * A producer's unit of work is done (one stream batch): subscribers send its events now rather than at the end
+   * of the event loop's turn, which may hold many more such units (all the requests one socket read brought), so
+   * a batch's events wait for that batch only.
+   */
+  endBurst(): void {
+    for (const f of this.flushes) f();
   }
 
   /** A listener of the session's own (stall timers, metrics): delivered first, not counted as a subscriber. */

@@ -50,26 +50,63 @@ function pendingBytes(p: Pending): Buffer {
   return out;
 }
 
-/** One text frame holding `[event,event,...]`: the JSON texts of the frames, joined by commas. */
-function batchFrame(p: Pending): Buffer {
-  let n = 1 + p.chunks.length;
-  const at: number[] = [];
-  for (let i = 0; i < p.chunks.length; i++) {
-    const from = p.starts[i]! + frameHead(p.chunks[i]![p.starts[i]! + 1]!);
-    at.push(from);
-    n += p.ends[i]! - from;
+/**
+ * Batch frames are joined into one buffer, reused while every socket write of the last join took its bytes at
+ * once (nothing left queued in the socket that could still refer to them): a fresh buffer of 100 KB or so per
+ * burst cost more than the copy itself (first touch of its pages, collections for external memory).
+ */
+let arena = Buffer.allocUnsafeSlow(0);
+let arenaFree = true;
+
+/** After `bytes` went to a socket: if they are the arena's and the socket kept some, the arena is not reused. */
+export function wrote(bytes: Buffer, socketKept: boolean): void {
+  if (socketKept && bytes.buffer === arena.buffer) arenaFree = false;
+}
+
+/**
+ * One text frame holding `[event,event,...]`: the JSON texts of the frames, joined by commas. A run of frames that
+ * are adjacent in one chunk of the log (the usual burst) is copied with one call and then closed up in place, each
+ * text moved over the frame headers before it: a Buffer.copy per event made a view object per event and cost
+ * more than the bytes it moved.
+ */
+export function batchFrame(p: Pending): Buffer {
+  const k = p.chunks.length;
+  let n = 1 + k;
+  let slack = 0;
+  for (let i = 0; i < k; i++) {
+    const head = frameHead(p.chunks[i]![p.starts[i]! + 1]!);
+    n += p.ends[i]! - p.starts[i]! - head;
+    slack += head;
   }
   const head = frameHeadFor(n);
-  const out = Buffer.allocUnsafe(head + n);
+  // Room for a run's frame headers too, until they are closed up.
+  const size = head + n + slack;
+  if (!arenaFree || arena.length < size) arena = Buffer.allocUnsafeSlow(Math.max(size, 256 * 1024));
+  arenaFree = true;
+  const out = arena;
   writeFrameHead(out, 0, n);
   let o = head;
   out[o++] = 0x5b;
-  for (let i = 0; i < p.chunks.length; i++) {
-    if (i) out[o++] = 0x2c;
-    o += p.chunks[i]!.copy(out, o, at[i], p.ends[i]);
+  for (let i = 0; i < k; ) {
+    const c = p.chunks[i]!;
+    let j = i + 1;
+    while (j < k && p.chunks[j] === c && p.starts[j] === p.ends[j - 1]) j++;
+    const from = p.starts[i]! + frameHead(c[p.starts[i]! + 1]!);
+    // Offsets in the chunk plus `shift` are offsets in out.
+    const shift = o - from;
+    c.copy(out, o, from, p.ends[j - 1]);
+    o += p.ends[i]! - from;
+    for (let m = i + 1; m < j; m++) {
+      out[o++] = 0x2c;
+      const text = p.starts[m]! + frameHead(c[p.starts[m]! + 1]!);
+      out.copyWithin(o, text + shift, p.ends[m]! + shift);
+      o += p.ends[m]! - text;
+    }
+    if (j < k) out[o++] = 0x2c;
+    i = j;
   }
   out[o] = 0x5d;
-  return out;
+  return out.subarray(0, head + n);
 }
 
 /** The text a frame carries (for a socket whose extensions make ws build its own frames). */
@@ -125,28 +162,41 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
         let behindFrom = 0; // first seq missed while behind (0: not behind)
         let behindTo = 0;
         let timer: NodeJS.Timeout | null = null;
-        // Events come in bursts (one access-batch can fault thousands of times): a subscriber's events of one tick
-        // leave as one write of their frames (the log's bytes, see pendingBytes), instead of a ws send (header,
+        // Events come in bursts (one access-batch can fault thousands of times): a subscriber's events of one burst
+        // (one stream batch when the stream ends it with bus.endBurst, else the event loop's turn) leave as one
+        // write of their frames (the log's bytes, see pendingBytes), instead of a ws send (header,
         // two socket writes) per event and subscriber. Written to the TCP socket under ws, which is safe because no
         // extension (compression) rewrites frames on this server and every other message of this socket goes
         // through send(), which writes the pending events first: frames leave whole and in order. With batch=1 the
         // tick's events leave as one JSON array message. "Behind" means data from earlier ticks still unsent past
         // the high-water mark, or one tick's burst past 8 times it.
-        const raw = socket.extensions === '' ? (socket as unknown as { _socket?: { write(b: Buffer): boolean } })._socket : undefined;
+        const raw = socket.extensions === '' ? (socket as unknown as { _socket?: { write(b: Buffer): boolean; writableLength: number } })._socket : undefined;
         const pending: Pending = { batched: q.batch === '1', chunks: [], starts: [], ends: [] };
         let queued = 0;
         let tickStart = -1;
+        let scheduled = false;
         const flush = () => {
           tickStart = -1;
           const n = pending.chunks.length;
           if (n === 0) return;
           if (socket.readyState === socket.OPEN) {
-            if (raw) raw.write(pendingBytes(pending));
-            else if (pending.batched) socket.send(framePayload(pendingBytes(pending)), { binary: false });
+            if (raw) {
+              const bytes = pendingBytes(pending);
+              raw.write(bytes);
+              wrote(bytes, raw.writableLength !== 0);
+            } else if (pending.batched) {
+              const bytes = pendingBytes(pending);
+              socket.send(framePayload(bytes), { binary: false });
+              wrote(bytes, true);
+            }
             else for (let i = 0; i < n; i++) socket.send(frameText(pending.chunks[i]!, pending.starts[i]!, pending.ends[i]!));
           }
           pending.chunks.length = pending.starts.length = pending.ends.length = 0;
           queued = 0;
+        };
+        const endOfTurn = () => {
+          scheduled = false;
+          flush();
         };
         const send = (msg: unknown) => {
           flush();
@@ -180,7 +230,11 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
           if (!matches(ev)) return;
           if (tickStart < 0) {
             tickStart = socket.bufferedAmount;
-            process.nextTick(flush);
+            // The end of the turn, unless the producer ends the burst before (bus.endBurst).
+            if (!scheduled) {
+              scheduled = true;
+              process.nextTick(endOfTurn);
+            }
           }
           if (tickStart > highWater || queued + end - start > 8 * highWater) {
             behindFrom = behindTo = ev.seq;
@@ -203,7 +257,7 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
           if (gap) send({ type: 'gap', ...gap });
           for (const f of frames) deliver(JSON.parse(frameText(f.chunk, f.start, f.end)) as IommuEvent, f.chunk, f.start, f.end);
         }
-        const unsubscribe = s.bus.subscribe(deliver);
+        const unsubscribe = s.bus.subscribe(deliver, flush);
         const untie = closeWithSession(s, socket);
         metrics.subscribers.inc();
         socket.on('close', () => {

@@ -93,6 +93,8 @@ export const streamRoutes: FastifyPluginAsyncZod = async (app) => {
             ...(r.data ? { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength).toString('base64') } : {}),
             ...(r.values ? { values: encodeItems(r.values) } : {}),
           });
+          // This batch's events leave now, not after every other request this socket read brought.
+          s.bus.endBurst();
           const reply = result as Uint8Array;
           new DataView(reply.buffer, reply.byteOffset).setUint32(4, r.id, true);
           const rid = r.id;

@@ -3,7 +3,8 @@ import type { EventEmitter } from 'node:events';
 import ws from 'ws';
 import { EventBus, type IommuEvent } from '../../src/events/bus.js';
 import { FrameLog, frameText } from '../../src/events/frames.js';
-import { textFrame } from '../../src/server/events.js';
+import fc from 'fast-check';
+import { batchFrame, textFrame, wrote } from '../../src/server/events.js';
 
 /** Messages a WebSocket client decodes from the bytes (ws's own frame parser, as a subscriber's client runs it). */
 // ws exports its frame parser at runtime; its type declarations leave it out.
@@ -72,5 +73,47 @@ describe('the session\'s frame log (retained events are bytes)', () => {
     (seen[0] as { session: string }).session = 'changed';
     expect(bus.replay(0).events).toEqual([{ seq: 1, time: seen[0]!.time, type: 'session', action: 'create', session: 's1' }]);
     expect(bus.get(1)).toEqual(bus.replay(0).events[0]);
+  });
+});
+
+describe('a batched subscriber\'s array message (batch=1), joined from the log\'s frames', () => {
+  /** Frames of `texts` in a log (2-byte, 16-bit and 64-bit headers, across chunks), as a subscriber holds them. */
+  function held(texts: string[], pick: (i: number) => boolean) {
+    const log = new FrameLog();
+    const p = { batched: true, chunks: [] as Buffer[], starts: [] as number[], ends: [] as number[] };
+    const kept: string[] = [];
+    texts.forEach((t, i) => {
+      const start = log.append(t);
+      if (!pick(i)) return;
+      p.chunks.push(log.chunk);
+      p.starts.push(start);
+      p.ends.push(log.used);
+      kept.push(t);
+    });
+    return { p, kept };
+  }
+
+  it('is one text frame of [text,text,...] for adjacent runs, filtered events and chunk boundaries alike', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 3000 }), fc.boolean()), { minLength: 1, maxLength: 120 }), fc.integer({ min: 0, max: 3 }), (spec, every) => {
+        const texts = spec.map(([n, wide], i) => JSON.stringify({ seq: i + 1, x: (wide ? 'é' : 'x').repeat(n) }));
+        const { p, kept } = held(texts, (i) => every === 0 || i % (every + 1) !== 0 || i === 0);
+        expect(decode(batchFrame(p))).toEqual([`[${kept.join(',')}]`]);
+      }),
+      { numRuns: 200 },
+    );
+    const big = ['a', 'b'.repeat(70_000), 'c'].map((s, i) => JSON.stringify({ seq: i + 1, s }));
+    expect(decode(batchFrame(held(big, () => true).p))).toEqual([`[${big.join(',')}]`]);
+  });
+
+  it('a join a socket kept (not all written at once) is never overwritten by the next join', () => {
+    const a = held(Array.from({ length: 50 }, (_, i) => JSON.stringify({ seq: i + 1, a: i })), () => true);
+    const b = held(Array.from({ length: 50 }, (_, i) => JSON.stringify({ seq: i + 1, b: 'z'.repeat(i) })), () => true);
+    const first = batchFrame(a.p);
+    const copy = Buffer.from(first);
+    wrote(first, true);
+    batchFrame(b.p);
+    expect(first.equals(copy)).toBe(true);
+    expect(decode(first)).toEqual([`[${a.kept.join(',')}]`]);
   });
 });

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../support/wait.js';
 import WebSocket from 'ws';
+import type { Socket } from 'node:net';
+import { encodeRequest, OP_TRANSLATE_READ } from '../../src/api/stream.js';
 import { client, type Client } from '../support/server.js';
 
 async function open(url: string): Promise<{ ws: WebSocket; msgs: any[] }> {
@@ -152,6 +154,27 @@ describe('event stream over WebSocket', () => {
     }
     expect(slow.msgs.some((m) => m.type === 'gap')).toBe(true);
     slow.ws.close();
+  });
+
+  it('batch=1: each stream batch is a burst of its own, even when one socket read brings several batches', async () => {
+    const sub = await open(`${base}?token=${c.token}&types=fault&batch=1`);
+    const st = new WebSocket(base.replace(/\/events$/, '/devices/dev0/stream'), { headers: { authorization: `Bearer ${c.token}` } });
+    const replies: Buffer[] = [];
+    st.on('message', (d) => replies.push(d as Buffer));
+    await new Promise((r, j) => st.once('open', r).once('error', j));
+    const batch = (id: number, from: number) => encodeRequest({ id, op: OP_TRANSLATE_READ, priv: false, mid: 0xff, iovas: Uint32Array.from({ length: 20 }, (_, i) => from + i * 0x1000) });
+    // Both requests in one TCP write: the daemon reads them in one go.
+    const sock = (st as unknown as { _socket: Socket })._socket;
+    sock.cork();
+    st.send(batch(1, 0x32000000));
+    st.send(batch(2, 0x33000000));
+    sock.uncork();
+    await until(() => replies.length === 2 && sub.msgs.flat().length >= 40);
+    expect(sub.msgs.map((m) => m.length)).toEqual([20, 20]);
+    expect(sub.msgs.map((m) => m[0].iova)).toEqual(['0x32000000', '0x33000000']);
+    expect(sub.msgs[1][0].seq).toBe(sub.msgs[0][19].seq + 1);
+    st.close();
+    sub.ws.close();
   });
 
   it('an operator answers a stall on the socket; an observer may not', async () => {
