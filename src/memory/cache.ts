@@ -62,7 +62,8 @@ interface Finding {
 
 /** Slots of line storage to start with; the arrays double as lines are filled, up to the cache's capacity. */
 const FIRST_SLOTS = 64;
-const PAGE = 4096;
+const PAGE_SHIFT = 12;
+const PAGE = 1 << PAGE_SHIFT;
 /** The largest copy whose bytes go through the kept buffer (larger ones allocate their own). */
 const SCRATCH_MAX = 1 << 20;
 /** Empty page tables kept for reuse. */
@@ -90,6 +91,8 @@ export class CpuCache {
   private readonly words: number;
   /** Lines per 4 KiB page; a page table's last element counts its cached lines. */
   private readonly perPage: number;
+  /** log2 of perPage: a line number's page is line >>> pageShift. */
+  private readonly pageShift: number;
   /** Page number → slot + 1 of each line of the page (0: not cached), then the count. Pages without lines are absent. */
   private readonly pages = new Map<number, Int32Array>();
   // Per slot.
@@ -123,9 +126,9 @@ export class CpuCache {
   private memoPg = -1;
   private memoT: Int32Array | undefined;
   private spare: Int32Array[] = [];
-  /** Lines a load placed whose bytes are still to be read from RAM: fillN lines from fillA into slots from fillS. */
+  /** Lines a load placed whose bytes are still to be read from RAM: fillN lines from line fillL into slots from fillS. */
   private fillS = 0;
-  private fillA = 0;
+  private fillL = 0;
   private fillN = 0;
 
   constructor(
@@ -140,6 +143,7 @@ export class CpuCache {
     this.shift = Math.log2(cfg.lineSize);
     this.words = cfg.lineSize >>> 2;
     this.perPage = PAGE / cfg.lineSize;
+    this.pageShift = PAGE_SHIFT - this.shift;
   }
 
   get used(): number {
@@ -159,7 +163,6 @@ export class CpuCache {
   load(paddr: number, len: number, out: Uint8Array = new Uint8Array(len), owner = true): Uint8Array {
     if (owner) this.checkOwner(paddr, len);
     const ls = this.lineSize;
-    const end = paddr + len;
     // Whole aligned lines move as words, and lines in consecutive slots as one run (the bulk path of bounce
     // copies). A run is copied out before an eviction could reuse its slots, and at the end.
     const out32 = len >= 2 * ls && (out.byteOffset & 3) === 0 ? new Uint32Array(out.buffer, out.byteOffset, len >>> 2) : null;
@@ -169,29 +172,31 @@ export class CpuCache {
     let runN = 0;
     let pg = -1;
     let t: Int32Array | undefined;
-    for (let a = paddr, o = 0; a < end; ) {
-      const base = (a & this.mask) >>> 0;
-      const from = a - base;
-      const n = Math.min(ls - from, end - a);
-      if (base >>> 12 !== pg) {
-        pg = base >>> 12;
+    const ps = this.pageShift;
+    const pm = this.perPage - 1;
+    // Lines by number (paddr >>> shift, a small integer): an address of 2 GiB or more is a heap number wherever
+    // it is boxed, and boxing one per line made this loop allocate about as many bytes as it copied.
+    for (let line = paddr >>> this.shift, from = paddr & (ls - 1), o = 0; o < len; line++, from = 0) {
+      const n = Math.min(ls - from, len - o);
+      if (line >>> ps !== pg) {
+        pg = line >>> ps;
         t = this.table(pg);
       }
-      let s = t === undefined ? -1 : t[(base & 0xfff) >>> this.shift]! - 1;
+      let s = t === undefined ? -1 : t[line & pm]! - 1;
       if (s < 0) {
         if (this.count >= this.capacity) {
           this.flushFills();
           if (runN > 0) moveWords(out32!, runO >>> 2, this.data32, runS * w, runN * w);
           runN = 0;
         }
-        s = this.fill(base, false);
-        this.queueFill(s, base);
+        s = this.fill(line, false);
+        this.queueFill(s, line);
         t = this.table(pg);
       } else {
         this.touch(s);
         if (this.devHi[s]! > this.devLo[s]! && !(this.reported[s]! & BIT['stale-cpu-read'])) {
           this.reported[s]! |= BIT['stale-cpu-read'];
-          this.find('stale-cpu-read', this.dev[s]!, base + this.devLo[s]!, this.devHi[s]! - this.devLo[s]!, this.dev[s]!);
+          this.find('stale-cpu-read', this.dev[s]!, this.addr[s]! + this.devLo[s]!, this.devHi[s]! - this.devLo[s]!, this.dev[s]!);
         }
       }
       if (out32 !== null && n === ls && (o & 3) === 0) {
@@ -210,7 +215,6 @@ export class CpuCache {
         const d = this.data;
         for (let i = s * ls + from, e = i + n, j = o; i < e; i++, j++) out[j] = d[i]!;
       }
-      a += n;
       o += n;
     }
     this.flushFills();
@@ -223,32 +227,32 @@ export class CpuCache {
   store(paddr: number, data: Uint8Array, owner = true): void {
     if (owner) this.checkOwner(paddr, data.length);
     const ls = this.lineSize;
-    const end = paddr + data.length;
-    const in32 = data.length >= 2 * ls && (data.byteOffset & 3) === 0 ? new Uint32Array(data.buffer, data.byteOffset, data.length >>> 2) : null;
+    const len = data.length;
+    const in32 = len >= 2 * ls && (data.byteOffset & 3) === 0 ? new Uint32Array(data.buffer, data.byteOffset, len >>> 2) : null;
     // As in load: runs of whole lines in consecutive slots are written in one go, before any eviction (a
-    // write-back reads the line) and at the end.
+    // write-back reads the line) and at the end; lines go by number.
     const w = this.words;
     let runS = 0;
     let runO = 0;
     let runN = 0;
     let pg = -1;
     let t: Int32Array | undefined;
-    for (let a = paddr, o = 0; a < end; ) {
-      const base = (a & this.mask) >>> 0;
-      const from = a - base;
-      const n = Math.min(ls - from, end - a);
-      if (base >>> 12 !== pg) {
-        pg = base >>> 12;
+    const ps = this.pageShift;
+    const pm = this.perPage - 1;
+    for (let line = paddr >>> this.shift, from = paddr & (ls - 1), o = 0; o < len; line++, from = 0) {
+      const n = Math.min(ls - from, len - o);
+      if (line >>> ps !== pg) {
+        pg = line >>> ps;
         t = this.table(pg);
       }
-      let s = t === undefined ? -1 : t[(base & 0xfff) >>> this.shift]! - 1;
+      let s = t === undefined ? -1 : t[line & pm]! - 1;
       if (s < 0) {
         if (runN > 0 && this.count >= this.capacity) {
           moveWords(this.data32, runS * w, in32!, runO >>> 2, runN * w);
           runN = 0;
         }
         // A whole line about to be overwritten needs none of RAM's bytes.
-        s = this.fill(base, !(in32 !== null && n === ls && (o & 3) === 0));
+        s = this.fill(line, !(in32 !== null && n === ls && (o & 3) === 0));
         t = this.table(pg);
       } else this.touch(s);
       if (in32 !== null && n === ls && (o & 3) === 0) {
@@ -271,7 +275,6 @@ export class CpuCache {
         this.cpuLo[s] = Math.min(this.cpuLo[s]!, from);
         this.cpuHi[s] = Math.max(this.cpuHi[s]!, from + n);
       }
-      a += n;
       o += n;
     }
     if (runN > 0) moveWords(this.data32, runS * w, in32!, runO >>> 2, runN * w);
@@ -442,7 +445,7 @@ export class CpuCache {
     this.count = this.fresh = 0;
     this.free = [];
     for (const x of snap.lines) {
-      const s = this.place(x.addr);
+      const s = this.place(x.addr >>> this.shift);
       this.data.set(Buffer.from(x.data, 'base64'), s * this.lineSize);
       this.dirty[s] = x.dirty ? 1 : 0;
       [this.cpuLo[s], this.cpuHi[s]] = x.cpu;
@@ -462,8 +465,8 @@ export class CpuCache {
   }
 
   private slotOf(base: number): number {
-    const t = this.table(base >>> 12);
-    return t === undefined ? -1 : t[(base & 0xfff) >>> this.shift]! - 1;
+    const t = this.table(base >>> PAGE_SHIFT);
+    return t === undefined ? -1 : t[(base & (PAGE - 1)) >>> this.shift]! - 1;
   }
 
   /** Makes a line most recently used. */
@@ -490,15 +493,18 @@ export class CpuCache {
     this.tail = s;
   }
 
-  /** Fills a line from RAM, evicting the least recently used (written back when dirty) if the cache is full. */
-  private fill(base: number, data = true): number {
+  /**
+   * Fills line number `line` from RAM, evicting the least recently used (written back when dirty) if the cache is
+   * full. RAM is given the line's address in its signed 32-bit form (a small integer; RAM uses only its bits).
+   */
+  private fill(line: number, data = true): number {
     if (this.count >= this.capacity) {
       const victim = this.head;
       if (this.dirty[victim]) this.writeBack(victim);
       this.drop(victim);
     }
-    const s = this.place(base);
-    if (data) this.mem.readWords(base, this.words, this.data32, s * this.words);
+    const s = this.place(line);
+    if (data) this.mem.readWords(line << this.shift, this.words, this.data32, s * this.words);
     return s;
   }
 
@@ -506,32 +512,33 @@ export class CpuCache {
    * A load's fill whose bytes are read from RAM later: consecutive lines in consecutive slots within one RAM
    * chunk are read as one run, before anything reads those slots or could reuse them (see load).
    */
-  private queueFill(s: number, base: number): void {
+  private queueFill(s: number, line: number): void {
     const n = this.fillN;
-    if (n > 0 && s === this.fillS + n && base === this.fillA + n * this.lineSize && base >>> CHUNK_SHIFT === this.fillA >>> CHUNK_SHIFT) {
+    const cs = CHUNK_SHIFT - this.shift;
+    if (n > 0 && s === this.fillS + n && line === this.fillL + n && line >>> cs === this.fillL >>> cs) {
       this.fillN = n + 1;
       return;
     }
     this.flushFills();
     this.fillS = s;
-    this.fillA = base;
+    this.fillL = line;
     this.fillN = 1;
   }
 
   private flushFills(): void {
     if (this.fillN === 0) return;
-    this.mem.readWords(this.fillA, this.fillN * this.words, this.data32, this.fillS * this.words);
+    this.mem.readWords(this.fillL << this.shift, this.fillN * this.words, this.data32, this.fillS * this.words);
     this.fillN = 0;
   }
 
-  /** Takes a slot for a clean line at base, most recently used, with no history. */
-  private place(base: number): number {
+  /** Takes a slot for a clean line (by number), most recently used, with no history. */
+  private place(line: number): number {
     let s = this.free.pop();
     if (s === undefined) {
       if (this.fresh === this.addr.length) this.grow();
       s = this.fresh++;
     }
-    this.addr[s] = base;
+    this.addr[s] = line << this.shift;
     this.dirty[s] = 0;
     this.cpuLo[s] = this.cpuHi[s] = 0;
     this.devLo[s] = this.devHi[s] = 0;
@@ -539,13 +546,13 @@ export class CpuCache {
     this.reported[s] = 0;
     this.linkTail(s);
     this.count++;
-    const pg = base >>> 12;
+    const pg = line >>> this.pageShift;
     let t = this.table(pg);
     if (t === undefined) {
       this.pages.set(pg, (t = this.spare.pop() ?? new Int32Array(this.perPage + 1)));
       this.memoT = t;
     }
-    t[(base & 0xfff) >>> this.shift] = s + 1;
+    t[line & (this.perPage - 1)] = s + 1;
     t[this.perPage]!++;
     return s;
   }
@@ -561,10 +568,10 @@ export class CpuCache {
   private drop(s: number): void {
     this.unlink(s);
     this.count--;
-    const base = this.addr[s]!;
-    const pg = base >>> 12;
+    const line = this.addr[s]! >>> this.shift;
+    const pg = line >>> this.pageShift;
     const t = this.table(pg)!;
-    t[(base & 0xfff) >>> this.shift] = 0;
+    t[line & (this.perPage - 1)] = 0;
     if (--t[this.perPage]! === 0) {
       this.pages.delete(pg);
       this.memoT = undefined;
@@ -598,7 +605,7 @@ export class CpuCache {
 
   /** Writes a whole line back; bytes a device wrote since the fill are overwritten (lost-device-write). */
   private writeBack(s: number): void {
-    this.mem.writeWords(this.addr[s]!, this.data32, s * this.words, this.words);
+    this.mem.writeWords(this.addr[s]! | 0, this.data32, s * this.words, this.words);
     this.written(s);
   }
 
@@ -608,26 +615,27 @@ export class CpuCache {
    */
   private writeBackHits(k: number): number {
     const w = this.words;
-    const ls = this.lineSize;
+    const sh = this.shift;
+    const cs = CHUNK_SHIFT - sh;
     let n = 0;
     let runS = 0;
-    let runA = 0;
+    let runL = 0;
     let runN = 0;
     for (let i = 0; i < k; i++) {
       const s = this.hits[i]!;
       if (!this.dirty[s]) continue;
-      const a = this.addr[s]!;
-      if (runN > 0 && s === runS + runN && a === runA + runN * ls && a >>> CHUNK_SHIFT === runA >>> CHUNK_SHIFT) runN++;
+      const line = this.addr[s]! >>> sh;
+      if (runN > 0 && s === runS + runN && line === runL + runN && line >>> cs === runL >>> cs) runN++;
       else {
-        if (runN > 0) this.mem.writeWords(runA, this.data32, runS * w, runN * w);
+        if (runN > 0) this.mem.writeWords(runL << sh, this.data32, runS * w, runN * w);
         runS = s;
-        runA = a;
+        runL = line;
         runN = 1;
       }
       this.written(s);
       n++;
     }
-    if (runN > 0) this.mem.writeWords(runA, this.data32, runS * w, runN * w);
+    if (runN > 0) this.mem.writeWords(runL << sh, this.data32, runS * w, runN * w);
     return n;
   }
 
@@ -647,27 +655,38 @@ export class CpuCache {
   private cached(paddr: number, size: number): number {
     if (size <= 0 || this.count === 0) return 0;
     if (this.hits.length < this.count) this.hits = new Int32Array(this.addr.length);
-    const hits = this.hits;
-    const first = (paddr & this.mask) >>> 0;
-    const end = paddr + size;
-    const firstPage = first >>> 12;
-    const lastPage = (end - 1) >>> 12;
+    // Lines by number, as in load.
+    const first = paddr >>> this.shift;
+    const last = (paddr + size - 1) >>> this.shift;
+    const firstPage = first >>> this.pageShift;
+    const lastPage = last >>> this.pageShift;
     let n = 0;
-    const visit = (pg: number, t: Int32Array) => {
-      const hi = Math.min(end, (pg + 1) * PAGE);
-      for (let a = Math.max(first, pg * PAGE); a < hi; a += this.lineSize) {
-        const s = t[(a & 0xfff) >>> this.shift]! - 1;
-        if (s >= 0) hits[n++] = s;
-      }
-    };
     if (lastPage - firstPage + 1 > this.pages.size * 2) {
       // A range far larger than what is cached: walk the cached pages, not the range.
       const pgs = [...this.pages.keys()].filter((p) => p >= firstPage && p <= lastPage).sort((a, b) => a - b);
-      for (const pg of pgs) visit(pg, this.pages.get(pg)!);
+      for (const pg of pgs) n = this.visit(this.pages.get(pg)!, pg, first, last, n);
     } else {
       for (let pg = firstPage; pg <= lastPage; pg++) {
         const t = this.pages.get(pg);
-        if (t !== undefined) visit(pg, t);
+        if (t !== undefined) n = this.visit(t, pg, first, last, n);
+      }
+    }
+    return n;
+  }
+
+  /** Adds to `hits` from index n the slots of page pg's cached lines among lines first..last; returns the new n. */
+  private visit(t: Int32Array, pg: number, first: number, last: number, n: number): number {
+    const hits = this.hits;
+    const ps = this.pageShift;
+    const lo = Math.max(first, pg << ps) & (this.perPage - 1);
+    const hi = Math.min(last, ((pg + 1) << ps) - 1) & (this.perPage - 1);
+    // The page's count bounds the lines to find: a partly filled page stops at its last cached line.
+    let left = t[this.perPage]!;
+    for (let i = lo; i <= hi && left > 0; i++) {
+      const s = t[i]! - 1;
+      if (s >= 0) {
+        hits[n++] = s;
+        left--;
       }
     }
     return n;
@@ -685,7 +704,7 @@ export class CpuCache {
         const base = (a & this.mask) >>> 0;
         const n = Math.min(base + ls, hi) - a;
         let s = this.slotOf(base);
-        if (s < 0) s = this.fill(base);
+        if (s < 0) s = this.fill(base >>> this.shift);
         else this.touch(s);
         if (!(this.reported[s]! & BIT['cpu-access-device-owned'])) {
           this.reported[s]! |= BIT['cpu-access-device-owned'];
