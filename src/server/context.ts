@@ -49,8 +49,11 @@ export async function apply<T>(req: FastifyRequest, cmd: Command): Promise<T> {
   return (await req.iommuSession.apply(actor(req), cmd)) as T;
 }
 
-/** Applies a command for the caller, waits until it is durable, and answers its result as the API shapes it. */
-export function applyView<K extends AnsweredOp>(req: FastifyRequest, cmd: CommandOf<K>): Promise<ResultView<K>> {
+/**
+ * Applies a command for the caller, waits until it is durable, and answers its result as the API shapes it: the
+ * result itself when there is nothing to wait for (no journal), else a promise (a refusal throws either way).
+ */
+export function applyView<K extends AnsweredOp>(req: FastifyRequest, cmd: CommandOf<K>): ResultView<K> | Promise<ResultView<K>> {
   return req.iommuSession.view.apply(actor(req), cmd);
 }
 

@@ -694,9 +694,18 @@ export class Session {
    * has been put back to what the journal holds (see attachJournal): the refused change is undone.
    */
   async apply(actor: Actor | null, cmd: Command): Promise<unknown> {
+    return this.applyThen(actor, cmd, (result) => result);
+  }
+
+  /**
+   * apply(), answering `answer(result)`: at once when there is nothing to wait for (no journal), so a route
+   * replies without a promise or a microtask in between; otherwise once the record is durable, as apply() does.
+   * A refusal throws at once.
+   */
+  applyThen<T>(actor: Actor | null, cmd: Command, answer: (result: unknown) => T): T | Promise<T> {
     const { result, durable } = this.run(actor, cmd);
-    await durable.catch(notDurable);
-    return result;
+    if (durable === DONE) return answer(result);
+    return durable.then(() => answer(result), notDurable);
   }
 
   /** Makes `journal` this session's: a failed write reloads the state from the files (undoing what failed). */

@@ -212,12 +212,12 @@ export class SessionViews {
   constructor(private readonly s: Session) {}
 
   /**
-   * Applies a command for `actor`, waits until it is durable (Session.apply), and answers its result as the API
-   * does. The view is taken after the wait, from the objects as they are then.
+   * Applies a command for `actor`, waits until it is durable (Session.applyThen), and answers its result as the
+   * API does: at once when there is nothing to wait for (no journal), else a promise. The view is taken after the
+   * wait, from the objects as they are then.
    */
-  async apply<K extends AnsweredOp>(actor: Actor | null, cmd: CommandOf<K>): Promise<ResultView<K>> {
-    const result = await this.s.apply(actor, cmd);
-    return (RESULT_VIEWS[(cmd as Command).op as K] as (r: unknown) => ResultView<K>)(result);
+  apply<K extends AnsweredOp>(actor: Actor | null, cmd: CommandOf<K>): ResultView<K> | Promise<ResultView<K>> {
+    return this.s.applyThen(actor, cmd, RESULT_VIEWS[(cmd as Command).op as K] as (r: unknown) => ResultView<K>);
   }
 
   smmus(): SmmuView[] {
