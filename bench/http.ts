@@ -234,31 +234,51 @@ function frameReader(url: string, onMessage: (buf: Buffer, start: number, end: n
   const sock = connect({ host: u.hostname, port: Number(u.port) });
   sock.setNoDelay(true);
   sock.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-  let rest: Buffer | null = null;
+  // What a read leaves of a frame waits in one buffer kept for the socket's life: a batched message (~75 KB) spans
+  // reads, and a concat per read allocated and copied it again each time (the load generator's core is the
+  // subscribers' and the producer's, and it must not be the bottleneck).
+  let acc = Buffer.allocUnsafe(1 << 20);
+  let accLen = 0;
+  const keep = (from: Buffer, start: number, end: number, at: number) => {
+    if (at + end - start > acc.length) {
+      const bigger = Buffer.allocUnsafe(2 * (at + end - start));
+      acc.copy(bigger, 0, 0, at);
+      acc = bigger;
+    }
+    if (from === acc) acc.copyWithin(at, start, end);
+    else from.copy(acc, at, start, end);
+    accLen = at + end - start;
+  };
   let upgraded = false;
   return new Promise((resolve, reject) => {
     sock.once('error', reject);
     sock.on('data', (chunk: Buffer) => {
-      let buf = rest ? Buffer.concat([rest, chunk]) : chunk;
+      let buf = chunk;
+      if (accLen !== 0) {
+        keep(chunk, 0, chunk.length, accLen);
+        buf = acc;
+      }
+      const len = buf === acc ? accLen : chunk.length;
       let off = 0;
       if (!upgraded) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return void (rest = buf);
+        const end = buf.subarray(0, len).indexOf('\r\n\r\n');
+        if (end < 0) return void keep(buf, 0, len, 0);
         if (!buf.toString('latin1', 0, 12).endsWith(' 101')) return reject(new Error(`upgrade refused: ${buf.toString('latin1', 0, end)}`));
         upgraded = true;
         off = end + 4;
         resolve(sock);
       }
-      while (buf.length - off >= 2) {
+      while (len - off >= 2) {
         const len7 = buf[off + 1]! & 0x7f;
         const head = len7 < 126 ? 2 : len7 === 126 ? 4 : 10;
-        if (buf.length - off < head) break;
+        if (len - off < head) break;
         const n = len7 < 126 ? len7 : len7 === 126 ? buf.readUInt16BE(off + 2) : buf.readUInt32BE(off + 6);
-        if (buf.length - off < head + n) break;
+        if (len - off < head + n) break;
         if ((buf[off]! & 0x0f) === 1) onMessage(buf, off + head, off + head + n);
         off += head + n;
       }
-      rest = off < buf.length ? buf.subarray(off) : null;
+      if (off < len) keep(buf, off, len, 0);
+      else accLen = 0;
     });
   });
 }
@@ -292,14 +312,15 @@ export async function faultFanout(srv: Server): Promise<BenchResult[]> {
         // An array of events (or, from a daemon without batches, one event): each event's seq and, for every 16th,
         // its time. indexOf finds the events without parsing them: the load generator must not be the bottleneck.
         const now = Date.now();
-        for (let at = buf.indexOf(SEQ, start); at >= 0 && at < end; at = buf.indexOf(SEQ, at + 40)) {
+        const msg = buf.subarray(start, end);
+        for (let at = msg.indexOf(SEQ); at >= 0; at = msg.indexOf(SEQ, at + 40)) {
           let seq = 0;
           let i = at + 7;
-          for (let c = buf[i]!; c !== 0x2c; c = buf[++i]!) seq = seq * 10 + c - 0x30;
+          for (let c = msg[i]!; c !== 0x2c; c = msg[++i]!) seq = seq * 10 + c - 0x30;
           if (seq <= st.lastSeq) st.disorder++;
           st.lastSeq = seq;
           st.faults++;
-          if ((st.faults & 15) === 0) st.lat.push(now - Date.parse(buf.toString('latin1', i + 9, i + 33)));
+          if ((st.faults & 15) === 0) st.lat.push(now - Date.parse(msg.toString('latin1', i + 9, i + 33)));
         }
       });
       return st;
@@ -311,6 +332,7 @@ export async function faultFanout(srv: Server): Promise<BenchResult[]> {
   const iovas = Uint32Array.from({ length: 192 }, (_, i) => 0x10000000 + i * 0x1000);
   const rtt: number[] = [];
   const cpu0 = await srv.cpu();
+  const own0 = process.cpuUsage();
   const t0 = Date.now();
   let sent = 0;
   const pump = async () => {
@@ -327,6 +349,7 @@ export async function faultFanout(srv: Server): Promise<BenchResult[]> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline && subs.some((s) => s.faults + s.gapped < sent)) await new Promise((r) => setTimeout(r, 5));
   const elapsed = (Date.now() - t0) / 1000;
+  const own = process.cpuUsage(own0);
   const busy = ((await srv.cpu()) - cpu0) / 1e6 / elapsed;
   for (const s of subs) s.sock!.destroy();
   const lat = subs.flatMap((s) => s.lat).sort((a, b) => a - b);
@@ -341,7 +364,7 @@ export async function faultFanout(srv: Server): Promise<BenchResult[]> {
       name: 'ws-fault-fanout',
       value: delivered / elapsed,
       unit: 'faults/s',
-      note: `each of 8 batch=1 subscribers, faults raised over the binary stream (8 × 192 in flight); ${sent} faults; gaps ${gaps} covering ${subs.reduce((n, s) => n + s.gapped, 0)} events; silent loss ${lost}; out of order ${disorder}; daemon CPU ${(busy * 100).toFixed(0)} % of the run, ${((busy * elapsed * 1e6) / sent).toFixed(1)} µs per fault; producer round trip p50 ${rtt[rtt.length >> 1]?.toFixed(1)} ms`,
+      note: `each of 8 batch=1 subscribers, faults raised over the binary stream (8 × 192 in flight); ${sent} faults; gaps ${gaps} covering ${subs.reduce((n, s) => n + s.gapped, 0)} events; silent loss ${lost}; out of order ${disorder}; daemon CPU ${(busy * 100).toFixed(0)} % of the run, ${((busy * elapsed * 1e6) / sent).toFixed(1)} µs per fault; load generator CPU ${((own.user + own.system) / 1e4 / elapsed).toFixed(0)} %; producer round trip p50 ${rtt[rtt.length >> 1]?.toFixed(1)} ms`,
     },
     { name: 'ws-fault-fanout-p99', value: p99, unit: 'ms', note: "from the fault's raise (event time) to its receipt by a subscriber, every 16th event of each" },
   ];

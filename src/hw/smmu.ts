@@ -518,9 +518,10 @@ export class Smmu {
       far: hex(bank.FAR),
       fsynr0: hex(bank.FSYNR0),
       fsynr1: hex(bank.FSYNR1),
-      ...(stallId ? { stall: stallId } : {}),
     };
     if (stallId) {
+      // Set, not spread from a conditional literal: a fault without a stall (the usual one) makes no extra object.
+      fault.stall = stallId;
       bank.stalls.push({ id: stallId, bank: bank.index, iova, access, priv, mid, fault, createdAt: Date.now() });
       this.env.onStall?.(this, bank, stallId);
     }
