@@ -26,6 +26,12 @@ export interface RetainedFrame {
  * once, as it is emitted, into a frame of the session's FrameLog; the ring keeps where the frames are, not the
  * event objects (10,000 retained objects each survived the young generation and made every scavenge copy them).
  */
+/**
+ * A burst ends by itself after this many events: a stream batch or an access-batch of thousands of faults leaves
+ * in parts as it runs, so no event waits for more than this many events' work after it before it is sent.
+ */
+export const BURST_MAX = 256;
+
 /** A ring slot whose event is kept as an object, not yet encoded. */
 const LAZY = Buffer.alloc(0);
 
@@ -45,6 +51,8 @@ export class EventBus implements EventSink {
   /** What subscribers hold for a burst's end (see endBurst). */
   private readonly flushes = new Set<() => void>();
   private readonly taps = new Set<Listener>();
+  /** Events emitted to subscribers since the last endBurst(). */
+  private burst = 0;
   actor: Actor | null = null;
   readonly counts = new Map<EventType, number>();
 
@@ -87,7 +95,14 @@ export class EventBus implements EventSink {
     if (this.cap !== 0) this.keep(this.seq, chunk, start, end);
     for (const l of this.taps) l(ev, chunk, start, end);
     for (const l of this.listeners) l(ev, chunk, start, end);
+    // A burst ends at the end of the event loop's turn at the latest, at a producer's endBurst(), or at BURST_MAX.
+    if (this.burst++ === 0) process.nextTick(this.endOfTurn);
+    if (this.burst === BURST_MAX) this.endBurst();
   }
+
+  private readonly endOfTurn = (): void => {
+    if (this.burst !== 0) this.endBurst();
+  };
 
   private keepLazy(seq: number, ev: IommuEvent): void {
     const i = seq % this.cap;
@@ -127,10 +142,7 @@ export class EventBus implements EventSink {
     return this.lastIso;
   }
 
-  /**
-   * `flush` (optional) sends what the listener holds of the burst so far: called by endBurst(), and it is up to
-   * the listener to flush by itself too (at the end of the event loop's turn) for producers that never call it.
-   */
+  /** `flush` (optional) sends what the listener holds of the burst so far: called when a burst ends (endBurst). */
   subscribe(l: Listener, flush?: () => void): () => void {
     this.listeners.add(l);
     if (flush) this.flushes.add(flush);
@@ -141,11 +153,12 @@ export class EventBus implements EventSink {
   }
 
   /**
-   * A producer's unit of work is done (one stream batch): subscribers send its events now rather than at the end
-   * of the event loop's turn, which may hold many more such units (all the requests one socket read brought), so
-   * a batch's events wait for that batch only.
+   * The burst ends: subscribers send what they hold. A producer calls it when a unit of work is done (one stream
+   * batch), so its events leave now rather than at the end of the event loop's turn, which may hold many more such
+   * units (all the requests one socket read brought): a batch's events wait for that batch only.
    */
   endBurst(): void {
+    this.burst = 0;
     for (const f of this.flushes) f();
   }
 

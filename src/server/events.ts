@@ -20,10 +20,10 @@ export { textFrame };
 
 /**
  * Each event is encoded once, when the session emits it, into a frame of the session's log (src/events/frames.ts):
- * a subscriber's events of one tick are ranges of those bytes, and consecutive events are adjacent, so the usual
- * tick of one subscriber is one slice written as it is, by every subscriber, without a copy. What must be joined
- * (ranges split by a filter or a chunk boundary, or a batched message) is joined once per tick for all the
- * subscribers that got the same events: the last join is kept until the tick's flushes are done.
+ * a subscriber's events of one burst are ranges of those bytes, and consecutive events are adjacent, so the usual
+ * burst of one subscriber is one slice written as it is, by every subscriber, without a copy. What must be joined
+ * (ranges split by a filter or a chunk boundary, or a batched message) is joined once per burst for all the
+ * subscribers that got the same events: the last join is kept until the burst's flushes are done.
  */
 interface Pending {
   /** true: the events as one JSON array message (batch=1); false: one frame per event. */
@@ -163,20 +163,19 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
         let behindTo = 0;
         let timer: NodeJS.Timeout | null = null;
         // Events come in bursts (one access-batch can fault thousands of times): a subscriber's events of one burst
-        // (one stream batch when the stream ends it with bus.endBurst, else the event loop's turn) leave as one
+        // (ended by the bus: after a stream batch, after BURST_MAX events, at the end of the event loop's turn) leave as one
         // write of their frames (the log's bytes, see pendingBytes), instead of a ws send (header,
         // two socket writes) per event and subscriber. Written to the TCP socket under ws, which is safe because no
         // extension (compression) rewrites frames on this server and every other message of this socket goes
         // through send(), which writes the pending events first: frames leave whole and in order. With batch=1 the
-        // tick's events leave as one JSON array message. "Behind" means data from earlier ticks still unsent past
-        // the high-water mark, or one tick's burst past 8 times it.
+        // burst's events leave as one JSON array message. "Behind" means data from earlier bursts still unsent past
+        // the high-water mark, or one burst past 8 times it.
         const raw = socket.extensions === '' ? (socket as unknown as { _socket?: { write(b: Buffer): boolean; writableLength: number } })._socket : undefined;
         const pending: Pending = { batched: q.batch === '1', chunks: [], starts: [], ends: [] };
         let queued = 0;
-        let tickStart = -1;
-        let scheduled = false;
+        let burstStart = -1;
         const flush = () => {
-          tickStart = -1;
+          burstStart = -1;
           const n = pending.chunks.length;
           if (n === 0) return;
           if (socket.readyState === socket.OPEN) {
@@ -194,15 +193,11 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
           pending.chunks.length = pending.starts.length = pending.ends.length = 0;
           queued = 0;
         };
-        const endOfTurn = () => {
-          scheduled = false;
-          flush();
-        };
         const send = (msg: unknown) => {
           flush();
           socket.send(JSON.stringify(msg));
         };
-        // Whoever closes the socket (session deleted, daemon stopping) closes it after this tick's events: the
+        // Whoever closes the socket (session deleted, daemon stopping) closes it after this burst's events: the
         // session's `delete` event, emitted just before its sockets close, still arrives.
         const close = socket.close.bind(socket);
         socket.close = (code?: number, reason?: string | Buffer) => {
@@ -211,7 +206,7 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
         };
         const tryCatchUp = () => {
           if (behindFrom === 0 || socket.readyState !== socket.OPEN) return;
-          // The events pending this tick count too: they are as good as in the send buffer.
+          // The events pending this burst count too: they are as good as in the send buffer.
           if (socket.bufferedAmount + queued > highWater / 2) return;
           send({ type: 'gap', from: behindFrom, to: behindTo });
           metrics.eventsGapped.inc(behindTo - behindFrom + 1);
@@ -228,15 +223,9 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
             }
           }
           if (!matches(ev)) return;
-          if (tickStart < 0) {
-            tickStart = socket.bufferedAmount;
-            // The end of the turn, unless the producer ends the burst before (bus.endBurst).
-            if (!scheduled) {
-              scheduled = true;
-              process.nextTick(endOfTurn);
-            }
-          }
-          if (tickStart > highWater || queued + end - start > 8 * highWater) {
+          // The bus ends the burst (flush): at the end of the turn, after a stream batch or after BURST_MAX events.
+          if (burstStart < 0) burstStart = socket.bufferedAmount;
+          if (burstStart > highWater || queued + end - start > 8 * highWater) {
             behindFrom = behindTo = ev.seq;
             timer = setInterval(tryCatchUp, 20);
             timer.unref();
@@ -256,6 +245,7 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
           const { gap, frames } = s.bus.retained(q.since);
           if (gap) send({ type: 'gap', ...gap });
           for (const f of frames) deliver(JSON.parse(frameText(f.chunk, f.start, f.end)) as IommuEvent, f.chunk, f.start, f.end);
+          flush();
         }
         const unsubscribe = s.bus.subscribe(deliver, flush);
         const untie = closeWithSession(s, socket);

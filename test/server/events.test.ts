@@ -3,6 +3,7 @@ import { until } from '../support/wait.js';
 import WebSocket from 'ws';
 import type { Socket } from 'node:net';
 import { encodeRequest, OP_TRANSLATE_READ } from '../../src/api/stream.js';
+import { BURST_MAX } from '../../src/events/bus.js';
 import { client, type Client } from '../support/server.js';
 
 async function open(url: string): Promise<{ ws: WebSocket; msgs: any[] }> {
@@ -174,6 +175,20 @@ describe('event stream over WebSocket', () => {
     expect(sub.msgs.map((m) => m[0].iova)).toEqual(['0x32000000', '0x33000000']);
     expect(sub.msgs[1][0].seq).toBe(sub.msgs[0][19].seq + 1);
     st.close();
+    sub.ws.close();
+  });
+
+  it('batch=1: a burst ends by itself after BURST_MAX events, so a batch of 600 faults leaves as 256 + 256 + 88, in order', async () => {
+    const plain = await open(`${base}?token=${c.token}&types=fault`);
+    const sub = await open(`${base}?token=${c.token}&types=fault&batch=1`);
+    const iovas = Array.from({ length: 600 }, (_, i) => 0x34000000 + i * 0x1000);
+    await c.call('POST', '/devices/dev0/access-batch', { access: 'read', iovas });
+    await until(() => plain.msgs.length >= 600 && sub.msgs.flat().length >= 600);
+    expect(BURST_MAX).toBe(256);
+    expect(sub.msgs.map((m) => m.length)).toEqual([256, 256, 88]);
+    expect(sub.msgs.flat()).toEqual(plain.msgs);
+    expect(plain.msgs.map((m) => m.iova)).toEqual(iovas.map((a) => `0x${a.toString(16)}`));
+    plain.ws.close();
     sub.ws.close();
   });
 
