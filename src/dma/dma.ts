@@ -363,18 +363,25 @@ export class DmaApi {
     }
     const out: DmaMapping['segments'] = [];
     const prot = protOf(dir);
-    const ops: BatchOp[] = [];
     let size = 0;
     for (let i = 0, off = 0; i < segs.length; i++) {
       const s = segs[i]!;
-      const span = spanOf(s);
-      ops.push({ op: 'map', iova: iova + off, paddr: s.paddr - (s.paddr % PAGE), size: span, prot });
       out.push({ paddr: s.paddr, size: s.size, dmaAddr: iova + off + (s.paddr % PAGE) });
-      off += span;
+      off += spanOf(s);
       size += s.size;
     }
     try {
-      this.iommu.batch(st.domain!.id, ops, true);
+      // Each segment's whole pages, one after another from iova (one segment: one map, no batch to build).
+      if (segs.length === 1) this.iommu.map(st.domain!.id, iova, segs[0]!.paddr - (segs[0]!.paddr % PAGE), total, prot, true);
+      else {
+        const ops: BatchOp[] = [];
+        for (let i = 0, off = 0; i < segs.length; i++) {
+          const s = segs[i]!;
+          ops.push({ op: 'map', iova: iova + off, paddr: s.paddr - (s.paddr % PAGE), size: spanOf(s), prot });
+          off += spanOf(s);
+        }
+        this.iommu.batch(st.domain!.id, ops, true);
+      }
     } catch (e) {
       st.iova!.undoAlloc(iova);
       this.release(device, created);
@@ -435,7 +442,7 @@ export class DmaApi {
       this.live.remove(m);
       return m;
     }
-    this.iommu.batch(st.domain!.id, [{ op: 'unmap', iova: m.iova, size: m.iovaBytes }], true);
+    this.iommu.unmap(st.domain!.id, m.iova, m.iovaBytes, true);
     this.maint?.unmapped(st.device, m);
     st.mappings.delete(dmaAddr);
     this.live.remove(m);

@@ -317,6 +317,8 @@ export class Tlb {
 
   /** Every entry of a bank overlapping [iova, iova+size): a range flush (the gather's iotlb_sync). */
   invalidateRange(bank: number, iova: number, size: number): number {
+    // No entry of the bank (a DMA map/unmap loop with no traffic): nothing to scan.
+    if (this.sizeMask[bank] === 0) return 0;
     const end = iova + size;
     return this.invalidateWhere(bank, (e) => e.vaBase < end && e.vaBase + e.size > iova);
   }

@@ -55,16 +55,32 @@ export interface IommuLimits {
 
 /**
  * Collects what one operation asks to invalidate; applied only once the operation has succeeded. One per Iommu,
- * emptied by each batch (its ranges are consumed or copied before the batch returns).
+ * emptied by each batch: its first `n` ranges are the batch's, the objects reused by the next batch (they never
+ * leave the Iommu: a deferred domain's pending list takes copies).
  */
 class Gather implements FlushOps {
   ranges: IovaRange[] = [];
+  n = 0;
   addPage(iova: number, size: number): void {
     // Unmaps walk upwards: the common case extends the last range in place.
-    const last = this.ranges[this.ranges.length - 1];
-    if (last === undefined) this.ranges.push({ iova, size });
-    else if (last.iova + last.size === iova) last.size += size;
-    else this.ranges = addRange(this.ranges, iova, size);
+    const n = this.n;
+    const last = n === 0 ? undefined : this.ranges[n - 1]!;
+    if (last !== undefined && last.iova + last.size === iova) last.size += size;
+    else if (last === undefined || last.iova + last.size < iova) this.push(iova, size);
+    else {
+      const merged = addRange(this.ranges.slice(0, n), iova, size);
+      this.n = 0;
+      for (const r of merged) this.push(r.iova, r.size);
+    }
+  }
+  private push(iova: number, size: number): void {
+    const r = this.ranges[this.n];
+    if (r === undefined) this.ranges.push({ iova, size });
+    else {
+      r.iova = iova;
+      r.size = size;
+    }
+    this.n++;
   }
   flushWalk(): void {
     // No walk cache is modelled (HARDWARE.md): leaf invalidation via addPage is what the TLB needs.
@@ -79,6 +95,11 @@ export class Iommu {
   private domainSeq = 0;
   private readonly gather = new Gather();
   private readonly delta: PageCounts = [0, 0, 0, 0];
+  /** The one op of map() and unmap(), reused (read before their event is emitted, so a listener may map again). */
+  private readonly oneMap = { op: 'map' as const, iova: 0, paddr: 0, size: 0, prot: 0 };
+  private readonly oneMapOps: readonly BatchOp[] = [this.oneMap];
+  private readonly oneUnmap = { op: 'unmap' as const, iova: 0, size: 0 };
+  private readonly oneUnmapOps: readonly BatchOp[] = [this.oneUnmap];
 
   constructor(
     readonly soc: Soc,
@@ -200,14 +221,26 @@ export class Iommu {
     return d;
   }
 
-  map(id: string, iova: number, paddr: number, size: number, prot: number): { iova: number; size: number; pages: PageCounts } {
-    const [r] = this.batch(id, [{ op: 'map', iova, paddr, size, prot }]);
-    return r as { op: 'map'; iova: number; size: number; pages: PageCounts };
+  /** One map (iommu_map); `allowDma`: the DMA API mapping on its own domain. */
+  map(id: string, iova: number, paddr: number, size: number, prot: number, allowDma = false): { iova: number; size: number; pages: PageCounts } {
+    const d = this.writable(id, allowDma);
+    const op = this.oneMap;
+    op.iova = iova;
+    op.paddr = paddr;
+    op.size = size;
+    op.prot = prot;
+    const pages: PageCounts = [0, 0, 0, 0];
+    this.apply(d, this.oneMapOps, null, pages);
+    return { op: 'map', iova, size, pages } as { iova: number; size: number; pages: PageCounts };
   }
 
-  unmap(id: string, iova: number, size: number): number {
-    const [r] = this.batch(id, [{ op: 'unmap', iova, size }]);
-    return (r as { unmapped: number }).unmapped;
+  /** One unmap (iommu_unmap): bytes unmapped. */
+  unmap(id: string, iova: number, size: number, allowDma = false): number {
+    const d = this.writable(id, allowDma);
+    const op = this.oneUnmap;
+    op.iova = iova;
+    op.size = size;
+    return this.apply(d, this.oneUnmapOps, null, null);
   }
 
   /**
@@ -215,30 +248,48 @@ export class Iommu {
    * back; invalidations and events happen only once everything has succeeded.
    */
   batch(id: string, ops: readonly BatchOp[], allowDma = false): BatchResult[] {
+    const d = this.writable(id, allowDma);
+    const results = new Array<BatchResult>(ops.length);
+    this.apply(d, ops, results, null);
+    return results;
+  }
+
+  /** The domain a map or unmap may change: a DMA domain only for the DMA API (`allowDma`). */
+  private writable(id: string, allowDma: boolean): Domain {
     const d = this.domain(id);
     if (d.type === 'dma' && !allowDma) {
       fail('dmaManaged', { domain: id });
     }
-    // Scratch reused by every batch (a DMA map+unmap is two batches): the hot path allocates its results only.
+    return d;
+  }
+
+  /**
+   * The body of batch(), map() and unmap(): with `results`, each op's result goes there; without (one op, map()
+   * and unmap()), a map's page counts go to `pages` and an unmap's bytes are returned, so a single operation
+   * allocates no result objects.
+   */
+  private apply(d: Domain, ops: readonly BatchOp[], results: BatchResult[] | null, pages: PageCounts | null): number {
+    // Scratch reused by every batch (a DMA map+unmap is two batches).
     const gather = this.gather;
-    if (gather.ranges.length !== 0) gather.ranges = [];
+    gather.n = 0;
     const delta = this.delta;
     delta[0] = delta[1] = delta[2] = delta[3] = 0;
     const leavesBefore = this.totalLeaves();
     const mem = this.soc.mem;
     const owner = mem.begin();
-    const results: BatchResult[] = [];
+    let unmapped = 0;
     try {
       for (let i = 0; i < ops.length; i++) {
         const op = ops[i]!;
         try {
           if (op.op === 'map') {
-            const pages: PageCounts = [0, 0, 0, 0];
-            d.table.map(d.cfg, op.iova, op.paddr, op.size, op.prot, pages);
-            for (let k = 0; k < 4; k++) delta[k]! += pages[k]!;
-            results.push({ op: 'map', iova: op.iova, size: op.size, pages });
+            const added: PageCounts = results ? [0, 0, 0, 0] : pages!;
+            d.table.map(d.cfg, op.iova, op.paddr, op.size, op.prot, added);
+            for (let k = 0; k < 4; k++) delta[k]! += added[k]!;
+            if (results) results[i] = { op: 'map', iova: op.iova, size: op.size, pages: added };
           } else {
-            results.push({ op: 'unmap', unmapped: d.table.unmap(d.cfg, op.iova, op.size, delta, gather) });
+            unmapped = d.table.unmap(d.cfg, op.iova, op.size, delta, gather);
+            if (results) results[i] = { op: 'unmap', unmapped };
           }
         } catch (e) {
           if (e instanceof IommuError && ops.length > 1) {
@@ -258,17 +309,19 @@ export class Iommu {
       throw e;
     }
     for (let k = 0; k < 4; k++) d.pages[k]! += delta[k]!;
-    this.applyGather(d, gather.ranges);
+    this.applyGather(d, gather);
+    const id = d.id;
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
-      const r = results[i]!;
+      const r = results ? results[i]! : null;
       if (op.op === 'map') {
-        this.sink.emit({ type: 'map', domain: id, iova: hex(op.iova), paddr: hex(op.paddr), size: op.size, prot: protToNames(op.prot), pages: eventPages((r as { pages: PageCounts }).pages) });
+        const added = r ? (r as { pages: PageCounts }).pages : pages!;
+        this.sink.emit({ type: 'map', domain: id, iova: hex(op.iova), paddr: hex(op.paddr), size: op.size, prot: protToNames(op.prot), pages: eventPages(added) });
       } else {
-        this.sink.emit({ type: 'unmap', domain: id, iova: hex(op.iova), size: op.size, unmapped: (r as { unmapped: number }).unmapped });
+        this.sink.emit({ type: 'unmap', domain: id, iova: hex(op.iova), size: op.size, unmapped: r ? (r as { unmapped: number }).unmapped : unmapped });
       }
     }
-    return results;
+    return unmapped;
   }
 
   iovaToPhys(id: string, iova: number): { iova: number; paddr: number; pageSize: number; prot: number } {
@@ -362,16 +415,17 @@ export class Iommu {
     return d.faultHandler({ domain: d.id, device: bank.name, iova: Number(fault.iova), flags: fault.flags });
   }
 
-  private applyGather(d: Domain, ranges: IovaRange[]): void {
-    if (ranges.length === 0) return;
-    if (d.flushPolicy === 'strict') this.invalidateRanges(d, ranges);
-    else for (const r of ranges) d.pending = addRange(d.pending, r.iova, r.size);
+  private applyGather(d: Domain, gather: Gather): void {
+    if (gather.n === 0) return;
+    if (d.flushPolicy === 'strict') this.invalidateRanges(d, gather.ranges, gather.n);
+    else for (let i = 0; i < gather.n; i++) d.pending = addRange(d.pending, gather.ranges[i]!.iova, gather.ranges[i]!.size);
   }
 
-  private invalidateRanges(d: Domain, ranges: IovaRange[]): number {
-    let n = 0;
-    for (const dev of d.attached) for (const r of ranges) n += dev.smmu.flushContext(dev.bank, r);
-    return n;
+  /** Invalidates the first n ranges (all by default) on every context attached to the domain. */
+  private invalidateRanges(d: Domain, ranges: IovaRange[], n = ranges.length): number {
+    let count = 0;
+    for (const dev of d.attached) for (let i = 0; i < n; i++) count += dev.smmu.flushContext(dev.bank, ranges[i]!);
+    return count;
   }
 
   private totalLeaves(): number {

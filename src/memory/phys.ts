@@ -222,19 +222,15 @@ export class PhysMemory {
   /**
    * Writes n words from src[si] at word-aligned addr (inside one chunk): cache line write-backs, page-table runs.
    * `overZero`: the caller knows the words it replaces are zero (a page table's unused entries), so the undo log
-   * keeps one action that zeroes them again instead of each old word.
+   * keeps one entry that zeroes them again instead of each old word.
    */
   writeWords(addr: number, src: Uint32Array, si: number, n: number, overZero = false): void {
     const ci = addr >>> CHUNK_SHIFT;
     const w = this.words(ci) ?? this.allocChunk(ci);
     const first = (addr & WORD_MASK) >>> 2;
     if (this.undo) {
-      if (overZero) {
-        this.undo.addAction(() => {
-          w.fill(0, first, first + n);
-          this.bump(ci);
-        });
-      } else for (let i = 0; i < n; i++) this.undo.word(addr + 4 * i, w[first + i]!);
+      if (overZero) this.undo.zeroRun(addr, n);
+      else for (let i = 0; i < n; i++) this.undo.word(addr + 4 * i, w[first + i]!);
     }
     // A loop for a line; the native copy for a run of lines (its call costs more than a few words).
     if (n <= 32) for (let i = first, e = first + n; i < e; i++) w[i] = src[si++]!;
@@ -352,9 +348,14 @@ export class PhysMemory {
       // Closures registered after word i/2 run before that word is restored: exact reverse order.
       while (ai >= 0 && actions[ai]!.at > i + 1) actions[ai--]!.undo();
       if (i < 0) break;
-      const addr = words[i]!;
+      let addr = words[i]!;
+      const zeroRun = addr < 0;
+      if (zeroRun) addr = -addr - 1;
       const ci = addr >>> CHUNK_SHIFT;
-      this.words(ci)![(addr & WORD_MASK) >>> 2] = words[i + 1]!;
+      const w = this.words(ci)!;
+      const at = (addr & WORD_MASK) >>> 2;
+      if (zeroRun) w.fill(0, at, at + words[i + 1]!);
+      else w[at] = words[i + 1]!;
       this.bump(ci);
     }
     while (ai >= 0) actions[ai--]!.undo();
