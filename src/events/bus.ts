@@ -34,6 +34,23 @@ export const BURST_MAX = 256;
 
 /** A ring slot whose event is kept as an object, not yet encoded. */
 const LAZY = Buffer.alloc(0);
+/** Frame offsets of a ring with no slot yet (never written: grow() replaces them). */
+const NO_OFFSETS = new Int32Array(0);
+/** Slots of a ring's first growth: most sessions keep only their `create` event (16 cost 4 arrays of 16). */
+const FIRST_RING = 4;
+
+let lastMs = 0;
+let lastIso = '';
+
+/** ISO time, formatted once per millisecond and shared by every bus (event bursts and session creations). */
+export function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+}
 
 export class EventBus implements EventSink {
   private seq = 0;
@@ -41,8 +58,8 @@ export class EventBus implements EventSink {
   private baseSeq = 0;
   /** Retained frames at seq % cap (chunk undefined: no event); grows (up to `retain`) as events come. */
   private ringChunk: Array<Buffer | undefined> = [];
-  private ringStart = new Int32Array(0);
-  private ringEnd = new Int32Array(0);
+  private ringStart = NO_OFFSETS;
+  private ringEnd = NO_OFFSETS;
   /** Events kept unencoded (their slot's chunk is LAZY): emitted while nobody subscribed. */
   private ringEvent: Array<IommuEvent | undefined> = [];
   private cap = 0;
@@ -79,7 +96,7 @@ export class EventBus implements EventSink {
     ev.seq = ++this.seq;
     ev.time = this.now();
     if (this.actor) ev.by = this.actor;
-    if (this.cap < this.retain && this.seq - 1 - this.baseSeq >= this.cap) this.grow(Math.min(this.retain, Math.max(16, this.cap * 2)), this.seq - 1);
+    if (this.cap < this.retain && this.seq - 1 - this.baseSeq >= this.cap) this.grow(Math.min(this.retain, Math.max(FIRST_RING, this.cap * 2)), this.seq - 1);
     this.counts.set(body.type, (this.counts.get(body.type) ?? 0) + 1);
     if (this.listeners.size === 0) {
       // Nobody subscribes: the event is kept as it is and encoded only if a subscriber or a snapshot asks for it
@@ -129,17 +146,9 @@ export class EventBus implements EventSink {
     this.ringEnd[i] = end;
   }
 
-  private lastMs = 0;
-  private lastIso = '';
-
-  /** ISO time, formatted once per millisecond (event bursts share it). */
+  /** ISO time, formatted once per millisecond (isoNow). */
   now(): string {
-    const ms = Date.now();
-    if (ms !== this.lastMs) {
-      this.lastMs = ms;
-      this.lastIso = new Date(ms).toISOString();
-    }
-    return this.lastIso;
+    return isoNow();
   }
 
   /** `flush` (optional) sends what the listener holds of the burst so far: called when a burst ends (endBurst). */

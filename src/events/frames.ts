@@ -51,8 +51,11 @@ const MAX_CHUNK = 256 * 1024;
  * 256 KiB; a full chunk is left as it is and a new one started, so bytes handed to a socket write (which may still
  * be pending in the kernel's queue) are never overwritten. Old chunks go when nothing refers to them any more.
  */
+/** The chunk of a log nothing was appended to yet: one for all (a Buffer each cost an ArrayBuffer per session). */
+const NO_CHUNK = Buffer.alloc(0);
+
 export class FrameLog {
-  chunk: Buffer = Buffer.alloc(0);
+  chunk: Buffer = NO_CHUNK;
   used = 0;
 
   /** Starts a new chunk with room for at least `bytes`. */

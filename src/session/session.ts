@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { DEFAULT_NODE_ID, isNodeId } from '../cluster/node.js';
 import { IommuError, fail, refusal } from '../errors.js';
 import { DmaApi } from '../dma/dma.js';
-import { EventBus } from '../events/bus.js';
+import { EventBus, isoNow } from '../events/bus.js';
 import { validateProfile, type Profile } from '../hw/profile.js';
 import { Soc } from '../hw/soc.js';
 import type { TlbPolicy } from '../hw/tlb.js';
@@ -447,7 +447,7 @@ export class Session {
     this.id = opts.id;
     this.name = opts.name;
     this.profile = opts.profile;
-    this.createdAt = opts.createdAt ?? new Date().toISOString();
+    this.createdAt = opts.createdAt ?? isoNow();
     this.tlbEntries = opts.tlbEntries ?? 128;
     this.tlbPolicy = opts.tlbPolicy ?? 'lru';
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 30_000;
@@ -1109,7 +1109,9 @@ export class SessionRegistry {
   private async createReserved(opts: Omit<SessionOptions, 'id'> & { trace?: readonly unknown[]; persist?: boolean }): Promise<{ session: Session; token: string }> {
     // `node-` then lower-case hex only: the proxy routes by the prefix, clients treat the whole id as opaque.
     const id = `${this.nodeId}-${(++this.seq).toString(16)}${randomText(6, 'hex')}`;
-    const session = new Session({ ...opts, id, ...this.sessionDefaults });
+    // One spread (a shape-keyed clone); the budgets are set on it rather than spread in as a second object.
+    const d = this.sessionDefaults;
+    const session = new Session({ ...opts, id, traceMemory: d.traceMemory ?? opts.traceMemory, ram: d.ram });
     session.bus.emit({ type: 'session', action: 'create', session: id });
     if (opts.trace) {
       try {
