@@ -309,6 +309,8 @@ function addressesAsHex(details: Record<string, unknown>): Record<string, unknow
 
 const HEX1 = Array.from({ length: 256 }, (_, i) => i.toString(16));
 const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+/** hex() of values below 0x100 (FSYNR0/1, small flags: several per fault), made once instead of a string per call. */
+const HEX_SMALL = HEX1.map((h) => '0x' + h);
 
 /**
  * Lower-case hex with 0x, not zero-padded: the API's one spelling of addresses and register values. Built from
@@ -316,7 +318,7 @@ const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0
  */
 export function hex(n: number): string {
   if (n >>> 0 !== n) return '0x' + Math.trunc(n).toString(16);
-  if (n < 0x100) return '0x' + HEX1[n]!;
+  if (n < 0x100) return HEX_SMALL[n]!;
   if (n < 0x10000) return '0x' + HEX1[n >>> 8]! + HEX2[n & 255]!;
   // Addresses repeat (a driver maps and unmaps the same buffers): the last one formatted per slot is reused.
   const slot = ((n >>> 12) ^ (n >>> 20)) & (HEX_SLOTS - 1);
