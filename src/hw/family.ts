@@ -236,13 +236,11 @@ export function moveSegments(mem: PhysMemory, cache: CpuCache | null, device: st
     o += s.size;
   }
   const first = segments[0]!;
-  return {
-    outcome: 'ok',
-    paddr: first.paddr,
-    tlb: first.tlb,
-    ...(stale ? { stale: true as const } : {}),
-    ...(unbacked ? { unbacked: true as const } : {}),
-    ...(out ? { data: out } : {}),
-    ...(segments.length > 1 ? { segments } : {}),
-  };
+  // Optional fields set only when present (no object spread per field: this is every access's result).
+  const r: HwAccessResult & { outcome: 'ok' } = { outcome: 'ok', paddr: first.paddr, tlb: first.tlb };
+  if (stale) r.stale = true;
+  if (unbacked) r.unbacked = true;
+  if (out) r.data = out;
+  if (segments.length > 1) r.segments = segments;
+  return r;
 }

@@ -608,7 +608,7 @@ export class Session {
       // Nobody waits for that record (the reply is the refusal): a journal failure on it fails the journal, and
       // the rejection is handled here rather than left to end the process.
       if (e instanceof IommuError && this.bus.lastSeq !== seqBefore) {
-        this.record({ seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd, refused: true, ...this.takeUnrecorded(revBefore, seqBefore) }).catch(() => {});
+        this.record(this.commandRecord(actor, cmd, true, revBefore, seqBefore)).catch(() => {});
       }
       throw e;
     } finally {
@@ -619,7 +619,16 @@ export class Session {
       // Only TLB state changed: no record. The reply still waits for records queued before it (it saw their state).
       return { result, durable: this.journal && !this.replaying ? this.answerDurably() : DONE };
     }
-    return { result, durable: this.record({ seq: this.bus.lastSeq, time: this.bus.now(), by: actor, cmd, ...this.takeUnrecorded(revBefore, seqBefore) }) };
+    return { result, durable: this.record(this.commandRecord(actor, cmd, false, revBefore, seqBefore)) };
+  }
+
+  /** The record of a command run() applied (or refused with events), with what moved before it unrecorded. */
+  private commandRecord(by: Actor | null, cmd: Command, refused: boolean, revBefore: number, seqBefore: number): CommandRecord {
+    const rec: CommandRecord = { seq: this.bus.lastSeq, time: this.bus.now(), by, cmd };
+    if (refused) rec.refused = true;
+    const u = this.takeUnrecorded(revBefore, seqBefore);
+    if (u) rec.unrecorded = u;
+    return rec;
   }
 
   /**
@@ -635,16 +644,16 @@ export class Session {
   }
 
   /** The `unrecorded` field of the next record, when revision, seq or the TLBs moved since the last one. */
-  private takeUnrecorded(revBefore: number, seqBefore: number): { unrecorded?: Unrecorded } {
-    const u: Unrecorded = {
-      ...(revBefore !== this.recordedRevision ? { revision: revBefore } : {}),
-      ...(seqBefore !== this.recordedSeq ? { seq: seqBefore } : {}),
-      ...(this.tlbResetPending ? { tlbReset: true as const } : {}),
-    };
+  private takeUnrecorded(revBefore: number, seqBefore: number): Unrecorded | undefined {
+    // Built only when something moved (most records: nothing did), in the fields' order.
+    let u: Unrecorded | undefined;
+    if (revBefore !== this.recordedRevision) u = { revision: revBefore };
+    if (seqBefore !== this.recordedSeq) (u ??= {}).seq = seqBefore;
+    if (this.tlbResetPending) (u ??= {}).tlbReset = true;
     this.recordedRevision = this.revision;
     this.recordedSeq = this.bus.lastSeq;
     this.tlbResetPending = false;
-    return Object.keys(u).length ? { unrecorded: u } : {};
+    return u;
   }
 
   /** The record a trace or journal ends with when revision or seq moved after its last record. */

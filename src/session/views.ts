@@ -112,17 +112,13 @@ export function domainView(d: Domain): DomainView {
 
 export function accessView(r: HwAccessResult): AccessView {
   if (r.outcome !== 'ok') return r;
-  return {
-    outcome: 'ok' as const,
-    paddr: hex(r.paddr),
-    tlb: r.tlb,
-    ...(r.stale ? { stale: true } : {}),
-    ...(r.unbacked ? { unbacked: true } : {}),
-    ...(r.data ? { data: Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength).toString('base64') } : {}),
-    ...(r.segments
-      ? { segments: r.segments.map((s) => ({ iova: hex(s.iova), paddr: hex(s.paddr), size: s.size, tlb: s.tlb, ...(s.unbacked ? { unbacked: true } : {}) })) }
-      : {}),
-  };
+  // Optional fields set only when present (no object spread per field: this is every access's reply).
+  const v: Extract<AccessView, { outcome: 'ok' }> = { outcome: 'ok', paddr: hex(r.paddr), tlb: r.tlb };
+  if (r.stale) v.stale = true;
+  if (r.unbacked) v.unbacked = true;
+  if (r.data) v.data = Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength).toString('base64');
+  if (r.segments) v.segments = r.segments.map((s) => ({ iova: hex(s.iova), paddr: hex(s.paddr), size: s.size, tlb: s.tlb, ...(s.unbacked ? { unbacked: true } : {}) }));
+  return v;
 }
 
 const mapView = (r: { iova: number; size: number; pages: PageCounts }): MapView => ({ iova: hex(r.iova), size: r.size, pages: pageCountsObject(r.pages) });
