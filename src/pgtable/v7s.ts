@@ -150,8 +150,9 @@ export function minPgsize(bitmap: number): number {
   return SZ_4K;
 }
 
+/** x % a === 0 for a page size a (a power of two): a mask for a 32-bit whole x (a float modulo costs more). */
 function isMultiple(x: number, a: number): boolean {
-  return x % a === 0;
+  return (x >>> 0 === x ? x & (a - 1) : x % a) === 0;
 }
 
 /** The checks iommu_map makes, in its order: shape, alignment, range, prot. */

@@ -180,3 +180,36 @@ describe('io-pgtable self-test sequence (tiny profile)', () => {
     expect(v7s(d).dump().l1).toEqual([]);
   });
 });
+
+describe('alignment checks (masked for 32-bit whole numbers)', () => {
+  it('checkMapArgs and checkUnmapArgs refuse UNALIGNED exactly when x % minimum page size is not 0', async () => {
+    const fc = (await import('fast-check')).default;
+    const { checkMapArgs, checkUnmapArgs } = await import('../../src/pgtable/v7s.js');
+    const SIZES = [0x1000, 0x10000, 0x100000, 0x1000000];
+    const addr = fc.oneof(
+      fc.integer({ min: 0, max: 0xffffffff }).map((x) => x & ~0xfff),
+      fc.integer({ min: 0, max: 0xffffffff }),
+      fc.integer({ min: -(2 ** 34), max: 2 ** 34 }),
+      fc.double({ min: -(2 ** 33), max: 2 ** 33, noNaN: true }),
+      fc.constantFrom(-0, 2 ** 32, 2 ** 32 + 0x1000, 0x80000000, 0xfffff000, 4096.5),
+    );
+    const unaligned = (f: () => void) => {
+      try {
+        f();
+        return false;
+      } catch (e) {
+        return (e as { code?: string }).code === 'UNALIGNED';
+      }
+    };
+    fc.assert(
+      fc.property(fc.subarray(SIZES, { minLength: 1 }), addr, addr, (sizes, x, y) => {
+        const cfg = { pgsizeBitmap: sizes.reduce((a, b) => a | b, 0), partialUnmap: 'split' as const };
+        const min = sizes[0]!;
+        const off = (v: number) => v % min !== 0;
+        expect(unaligned(() => checkMapArgs(cfg, x, y, min, IOMMU_READ))).toBe(off(x) || off(y));
+        expect(unaligned(() => checkUnmapArgs(cfg, x, y))).toBe(off(x) || off(y));
+      }),
+      { numRuns: 2000, seed: 16 },
+    );
+  });
+});
