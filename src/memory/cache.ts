@@ -66,6 +66,10 @@ const PAGE_SHIFT = 12;
 const PAGE = 1 << PAGE_SHIFT;
 /** The largest copy whose bytes go through the kept buffer (larger ones allocate their own). */
 const SCRATCH_MAX = 1 << 20;
+/** Pages per group of the page directory (4 MiB). */
+const GROUP_SHIFT = 10;
+const GROUP = 1 << GROUP_SHIFT;
+const GROUPS = 2 ** (32 - PAGE_SHIFT - GROUP_SHIFT);
 /** Empty page tables kept for reuse. */
 const SPARE_TABLES = 64;
 
@@ -93,8 +97,12 @@ export class CpuCache {
   private readonly perPage: number;
   /** log2 of perPage: a line number's page is line >>> pageShift. */
   private readonly pageShift: number;
-  /** Page number → slot + 1 of each line of the page (0: not cached), then the count. Pages without lines are absent. */
-  private readonly pages = new Map<number, Int32Array>();
+  /**
+   * Page number → slot + 1 of each line of the page (0: not cached), then the count; pages without lines have
+   * none. Two levels, as RAM's chunks: a group of GROUP pages per entry. (A Map deleted and re-added a bounce
+   * buffer's pages on every map+unmap, and its hash table's churn was a twentieth of the copy's time.)
+   */
+  private readonly pages = new Array<Array<Int32Array | undefined> | undefined>(GROUPS).fill(undefined);
   // Per slot.
   private addr = new Uint32Array(0);
   private dirty = new Uint8Array(0);
@@ -115,9 +123,10 @@ export class CpuCache {
   private data = new Uint8Array(0);
   private data32 = new Uint32Array(0);
   private count = 0;
-  /** Slots handed out so far; below it, free slots are on `free`. */
+  /** Slots handed out so far; below it, free slots are the first `freeN` of `free` (a stack). */
   private fresh = 0;
-  private free: number[] = [];
+  private free = new Int32Array(0);
+  private freeN = 0;
   private pending: Finding | null = null;
   private scratch = new Uint8Array(0);
   /** Slots found by the last range lookup (see cached()). */
@@ -176,7 +185,12 @@ export class CpuCache {
     const pm = this.perPage - 1;
     // Lines by number (paddr >>> shift, a small integer): an address of 2 GiB or more is a heap number wherever
     // it is boxed, and boxing one per line made this loop allocate about as many bytes as it copied.
-    for (let line = paddr >>> this.shift, from = paddr & (ls - 1), o = 0; o < len; line++, from = 0) {
+    // (A range past 4 GiB wraps, as addresses do.)
+    const lm = 0xffffffff >>> this.shift;
+    // Hits still to be made most recent: the LRU list's lines from chainS to chainE, in that order (see touchChain).
+    let chainS = -1;
+    let chainE = -1;
+    for (let line = paddr >>> this.shift, from = paddr & (ls - 1), o = 0; o < len; line = (line + 1) & lm, from = 0) {
       const n = Math.min(ls - from, len - o);
       if (line >>> ps !== pg) {
         pg = line >>> ps;
@@ -184,6 +198,10 @@ export class CpuCache {
       }
       let s = t === undefined ? -1 : t[line & pm]! - 1;
       if (s < 0) {
+        if (chainE >= 0) {
+          this.touchChain(chainS, chainE);
+          chainE = -1;
+        }
         if (this.count >= this.capacity) {
           this.flushFills();
           if (runN > 0) moveWords(out32!, runO >>> 2, this.data32, runS * w, runN * w);
@@ -193,7 +211,11 @@ export class CpuCache {
         this.queueFill(s, line);
         t = this.table(pg);
       } else {
-        this.touch(s);
+        if (chainE >= 0 && this.next[chainE] === s) chainE = s;
+        else {
+          if (chainE >= 0) this.touchChain(chainS, chainE);
+          chainS = chainE = s;
+        }
         if (this.devHi[s]! > this.devLo[s]! && !(this.reported[s]! & BIT['stale-cpu-read'])) {
           this.reported[s]! |= BIT['stale-cpu-read'];
           this.find('stale-cpu-read', this.dev[s]!, this.addr[s]! + this.devLo[s]!, this.devHi[s]! - this.devLo[s]!, this.dev[s]!);
@@ -217,6 +239,7 @@ export class CpuCache {
       }
       o += n;
     }
+    if (chainE >= 0) this.touchChain(chainS, chainE);
     this.flushFills();
     if (runN > 0) moveWords(out32!, runO >>> 2, this.data32, runS * w, runN * w);
     this.emitPending();
@@ -239,7 +262,11 @@ export class CpuCache {
     let t: Int32Array | undefined;
     const ps = this.pageShift;
     const pm = this.perPage - 1;
-    for (let line = paddr >>> this.shift, from = paddr & (ls - 1), o = 0; o < len; line++, from = 0) {
+    // (A range past 4 GiB wraps, as addresses do.)
+    const lm = 0xffffffff >>> this.shift;
+    let chainS = -1;
+    let chainE = -1;
+    for (let line = paddr >>> this.shift, from = paddr & (ls - 1), o = 0; o < len; line = (line + 1) & lm, from = 0) {
       const n = Math.min(ls - from, len - o);
       if (line >>> ps !== pg) {
         pg = line >>> ps;
@@ -247,6 +274,10 @@ export class CpuCache {
       }
       let s = t === undefined ? -1 : t[line & pm]! - 1;
       if (s < 0) {
+        if (chainE >= 0) {
+          this.touchChain(chainS, chainE);
+          chainE = -1;
+        }
         if (runN > 0 && this.count >= this.capacity) {
           moveWords(this.data32, runS * w, in32!, runO >>> 2, runN * w);
           runN = 0;
@@ -254,7 +285,11 @@ export class CpuCache {
         // A whole line about to be overwritten needs none of RAM's bytes.
         s = this.fill(line, !(in32 !== null && n === ls && (o & 3) === 0));
         t = this.table(pg);
-      } else this.touch(s);
+      } else if (chainE >= 0 && this.next[chainE] === s) chainE = s;
+      else {
+        if (chainE >= 0) this.touchChain(chainS, chainE);
+        chainS = chainE = s;
+      }
       if (in32 !== null && n === ls && (o & 3) === 0) {
         if (runN > 0 && s === runS + runN && o === runO + runN * ls) runN++;
         else {
@@ -277,6 +312,7 @@ export class CpuCache {
       }
       o += n;
     }
+    if (chainE >= 0) this.touchChain(chainS, chainE);
     if (runN > 0) moveWords(this.data32, runS * w, in32!, runO >>> 2, runN * w);
     this.emitPending();
   }
@@ -439,11 +475,11 @@ export class CpuCache {
   }
 
   restore(snap: CpuCacheSnapshot): void {
-    this.pages.clear();
+    this.pages.fill(undefined);
     this.memoPg = -1;
     this.head = this.tail = -1;
     this.count = this.fresh = 0;
-    this.free = [];
+    this.freeN = 0;
     for (const x of snap.lines) {
       const s = this.place(x.addr >>> this.shift);
       this.data.set(Buffer.from(x.data, 'base64'), s * this.lineSize);
@@ -459,7 +495,7 @@ export class CpuCache {
   private table(pg: number): Int32Array | undefined {
     if (pg !== this.memoPg) {
       this.memoPg = pg;
-      this.memoT = this.pages.get(pg);
+      this.memoT = this.pages[pg >>> GROUP_SHIFT]?.[pg & (GROUP - 1)];
     }
     return this.memoT;
   }
@@ -474,6 +510,23 @@ export class CpuCache {
     if (s === this.tail) return;
     this.unlink(s);
     this.linkTail(s);
+  }
+
+  /**
+   * Touches, in list order, the lines of the LRU list from a to b (each line's next is the following one): as one
+   * move of the segment to the tail. A copy's hits are mostly such runs (the lines were last used in address order).
+   */
+  private touchChain(a: number, b: number): void {
+    if (b === this.tail) return;
+    const p = this.prev[a]!;
+    const n = this.next[b]!;
+    if (p >= 0) this.next[p] = n;
+    else this.head = n;
+    this.prev[n] = p;
+    this.prev[a] = this.tail;
+    this.next[this.tail] = a;
+    this.next[b] = -1;
+    this.tail = b;
   }
 
   private unlink(s: number): void {
@@ -533,8 +586,9 @@ export class CpuCache {
 
   /** Takes a slot for a clean line (by number), most recently used, with no history. */
   private place(line: number): number {
-    let s = this.free.pop();
-    if (s === undefined) {
+    let s: number;
+    if (this.freeN > 0) s = this.free[--this.freeN]!;
+    else {
       if (this.fresh === this.addr.length) this.grow();
       s = this.fresh++;
     }
@@ -549,7 +603,8 @@ export class CpuCache {
     const pg = line >>> this.pageShift;
     let t = this.table(pg);
     if (t === undefined) {
-      this.pages.set(pg, (t = this.spare.pop() ?? new Int32Array(this.perPage + 1)));
+      const g = (this.pages[pg >>> GROUP_SHIFT] ??= new Array<Int32Array | undefined>(GROUP).fill(undefined));
+      g[pg & (GROUP - 1)] = t = this.spare.pop() ?? new Int32Array(this.perPage + 1);
       this.memoT = t;
     }
     t[line & (this.perPage - 1)] = s + 1;
@@ -562,24 +617,43 @@ export class CpuCache {
    * so refilling the range puts consecutive lines in consecutive slots (runs for load and store).
    */
   private dropHits(k: number): void {
-    for (let i = k - 1; i >= 0; i--) this.drop(this.hits[i]!);
+    const hits = this.hits;
+    for (let i = k - 1; i >= 0; ) {
+      // Hits that follow one another in the LRU list leave it as one segment.
+      let j = i;
+      while (j > 0 && this.next[hits[j - 1]!] === hits[j]) j--;
+      const a = hits[j]!;
+      const b = hits[i]!;
+      const p = this.prev[a]!;
+      const n = this.next[b]!;
+      if (p >= 0) this.next[p] = n;
+      else this.head = n;
+      if (n >= 0) this.prev[n] = p;
+      else this.tail = p;
+      for (; i >= j; i--) this.release(hits[i]!);
+    }
   }
 
   private drop(s: number): void {
     this.unlink(s);
+    this.release(s);
+  }
+
+  /** Frees an unlinked line's slot and its place in the page table. */
+  private release(s: number): void {
     this.count--;
     const line = this.addr[s]! >>> this.shift;
     const pg = line >>> this.pageShift;
     const t = this.table(pg)!;
     t[line & (this.perPage - 1)] = 0;
     if (--t[this.perPage]! === 0) {
-      this.pages.delete(pg);
+      this.pages[pg >>> GROUP_SHIFT]![pg & (GROUP - 1)] = undefined;
       this.memoT = undefined;
       // All zero again: kept for the next page (a buffer invalidated, then refilled).
       if (this.spare.length < SPARE_TABLES) this.spare.push(t);
     }
     this.dev[s] = null;
-    this.free.push(s);
+    this.free[this.freeN++] = s;
   }
 
   /** Doubles the slot arrays (up to the capacity): a small cache, or one barely used, stays small. */
@@ -599,6 +673,7 @@ export class CpuCache {
     this.reported = more(this.reported, (k) => new Uint8Array(k));
     this.prev = more(this.prev, (k) => new Int32Array(k));
     this.next = more(this.next, (k) => new Int32Array(k));
+    this.free = more(this.free, (k) => new Int32Array(k));
     this.data32 = more(this.data32, (k) => new Uint32Array(k * this.words));
     this.data = new Uint8Array(this.data32.buffer);
   }
@@ -661,13 +736,12 @@ export class CpuCache {
     const firstPage = first >>> this.pageShift;
     const lastPage = last >>> this.pageShift;
     let n = 0;
-    if (lastPage - firstPage + 1 > this.pages.size * 2) {
-      // A range far larger than what is cached: walk the cached pages, not the range.
-      const pgs = [...this.pages.keys()].filter((p) => p >= firstPage && p <= lastPage).sort((a, b) => a - b);
-      for (const pg of pgs) n = this.visit(this.pages.get(pg)!, pg, first, last, n);
-    } else {
-      for (let pg = firstPage; pg <= lastPage; pg++) {
-        const t = this.pages.get(pg);
+    for (let gi = firstPage >>> GROUP_SHIFT, gl = lastPage >>> GROUP_SHIFT; gi <= gl; gi++) {
+      // A group without tables is skipped whole: a range far larger than what is cached costs its groups.
+      const g = this.pages[gi];
+      if (g === undefined) continue;
+      for (let pg = Math.max(firstPage, gi << GROUP_SHIFT), e = Math.min(lastPage, ((gi + 1) << GROUP_SHIFT) - 1); pg <= e; pg++) {
+        const t = g[pg & (GROUP - 1)];
         if (t !== undefined) n = this.visit(t, pg, first, last, n);
       }
     }
