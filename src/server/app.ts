@@ -5,7 +5,7 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import fastifyWebsocket from '@fastify/websocket';
-import Fastify, { type FastifySchemaCompiler, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifySchemaCompiler, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { refusal } from '../errors.js';
@@ -67,6 +67,38 @@ export const DEFAULT_LIMITS: Limits = {
  */
 const compiledValidatorCompiler: FastifySchemaCompiler<z.ZodType> = (route) => validatorCompiler({ ...route, schema: z.compile(route.schema) });
 
+type BodyParser = (req: FastifyRequest, body: string, done: (err: Error | null, body?: unknown) => void) => void;
+
+/**
+ * The JSON body parser: UTF-8 only, an empty body is no body, and otherwise Fastify's own parser (secure-json-parse,
+ * `__proto__` and `constructor.prototype` refused, a leading BOM dropped) decides, with its errors. A body in which
+ * secure-json-parse could find nothing to refuse is parsed by JSON.parse directly: its poisoning checks match only
+ * the key text `"__proto__"` or `"constructor"`, each letter either literal or a `\u` escape, and it strips only a
+ * BOM, so a body with no BOM, no `\u`, no `proto` and no `constructor` that JSON.parse takes is what it returns
+ * (test/server/json-body.test.ts checks the two agree). Anything else, a parse error included, goes to Fastify's.
+ */
+export function jsonBodyParser(fastifyJson: BodyParser): BodyParser {
+  return (req, body, done) => {
+    const ct = req.headers['content-type'];
+    if (ct !== 'application/json') {
+      // The body is read as UTF-8: a JSON body declared in another charset would be misread, so it is refused.
+      const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(ct ?? '')?.[1];
+      if (charset !== undefined && !/^utf-?8$/i.test(charset)) return done(refusal('charsetRefused', { charset }), undefined);
+    }
+    if (body.length === 0) return done(null, undefined);
+    if (body.charCodeAt(0) !== 0xfeff && body.indexOf('\\u') === -1 && body.indexOf('proto') === -1 && body.indexOf('constructor') === -1) {
+      let value: unknown;
+      try {
+        value = JSON.parse(body);
+      } catch {
+        return fastifyJson(req, body, done);
+      }
+      return done(null, value);
+    }
+    fastifyJson(req, body, done);
+  };
+}
+
 export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
   const app = Fastify({
@@ -84,16 +116,7 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
   // A body-less POST with Content-Type: application/json is fine on routes that take no body (API.md).
   // JSON only: Fastify's default text/plain parser would let a non-JSON body reach validation as a string.
   app.removeContentTypeParser(['application/json', 'text/plain']);
-  const jsonParser = app.getDefaultJsonParser('error', 'error');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
-    // The body is read as UTF-8: a JSON body declared in another charset would be misread, so it is refused.
-    const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(req.headers['content-type'] ?? '')?.[1];
-    if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
-      return done(refusal('charsetRefused', { charset }), undefined);
-    }
-    if ((body as string).length === 0) return done(null, undefined);
-    jsonParser(req, body as string, done);
-  });
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, jsonBodyParser(app.getDefaultJsonParser('error', 'error')));
 
   const resolved: ResolvedOptions = { limits, wsHighWater: opts.wsHighWater ?? 1024 * 1024 };
   app.decorate('iommudOptions', resolved);

@@ -1,6 +1,11 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { refusal } from '../errors.js';
 import { Session, type Role } from '../session/session.js';
+
+/** The least role a request needs by its method when its route names none: GET and HEAD read. */
+function methodRole(method: string): Role {
+  return method === 'GET' || method === 'HEAD' ? 'observer' : 'operator';
+}
 
 function tokenOf(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
@@ -15,10 +20,6 @@ function tokenOf(req: FastifyRequest): string | null {
   return typeof q === 'string' ? q : null;
 }
 
-/**
- * Auth for every /v1/sessions/:sid route, before validation as API.md orders it: 401 (missing or unknown token,
- * unknown session: ids cannot be probed), then 403 (role), then 404 for resources inside the session.
- */
 /** A token bucket per session: `rate` requests per second, bursts up to one second's worth. */
 class RateLimiter {
   private readonly buckets = new WeakMap<Session, { tokens: number; at: number }>();
@@ -37,27 +38,46 @@ class RateLimiter {
   }
 }
 
+/**
+ * Auth for every /v1/sessions/:sid route, before validation as API.md orders it: 401 (missing or unknown token,
+ * unknown session: ids cannot be probed), then 403 (role), then 404 for resources inside the session.
+ */
 export function installSessionAuth(app: FastifyInstance, requestsPerSecond: number): void {
   const limiter = requestsPerSecond > 0 ? new RateLimiter(requestsPerSecond) : null;
-  // Callback-style hooks: no promise per request on the hottest path of every session route.
-  app.addHook('onRequest', (req, reply, done) => {
-    const sid = (req.params as { sid?: string }).sid;
-    const token = tokenOf(req);
-    const session = sid ? app.registry.get(sid) : undefined;
-    const auth = token && session ? session.authenticate(token) : null;
-    if (!session || !auth) return done(refusal(token ? 'unknownToken' : 'missingToken'));
-    const needed: Role = req.routeOptions.config.role ?? (req.method === 'GET' || req.method === 'HEAD' ? 'observer' : 'operator');
-    if (!Session.allows(auth.role, needed)) {
-      return done(refusal('roleTooLow', { role: auth.role, needed }));
-    }
-    const wait = limiter?.take(session) ?? 0;
-    if (wait > 0) {
-      reply.header('retry-after', String(Math.ceil(wait)));
-      return done(refusal('rateLimited', { perSecond: requestsPerSecond, retryAfterMs: Math.ceil(wait * 1000) }));
-    }
-    req.iommuSession = session;
-    req.auth = auth;
-    done();
+  const hooks = new WeakSet<onRequestHookHandler>();
+  /** The auth hook of a route that needs `fixed` (null: by the request's method). Callback-style: no promise. */
+  const authHook = (fixed: Role | null): onRequestHookHandler => {
+    const hook: onRequestHookHandler = (req, reply, done) => {
+      const sid = (req.params as { sid?: string }).sid;
+      const token = tokenOf(req);
+      const session = sid ? app.registry.get(sid) : undefined;
+      const auth = token && session ? session.authenticate(token) : null;
+      if (!session || !auth) return done(refusal(token ? 'unknownToken' : 'missingToken'));
+      const needed: Role = fixed ?? methodRole(req.method);
+      if (!Session.allows(auth.role, needed)) {
+        return done(refusal('roleTooLow', { role: auth.role, needed }));
+      }
+      const wait = limiter?.take(session) ?? 0;
+      if (wait > 0) {
+        reply.header('retry-after', String(Math.ceil(wait)));
+        return done(refusal('rateLimited', { perSecond: requestsPerSecond, retryAfterMs: Math.ceil(wait * 1000) }));
+      }
+      req.iommuSession = session;
+      req.auth = auth;
+      done();
+    };
+    hooks.add(hook);
+    return hook;
+  };
+  // The role a route needs is known when it is declared: each route gets its own hook, first of its onRequest
+  // hooks (this scope has no other), so no request reads it back through req.routeOptions (a getter that builds
+  // an object per call). Fastify's HEAD twin of a GET route comes here too, with its own method.
+  app.addHook('onRoute', (route) => {
+    const methods = [route.method].flat();
+    const roles = new Set(methods.map(methodRole));
+    const fixed = route.config?.role ?? (roles.size === 1 ? [...roles][0]! : null);
+    const own = [route.onRequest ?? []].flat().filter((h) => !hooks.has(h));
+    route.onRequest = [authHook(fixed), ...own];
   });
   app.addHook('preValidation', (req, _reply, done) => {
     const p = req.params as Record<string, string | undefined>;
