@@ -112,7 +112,8 @@ class OverlapIndex {
 
   remove(m: DmaMapping): void {
     if (!this.active || this.stale) return;
-    for (const seg of m.segments) {
+    for (let k = 0; k < m.segments.length; k++) {
+      const seg = m.segments[k]!;
       for (let i = this.firstAtOrAbove(seg.paddr); i < this.segs.length && this.segs[i]!.start === seg.paddr; i++) {
         const e = this.segs[i]!;
         if (e.seg === seg && !e.dead) {

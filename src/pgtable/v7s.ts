@@ -117,7 +117,7 @@ export interface PgtableConfig {
 export function pickPgsize(bitmap: number, addrMerge: number, remaining: number): number {
   for (let i = PGSIZES.length - 1; i >= 0; i--) {
     const sz = PGSIZES[i]!;
-    if ((bitmap & sz) !== 0 && sz <= remaining && addrMerge % sz === 0) return sz;
+    if ((bitmap & sz) !== 0 && sz <= remaining && isMultiple(addrMerge, sz)) return sz;
   }
   return 0;
 }
@@ -150,9 +150,12 @@ export function minPgsize(bitmap: number): number {
   return SZ_4K;
 }
 
-/** x % a === 0 for a page size a (a power of two): a mask for a 32-bit whole x (a float modulo costs more). */
+/**
+ * x % a === 0 for a page size a (a power of two): a mask for a 32-bit whole x, signed (iova | paddr) or not (a
+ * float modulo costs more).
+ */
 function isMultiple(x: number, a: number): boolean {
-  return (x >>> 0 === x ? x & (a - 1) : x % a) === 0;
+  return ((x | 0) === x || x >>> 0 === x ? x & (a - 1) : x % a) === 0;
 }
 
 /** The checks iommu_map makes, in its order: shape, alignment, range, prot. */

@@ -182,9 +182,9 @@ describe('io-pgtable self-test sequence (tiny profile)', () => {
 });
 
 describe('alignment checks (masked for 32-bit whole numbers)', () => {
-  it('checkMapArgs and checkUnmapArgs refuse UNALIGNED exactly when x % minimum page size is not 0', async () => {
+  it('checkMapArgs and checkUnmapArgs refuse UNALIGNED exactly when x % minimum page size is not 0; pickPgsize picks as with %', async () => {
     const fc = (await import('fast-check')).default;
-    const { checkMapArgs, checkUnmapArgs } = await import('../../src/pgtable/v7s.js');
+    const { checkMapArgs, checkUnmapArgs, pickPgsize } = await import('../../src/pgtable/v7s.js');
     const SIZES = [0x1000, 0x10000, 0x100000, 0x1000000];
     const addr = fc.oneof(
       fc.integer({ min: 0, max: 0xffffffff }).map((x) => x & ~0xfff),
@@ -208,6 +208,9 @@ describe('alignment checks (masked for 32-bit whole numbers)', () => {
         const off = (v: number) => v % min !== 0;
         expect(unaligned(() => checkMapArgs(cfg, x, y, min, IOMMU_READ))).toBe(off(x) || off(y));
         expect(unaligned(() => checkUnmapArgs(cfg, x, y))).toBe(off(x) || off(y));
+        // iommu_pgsize's choice, on the signed iova | paddr the map passes and on plain values.
+        const pick = (merge: number, left: number) => [...SIZES].reverse().find((sz) => (cfg.pgsizeBitmap & sz) !== 0 && sz <= left && merge % sz === 0) ?? 0;
+        for (const merge of [x | y, x, y]) expect(pickPgsize(cfg.pgsizeBitmap, merge, 0x2000000)).toBe(pick(merge, 0x2000000));
       }),
       { numRuns: 2000, seed: 16 },
     );
