@@ -57,6 +57,15 @@ export function applyView<K extends AnsweredOp>(req: FastifyRequest, cmd: Comman
   return req.iommuSession.view.apply(actor(req), cmd);
 }
 
+/**
+ * A reply built from a command's view, at once when the view is there (no journal), else once it is: route
+ * handlers return what applyView gives without an async wrapper, so a reply with nothing to wait for leaves
+ * without a promise (Fastify sends a handler's plain return value at once).
+ */
+export function answer<T, U>(view: T | Promise<T>, shape: (view: T) => U): U | Promise<U> {
+  return view instanceof Promise ? view.then(shape) : shape(view);
+}
+
 /** Closes a socket with a reason when its session closes (deleted); returns the undo for the socket's own close. */
 export function closeWithSession(s: Session, socket: { close(code: number, reason: string): void }): () => void {
   const onClose = () => socket.close(WS_SESSION_GONE, 'session deleted');

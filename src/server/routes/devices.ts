@@ -7,7 +7,7 @@ const DevParams = z.object({ sid: z.string(), device: z.string() });
 
 /** The hardware data path by device name: one transaction (or transfer), or a batch of them. */
 export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
-  app.post('/devices/:device/access', { schema: { summary: 'One transaction or transfer through the device context', tags: ['devices'], params: DevParams, body: S.AccessBody, response: { 200: S.AccessResponse } } }, async (req) =>
+  app.post('/devices/:device/access', { schema: { summary: 'One transaction or transfer through the device context', tags: ['devices'], params: DevParams, body: S.AccessBody, response: { 200: S.AccessResponse } } }, (req) =>
     applyView(req, { op: 'access', device: req.params.device, ...req.body }),
   );
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import * as S from '../../api/schemas.js';
 import { page, pageLimit } from '../paginate.js';
-import { apply, applyView } from '../context.js';
+import { answer, apply, applyView } from '../context.js';
 
 const DomParams = z.object({ sid: z.string(), did: z.string() });
 
@@ -25,21 +25,21 @@ export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
     reply.code(204).send(null);
   });
 
-  app.post('/domains/:did/attach', { schema: { summary: 'iommu_attach_device: program the context bank (replace: switch on the fly)', tags: ['domains'], params: DomParams, body: S.AttachBody, response: { 200: S.DomainResponse } } }, async (req) =>
+  app.post('/domains/:did/attach', { schema: { summary: 'iommu_attach_device: program the context bank (replace: switch on the fly)', tags: ['domains'], params: DomParams, body: S.AttachBody, response: { 200: S.DomainResponse } } }, (req) =>
     applyView(req, { op: 'attach', did: req.params.did, ...req.body }),
   );
 
-  app.post('/domains/:did/detach', { schema: { summary: 'iommu_detach_device: reset the bank, drop its TLB entries', tags: ['domains'], params: DomParams, body: S.DetachBody, response: { 200: S.DomainResponse } } }, async (req) =>
+  app.post('/domains/:did/detach', { schema: { summary: 'iommu_detach_device: reset the bank, drop its TLB entries', tags: ['domains'], params: DomParams, body: S.DetachBody, response: { 200: S.DomainResponse } } }, (req) =>
     applyView(req, { op: 'detach', did: req.params.did, ...req.body }),
   );
 
-  app.post('/domains/:did/map', { schema: { summary: 'iommu_map: largest page sizes alignment allows, all or nothing', tags: ['domains'], params: DomParams, body: S.MapBody, response: { 200: S.MapResponse } } }, async (req) =>
+  app.post('/domains/:did/map', { schema: { summary: 'iommu_map: largest page sizes alignment allows, all or nothing', tags: ['domains'], params: DomParams, body: S.MapBody, response: { 200: S.MapResponse } } }, (req) =>
     applyView(req, { op: 'map', did: req.params.did, ...req.body }),
   );
 
-  app.post('/domains/:did/unmap', { schema: { summary: 'iommu_unmap: removes every mapped page in the range, splitting large pages', tags: ['domains'], params: DomParams, body: S.UnmapBody, response: { 200: S.UnmapResponse } } }, async (req) => ({
-    unmapped: await applyView(req, { op: 'unmap', did: req.params.did, ...req.body }),
-  }));
+  app.post('/domains/:did/unmap', { schema: { summary: 'iommu_unmap: removes every mapped page in the range, splitting large pages', tags: ['domains'], params: DomParams, body: S.UnmapBody, response: { 200: S.UnmapResponse } } }, (req) =>
+    answer(applyView(req, { op: 'unmap', did: req.params.did, ...req.body }), (unmapped) => ({ unmapped })),
+  );
 
   app.post('/domains/:did/batch', { schema: { summary: 'map and unmap operations in order, all or nothing', tags: ['domains'], params: DomParams, body: S.BatchBody, response: { 200: S.BatchResponse } } }, async (req) => {
     return { results: await applyView(req, { op: 'batch', did: req.params.did, ops: req.body.ops }) };
@@ -61,11 +61,11 @@ export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
     req.iommuSession.view.pagetable(req.params.did),
   );
 
-  app.post('/domains/:did/flush', { schema: { summary: 'TLB invalidation on every attached context, whole or by range', tags: ['domains'], params: DomParams, body: S.FlushBody, response: { 200: S.FlushResponse } } }, async (req) =>
+  app.post('/domains/:did/flush', { schema: { summary: 'TLB invalidation on every attached context, whole or by range', tags: ['domains'], params: DomParams, body: S.FlushBody, response: { 200: S.FlushResponse } } }, (req) =>
     applyView(req, { op: 'flush', did: req.params.did, ...(req.body ?? {}) }),
   );
 
-  app.post('/domains/:did/sync', { schema: { summary: 'iotlb_sync: apply the gathered invalidations (deferred policy)', tags: ['domains'], params: DomParams, response: { 200: S.SyncResponse } } }, async (req) =>
+  app.post('/domains/:did/sync', { schema: { summary: 'iotlb_sync: apply the gathered invalidations (deferred policy)', tags: ['domains'], params: DomParams, response: { 200: S.SyncResponse } } }, (req) =>
     applyView(req, { op: 'sync', did: req.params.did }),
   );
 };

@@ -16,19 +16,19 @@ export const hardwareRoutes: FastifyPluginAsyncZod = async (app) => {
     req.iommuSession.view.context(req.params.smmu, req.params.ctx),
   );
 
-  app.patch('/smmus/:smmu/contexts/:ctx', { schema: { summary: 'Set faultMode (terminate/stall) and faultInterrupt', tags: ['hardware'], params: CtxParams, body: S.PatchContextBody, response: { 200: S.ContextResponse } } }, async (req) =>
+  app.patch('/smmus/:smmu/contexts/:ctx', { schema: { summary: 'Set faultMode (terminate/stall) and faultInterrupt', tags: ['hardware'], params: CtxParams, body: S.PatchContextBody, response: { 200: S.ContextResponse } } }, (req) =>
     applyView(req, { op: 'context-config', smmu: req.params.smmu, ctx: req.params.ctx, ...req.body }),
   );
 
-  app.post('/smmus/:smmu/contexts/:ctx/clear-fault', { schema: { summary: 'Write FSR (write-1-to-clear); default clears every set bit', tags: ['hardware'], params: CtxParams, body: S.ClearFaultBody, response: { 200: S.ContextResponse } } }, async (req) =>
+  app.post('/smmus/:smmu/contexts/:ctx/clear-fault', { schema: { summary: 'Write FSR (write-1-to-clear); default clears every set bit', tags: ['hardware'], params: CtxParams, body: S.ClearFaultBody, response: { 200: S.ContextResponse } } }, (req) =>
     applyView(req, { op: 'clear-fault', smmu: req.params.smmu, ctx: req.params.ctx, ...(req.body ?? {}) }),
   );
 
-  app.post('/smmus/:smmu/contexts/:ctx/resume', { schema: { summary: 'Resolve a stalled transaction: retry (re-walk) or terminate', tags: ['hardware'], params: CtxParams, body: S.ResumeBody, response: { 200: S.AccessResponse } } }, async (req) =>
+  app.post('/smmus/:smmu/contexts/:ctx/resume', { schema: { summary: 'Resolve a stalled transaction: retry (re-walk) or terminate', tags: ['hardware'], params: CtxParams, body: S.ResumeBody, response: { 200: S.AccessResponse } } }, (req) =>
     applyView(req, { op: 'resume', smmu: req.params.smmu, ctx: req.params.ctx, ...req.body }),
   );
 
-  app.post('/smmus/:smmu/contexts/:ctx/inject-fault', { schema: { summary: 'Force a fault on the next transaction (external, multi-hit, tlb-miss)', tags: ['hardware'], params: CtxParams, body: S.InjectFaultBody, response: { 200: S.ContextResponse } } }, async (req) =>
+  app.post('/smmus/:smmu/contexts/:ctx/inject-fault', { schema: { summary: 'Force a fault on the next transaction (external, multi-hit, tlb-miss)', tags: ['hardware'], params: CtxParams, body: S.InjectFaultBody, response: { 200: S.ContextResponse } } }, (req) =>
     applyView(req, { op: 'inject-fault', smmu: req.params.smmu, ctx: req.params.ctx, kind: req.body.kind }),
   );
 
@@ -45,7 +45,7 @@ export const hardwareRoutes: FastifyPluginAsyncZod = async (app) => {
     return { results: await applyView(req, { op: 'mmio', smmu: req.params.smmu, ops: req.body.ops }) };
   });
 
-  app.post('/smmus/:smmu/masters/:mid/access', { schema: { summary: 'A transaction by AXI master ID, routed through M2VCBR_N', tags: ['mmio'], params: MasterParams, body: S.AccessBody, response: { 200: S.AccessResponse } } }, async (req) =>
+  app.post('/smmus/:smmu/masters/:mid/access', { schema: { summary: 'A transaction by AXI master ID, routed through M2VCBR_N', tags: ['mmio'], params: MasterParams, body: S.AccessBody, response: { 200: S.AccessResponse } } }, (req) =>
     applyView(req, { op: 'master-access', smmu: req.params.smmu, ...req.body, mid: req.params.mid }),
   );
 };
