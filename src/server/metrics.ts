@@ -79,13 +79,13 @@ export function installMetrics(app: FastifyInstance, sessions: SessionRegistry):
   const total = (name: string, help: string, labels: readonly string[], read: (s: Session, add: (labels: Labels, n: number) => void) => void) =>
     registry.registerMetric(new SessionTotal(name, help, labels, sessions, read).metric() as never);
   const perSmmu = (pick: (t: { hits: number; misses: number; evictions: number }) => number) => (s: Session, add: (l: Labels, n: number) => void) => {
-    for (const m of s.soc.smmus) add({ smmu: m.name }, pick(m.tlbView()));
+    for (const t of s.tlbCounters()) add({ smmu: t.smmu }, pick(t));
   };
   total('iommud_tlb_hits_total', 'TLB hits by SMMU', ['smmu'], perSmmu((t) => t.hits));
   total('iommud_tlb_misses_total', 'TLB misses by SMMU', ['smmu'], perSmmu((t) => t.misses));
   total('iommud_tlb_evictions_total', 'TLB evictions by SMMU', ['smmu'], perSmmu((t) => t.evictions));
   total('iommud_transactions_total', 'Transactions through context banks', [], (s, add) => {
-    for (const m of s.soc.smmus) for (const b of m.banks) add({}, b.transactions);
+    add({}, s.transactions);
   });
   total('iommud_events_total', 'Events emitted by type', ['type'], (s, add) => {
     for (const [type, n] of s.bus.counts) add({ type }, n);
@@ -110,7 +110,7 @@ export function installMetrics(app: FastifyInstance, sessions: SessionRegistry):
     collect() {
       this.reset();
       const used = new Map<string, number>();
-      for (const s of sessions.sessions.values()) for (const p of s.pools.usage()) used.set(p.name, (used.get(p.name) ?? 0) + p.used);
+      for (const s of sessions.sessions.values()) for (const p of s.poolsUsed()) used.set(p.name, (used.get(p.name) ?? 0) + p.used);
       for (const [pool, n] of used) this.set({ pool }, n);
     },
   });

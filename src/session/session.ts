@@ -498,6 +498,36 @@ export class Session {
     return this.faults ?? NO_COUNTS;
   }
 
+  /** Whether the session's hardware was built (first use: a command, a register read, a view of its IOMMUs). */
+  get hardwareBuilt(): boolean {
+    return this.hw !== null;
+  }
+
+  /**
+   * TLB counters by IOMMU, for metrics. A session whose IOMMUs were never built reports its profile's IOMMUs at zero
+   * instead of building them: a scrape must not give every idle session its hardware.
+   */
+  tlbCounters(): Array<{ smmu: string; hits: number; misses: number; evictions: number }> {
+    if (!this.hw?.soc.built) return this.profile.smmus.map((m) => ({ smmu: m.name, hits: 0, misses: 0, evictions: 0 }));
+    return this.hw.soc.smmus.map((m) => {
+      const t = m.tlbView();
+      return { smmu: m.name, hits: t.hits, misses: t.misses, evictions: t.evictions };
+    });
+  }
+
+  /** Transactions through every context bank, for metrics (0 before the IOMMUs are built). */
+  get transactions(): number {
+    let n = 0;
+    if (this.hw?.soc.built) for (const m of this.hw.soc.smmus) for (const b of m.banks) n += b.transactions;
+    return n;
+  }
+
+  /** Bytes allocated from each physical pool, for metrics (the profile's pools, all free, before first use). */
+  poolsUsed(): Array<{ name: string; used: number }> {
+    if (!this.hw) return this.profile.memory.map((m) => ({ name: m.name, used: 0 }));
+    return this.hw.pools.pools.map((p) => ({ name: p.name, used: p.used }));
+  }
+
   /** Coherency events by check (API.md: GET /v1/sessions/:sid shows them). */
   get coherencyCounts(): Map<string, number> {
     return (this.coherency ??= new Map(COHERENCY_CHECKS.map((c) => [c, 0])));
