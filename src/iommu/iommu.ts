@@ -231,7 +231,7 @@ export class Iommu {
     op.prot = prot;
     const pages: PageCounts = [0, 0, 0, 0];
     this.apply(d, this.oneMapOps, null, pages);
-    return { op: 'map', iova, size, pages } as { iova: number; size: number; pages: PageCounts };
+    return { iova, size, pages };
   }
 
   /** One unmap (iommu_unmap): bytes unmapped. */
