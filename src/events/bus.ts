@@ -1,5 +1,6 @@
 import { FrameLog, frameText } from './frames.js';
-import type { EventBody, EventSink, EventType, IommuEvent } from './types.js';
+import { keyCount } from './json.js';
+import type { EventBody, EventOf, EventSink, EventType, IommuEvent } from './types.js';
 
 export type { IommuEvent };
 /** Who caused an event: the token's role and label (API.md: every mutation names its user). */
@@ -34,6 +35,19 @@ export const BURST_MAX = 256;
 
 /** A ring slot whose event is kept as an object, not yet encoded. */
 const LAZY = Buffer.alloc(0);
+/**
+ * Ring slots whose map or unmap event is kept as its field values (ringVal), not as the event object: a DMA
+ * map/unmap loop with nobody subscribed emits them by the million, and 10,000 kept event objects outlived the
+ * young generation, so V8 pretenured the producer's allocation site and the whole process ran slower (scavenges
+ * copied them, then old-space collections swept them). The values are strings and objects the producer already
+ * holds (domain ids, hex strings from hex()'s cache, shared prot and page-count objects): nothing is allocated per
+ * kept event.
+ */
+const PACKED_MAP = Buffer.alloc(0);
+const PACKED_UNMAP = Buffer.alloc(0);
+/** Values per ring slot in ringVal: a map event's domain, iova, paddr, size, prot, pages, time and by. */
+const VALS = 8;
+const NO_VALS: unknown[] = [];
 /** Frame offsets of a ring with no slot yet (never written: grow() replaces them). */
 const NO_OFFSETS = new Int32Array(0);
 /** Slots of a ring's first growth: most sessions keep only their `create` event (16 cost 4 arrays of 16). */
@@ -62,6 +76,8 @@ export class EventBus implements EventSink {
   private ringEnd = NO_OFFSETS;
   /** Events kept unencoded (their slot's chunk is LAZY): emitted while nobody subscribed. */
   private ringEvent: Array<IommuEvent | undefined> = [];
+  /** Field values of packed slots (PACKED_MAP, PACKED_UNMAP): VALS per slot, allocated with the first one. */
+  private ringVal = NO_VALS;
   private cap = 0;
   private readonly log = new FrameLog();
   private readonly listeners = new Set<Listener>();
@@ -123,18 +139,66 @@ export class EventBus implements EventSink {
 
   private keepLazy(seq: number, ev: IommuEvent): void {
     const i = seq % this.cap;
+    if ((ev.type === 'map' || ev.type === 'unmap') && this.pack(i, ev)) return;
     this.ringChunk[i] = LAZY;
     this.ringEvent[i] = ev;
   }
 
-  /** The frame of ring slot i, encoding a lazily kept event now. */
-  private frameAt(i: number): Buffer | undefined {
-    const chunk = this.ringChunk[i];
-    if (chunk !== LAZY) return chunk;
-    const start = this.log.appendEvent(this.ringEvent[i]!);
-    this.ringStart[i] = start;
-    this.ringEnd[i] = this.log.used;
+  /**
+   * Keeps a map or unmap event in slot i as its values; false (nothing kept) for one that would not come back the
+   * same: the rebuilt event must encode to the same bytes, so it needs exactly the declared keys, none undefined
+   * (json.ts writes anything else by the generic rules, in the object's own key order).
+   */
+  private pack(i: number, ev: EventOf<'map'> | EventOf<'unmap'>): boolean {
+    if (Object.getPrototypeOf(ev) !== Object.prototype || ev.domain === undefined || ev.iova === undefined || ev.size === undefined) return false;
+    let vals = this.ringVal;
+    if (vals === NO_VALS) vals = this.ringVal = new Array<unknown>(this.cap * VALS).fill(undefined);
+    const at = i * VALS;
+    if (ev.type === 'map') {
+      if (ev.paddr === undefined || ev.prot === undefined || ev.pages === undefined || keyCount(ev) !== (ev.by === undefined ? 9 : 10)) return false;
+      vals[at + 2] = ev.paddr;
+      vals[at + 4] = ev.prot;
+      vals[at + 5] = ev.pages;
+      this.ringChunk[i] = PACKED_MAP;
+    } else {
+      if (ev.unmapped === undefined || keyCount(ev) !== (ev.by === undefined ? 7 : 8)) return false;
+      vals[at + 2] = ev.unmapped;
+      this.ringChunk[i] = PACKED_UNMAP;
+    }
+    vals[at] = ev.domain;
+    vals[at + 1] = ev.iova;
+    vals[at + 3] = ev.size;
+    vals[at + 6] = ev.time;
+    vals[at + 7] = ev.by;
     this.ringEvent[i] = undefined;
+    return true;
+  }
+
+  /** The event a packed slot holds, rebuilt with the keys it was emitted with. */
+  private unpack(i: number, seq: number, map: boolean): IommuEvent {
+    const v = this.ringVal;
+    const at = i * VALS;
+    const ev = (
+      map
+        ? { type: 'map', domain: v[at], iova: v[at + 1], paddr: v[at + 2], size: v[at + 3], prot: v[at + 4], pages: v[at + 5], seq, time: v[at + 6] }
+        : { type: 'unmap', domain: v[at], iova: v[at + 1], size: v[at + 3], unmapped: v[at + 2], seq, time: v[at + 6] }
+    ) as IommuEvent;
+    if (v[at + 7] !== undefined) ev.by = v[at + 7] as Actor;
+    return ev;
+  }
+
+  /** The frame of ring slot `seq`, encoding a lazily kept event now. */
+  private frameAt(seq: number): Buffer | undefined {
+    const i = seq % this.cap;
+    const chunk = this.ringChunk[i];
+    let ev: IommuEvent;
+    if (chunk === LAZY) {
+      ev = this.ringEvent[i]!;
+      this.ringEvent[i] = undefined;
+    } else if (chunk === PACKED_MAP || chunk === PACKED_UNMAP) ev = this.unpack(i, seq, chunk === PACKED_MAP);
+    else return chunk;
+    this.ringStart[i] = this.log.appendEvent(ev);
+    this.ringEnd[i] = this.log.used;
     return (this.ringChunk[i] = this.log.chunk);
   }
 
@@ -187,6 +251,9 @@ export class EventBus implements EventSink {
    */
   advanceTo(seq: number): void {
     if (seq <= this.seq) return;
+    // The ring grows to hold the numbers it skips first: clearing them in a ring not yet grown to `retain` slots
+    // cleared the slots of events it still retained.
+    if (this.cap < this.retain && seq - this.baseSeq > this.cap) this.grow(Math.min(this.retain, Math.max(FIRST_RING, this.cap * 2, seq - this.baseSeq)), this.seq);
     for (let s = this.seq + 1, n = 0; s <= seq && n < this.cap; s++, n++) this.ringChunk[s % this.cap] = this.ringEvent[s % this.cap] = undefined;
     this.seq = seq;
   }
@@ -197,7 +264,7 @@ export class EventBus implements EventSink {
     const frames: RetainedFrame[] = [];
     for (let s = Math.max(since + 1, first); s <= this.seq; s++) {
       const i = s % this.cap;
-      const chunk = this.frameAt(i);
+      const chunk = this.frameAt(s);
       // Numbers withdrawn by advanceTo() hold no event.
       if (chunk !== undefined) frames.push({ seq: s, chunk, start: this.ringStart[i]!, end: this.ringEnd[i]! });
     }
@@ -222,6 +289,7 @@ export class EventBus implements EventSink {
     this.ringStart = new Int32Array(this.cap);
     this.ringEnd = new Int32Array(this.cap);
     this.ringEvent = new Array<IommuEvent | undefined>(this.cap).fill(undefined);
+    this.ringVal = NO_VALS;
     this.seq = s.seq;
     this.baseSeq = s.seq - s.events.length;
     for (const ev of s.events) {
@@ -236,7 +304,7 @@ export class EventBus implements EventSink {
   get(seq: number): IommuEvent | undefined {
     if (seq < this.firstRetained || seq > this.seq) return undefined;
     const i = seq % this.cap;
-    const chunk = this.frameAt(i);
+    const chunk = this.frameAt(seq);
     return chunk && (JSON.parse(frameText(chunk, this.ringStart[i]!, this.ringEnd[i]!)) as IommuEvent);
   }
 
@@ -246,6 +314,7 @@ export class EventBus implements EventSink {
     const starts = new Int32Array(cap);
     const ends = new Int32Array(cap);
     const events = new Array<IommuEvent | undefined>(cap).fill(undefined);
+    const vals = this.ringVal === NO_VALS ? NO_VALS : new Array<unknown>(cap * VALS).fill(undefined);
     for (let s = Math.max(this.baseSeq + 1, last - this.cap + 1); s <= last; s++) {
       const from = s % this.cap;
       const to = s % cap;
@@ -253,7 +322,9 @@ export class EventBus implements EventSink {
       events[to] = this.ringEvent[from];
       starts[to] = this.ringStart[from]!;
       ends[to] = this.ringEnd[from]!;
+      if (vals !== NO_VALS) for (let k = 0; k < VALS; k++) vals[to * VALS + k] = this.ringVal[from * VALS + k];
     }
+    this.ringVal = vals;
     this.ringChunk = chunks;
     this.ringStart = starts;
     this.ringEnd = ends;
