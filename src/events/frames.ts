@@ -40,7 +40,7 @@ export function textFrame(text: string): Buffer {
   return f;
 }
 
-import { jsonOut, jsonStart, writeEventJson } from './json.js';
+import { forgetJson, jsonOut, jsonStart, writeEventJson } from './json.js';
 import type { IommuEvent } from './types.js';
 
 const MIN_CHUNK = 1024;
@@ -73,7 +73,7 @@ export class FrameLog {
   appendEvent(ev: IommuEvent): number {
     if (this.chunk.length - this.used < 2048) this.next(2048);
     const at = this.used + 4;
-    const end = writeEventJson(ev, this.chunk, at);
+    const end = writeEventJson(ev, this.chunk, at, true);
     const out = jsonOut();
     const from = jsonStart();
     const n = end - from;
@@ -92,6 +92,7 @@ export class FrameLog {
     }
     if (n >= 0x10000) {
       // Rare: a 64-bit length. The text moves 6 bytes on (or to a chunk of its own).
+      forgetJson();
       if (end + 6 > out.length) return this.append(out.toString('utf8', at, end));
       out.copyWithin(at + 6, at, end);
       writeFrameHead(out, this.used, n);

@@ -155,7 +155,7 @@ export function keyCount(o: object): number {
  * declaration does not have, or one holding undefined, sends the object to the generic rules). `n` numbers the
  * temporaries.
  */
-function fieldsCode(o: string, c: string, keys: string[], kinds: Kind[], heads: string[], n: { i: number }): string {
+function fieldsCode(o: string, c: string, keys: string[], kinds: Kind[], heads: string[], n: { i: number }, memo = false): string {
   return keys
     .map((k, i) => {
       const v = `v${n.i++}`;
@@ -175,11 +175,89 @@ function fieldsCode(o: string, c: string, keys: string[], kinds: Kind[], heads: 
     if (c${v} === keyCount(${v})) close(open${v}); else { rewind(at${v}); ${head} value(${v}); }
   } else `;
       }
+      const write = `${typed}if (!skipped(${v})) { ${head} value(${v}); }`;
+      // Top-level fields (memo): a value the last event of this type had too is copied from its bytes (see hit()).
       return `const ${v} = ${o}[${JSON.stringify(k)}];
   if (${v} !== undefined) ${c}++;
-  ${typed}if (!skipped(${v})) { ${head} value(${v}); }`;
+  ${memo ? `if (pb !== null && OK[${i}] === 1 && ${v} === VALS[${i}]) { if (run < 0) run = ${i}; } else { run = cut(MEMO, ${i}, run, pb, ps); ${write} VALS[${i}] = ${v}; OK[${i}] = fixed(${v}); }` : write}`;
     })
     .join('\n  ');
+}
+
+/**
+ * The last event each writer wrote into a frame log (writeEventJson with `memo`), for the next one of its type: a
+ * fault burst's events differ in seq and iova and little else, so a run of fields whose values equal the last
+ * event's is one copy of that event's bytes instead of a key and a value written byte by byte each. Only values
+ * whose text cannot change while they stay identical count (primitives, frozen arrays of strings); the bytes are
+ * the log's, which it never writes twice. Updated in place as the event is written: until remember() says it is
+ * done, there is nothing to copy from (a refused or failed write leaves none).
+ */
+interface Memo {
+  /** Buffer and offset of the last event's text (null: none to copy from). */
+  pb: Buffer | null;
+  ps: number;
+  /** Where each field's bytes start, from the event's first byte (one more: where the last field ends). */
+  seg: Int32Array;
+  vals: unknown[];
+  /** 1: vals[k] is a value whose text is fixed by its identity. */
+  ok: Uint8Array;
+}
+const MEMOS: Memo[] = [];
+let memoOn = false;
+
+function newMemo(fields: number): Memo {
+  const m: Memo = { pb: null, ps: 0, seg: new Int32Array(fields + 1), vals: new Array<unknown>(fields).fill(undefined), ok: new Uint8Array(fields) };
+  MEMOS.push(m);
+  return m;
+}
+
+/** Where the writer may copy from (null: nowhere); the memo holds nothing until remember(). */
+function begin(m: Memo): Buffer | null {
+  const pb = memoOn ? m.pb : null;
+  m.pb = null;
+  return pb;
+}
+
+/**
+ * Field k's bytes start here. The run of fields from `run` on (-1: none) held what they held in the last event
+ * (whose text starts at `ps` of `pb`): it is copied first, as one piece. Returns -1 (no run).
+ */
+function cut(m: Memo, k: number, run: number, pb: Buffer | null, ps: number): number {
+  const seg = m.seg;
+  if (run >= 0) {
+    const first = seg[run]!;
+    const from = ps + first;
+    const len = seg[k]! - first;
+    const d = pos - base;
+    if (len > 0) {
+      room(len);
+      if (pb === buf) buf.copyWithin(pos, from, from + len);
+      else pb!.copy(buf, pos, from, from + len);
+      // The last event's first field began with the brace close() put there: here it is a field like any other.
+      if (first === 0) buf[pos] = 0x2c;
+      pos += len;
+    }
+    for (let j = run; j < k; j++) seg[j] = d + seg[j]! - first;
+  }
+  seg[k] = pos - base;
+  return -1;
+}
+
+/** 1: the next event may copy a field holding `v` from this one's bytes when it holds `v` too. */
+function fixed(v: unknown): number {
+  return typeof v !== 'object' || v === null || (Array.isArray(v) && Object.isFrozen(v) && v.every(isString)) ? 1 : 0;
+}
+
+/** The event is written (its text is [base, pos) of buf): the next one of its type may copy from it. */
+function remember(m: Memo): void {
+  if (!memoOn) return;
+  m.pb = buf;
+  m.ps = base;
+}
+
+/** The last events' bytes moved or may be written over: nothing is copied from them. */
+export function forgetJson(): void {
+  for (const m of MEMOS) m.pb = null;
 }
 
 /**
@@ -202,12 +280,13 @@ type Writer = (ev: IommuEvent) => boolean;
 
 function compile(keys: string[], kinds: Kind[]): Writer {
   const heads: string[] = [];
-  const code = fieldsCode('e', 'c', keys, kinds, heads, { i: 0 });
+  const code = fieldsCode('e', 'c', keys, kinds, heads, { i: 0 }, true);
   const make = new Function(
-    'H', 'ascii', 'byte', 'str', 'num', 'value', 'skipped', 'keyCount', 'close', 'at', 'rewind', 'isString',
-    `return function writeEvent(e) {\n  const open = at();\n  let c = 0;\n  ${code}\n  if (c !== keyCount(e)) return false;\n  close(open);\n  return true;\n};`,
+    'H', 'ascii', 'byte', 'str', 'num', 'value', 'skipped', 'keyCount', 'close', 'at', 'rewind', 'isString', 'MEMO', 'VALS', 'OK', 'begin', 'cut', 'fixed', 'remember',
+    `return function writeEvent(e) {\n  const pb = begin(MEMO);\n  const ps = MEMO.ps;\n  let run = -1;\n  const open = at();\n  let c = 0;\n  ${code}\n  cut(MEMO, ${keys.length}, run, pb, ps);\n  if (c !== keyCount(e)) return false;\n  close(open);\n  remember(MEMO);\n  return true;\n};`,
   );
-  return make(heads, ascii, byte, str, num, value, skipped, keyCount, close, at, rewind, isString) as Writer;
+  const memo = newMemo(keys.length);
+  return make(heads, ascii, byte, str, num, value, skipped, keyCount, close, at, rewind, isString, memo, memo.vals, memo.ok, begin, cut, fixed, remember) as Writer;
 }
 
 /** The object schemas of the union (variants of one type included). */
@@ -238,11 +317,14 @@ const WRITERS = new Map<string, Writer>();
 
 /**
  * Writes the event's JSON into `target` from `at` on and returns the end. When it does not fit, the bytes are in
- * a new buffer instead, from GROWN_BASE on: jsonOut() says which buffer holds them.
+ * a new buffer instead, from GROWN_BASE on: jsonOut() says which buffer holds them. `memo`: the bytes stay where
+ * they are, never written over (a frame log's), so the next event of the type may copy from them; until then
+ * forgetJson() is due if they move.
  */
-export function writeEventJson(ev: IommuEvent, target: Buffer, at: number): number {
+export function writeEventJson(ev: IommuEvent, target: Buffer, at: number, memo = false): number {
   buf = target;
   base = pos = at;
+  memoOn = memo;
   const w = typeof ev === 'object' && ev !== null && Object.getPrototypeOf(ev) === Object.prototype ? WRITERS.get(ev.type) : undefined;
   // No writer for its type (emit()'s type check rules that out) or keys its declaration does not have: the
   // generic rules, whole.
