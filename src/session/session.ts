@@ -649,7 +649,25 @@ export class Session {
       // Only TLB state changed: no record. The reply still waits for records queued before it (it saw their state).
       return { result, durable: this.journal && !this.replaying ? this.answerDurably() : DONE };
     }
-    return { result, durable: this.record(this.commandRecord(actor, cmd, false, revBefore, seqBefore)) };
+    return { result, durable: this.recordCommand(actor, cmd, revBefore, seqBefore) };
+  }
+
+  /**
+   * Records a command run() applied. Into the in-memory trace a map or unmap goes packed when it can (no record
+   * object, no JSON text: JsonLines.pushCommand gives the same line back); anything else as commandRecord() makes it.
+   */
+  private recordCommand(by: Actor | null, cmd: Command, revBefore: number, seqBefore: number): Promise<void> {
+    const trace = this.trace;
+    if (trace && !this.journal && this.traceMemory > 0 && revBefore === this.recordedRevision && seqBefore === this.recordedSeq && !this.tlbResetPending) {
+      // Nothing moved unrecorded (takeUnrecorded would give nothing): the record is seq, time, by and cmd alone.
+      if (trace.pushCommand(this.bus.lastSeq, this.bus.now(), by, cmd)) {
+        this.recordedRevision = this.revision;
+        this.recordedSeq = this.bus.lastSeq;
+        if (trace.bytes > this.traceMemory) this.traceFromState(this.traceMemory / 2);
+        return DONE;
+      }
+    }
+    return this.record(this.commandRecord(by, cmd, false, revBefore, seqBefore));
   }
 
   /** The record of a command run() applied (or refused with events), with what moved before it unrecorded. */

@@ -64,6 +64,37 @@ async function replayed(s: Session): Promise<Session> {
 }
 
 describe('the in-memory trace is costed by what it holds (item 12)', () => {
+  it('map and unmap records come back as sent: keys in their order, the actor, one JSON.stringify line each', async () => {
+    const s = mapped();
+    const owner = { role: 'owner' as const, label: 'ci é€' };
+    const sent: Array<{ by: unknown; cmd: Command }> = [];
+    const run = (by: { role: 'owner'; label: string | null } | null, cmd: Command) => {
+      s.run(by, cmd);
+      sent.push({ by, cmd });
+    };
+    for (let i = 1; i <= 40; i++) {
+      const by = i % 3 === 0 ? null : i % 3 === 1 ? owner : { role: 'owner' as const, label: null };
+      // Keys in the order a route makes them, and in others (a hand-written trace's): each kept as it came.
+      const map: Command = i % 4 === 0 ? { op: 'map', did: 'dom-1', paddr: 0x80000000, iova: 0x100000 * i, prot: ['write', 'read'], size: 0x1000 } : { op: 'map', did: 'dom-1', iova: 0x100000 * i, paddr: 0x80000000, size: 0x1000 * (i % 5 + 1), prot: i % 2 ? ['read'] : ['read', 'write', 'noexec'] };
+      run(by, map);
+      // A translation between them: the next record carries the revision it reached (`unrecorded`).
+      if (i % 5 === 0) s.run(null, translate([0]));
+      run(by, { op: 'unmap', did: 'dom-1', iova: 0x100000 * i, size: 0x1000 });
+    }
+    const lines = (await s.traceLines()).slice(4);
+    expect(lines).toHaveLength(sent.length);
+    lines.forEach((l, i) => {
+      const r = JSON.parse(l) as { by: unknown; cmd: object; unrecorded?: unknown };
+      expect(JSON.stringify(r)).toBe(l);
+      expect([r.by, Object.keys(r.cmd)]).toEqual([sent[i]!.by, Object.keys(sent[i]!.cmd)]);
+      expect(r.cmd).toEqual(sent[i]!.cmd);
+      expect(r.unrecorded !== undefined).toBe(i % 10 === 9);
+    });
+    expect(s.traceBytes).toBe((await s.traceLines()).slice(1).reduce((n, l) => n + Buffer.byteLength(l) + 1, 0));
+    expect(state(await replayed(s))).toBe(state(s));
+    s.close();
+  });
+
   it('a batch of 4,096 maps costs its JSON line, not ~200 bytes', async () => {
     const s = new Session({ id: 't', name: 't', profile: TINY });
     s.run(null, { op: 'domain-alloc' });
