@@ -315,10 +315,13 @@ export async function faultFanout(srv: Server): Promise<BenchResult[]> {
           return;
         }
         // An array of events (or, from a daemon without batches, one event): each event's seq and, for every 16th,
-        // its time. indexOf finds the events without parsing them: the load generator must not be the bottleneck.
+        // its time. The events are found without parsing them: the load generator must not be the bottleneck. A
+        // burst's events are mostly of one length, so the next one is looked for first one length on (7 bytes
+        // compared), and searched for (indexOf, a native call per event) only when it is not there.
         const now = Date.now();
         const msg = buf.subarray(start, end);
-        for (let at = msg.indexOf(SEQ); at >= 0; at = msg.indexOf(SEQ, at + 40)) {
+        let step = 0;
+        for (let at = msg.indexOf(SEQ); at >= 0; ) {
           let seq = 0;
           let i = at + 7;
           for (let c = msg[i]!; c !== 0x2c; c = msg[++i]!) seq = seq * 10 + c - 0x30;
@@ -326,6 +329,10 @@ export async function faultFanout(srv: Server): Promise<BenchResult[]> {
           st.lastSeq = seq;
           st.faults++;
           if ((st.faults & 15) === 0) st.lat.push(now - Date.parse(msg.toString('latin1', i + 9, i + 33)));
+          const g = at + step;
+          const next = step > 40 && g + 7 <= msg.length && msg[g] === 0x7b && msg[g + 1] === 0x22 && msg[g + 2] === 0x73 && msg[g + 3] === 0x65 && msg[g + 4] === 0x71 && msg[g + 5] === 0x22 && msg[g + 6] === 0x3a ? g : msg.indexOf(SEQ, at + 40);
+          if (next >= 0) step = next - at;
+          at = next;
         }
       });
       return st;
