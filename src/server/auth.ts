@@ -1,17 +1,24 @@
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { refusal } from '../errors.js';
-import { Session, type Role } from '../session/session.js';
+import { Session, type Role, type TokenInfo } from '../session/session.js';
 
 /** The least role a request needs by its method when its route names none: GET and HEAD read. */
 function methodRole(method: string): Role {
   return method === 'GET' || method === 'HEAD' ? 'observer' : 'operator';
 }
 
+/** The last Authorization header read and its token: a client sends the same header on every request. */
+let lastHeader = '';
+let lastToken: string | null = null;
+
 function tokenOf(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
   if (h) {
+    if (h === lastHeader) return lastToken;
     const m = /^Bearer\s+(\S+)$/i.exec(h);
-    return m ? m[1]! : null;
+    lastHeader = h;
+    lastToken = m ? m[1]! : null;
+    return lastToken;
   }
   // Browsers cannot set headers on a WebSocket: ?token= is accepted there (API.md), and only there: a real upgrade
   // (the WebSocket plugin saw it) of a WebSocket route, not any request that carries an Upgrade header.
@@ -44,6 +51,10 @@ class RateLimiter {
  */
 export function installSessionAuth(app: FastifyInstance, requestsPerSecond: number): void {
   const limiter = requestsPerSecond > 0 ? new RateLimiter(requestsPerSecond) : null;
+  // Declared, so every request object of this scope is built with the two fields the hook sets (one shape): set
+  // on an undeclared request they add properties per request, and Fastify's code then meets two shapes of it.
+  app.decorateRequest('iommuSession', null as unknown as Session);
+  app.decorateRequest('auth', null as unknown as TokenInfo);
   const hooks = new WeakSet<onRequestHookHandler>();
   /** The auth hook of a route that needs `fixed` (null: by the request's method). Callback-style: no promise. */
   const authHook = (fixed: Role | null): onRequestHookHandler => {

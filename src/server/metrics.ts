@@ -152,14 +152,16 @@ interface RouteStats {
  * Prometheus series only at scrape time (prom-client's labelled observe costs more than a whole route here).
  */
 class HttpStats {
-  private readonly byRoute = new Map<string, RouteStats>();
+  /** By route, then method: the route is the same string on every request, so no key is built per request. */
+  private readonly byRoute = new Map<string, Map<string, RouteStats>>();
 
   record(route: string, method: string, status: number, seconds: number): void {
-    const key = method + ' ' + route;
-    let r = this.byRoute.get(key);
+    let methods = this.byRoute.get(route);
+    if (!methods) this.byRoute.set(route, (methods = new Map()));
+    let r = methods.get(method);
     if (!r) {
       r = { route, method, statuses: new Map(), buckets: new Float64Array(BUCKETS.length), sum: 0, count: 0 };
-      this.byRoute.set(key, r);
+      methods.set(method, r);
     }
     r.statuses.set(status, (r.statuses.get(status) ?? 0) + 1);
     let i = 0;
@@ -167,6 +169,10 @@ class HttpStats {
     if (i < BUCKETS.length) r.buckets[i]!++;
     r.sum += seconds;
     r.count++;
+  }
+
+  private all(): RouteStats[] {
+    return [...this.byRoute.values()].flatMap((methods) => [...methods.values()]);
   }
 
   requestsMetric() {
@@ -180,7 +186,7 @@ class HttpStats {
         help: 'HTTP requests by route, method and status',
         type: 'counter',
         aggregator: 'sum',
-        values: [...this.byRoute.values()].flatMap((r) =>
+        values: this.all().flatMap((r) =>
           [...r.statuses].map(([status, value]) => ({ labels: { route: r.route, method: r.method, status }, value })),
         ),
       }),
@@ -199,7 +205,7 @@ class HttpStats {
         help: 'HTTP request latency',
         type: 'histogram',
         aggregator: 'sum',
-        values: [...this.byRoute.values()].flatMap((r) => {
+        values: this.all().flatMap((r) => {
           const labels = { route: r.route, method: r.method };
           let cum = 0;
           return [

@@ -78,6 +78,25 @@ describe('auth matrix: every session route', () => {
     expect((await c.call('GET', '/')).body.revision).toBe(rev);
   });
 
+  it('each request is judged by its own Authorization header, whatever the one before it carried', async () => {
+    const get = async (authorization: string) => (await c.app.inject({ method: 'GET', url: `/v1/sessions/${c.sid}`, headers: { authorization } })).statusCode;
+    const forms: Array<[string, number]> = [
+      [`Bearer ${c.token}`, 200],
+      [`bearer  ${c.token}`, 200],
+      [`BEARER\t${c.token}`, 200],
+      [`Bearer ${c.token} x`, 401],
+      [`Bearer ${c.token}x`, 401],
+      [`Basic ${c.token}`, 401],
+      [`Bearer`, 401],
+      [`Bearer ${tokens.observer}`, 200],
+    ];
+    // Each form twice in a row, then the list again backwards: no answer is carried over to a different header.
+    for (const [h, status] of [...forms, ...forms.slice().reverse()]) {
+      expect(await get(h), h).toBe(status);
+      expect(await get(h), h).toBe(status);
+    }
+  });
+
   it('an unknown session id is 401, not 404, so ids cannot be probed', async () => {
     const r = await c.app.inject({ method: 'GET', url: '/v1/sessions/s-nope', headers: { authorization: `Bearer ${c.token}` } });
     expect(r.statusCode).toBe(401);
