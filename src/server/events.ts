@@ -28,6 +28,7 @@ export { textFrame };
 interface Pending {
   /** true: the events as one JSON array message (batch=1); false: one frame per event. */
   batched: boolean;
+  /** Ranges [starts[i], ends[i]) of chunks[i]: each one frame or a run of adjacent frames of the log. */
   chunks: Buffer[];
   starts: number[];
   ends: number[];
@@ -63,20 +64,32 @@ export function wrote(bytes: Buffer, socketKept: boolean): void {
   if (socketKept && bytes.buffer === arena.buffer) arenaFree = false;
 }
 
+/** Payload length of the frame at `at` of `c` (frames of the log are under 2^32 bytes). */
+function frameLen(c: Buffer, at: number): number {
+  const len7 = c[at + 1]! & 0x7f;
+  return len7 < 126 ? len7 : len7 === 126 ? c.readUInt16BE(at + 2) : c.readUInt32BE(at + 6);
+}
+
 /**
- * One text frame holding `[event,event,...]`: the JSON texts of the frames, joined by commas. A run of frames that
- * are adjacent in one chunk of the log (the usual burst) is copied with one call and then closed up in place, each
- * text moved over the frame headers before it: a Buffer.copy per event made a view object per event and cost
- * more than the bytes it moved.
+ * One text frame holding `[event,event,...]`: the JSON texts of the frames, joined by commas. Each pending range is
+ * a run of frames adjacent in one chunk of the log (the usual burst is one range): it is copied with one call and
+ * then closed up in place, each text moved over the frame headers before it. A Buffer.copy per event made a view
+ * object per event and cost more than the bytes it moved.
  */
 export function batchFrame(p: Pending): Buffer {
   const k = p.chunks.length;
-  let n = 1 + k;
+  let n = 1;
   let slack = 0;
   for (let i = 0; i < k; i++) {
-    const head = frameHead(p.chunks[i]![p.starts[i]! + 1]!);
-    n += p.ends[i]! - p.starts[i]! - head;
-    slack += head;
+    const c = p.chunks[i]!;
+    const end = p.ends[i]!;
+    for (let at = p.starts[i]!; at < end; ) {
+      const head = frameHead(c[at + 1]!);
+      const len = frameLen(c, at);
+      n += len + 1;
+      slack += head;
+      at += head + len;
+    }
   }
   const head = frameHeadFor(n);
   // Room for a run's frame headers too, until they are closed up.
@@ -87,23 +100,26 @@ export function batchFrame(p: Pending): Buffer {
   writeFrameHead(out, 0, n);
   let o = head;
   out[o++] = 0x5b;
-  for (let i = 0; i < k; ) {
+  for (let i = 0; i < k; i++) {
     const c = p.chunks[i]!;
-    let j = i + 1;
-    while (j < k && p.chunks[j] === c && p.starts[j] === p.ends[j - 1]) j++;
-    const from = p.starts[i]! + frameHead(c[p.starts[i]! + 1]!);
+    const end = p.ends[i]!;
+    let at = p.starts[i]!;
+    const from = at + frameHead(c[at + 1]!);
     // Offsets in the chunk plus `shift` are offsets in out.
     const shift = o - from;
-    c.copy(out, o, from, p.ends[j - 1]);
-    o += p.ends[i]! - from;
-    for (let m = i + 1; m < j; m++) {
+    c.copy(out, o, from, end);
+    let len = frameLen(c, at);
+    o += len;
+    at = from + len;
+    while (at < end) {
       out[o++] = 0x2c;
-      const text = p.starts[m]! + frameHead(c[p.starts[m]! + 1]!);
-      out.copyWithin(o, text + shift, p.ends[m]! + shift);
-      o += p.ends[m]! - text;
+      const text = at + frameHead(c[at + 1]!);
+      len = frameLen(c, at);
+      out.copyWithin(o, text + shift, text + len + shift);
+      o += len;
+      at = text + len;
     }
-    if (j < k) out[o++] = 0x2c;
-    i = j;
+    if (i + 1 < k) out[o++] = 0x2c;
   }
   out[o] = 0x5d;
   return out.subarray(0, head + n);
@@ -188,7 +204,18 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
               socket.send(framePayload(bytes), { binary: false });
               wrote(bytes, true);
             }
-            else for (let i = 0; i < n; i++) socket.send(frameText(pending.chunks[i]!, pending.starts[i]!, pending.ends[i]!));
+            else {
+              // A range holds adjacent frames: one message each.
+              for (let i = 0; i < n; i++) {
+                const c = pending.chunks[i]!;
+                for (let at = pending.starts[i]!; at < pending.ends[i]!; ) {
+                  const text = at + frameHead(c[at + 1]!);
+                  const len = frameLen(c, at);
+                  socket.send(c.toString('utf8', text, text + len));
+                  at = text + len;
+                }
+              }
+            }
           }
           pending.chunks.length = pending.starts.length = pending.ends.length = 0;
           queued = 0;
@@ -232,8 +259,9 @@ export function eventRoutes(metrics: Metrics): FastifyPluginAsyncZod {
             return;
           }
           const n = pending.chunks.length;
-          // The next event's frame usually follows the last one in the log: one range grows.
-          if (!pending.batched && n !== 0 && pending.chunks[n - 1] === chunk && pending.ends[n - 1] === start) pending.ends[n - 1] = end;
+          // The next event's frame usually follows the last one in the log: one range grows (a batch=1 subscriber's
+          // too: batchFrame finds the frames in a range by their headers, once per burst for all subscribers).
+          if (n !== 0 && pending.chunks[n - 1] === chunk && pending.ends[n - 1] === start) pending.ends[n - 1] = end;
           else {
             pending.chunks.push(chunk);
             pending.starts.push(start);
