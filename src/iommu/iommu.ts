@@ -93,6 +93,13 @@ export class Iommu {
   readonly beforeDetach: Array<(domain: string, device: string) => void> = [];
   readonly beforeFree: Array<(domain: string) => void> = [];
   private domainSeq = 0;
+  /**
+   * Leaves of the domains map/unmap count (d.pages), summed as they change: the page limit's check read every
+   * domain's counts on each operation. Domains whose table counts its own leaves (the GART's entries can be
+   * written underneath) are asked at each check instead.
+   */
+  private countedLeaves = 0;
+  private readonly selfCounting = new Set<Domain>();
   private readonly gather = new Gather();
   private readonly delta: PageCounts = [0, 0, 0, 0];
   /** The one op of map() and unmap(), reused (read before their event is emitted, so a listener may map again). */
@@ -149,6 +156,7 @@ export class Iommu {
       smmu,
     );
     this.domains.set(id, d);
+    if (table.pageCounts) this.selfCounting.add(d);
     this.sink.emit({ type: 'domain', action: 'alloc', domain: id, family: smmu.family, ttbr0: hex(table.root) });
     return d;
   }
@@ -167,6 +175,7 @@ export class Iommu {
     for (const f of this.beforeFree) f(id);
     this.soc.mem.atomically(() => d.table.free());
     this.domains.delete(id);
+    if (!this.selfCounting.delete(d)) this.countedLeaves -= d.leafCount;
     this.sink.emit({ type: 'domain', action: 'free', domain: id });
   }
 
@@ -309,6 +318,7 @@ export class Iommu {
       throw e;
     }
     for (let k = 0; k < 4; k++) d.pages[k]! += delta[k]!;
+    if (d.table.pageCounts === undefined) this.countedLeaves += delta[0] + delta[1] + delta[2] + delta[3];
     this.applyGather(d, gather);
     const id = d.id;
     for (let i = 0; i < ops.length; i++) {
@@ -393,6 +403,8 @@ export class Iommu {
   restore(s: IommuSnapshot): void {
     this.domainSeq = s.domainSeq;
     this.domains.clear();
+    this.selfCounting.clear();
+    this.countedLeaves = 0;
     for (const x of s.domains) {
       const smmu = x.smmu !== undefined ? this.soc.smmu(x.smmu) : this.instanceFor(undefined);
       const table = FAMILIES[smmu.family].restoreTable({ mem: this.soc.mem, pool: this.soc.ptPool }, smmu, x.l1, x.table);
@@ -401,6 +413,8 @@ export class Iommu {
       d.pending = x.pending.map((r) => ({ ...r }));
       d.pages.splice(0, 4, ...x.pages);
       this.domains.set(d.id, d);
+      if (table.pageCounts) this.selfCounting.add(d);
+      else this.countedLeaves += d.leafCount;
       for (const dev of d.attached) dev.smmu.adoptTable?.(d.id, table);
     }
   }
@@ -429,8 +443,8 @@ export class Iommu {
   }
 
   private totalLeaves(): number {
-    let n = 0;
-    for (const d of this.domains.values()) n += d.leafCount;
+    let n = this.countedLeaves;
+    if (this.selfCounting.size !== 0) for (const d of this.selfCounting) n += d.leafCount;
     return n;
   }
 }

@@ -233,6 +233,8 @@ const NO_FLUSH: FlushOps = { addPage() {}, flushWalk() {} };
 
 /** The entries of one run in one table (at most a level-1 table's): read, checked and written as a block. */
 const RUN_PTES = new Uint32Array(4096);
+/** The entries of an unmap's run in one level-2 table (its own: a split inside the run writes with RUN_PTES). */
+const UNMAP_PTES = new Uint32Array(256);
 
 type LeafFn = (iova: number, paddr: number, size: number, prot: number) => boolean | void;
 
@@ -443,11 +445,19 @@ export class V7sTable implements PgTable {
     // A run over every entry of a pool table leaves its words: the table is freed whole at the end of the unmap,
     // as __arm_v7s_free_table frees one without clearing it (nothing walks it once its entry is gone).
     const whole = live >= 0 && entries === ptesPerLvl(lvl);
+    // A level-2 run (leaves only) is read as one block and its cleared entries written back as one (one undo
+    // entry per word still, but no read, write and version bump per word).
+    const asBlock = lvl === 2 && !whole;
+    const ptes = UNMAP_PTES;
+    const first = table + (i0 << 2);
+    let dirtyFrom = entries;
+    let dirtyTo = 0;
+    if (asBlock) mem.readWords(first, entries, ptes, 0);
     let fromK = -1;
     let toK = -1;
     for (let k = 0; k < entries; k++) {
       const at = table + ((i0 + k) << 2);
-      let pte = mem.read32(at);
+      let pte = asBlock ? ptes[k]! : mem.read32(at);
       if (!pteIsValid(pte)) continue;
       if (pteIsTable(pte, lvl)) {
         // The chunk covers the entry: the whole next-level table goes (freed at the end of the unmap).
@@ -459,13 +469,25 @@ export class V7sTable implements PgTable {
       } else {
         const cont = pteIsCont(pte, lvl);
         if (cont && pgsize < CONT_PTES * block) {
+          if (asBlock) {
+            // The split writes entries of this table in place: what the block cleared so far goes first, and
+            // the block is read again after it.
+            if (dirtyTo > dirtyFrom) mem.writeWords(first + (dirtyFrom << 2), ptes, dirtyFrom, dirtyTo - dirtyFrom);
+            dirtyFrom = entries;
+            dirtyTo = 0;
+          }
           pte = this.splitCont(cfg, lvl, table, iova + k * block, delta, flush);
+          if (asBlock) mem.readWords(first, entries, ptes, 0);
           delta[leafIndex(lvl, false)]--;
         } else if (cont) {
           // A contiguous leaf is one page: counted once, at its first entry.
           if (((i0 + k) & (CONT_PTES - 1)) === 0) delta[leafIndex(lvl, true)]--;
         } else delta[leafIndex(lvl, false)]--;
-        if (!whole) mem.write32(at, 0);
+        if (asBlock) {
+          ptes[k] = 0;
+          if (k < dirtyFrom) dirtyFrom = k;
+          dirtyTo = k + 1;
+        } else if (!whole) mem.write32(at, 0);
         if (live > 0) live--;
         bytes += block;
       }
@@ -478,6 +500,7 @@ export class V7sTable implements PgTable {
       }
     }
     if (fromK >= 0) flush.addPage(iova + fromK * block, (toK - fromK) * block);
+    if (dirtyTo > dirtyFrom) mem.writeWords(first + (dirtyFrom << 2), ptes, dirtyFrom, dirtyTo - dirtyFrom);
     if (lvl === 1) this.pool.wrote(table);
     else if (whole) this.pool.emptied(table);
     else if (live >= 0) this.pool.setLive(table, live);
