@@ -7,9 +7,11 @@ import { IommuError, fail, hex, refusal, type ErrorName, type ErrorParams, type 
 import type { EventOf, EventSink } from '../events/types.js';
 import type { Domain } from '../iommu/domain.js';
 import type { BatchOp, Iommu } from '../iommu/iommu.js';
+import type { PageCounts } from '../pgtable/v7s.js';
 import { FAMILIES } from '../hw/families.js';
 import { IOMMU_READ, IOMMU_WRITE } from '../pgtable/desc.js';
 import { IovaAllocator } from './iova.js';
+import { MappingTable } from './mappings.js';
 import type { DmaMaintenance } from './noncoherent.js';
 
 export type DmaDirection = 'to-device' | 'from-device' | 'bidirectional';
@@ -56,7 +58,7 @@ export interface DeviceDmaState {
   iova: IovaAllocator | null;
   flushPolicy: 'strict' | 'deferred';
   dmaLimit: number;
-  mappings: Map<number, DmaMapping>;
+  mappings: MappingTable<DmaMapping>;
   /** Unmapped ranges whose IOVAs wait for the flush queue (deferred policy). */
   fq: Array<{ iova: number }>;
   fqTimer: NodeJS.Timeout | null;
@@ -229,7 +231,7 @@ export class DmaApi {
       iova: shared?.iova ?? this.allocatorFor(domain, limit),
       flushPolicy: st?.flushPolicy ?? 'strict',
       dmaLimit: st?.dmaLimit ?? 0xffffffff,
-      mappings: new Map(),
+      mappings: new MappingTable(),
       fq: [],
       fqTimer: null,
     };
@@ -317,7 +319,7 @@ export class DmaApi {
       iova: null,
       flushPolicy: st?.flushPolicy ?? 'strict',
       dmaLimit: st?.dmaLimit ?? 0xffffffff,
-      mappings: new Map(),
+      mappings: new MappingTable(),
       fq: [],
       fqTimer: null,
     };
@@ -332,10 +334,19 @@ export class DmaApi {
     return next;
   }
 
-  /** dma_map_single: maps [paddr, paddr+size) at a fresh IOVA; returns the DMA address. */
+  /**
+   * dma_map_single: maps [paddr, paddr+size) at a fresh IOVA; returns the DMA address. Its one segment is passed
+   * in an array reused by every call (mapSg copies what it keeps).
+   */
   map(device: string, paddr: number, size: number, dir: DmaDirection): DmaMapping {
-    return this.mapSg(device, [{ paddr, size }], dir);
+    const s = this.oneSeg[0]!;
+    s.paddr = paddr;
+    s.size = size;
+    return this.mapSg(device, this.oneSeg, dir);
   }
+  private readonly oneSeg = [{ paddr: 0, size: 0 }];
+  /** Page counts of the DMA API's maps (it reads none). */
+  private readonly pages: PageCounts = [0, 0, 0, 0];
 
   /** dma_map_sg: segments laid out contiguously in IOVA space, each padded to whole pages. */
   mapSg(device: string, segs: ReadonlyArray<{ paddr: number; size: number }>, dir: DmaDirection): DmaMapping {
@@ -374,7 +385,7 @@ export class DmaApi {
     }
     try {
       // Each segment's whole pages, one after another from iova (one segment: one map, no batch to build).
-      if (segs.length === 1) this.iommu.map(st.domain!.id, iova, segs[0]!.paddr - (segs[0]!.paddr % PAGE), total, prot, true);
+      if (segs.length === 1) this.iommu.map(st.domain!.id, iova, segs[0]!.paddr - (segs[0]!.paddr % PAGE), total, prot, true, this.pages);
       else {
         const ops: BatchOp[] = [];
         for (let i = 0, off = 0; i < segs.length; i++) {
@@ -520,10 +531,11 @@ export class DmaApi {
         iova,
         flushPolicy: x.flushPolicy,
         dmaLimit: x.dmaLimit,
-        mappings: new Map(x.mappings.map((m) => [m.dmaAddr, { ...m, segments: m.segments.map((g) => ({ ...g, ...(g.bounce ? { bounce: { ...g.bounce } } : {}) })) }])),
+        mappings: new MappingTable(),
         fq: [],
         fqTimer: null,
       };
+      for (const m of x.mappings) st.mappings.set(m.dmaAddr, { ...m, segments: m.segments.map((g) => ({ ...g, ...(g.bounce ? { bounce: { ...g.bounce } } : {}) })) });
       this.devices.set(x.device, st);
       for (const e of x.fq) this.enqueue(st, e.iova);
     }

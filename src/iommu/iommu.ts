@@ -230,15 +230,18 @@ export class Iommu {
     return d;
   }
 
-  /** One map (iommu_map); `allowDma`: the DMA API mapping on its own domain. */
-  map(id: string, iova: number, paddr: number, size: number, prot: number, allowDma = false): { iova: number; size: number; pages: PageCounts } {
+  /**
+   * One map (iommu_map); `allowDma`: the DMA API mapping on its own domain. `pages` receives the page counts (the
+   * DMA API, which reads none, passes one array for all its maps).
+   */
+  map(id: string, iova: number, paddr: number, size: number, prot: number, allowDma = false, pages: PageCounts = [0, 0, 0, 0]): { iova: number; size: number; pages: PageCounts } {
     const d = this.writable(id, allowDma);
     const op = this.oneMap;
     op.iova = iova;
     op.paddr = paddr;
     op.size = size;
     op.prot = prot;
-    const pages: PageCounts = [0, 0, 0, 0];
+    pages[0] = pages[1] = pages[2] = pages[3] = 0;
     this.apply(d, this.oneMapOps, null, pages);
     return { iova, size, pages };
   }
