@@ -142,6 +142,16 @@ export class Smmu {
   ESYNR1 = 0;
   RPU_ACR = 0;
   readonly res = new TxnResult();
+  /**
+   * The last FSR and FAR values fault() formatted, and their text. In a fault burst both stay as they are (FSR
+   * sticky with MULTI set, FAR the first fault's address), and in hex()'s direct-mapped cache the two can share a
+   * slot with each other or with the faulting addresses: then every fault built both strings again (about a third
+   * of what a stream batch of faults allocated).
+   */
+  private fsrOf = -1;
+  private fsrText = '';
+  private farOf = -1;
+  private farText = '';
   private readonly env: HwEnv;
   private readonly mem: PhysMemory;
   /** Stalled transfers with their original request, so a retry re-runs the whole transfer (made on the first). */
@@ -509,9 +519,11 @@ export class Smmu {
     const iovaHex = hex(iova);
     const accessName = ACCESS_NAMES[access]!;
     const flags = access === ACCESS_WRITE ? 1 : 0;
-    const fsr = hex(bank.FSR);
+    if (bank.FSR !== this.fsrOf) this.fsrText = hex((this.fsrOf = bank.FSR));
+    if (bank.FAR !== this.farOf) this.farText = hex((this.farOf = bank.FAR));
+    const fsr = this.fsrText;
     const fsrBits = fsrBitNames(bank.FSR);
-    const far = hex(bank.FAR);
+    const far = this.farText;
     const fsynr0 = hex(bank.FSYNR0);
     const fsynr1 = hex(bank.FSYNR1);
     const fault: FaultRecord = { smmu, context, device, domain, iova: iovaHex, access: accessName, priv, flags, kind, family: 'msm', fsr, fsrBits, far, fsynr0, fsynr1 };

@@ -103,6 +103,33 @@ describe('transactions', () => {
     expect(bank.FSYNR1).toBe(0x80);
   });
 
+  it("each fault's record and event carry FSR and FAR as they are at that fault, across clears and banks", () => {
+    const { s, bank, tx, smmu, events } = setup();
+    const dev1 = msmDevice(s, 'dev1');
+    s.iommu.attach(s.iommu.domainAlloc().id, 'dev1');
+    const hexOf = (n: number) => '0x' + n.toString(16);
+    // Addresses whose hex text shares hex()'s cache slot with FSR 0x80000002 (0x10000000) and others that do not.
+    const iovas = [0x10000000, 0x10001000, 0x00345000, 0x10000000, 0x20000000, 0x00001000];
+    const seen: Array<[string, string]> = [];
+    const want: Array<[string, string]> = [];
+    for (let round = 0; round < 3; round++) {
+      // Each round starts at another address: FAR changes with the first fault after a clear.
+      for (const iova of [...iovas.slice(round), ...iovas.slice(0, round)]) {
+        for (const [b, r] of [[bank, () => tx(iova)], [dev1.bank, () => ({ ...dev1.smmu.translate(dev1.bank, iova ^ 0x5000, ACCESS_READ, false, 1) })]] as const) {
+          const f = r().fault!;
+          seen.push([f.fsr, f.far]);
+          want.push([hexOf(b.FSR), hexOf(b.FAR)]);
+        }
+      }
+      writeFsr(smmu, bank, 0xffffffff);
+      if (round === 1) writeFsr(dev1.smmu, dev1.bank, 0xffffffff);
+    }
+    expect(seen).toEqual(want);
+    const evs = events.filter((e) => e.type === 'fault').map((e) => [(e as { fsr: string }).fsr, (e as { far: string }).far]);
+    expect(evs).toEqual(want);
+    expect(new Set(want.map((w) => w.join())).size).toBeGreaterThan(6);
+  });
+
   it('permission checks: write to read-only, exec through XN, user to PRIV; a walk fills the TLB even then', () => {
     const { s, d, tx, bank, smmu } = setup();
     s.iommu.map(d.id, 0x1000, RAM, 0x1000, IOMMU_READ);
