@@ -1,5 +1,5 @@
+import { hex } from '../errors.js';
 import { FrameLog, frameText } from './frames.js';
-import { keyCount } from './json.js';
 import type { EventBody, EventOf, EventSink, EventType, IommuEvent } from './types.js';
 
 export type { IommuEvent };
@@ -36,18 +36,21 @@ export const BURST_MAX = 256;
 /** A ring slot whose event is kept as an object, not yet encoded. */
 const LAZY = Buffer.alloc(0);
 /**
- * Ring slots whose map or unmap event is kept as its field values (ringVal), not as the event object: a DMA
- * map/unmap loop with nobody subscribed emits them by the million, and 10,000 kept event objects outlived the
- * young generation, so V8 pretenured the producer's allocation site and the whole process ran slower (scavenges
- * copied them, then old-space collections swept them). The values are strings and objects the producer already
- * holds (domain ids, hex strings from hex()'s cache, shared prot and page-count objects): nothing is allocated per
- * kept event.
+ * Ring slots whose map or unmap event was given as values (emitMap, emitUnmap) while nobody read the bus: a DMA
+ * map/unmap loop with nobody subscribed emits them by the million. They are kept as numbers (iova, paddr or
+ * unmapped, size, the time's ms in ringNum) and objects the producer already holds (domain id, shared prot and
+ * page-count objects, the actor in ringVal), and formatted only when read: no event object, no hex strings, no
+ * ISO time per event (~16 % of the loop). 10,000 kept event objects had outlived the young generation, so V8
+ * pretenured the producer's allocation site and the whole process ran slower.
  */
 const PACKED_MAP = Buffer.alloc(0);
 const PACKED_UNMAP = Buffer.alloc(0);
-/** Values per ring slot in ringVal: a map event's domain, iova, paddr, size, prot, pages, time and by. */
-const VALS = 8;
+/** Values per ring slot in ringVal: domain, prot, pages, by. */
+const VALS = 4;
+/** Numbers per ring slot in ringNum: iova, paddr (a map's) or unmapped (an unmap's), size, time in ms. */
+const NUMS = 4;
 const NO_VALS: unknown[] = [];
+const NO_NUMS = new Float64Array(0);
 /** Frame offsets of a ring with no slot yet (never written: grow() replaces them). */
 const NO_OFFSETS = new Int32Array(0);
 /** Slots of a ring's first growth: most sessions keep only their `create` event (16 cost 4 arrays of 16). */
@@ -66,6 +69,36 @@ export function isoNow(): string {
   return lastIso;
 }
 
+/** The ISO time of `ms` (isoNow's, when it is the millisecond isoNow formatted last). */
+function isoAt(ms: number): string {
+  return ms === lastMs ? lastIso : new Date(ms).toISOString();
+}
+
+type MapProt = EventOf<'map'>['prot'];
+type MapPages = EventOf<'map'>['pages'];
+
+/** The map event of these values (EventBus.emitMap keeps them as they are; its ring formats them alike). */
+export function mapEvent(domain: string, iova: number, paddr: number, size: number, prot: MapProt, pages: MapPages): EventBody {
+  return { type: 'map', domain, iova: hex(iova), paddr: hex(paddr), size, prot, pages };
+}
+
+/** The unmap event of these values (see mapEvent). */
+export function unmapEvent(domain: string, iova: number, size: number, unmapped: number): EventBody {
+  return { type: 'unmap', domain, iova: hex(iova), size, unmapped };
+}
+
+/** Emits a map event to `sink`: an EventBus takes the values, any other sink the event. */
+export function emitMap(sink: EventSink, domain: string, iova: number, paddr: number, size: number, prot: MapProt, pages: MapPages): void {
+  if (sink instanceof EventBus) sink.emitMap(domain, iova, paddr, size, prot, pages);
+  else sink.emit(mapEvent(domain, iova, paddr, size, prot, pages));
+}
+
+/** Emits an unmap event to `sink` (see emitMap). */
+export function emitUnmap(sink: EventSink, domain: string, iova: number, size: number, unmapped: number): void {
+  if (sink instanceof EventBus) sink.emitUnmap(domain, iova, size, unmapped);
+  else sink.emit(unmapEvent(domain, iova, size, unmapped));
+}
+
 export class EventBus implements EventSink {
   private seq = 0;
   /** Seq before the first event this bus emitted (a restored session continues from it). */
@@ -76,14 +109,17 @@ export class EventBus implements EventSink {
   private ringEnd = NO_OFFSETS;
   /** Events kept unencoded (their slot's chunk is LAZY): emitted while nobody subscribed. */
   private ringEvent: Array<IommuEvent | undefined> = [];
-  /** Field values of packed slots (PACKED_MAP, PACKED_UNMAP): VALS per slot, allocated with the first one. */
+  /** Values of packed slots (PACKED_MAP, PACKED_UNMAP): VALS objects and NUMS numbers per slot, allocated with the first one. */
   private ringVal = NO_VALS;
+  private ringNum = NO_NUMS;
   private cap = 0;
   private readonly log = new FrameLog();
   private readonly listeners = new Set<Listener>();
   /** What subscribers hold for a burst's end (see endBurst). */
   private readonly flushes = new Set<() => void>();
   private readonly taps = new Set<Listener>();
+  /** Taps of some event types only (tap's `types`), by type. */
+  private readonly typeTaps = new Map<EventType, Set<Listener>>();
   /** Events emitted to subscribers since the last endBurst(). */
   private burst = 0;
   actor: Actor | null = null;
@@ -119,6 +155,7 @@ export class EventBus implements EventSink {
       // (a DMA map/unmap loop pays no encoding). Taps get no frame then.
       if (this.cap !== 0) this.keepLazy(this.seq, ev);
       for (const l of this.taps) l(ev, LAZY, 0, 0);
+      if (this.typeTaps.size !== 0) this.typeTapped(ev, LAZY, 0, 0);
       return;
     }
     const log = this.log;
@@ -127,6 +164,7 @@ export class EventBus implements EventSink {
     const end = log.used;
     if (this.cap !== 0) this.keep(this.seq, chunk, start, end);
     for (const l of this.taps) l(ev, chunk, start, end);
+    if (this.typeTaps.size !== 0) this.typeTapped(ev, chunk, start, end);
     for (const l of this.listeners) l(ev, chunk, start, end);
     // A burst ends at the end of the event loop's turn at the latest, at a producer's endBurst(), or at BURST_MAX.
     if (this.burst++ === 0) process.nextTick(this.endOfTurn);
@@ -137,53 +175,86 @@ export class EventBus implements EventSink {
     if (this.burst !== 0) this.endBurst();
   };
 
+  private typeTapped(ev: IommuEvent, chunk: Buffer, start: number, end: number): void {
+    const t = this.typeTaps.get(ev.type);
+    if (t) for (const l of t) l(ev, chunk, start, end);
+  }
+
   private keepLazy(seq: number, ev: IommuEvent): void {
     const i = seq % this.cap;
-    if ((ev.type === 'map' || ev.type === 'unmap') && this.pack(i, ev)) return;
     this.ringChunk[i] = LAZY;
     this.ringEvent[i] = ev;
   }
 
-  /**
-   * Keeps a map or unmap event in slot i as its values; false (nothing kept) for one that would not come back the
-   * same: the rebuilt event must encode to the same bytes, so it needs exactly the declared keys, none undefined
-   * (json.ts writes anything else by the generic rules, in the object's own key order).
-   */
-  private pack(i: number, ev: EventOf<'map'> | EventOf<'unmap'>): boolean {
-    if (Object.getPrototypeOf(ev) !== Object.prototype || ev.domain === undefined || ev.iova === undefined || ev.size === undefined) return false;
-    let vals = this.ringVal;
-    if (vals === NO_VALS) vals = this.ringVal = new Array<unknown>(this.cap * VALS).fill(undefined);
-    const at = i * VALS;
-    if (ev.type === 'map') {
-      if (ev.paddr === undefined || ev.prot === undefined || ev.pages === undefined || keyCount(ev) !== (ev.by === undefined ? 9 : 10)) return false;
-      vals[at + 2] = ev.paddr;
-      vals[at + 4] = ev.prot;
-      vals[at + 5] = ev.pages;
-      this.ringChunk[i] = PACKED_MAP;
-    } else {
-      if (ev.unmapped === undefined || keyCount(ev) !== (ev.by === undefined ? 7 : 8)) return false;
-      vals[at + 2] = ev.unmapped;
-      this.ringChunk[i] = PACKED_UNMAP;
-    }
-    vals[at] = ev.domain;
-    vals[at + 1] = ev.iova;
-    vals[at + 3] = ev.size;
-    vals[at + 6] = ev.time;
-    vals[at + 7] = ev.by;
-    this.ringEvent[i] = undefined;
-    return true;
+  /** True when an event of this type has nobody to hand its object to now: it can be kept as values. */
+  private unread(type: EventType): boolean {
+    return this.listeners.size === 0 && this.taps.size === 0 && !this.typeTaps.has(type);
   }
 
-  /** The event a packed slot holds, rebuilt with the keys it was emitted with. */
+  /**
+   * Emits mapEvent(...) of these values: kept as the values while nobody would read the event now (formatted when
+   * the ring is read: the same bytes as the event's), emitted as the event otherwise.
+   */
+  emitMap(domain: string, iova: number, paddr: number, size: number, prot: MapProt, pages: MapPages): void {
+    if (!this.unread('map')) return this.emit(mapEvent(domain, iova, paddr, size, prot, pages));
+    const i = this.packSlot('map', domain);
+    if (i < 0) return;
+    this.ringChunk[i] = PACKED_MAP;
+    const v = this.ringVal;
+    v[i * VALS + 1] = prot;
+    v[i * VALS + 2] = pages;
+    const n = this.ringNum;
+    const at = i * NUMS;
+    n[at] = iova;
+    n[at + 1] = paddr;
+    n[at + 2] = size;
+  }
+
+  /** Emits unmapEvent(...) of these values (see emitMap). */
+  emitUnmap(domain: string, iova: number, size: number, unmapped: number): void {
+    if (!this.unread('unmap')) return this.emit(unmapEvent(domain, iova, size, unmapped));
+    const i = this.packSlot('unmap', domain);
+    if (i < 0) return;
+    this.ringChunk[i] = PACKED_UNMAP;
+    const n = this.ringNum;
+    const at = i * NUMS;
+    n[at] = iova;
+    n[at + 1] = unmapped;
+    n[at + 2] = size;
+  }
+
+  /** emit()'s numbering, counting and stamping of a packed event; its ring slot (-1: the ring keeps none). */
+  private packSlot(type: 'map' | 'unmap', domain: string): number {
+    const seq = ++this.seq;
+    const ms = Date.now();
+    if (this.cap < this.retain && seq - 1 - this.baseSeq >= this.cap) this.grow(Math.min(this.retain, Math.max(FIRST_RING, this.cap * 2)), seq - 1);
+    this.counts.set(type, (this.counts.get(type) ?? 0) + 1);
+    if (this.cap === 0) return -1;
+    if (this.ringVal === NO_VALS) {
+      this.ringVal = new Array<unknown>(this.cap * VALS).fill(undefined);
+      this.ringNum = new Float64Array(this.cap * NUMS);
+    }
+    const i = seq % this.cap;
+    this.ringEvent[i] = undefined;
+    this.ringVal[i * VALS] = domain;
+    this.ringVal[i * VALS + 3] = this.actor;
+    this.ringNum[i * NUMS + 3] = ms;
+    return i;
+  }
+
+  /** The event a packed slot holds, rebuilt with the keys (in their order) emit() gives it. */
   private unpack(i: number, seq: number, map: boolean): IommuEvent {
     const v = this.ringVal;
     const at = i * VALS;
+    const n = this.ringNum;
+    const an = i * NUMS;
+    const time = isoAt(n[an + 3]!);
     const ev = (
       map
-        ? { type: 'map', domain: v[at], iova: v[at + 1], paddr: v[at + 2], size: v[at + 3], prot: v[at + 4], pages: v[at + 5], seq, time: v[at + 6] }
-        : { type: 'unmap', domain: v[at], iova: v[at + 1], size: v[at + 3], unmapped: v[at + 2], seq, time: v[at + 6] }
+        ? { type: 'map', domain: v[at], iova: hex(n[an]!), paddr: hex(n[an + 1]!), size: n[an + 2], prot: v[at + 1], pages: v[at + 2], seq, time }
+        : { type: 'unmap', domain: v[at], iova: hex(n[an]!), size: n[an + 2], unmapped: n[an + 1], seq, time }
     ) as IommuEvent;
-    if (v[at + 7] !== undefined) ev.by = v[at + 7] as Actor;
+    if (v[at + 3]) ev.by = v[at + 3] as Actor;
     return ev;
   }
 
@@ -235,10 +306,26 @@ export class EventBus implements EventSink {
     for (const f of this.flushes) f();
   }
 
-  /** A listener of the session's own (stall timers, metrics): delivered first, not counted as a subscriber. */
-  tap(l: Listener): () => void {
-    this.taps.add(l);
-    return () => this.taps.delete(l);
+  /**
+   * A listener of the session's own (stall timers, metrics): delivered first, not counted as a subscriber. With
+   * `types`, it gets events of those types only (map and unmap events left out can be kept as values).
+   */
+  tap(l: Listener, types?: readonly EventType[]): () => void {
+    if (!types) {
+      this.taps.add(l);
+      return () => this.taps.delete(l);
+    }
+    for (const t of types) {
+      let set = this.typeTaps.get(t);
+      if (!set) this.typeTaps.set(t, (set = new Set()));
+      set.add(l);
+    }
+    return () => {
+      for (const t of types) {
+        const set = this.typeTaps.get(t);
+        if (set?.delete(l) && set.size === 0) this.typeTaps.delete(t);
+      }
+    };
   }
 
   get subscriberCount(): number {
@@ -290,6 +377,7 @@ export class EventBus implements EventSink {
     this.ringEnd = new Int32Array(this.cap);
     this.ringEvent = new Array<IommuEvent | undefined>(this.cap).fill(undefined);
     this.ringVal = NO_VALS;
+    this.ringNum = NO_NUMS;
     this.seq = s.seq;
     this.baseSeq = s.seq - s.events.length;
     for (const ev of s.events) {
@@ -315,6 +403,7 @@ export class EventBus implements EventSink {
     const ends = new Int32Array(cap);
     const events = new Array<IommuEvent | undefined>(cap).fill(undefined);
     const vals = this.ringVal === NO_VALS ? NO_VALS : new Array<unknown>(cap * VALS).fill(undefined);
+    const nums = this.ringNum === NO_NUMS ? NO_NUMS : new Float64Array(cap * NUMS);
     for (let s = Math.max(this.baseSeq + 1, last - this.cap + 1); s <= last; s++) {
       const from = s % this.cap;
       const to = s % cap;
@@ -322,9 +411,13 @@ export class EventBus implements EventSink {
       events[to] = this.ringEvent[from];
       starts[to] = this.ringStart[from]!;
       ends[to] = this.ringEnd[from]!;
-      if (vals !== NO_VALS) for (let k = 0; k < VALS; k++) vals[to * VALS + k] = this.ringVal[from * VALS + k];
+      if (vals !== NO_VALS) {
+        for (let k = 0; k < VALS; k++) vals[to * VALS + k] = this.ringVal[from * VALS + k];
+        for (let k = 0; k < NUMS; k++) nums[to * NUMS + k] = this.ringNum[from * NUMS + k]!;
+      }
     }
     this.ringVal = vals;
+    this.ringNum = nums;
     this.ringChunk = chunks;
     this.ringStart = starts;
     this.ringEnd = ends;

@@ -3,6 +3,7 @@
  * iova_to_phys, flush_iotlb_all / range flush, iotlb_sync, and report_iommu_fault to a domain's handler.
  */
 import { IommuError, fail, hex } from '../errors.js';
+import { emitMap, emitUnmap } from '../events/bus.js';
 import type { EventSink } from '../events/types.js';
 import type { FaultBase, HwContext, IommuInstance } from '../hw/family.js';
 import { FAMILIES } from '../hw/families.js';
@@ -329,9 +330,9 @@ export class Iommu {
       const r = results ? results[i]! : null;
       if (op.op === 'map') {
         const added = r ? (r as { pages: PageCounts }).pages : pages!;
-        this.sink.emit({ type: 'map', domain: id, iova: hex(op.iova), paddr: hex(op.paddr), size: op.size, prot: protToNames(op.prot), pages: eventPages(added) });
+        emitMap(this.sink, id, op.iova, op.paddr, op.size, protToNames(op.prot), eventPages(added));
       } else {
-        this.sink.emit({ type: 'unmap', domain: id, iova: hex(op.iova), size: op.size, unmapped: r ? (r as { unmapped: number }).unmapped : unmapped });
+        emitUnmap(this.sink, id, op.iova, op.size, r ? (r as { unmapped: number }).unmapped : unmapped);
       }
     }
     return unmapped;

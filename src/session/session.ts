@@ -556,7 +556,7 @@ export class Session {
         clearTimeout(this.stallTimers.get(ev.stall as string));
         this.stallTimers.delete(ev.stall as string);
       }
-    });
+    }, ['fault', 'coherency', 'resume']);
     return (this.hw = { soc, iommu, pools, dma });
   }
 
