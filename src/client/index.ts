@@ -593,7 +593,8 @@ export class TranslateStream {
         this.release();
         return;
       }
-      const r = decodeReply(new Uint8Array(raw as Buffer));
+      // The message's own bytes (a Buffer is a Uint8Array): new Uint8Array(buffer) made a copy of every reply.
+      const r = decodeReply(raw as Buffer);
       const p = this.pending.shift();
       if (!p) return;
       if (p.id !== r.id) p.reject(new Error(`stream reply ${r.id} out of order (expected ${p.id})`));
