@@ -559,8 +559,12 @@ export class DmaApi {
     } else if (this.live.active) this.live.drop();
     // The refusal names the first conflicting mapping in device and mapping order, as the full scan finds it.
     for (const other of this.devices.values()) {
-      for (const m of other.mappings.values()) {
-        for (const s of m.segments) {
+      const table = other.mappings;
+      for (let e = 0; e < table.slots; e++) {
+        const m = table.valueAt(e);
+        if (m === undefined) continue;
+        for (let k = 0; k < m.segments.length; k++) {
+          const s: DmaMapping['segments'][number] = m.segments[k]!;
           if (s.paddr < paddr + size && paddr < s.paddr + s.size && (writes(dir) || writes(m.dir))) {
             this.debug(device, 'dmaOverlap', {
               report: { check: 'overlapping-mapping', paddr: hex(paddr), other: { device: other.device, dmaAddr: hex(m.dmaAddr), paddr: hex(s.paddr), size: s.size, dir: m.dir } },

@@ -88,6 +88,18 @@ export class MappingTable<V> {
     }
   }
 
+  /**
+   * Entries of the listing order: valueAt(0 .. slots - 1), undefined for a removed one, are the values of values(),
+   * walked without a generator (the DMA API's overlap scan runs on every map). Valid while the table is not changed.
+   */
+  get slots(): number {
+    return this.n;
+  }
+
+  valueAt(e: number): V | undefined {
+    return this.vals[e];
+  }
+
   /** The values in insertion order; entries added while iterating are visited, removed ones are not. */
   *values(): IterableIterator<V> {
     this.iterating++;

@@ -123,11 +123,25 @@ export class EventBus implements EventSink {
   /** Events emitted to subscribers since the last endBurst(). */
   private burst = 0;
   actor: Actor | null = null;
-  readonly counts = new Map<EventType, number>();
+  private readonly typeCounts = new Map<EventType, number>();
+  /** Maps and unmaps kept as values not yet added to typeCounts (a Map.set per event was ~1 % of a DMA map+unmap). */
+  private uncountedMaps = 0;
+  private uncountedUnmaps = 0;
+  /** Whether a map / an unmap has nobody to hand its event object to now (see unread), updated as listeners come and go. */
+  private mapUnread = true;
+  private unmapUnread = true;
 
   constructor(readonly retain = 10_000, firstSeq = 0) {
     this.seq = firstSeq;
     this.baseSeq = firstSeq;
+  }
+
+  /** Events emitted per type, in the order the types first came. */
+  get counts(): Map<EventType, number> {
+    if (this.uncountedMaps !== 0) this.typeCounts.set('map', this.typeCounts.get('map')! + this.uncountedMaps);
+    if (this.uncountedUnmaps !== 0) this.typeCounts.set('unmap', this.typeCounts.get('unmap')! + this.uncountedUnmaps);
+    this.uncountedMaps = this.uncountedUnmaps = 0;
+    return this.typeCounts;
   }
 
   get lastSeq(): number {
@@ -149,7 +163,7 @@ export class EventBus implements EventSink {
     ev.time = this.now();
     if (this.actor) ev.by = this.actor;
     if (this.cap < this.retain && this.seq - 1 - this.baseSeq >= this.cap) this.grow(Math.min(this.retain, Math.max(FIRST_RING, this.cap * 2)), this.seq - 1);
-    this.counts.set(body.type, (this.counts.get(body.type) ?? 0) + 1);
+    this.typeCounts.set(body.type, (this.typeCounts.get(body.type) ?? 0) + 1);
     if (this.listeners.size === 0) {
       // Nobody subscribes: the event is kept as it is and encoded only if a subscriber or a snapshot asks for it
       // (a DMA map/unmap loop pays no encoding). Taps get no frame then.
@@ -191,12 +205,18 @@ export class EventBus implements EventSink {
     return this.listeners.size === 0 && this.taps.size === 0 && !this.typeTaps.has(type);
   }
 
+  /** Called when a listener or tap comes or goes. */
+  private heard(): void {
+    this.mapUnread = this.unread('map');
+    this.unmapUnread = this.unread('unmap');
+  }
+
   /**
    * Emits mapEvent(...) of these values: kept as the values while nobody would read the event now (formatted when
    * the ring is read: the same bytes as the event's), emitted as the event otherwise.
    */
   emitMap(domain: string, iova: number, paddr: number, size: number, prot: MapProt, pages: MapPages): void {
-    if (!this.unread('map')) return this.emit(mapEvent(domain, iova, paddr, size, prot, pages));
+    if (!this.mapUnread) return this.emit(mapEvent(domain, iova, paddr, size, prot, pages));
     const i = this.packSlot('map', domain);
     if (i < 0) return;
     this.ringChunk[i] = PACKED_MAP;
@@ -212,7 +232,7 @@ export class EventBus implements EventSink {
 
   /** Emits unmapEvent(...) of these values (see emitMap). */
   emitUnmap(domain: string, iova: number, size: number, unmapped: number): void {
-    if (!this.unread('unmap')) return this.emit(unmapEvent(domain, iova, size, unmapped));
+    if (!this.unmapUnread) return this.emit(unmapEvent(domain, iova, size, unmapped));
     const i = this.packSlot('unmap', domain);
     if (i < 0) return;
     this.ringChunk[i] = PACKED_UNMAP;
@@ -228,7 +248,10 @@ export class EventBus implements EventSink {
     const seq = ++this.seq;
     const ms = Date.now();
     if (this.cap < this.retain && seq - 1 - this.baseSeq >= this.cap) this.grow(Math.min(this.retain, Math.max(FIRST_RING, this.cap * 2)), seq - 1);
-    this.counts.set(type, (this.counts.get(type) ?? 0) + 1);
+    // Counted in typeCounts at the next read of counts; the type takes its place in the order now.
+    if (type === 'map') {
+      if (this.uncountedMaps++ === 0 && !this.typeCounts.has('map')) this.typeCounts.set('map', 0);
+    } else if (this.uncountedUnmaps++ === 0 && !this.typeCounts.has('unmap')) this.typeCounts.set('unmap', 0);
     if (this.cap === 0) return -1;
     if (this.ringVal === NO_VALS) {
       this.ringVal = new Array<unknown>(this.cap * VALS).fill(undefined);
@@ -290,9 +313,11 @@ export class EventBus implements EventSink {
   subscribe(l: Listener, flush?: () => void): () => void {
     this.listeners.add(l);
     if (flush) this.flushes.add(flush);
+    this.heard();
     return () => {
       this.listeners.delete(l);
       if (flush) this.flushes.delete(flush);
+      this.heard();
     };
   }
 
@@ -313,18 +338,24 @@ export class EventBus implements EventSink {
   tap(l: Listener, types?: readonly EventType[]): () => void {
     if (!types) {
       this.taps.add(l);
-      return () => this.taps.delete(l);
+      this.heard();
+      return () => {
+        this.taps.delete(l);
+        this.heard();
+      };
     }
     for (const t of types) {
       let set = this.typeTaps.get(t);
       if (!set) this.typeTaps.set(t, (set = new Set()));
       set.add(l);
     }
+    this.heard();
     return () => {
       for (const t of types) {
         const set = this.typeTaps.get(t);
         if (set?.delete(l) && set.size === 0) this.typeTaps.delete(t);
       }
+      this.heard();
     };
   }
 
@@ -384,8 +415,9 @@ export class EventBus implements EventSink {
       const start = this.log.appendEvent(ev);
       this.keep(ev.seq, this.log.chunk, start, this.log.used);
     }
-    this.counts.clear();
-    for (const [t, n] of s.counts) this.counts.set(t, n);
+    this.uncountedMaps = this.uncountedUnmaps = 0;
+    this.typeCounts.clear();
+    for (const [t, n] of s.counts) this.typeCounts.set(t, n);
   }
 
   /** The retained event of that seq (parsed from its frame). */

@@ -82,6 +82,10 @@ describe('MappingTable (a device\'s live DMA mappings)', () => {
         }
         expect([...t.values()]).toEqual([...ref.values()]);
         expect([...t.values()].every((v, i) => v === [...ref.values()][i])).toBe(true);
+        // The walk without a generator (slots, valueAt) lists the same values.
+        const walked = [];
+        for (let e = 0; e < t.slots; e++) if (t.valueAt(e) !== undefined) walked.push(t.valueAt(e));
+        expect(walked.every((v, i) => v === [...ref.values()][i]) && walked.length === ref.size).toBe(true);
         for (const k of ref.keys()) expect(t.get(k)).toBe(ref.get(k));
       }),
       { numRuns: 200 },

@@ -104,7 +104,9 @@ const ops = fc.array(
 );
 
 /** Every read of the ring, checked against the model's retained texts. */
-function check(bus: EventBus, model: Map<number, string>, retain: number, since: number): void {
+function check(bus: EventBus, model: Map<number, string>, retain: number, since: number, counts: Map<string, number>): void {
+  // Counts per type, in the order the types first came.
+  expect([...bus.counts]).toEqual([...counts]);
   const last = bus.lastSeq;
   const first = Math.max(1, last - retain + 1);
   expect(bus.firstRetained).toBe(first);
@@ -126,16 +128,20 @@ describe('the retained ring (map and unmap events kept as values while nobody su
       fc.property(fc.integer({ min: 1, max: 40 }), ops, (retain, list) => {
         const bus = new EventBus(retain);
         const model = new Map<number, string>();
+        const counts = new Map<string, number>();
+        const count = (type: string) => counts.set(type, (counts.get(type) ?? 0) + 1);
         let unsubscribe: (() => void) | null = null;
         for (const o of list) {
           if (o.op === 'emit') {
             const b = o.body;
             bus.emit(b);
+            count(b.type);
             const ev = b as IommuEvent;
             model.set(ev.seq, eventJson(ev));
             for (const s of model.keys()) if (s <= ev.seq - retain) model.delete(s);
           } else if (o.op === 'values') {
             const [seq, text] = emitValues(bus, o.v, bus.actor);
+            count(o.v.kind);
             model.set(seq, text);
             for (const s of model.keys()) if (s <= seq - retain) model.delete(s);
           } else if (o.op === 'actor') bus.actor = ACTORS[o.i]!;
@@ -144,12 +150,19 @@ describe('the retained ring (map and unmap events kept as values while nobody su
             unsubscribe?.();
             unsubscribe = null;
           } else if (o.op === 'advance') bus.advanceTo(bus.lastSeq + o.by);
-          else check(bus, model, retain, o.since);
+          else check(bus, model, retain, o.since, counts);
         }
-        check(bus, model, retain, 0);
+        check(bus, model, retain, 0, counts);
         const snap = bus.snapshot();
         expect(snap.seq).toBe(bus.lastSeq);
         expect(snap.events).toEqual(bus.replay(0).events);
+        expect(snap.counts).toEqual([...counts]);
+        // A bus restored from the snapshot counts on from it.
+        const again = new EventBus(retain);
+        again.restore(snap);
+        again.emitUnmap('dom-1', 0x1000, 4096, 4096);
+        count('unmap');
+        expect([...again.counts]).toEqual([...counts]);
       }),
       { numRuns: 300 },
     );
