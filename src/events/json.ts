@@ -143,7 +143,7 @@ function kindOf(t0: z.ZodType): Kind {
 }
 
 /** How many enumerable keys `o` has (for-in: no array made; a plain object has no inherited ones). */
-export function keyCount(o: object): number {
+function keyCount(o: object): number {
   let n = 0;
   for (const _ in o) n++;
   return n;
