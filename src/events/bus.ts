@@ -87,15 +87,15 @@ export function unmapEvent(domain: string, iova: number, size: number, unmapped:
   return { type: 'unmap', domain, iova: hex(iova), size, unmapped };
 }
 
-/** Emits a map event to `sink`: an EventBus takes the values, any other sink the event. */
+/** Emits a map event to `sink`: a sink with emitMap (EventBus) takes the values, any other the event. */
 export function emitMap(sink: EventSink, domain: string, iova: number, paddr: number, size: number, prot: MapProt, pages: MapPages): void {
-  if (sink instanceof EventBus) sink.emitMap(domain, iova, paddr, size, prot, pages);
+  if (sink.emitMap) sink.emitMap(domain, iova, paddr, size, prot, pages);
   else sink.emit(mapEvent(domain, iova, paddr, size, prot, pages));
 }
 
 /** Emits an unmap event to `sink` (see emitMap). */
 export function emitUnmap(sink: EventSink, domain: string, iova: number, size: number, unmapped: number): void {
-  if (sink instanceof EventBus) sink.emitUnmap(domain, iova, size, unmapped);
+  if (sink.emitUnmap) sink.emitUnmap(domain, iova, size, unmapped);
   else sink.emit(unmapEvent(domain, iova, size, unmapped));
 }
 

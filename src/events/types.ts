@@ -188,6 +188,9 @@ export const SocketErrorMessage = z.strictObject({
 
 export interface EventSink {
   emit(ev: EventBody): void;
+  /** A sink that can keep a map or unmap event as its values (EventBus) takes them here instead of the event. */
+  emitMap?(domain: string, iova: number, paddr: number, size: number, prot: EventOf<'map'>['prot'], pages: EventOf<'map'>['pages']): void;
+  emitUnmap?(domain: string, iova: number, size: number, unmapped: number): void;
 }
 
 export const NULL_SINK: EventSink = { emit() {} };
