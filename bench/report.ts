@@ -10,6 +10,8 @@ export interface BenchResult {
 /** A figure over several runs: the median run's value, with the spread (min–max) over all of them. */
 export interface Figure extends BenchResult {
   spread: [number, number];
+  /** Each run's value, in run order: a bimodal figure (two runs alike, one apart) shows here, not in the spread. */
+  values: number[];
   /** Spread of the ratio (each run's ratio is taken within that run, against its own baseline). */
   ratioSpread?: [number, number];
   runs: number;
@@ -53,7 +55,7 @@ export function aggregate(runs: BenchResult[][]): Figure[] {
     const value = median(values);
     // The note of the run nearest the median (notes carry that run's counts).
     const mid = rs.reduce((a, b) => (Math.abs(b.value - value) < Math.abs(a.value - value) ? b : a));
-    const f: Figure = { name, value, unit: rs[0]!.unit, spread: [Math.min(...values), Math.max(...values)], runs: rs.length };
+    const f: Figure = { name, value, unit: rs[0]!.unit, spread: [Math.min(...values), Math.max(...values)], values, runs: rs.length };
     const baselines = rs.flatMap((r) => (r.baseline !== undefined ? [r.baseline] : []));
     if (baselines.length) f.baseline = median(baselines);
     const ratios = rs.flatMap((r) => (r.ratio !== undefined ? [r.ratio] : []));
