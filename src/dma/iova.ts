@@ -27,12 +27,16 @@ const cached = (pages: number): boolean => pages <= CACHE_MAX_PAGES && (pages & 
 
 export class IovaAllocator {
   /**
-   * Allocated ranges sorted by lo, as pairs (lo, hi) in one typed array: the kernel's rbtree role, where an
-   * insert or a removal is one native move of the pairs above it (copyWithin) rather than a splice of objects,
-   * and a range costs no object. pfns fit: the space is 32 bits of bytes, 20 of pages.
+   * Allocated ranges sorted by lo, as pairs (lo, hi) in one typed array (the kernel's rbtree role; a range costs
+   * no object; pfns fit: the space is 32 bits of bytes, 20 of pages), kept as a gap buffer: the unused room sits
+   * between range `gap - 1` and range `gap`, and an insert or a removal moves it there first, so one next to the
+   * last costs no move. Top-down allocations insert below the one before, and a driver unmaps in the order it
+   * mapped: with the room at one end, each of a thousand live ranges' inserts and removals moved them all.
    */
   private spans = new Int32Array(32);
   private count = 0;
+  /** Index (in range order) of the first range stored after the unused room; ranges before it are stored first. */
+  private gap = 0;
   /** rcache: per size in pages, a stack of the first pfns of freed ranges (parked: still in the tree). */
   private readonly cache = new Map<number, number[]>();
   /**
@@ -103,20 +107,38 @@ export class IovaAllocator {
     return lo * PAGE;
   }
 
+  /** Where range i's lo is stored in spans (its hi follows): past the unused room from `gap` on. */
+  private at(i: number): number {
+    return i < this.gap ? 2 * i : 2 * (i + (this.spans.length >>> 1) - this.count);
+  }
+
   /** Index of the range starting at pfn (ranges are sorted by lo), -1 when none does. */
   private indexOf(pfn: number): number {
     const i = this.firstAtOrAbove(pfn);
-    return i < this.count && this.spans[2 * i] === pfn ? i : -1;
+    return i < this.count && this.spans[this.at(i)] === pfn ? i : -1;
   }
 
   /** Index of the first range whose lo is ≥ pfn (count when none). */
   private firstAtOrAbove(pfn: number): number {
     const spans = this.spans;
-    let a = 0;
+    // Below the room, then above it.
+    const gap = this.gap;
+    if (gap > 0 && spans[2 * (gap - 1)]! >= pfn) {
+      let a = 0;
+      let b = gap - 1;
+      while (a < b) {
+        const m = (a + b) >>> 1;
+        if (spans[2 * m]! < pfn) a = m + 1;
+        else b = m;
+      }
+      return a;
+    }
+    const shift = (spans.length >>> 1) - this.count;
+    let a = gap;
     let b = this.count;
     while (a < b) {
       const m = (a + b) >>> 1;
-      if (spans[2 * m]! < pfn) a = m + 1;
+      if (spans[2 * (m + shift)]! < pfn) a = m + 1;
       else b = m;
     }
     return a;
@@ -127,7 +149,7 @@ export class IovaAllocator {
     const pfn = Math.floor(iova / PAGE);
     const i = this.indexOf(pfn);
     if (i < 0) fail('noIovaRange', { iova });
-    const pages = this.spans[2 * i + 1]! - pfn + 1;
+    const pages = this.spans[this.at(i) + 1]! - pfn + 1;
     if (cached(pages)) {
       let stack = this.cache.get(pages);
       if (!stack) this.cache.set(pages, (stack = []));
@@ -153,12 +175,14 @@ export class IovaAllocator {
     this.startPfn = s.startPfn ?? 1;
     this.hints.clear();
     this.count = 0;
+    this.gap = 0;
     this.reserve(s.ranges.length);
     for (const r of s.ranges) {
       this.spans[2 * this.count] = r.lo;
       this.spans[2 * this.count + 1] = r.hi;
       this.count++;
     }
+    this.gap = this.count;
     this.cache.clear();
     for (const [pages, los] of s.cache) this.cache.set(pages, los.slice());
     this.limitPfn = s.limitPfn;
@@ -174,7 +198,7 @@ export class IovaAllocator {
   /** Every range in the tree, parked ones included, in order. */
   private ranges(): IovaRange[] {
     const out: IovaRange[] = [];
-    for (let i = 0; i < this.count; i++) out.push({ lo: this.spans[2 * i]!, hi: this.spans[2 * i + 1]! });
+    for (let i = 0; i < this.count; i++) out.push({ lo: this.spans[this.at(i)]!, hi: this.spans[this.at(i) + 1]! });
     return out;
   }
 
@@ -191,9 +215,10 @@ export class IovaAllocator {
     let high = Math.min(this.limitPfn + 1, this.hints.get(pages) ?? Infinity); // exclusive
     // Ranges starting at or above `high` cannot bound a gap below it: start at the last one starting below.
     for (let i = this.firstAtOrAbove(high) - 1; i >= -1; i--) {
-      const belowHi = i >= 0 ? spans[2 * i + 1]! : this.startPfn - 1; // pfn 0 is never used
+      const x = i >= 0 ? this.at(i) : -1;
+      const belowHi = i >= 0 ? spans[x + 1]! : this.startPfn - 1; // pfn 0 is never used
       if (belowHi >= high) {
-        high = Math.min(high, spans[2 * i]!);
+        high = Math.min(high, spans[x]!);
         continue;
       }
       const lo = Math.floor((high - pages) / align) * align;
@@ -202,32 +227,52 @@ export class IovaAllocator {
         this.hints.set(pages, lo);
         return lo;
       }
-      if (i >= 0) high = spans[2 * i]!;
+      if (i >= 0) high = spans[x]!;
     }
     return -1;
   }
 
-  /** Room for n more ranges. */
+  /** Room for n more ranges (the unused room stays at `gap`). */
   private reserve(n: number): void {
-    if (2 * (this.count + n) <= this.spans.length) return;
+    const cap = this.spans.length >>> 1;
+    if (this.count + n <= cap) return;
     const grown = new Int32Array(Math.max(2 * this.spans.length, 2 * (this.count + n)));
-    grown.set(this.spans.subarray(0, 2 * this.count));
+    const above = this.count - this.gap;
+    grown.set(this.spans.subarray(0, 2 * this.gap));
+    grown.set(this.spans.subarray(2 * (cap - above)), grown.length - 2 * above);
     this.spans = grown;
+  }
+
+  /** Moves the unused room to just before range `to`. */
+  private moveGap(to: number): void {
+    const gap = this.gap;
+    if (to === gap) return;
+    const spans = this.spans;
+    const room = 2 * ((spans.length >>> 1) - this.count);
+    // Pairs between the two places cross the room: a loop for a few, the native move for more.
+    if (to < gap) {
+      if (gap - to <= 8) for (let k = 2 * gap - 1; k >= 2 * to; k--) spans[k + room] = spans[k]!;
+      else spans.copyWithin(2 * to + room, 2 * to, 2 * gap);
+    } else if (to - gap <= 8) for (let k = 2 * gap; k < 2 * to; k++) spans[k] = spans[k + room]!;
+    else spans.copyWithin(2 * gap, 2 * gap + room, 2 * to + room);
+    this.gap = to;
   }
 
   private insert(i: number, lo: number, hi: number): void {
     this.reserve(1);
+    this.moveGap(i);
     const spans = this.spans;
-    if (i < this.count) spans.copyWithin(2 * i + 2, 2 * i, 2 * this.count);
     spans[2 * i] = lo;
     spans[2 * i + 1] = hi;
+    this.gap++;
     this.count++;
   }
 
-  /** Removes the range at index i (none when i < 0). */
+  /** Removes the range at index i (none when i < 0): it becomes part of the unused room. */
   private remove(i: number): void {
     if (i < 0) return;
-    this.spans.copyWithin(2 * i, 2 * i + 2, 2 * this.count);
+    if (i === this.gap - 1) this.gap--;
+    else this.moveGap(i);
     this.count--;
     // A gap may have opened above any hint (cleared only when set: Map.clear() allocates a new table).
     if (this.hints.size !== 0) this.hints.clear();
