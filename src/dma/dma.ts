@@ -5,6 +5,7 @@
  */
 import { IommuError, fail, hex, refusal, type ErrorName, type ErrorParams, type DmaDebugReport } from '../errors.js';
 import type { EventOf, EventSink } from '../events/types.js';
+import type { HwContext } from '../hw/family.js';
 import type { Domain } from '../iommu/domain.js';
 import type { BatchOp, Iommu } from '../iommu/iommu.js';
 import type { PageCounts } from '../pgtable/v7s.js';
@@ -73,28 +74,27 @@ function protOf(dir: DmaDirection): number {
 
 const writes = (dir: DmaDirection) => dir !== 'to-device';
 
-/** One segment in the overlap index: its physical range, whether its mapping lets the device write, and whether it is gone. */
-interface LiveSegment {
-  seg: DmaMapping['segments'][number];
-  start: number;
-  end: number;
-  writes: boolean;
-  dead: boolean;
-}
-
 /** Live mappings from which the overlap check asks the index rather than scanning them all. */
 const INDEX_FROM = 16;
+/** Flags of an indexed segment: its mapping lets the device write; it is gone (left in place until a compaction). */
+const WRITES = 1;
+const DEAD = 2;
 
 /**
  * Every live segment of every device, sorted by physical start: with many mappings live, the DMA-debug overlap
  * check asks it instead of walking all of them (a driver with a thousand buffers mapped paid for each on every
  * map). Kept only while in use (`active`) and exact while not `stale`; the mapping tables stay the truth (a device
  * state replaced or dropped marks it stale, and the next question rebuilds it from them). A removed segment stays
- * in place, marked dead, until the dead are half the array (then one pass drops them): unmapping a thousand
- * buffers in order cost a splice of the whole array each.
+ * in place, marked dead, until the dead are half the entries (then one pass drops them): unmapping a thousand
+ * buffers in order cost a splice of the whole array each. Entries are columns of numbers (no object per segment)
+ * beside the segment objects themselves, which a removal matches by identity.
  */
 class OverlapIndex {
-  private segs: LiveSegment[] = [];
+  private starts = new Float64Array(64);
+  private ends = new Float64Array(64);
+  private flags = new Uint8Array(64);
+  private segs: Array<DmaMapping['segments'][number] | undefined> = [];
+  private n = 0;
   private dead = 0;
   /** The longest segment indexed since the last rebuild: no overlap starts further below a range than this. */
   private maxLen = 0;
@@ -103,11 +103,23 @@ class OverlapIndex {
 
   add(m: DmaMapping): void {
     if (!this.active || this.stale) return;
-    for (const seg of m.segments) {
-      const e: LiveSegment = { seg, start: seg.paddr, end: seg.paddr + seg.size, writes: writes(m.dir), dead: false };
-      const i = this.firstAtOrAbove(e.start);
-      if (i === this.segs.length) this.segs.push(e);
-      else this.segs.splice(i, 0, e);
+    const w = writes(m.dir) ? WRITES : 0;
+    for (let k = 0; k < m.segments.length; k++) {
+      const seg = m.segments[k]!;
+      const start = seg.paddr;
+      if (this.n === this.starts.length) this.grow();
+      // Buffers mapped in address order (the common case) go at the end without a search.
+      const i = this.n === 0 || this.starts[this.n - 1]! < start ? this.n : this.firstAtOrAbove(start);
+      if (i < this.n) {
+        this.starts.copyWithin(i + 1, i, this.n);
+        this.ends.copyWithin(i + 1, i, this.n);
+        this.flags.copyWithin(i + 1, i, this.n);
+        this.segs.splice(i, 0, seg);
+      } else this.segs[i] = seg;
+      this.starts[i] = start;
+      this.ends[i] = start + seg.size;
+      this.flags[i] = w;
+      this.n++;
       if (seg.size > this.maxLen) this.maxLen = seg.size;
     }
   }
@@ -116,29 +128,21 @@ class OverlapIndex {
     if (!this.active || this.stale) return;
     for (let k = 0; k < m.segments.length; k++) {
       const seg = m.segments[k]!;
-      for (let i = this.firstAtOrAbove(seg.paddr); i < this.segs.length && this.segs[i]!.start === seg.paddr; i++) {
-        const e = this.segs[i]!;
-        if (e.seg === seg && !e.dead) {
-          e.dead = true;
+      for (let i = this.firstAtOrAbove(seg.paddr); i < this.n && this.starts[i] === seg.paddr; i++) {
+        if (this.segs[i] === seg && (this.flags[i]! & DEAD) === 0) {
+          this.flags[i]! |= DEAD;
+          this.segs[i] = undefined;
           this.dead++;
           break;
         }
       }
     }
-    if (this.dead === this.segs.length) {
-      this.segs = [];
-      this.dead = 0;
-      this.maxLen = 0;
-    } else if (2 * this.dead > this.segs.length) {
-      this.segs = this.segs.filter((e) => !e.dead);
-      this.dead = 0;
-    }
+    if (this.dead === this.n) this.clear();
+    else if (2 * this.dead > this.n) this.compact();
   }
 
   rebuild(devices: Iterable<DeviceDmaState>): void {
-    this.segs = [];
-    this.dead = 0;
-    this.maxLen = 0;
+    this.clear();
     this.active = true;
     this.stale = false;
     for (const st of devices) for (const m of st.mappings.values()) this.add(m);
@@ -148,28 +152,65 @@ class OverlapIndex {
   drop(): void {
     this.active = false;
     this.stale = true;
-    this.segs = [];
-    this.dead = 0;
+    this.clear();
   }
 
   /** Whether a live segment overlaps [paddr, paddr+size) where one of the two mappings lets the device write. */
   conflicts(paddr: number, size: number, dir: DmaDirection): boolean {
     const end = paddr + size;
     const w = writes(dir);
+    const { starts, ends, flags } = this;
     for (let i = this.firstAtOrAbove(end) - 1; i >= 0; i--) {
-      const e = this.segs[i]!;
-      if (e.start + this.maxLen <= paddr) break;
-      if (!e.dead && e.end > paddr && (w || e.writes)) return true;
+      if (starts[i]! + this.maxLen <= paddr) break;
+      const f = flags[i]!;
+      if ((f & DEAD) === 0 && ends[i]! > paddr && (w || (f & WRITES) !== 0)) return true;
     }
     return false;
   }
 
+  private clear(): void {
+    for (let i = 0; i < this.n; i++) this.segs[i] = undefined;
+    this.n = 0;
+    this.dead = 0;
+    this.maxLen = 0;
+  }
+
+  /** Drops the dead entries in one pass. */
+  private compact(): void {
+    const { starts, ends, flags, segs } = this;
+    let to = 0;
+    for (let i = 0; i < this.n; i++) {
+      if ((flags[i]! & DEAD) !== 0) continue;
+      starts[to] = starts[i]!;
+      ends[to] = ends[i]!;
+      flags[to] = flags[i]!;
+      segs[to++] = segs[i];
+    }
+    for (let i = to; i < this.n; i++) segs[i] = undefined;
+    this.n = to;
+    this.dead = 0;
+  }
+
+  private grow(): void {
+    const cap = 2 * this.starts.length;
+    const starts = new Float64Array(cap);
+    const ends = new Float64Array(cap);
+    const flags = new Uint8Array(cap);
+    starts.set(this.starts);
+    ends.set(this.ends);
+    flags.set(this.flags);
+    this.starts = starts;
+    this.ends = ends;
+    this.flags = flags;
+  }
+
   private firstAtOrAbove(start: number): number {
+    const starts = this.starts;
     let a = 0;
-    let b = this.segs.length;
+    let b = this.n;
     while (a < b) {
       const m = (a + b) >>> 1;
-      if (this.segs[m]!.start < start) a = m + 1;
+      if (starts[m]! < start) a = m + 1;
       else b = m;
     }
     return a;
@@ -183,6 +224,22 @@ export class DmaApi {
   /** Cache maintenance, ownership and bounce buffers (sessions with a CPU cache or a bounce pool). */
   maint: DmaMaintenance | null = null;
   private readonly live = new OverlapIndex();
+  /** Live mappings of every device (the overlap check's choice of scan or index); -1 when it must be counted again. */
+  private mapped = -1;
+  /** Rises whenever `devices` gets, replaces or drops a state or a state changes mode (see hot()). */
+  private devicesGen = 0;
+  /**
+   * The last device acquire() or existing() found attached to its default DMA domain, with what that finding
+   * depended on: the IOMMU's domains and attachments (its gen), `devices` (devicesGen) and the device's context.
+   * While none has changed, the same call finds the same state, so it is returned without the lookups (a device's
+   * DMA calls come in runs).
+   */
+  private hotDevice: string | null = null;
+  private hotBank: HwContext | null = null;
+  private hotDomain: string | null = null;
+  private hotGen = -1;
+  private hotDevicesGen = -1;
+  private hotState: DeviceDmaState | null = null;
 
   constructor(
     private readonly iommu: Iommu,
@@ -209,6 +266,8 @@ export class DmaApi {
    */
   private acquire(device: string): DeviceDmaState {
     this.created = false;
+    const known = this.hot(device);
+    if (known !== null) return known;
     const cur = this.iommu.domainOf(device);
     if (cur && cur.type !== 'dma') {
       fail('dmaUnmanaged', { device, domain: cur.id });
@@ -217,7 +276,7 @@ export class DmaApi {
     if (st?.mode === 'direct') return st;
     if (st?.domain && this.iommu.domains.has(st.domain.id)) {
       if (!cur) this.iommu.attach(st.domain.id, device);
-      if (!cur || cur === st.domain) return st;
+      if (!cur || cur === st.domain) return this.remember(device, st);
     }
     // A family whose devices share one aperture without isolation (the GART) shares one default DMA domain.
     const shared = cur ? undefined : this.sharedState(device);
@@ -235,10 +294,12 @@ export class DmaApi {
       fq: [],
       fqTimer: null,
     };
-    if (st) this.live.stale = true;
     this.devices.set(device, fresh);
+    // A first state changes no live mapping; a replaced one takes its mappings along.
+    if (st) this.changed();
+    else this.devicesGen++;
     this.created = !cur;
-    return fresh;
+    return this.remember(device, fresh);
   }
 
   /** The IOVA allocator of a DMA domain: its family's geometry (the GART's aperture), below the DMA limit. */
@@ -259,20 +320,46 @@ export class DmaApi {
 
   /** The device's DMA state if it has one, refusing (DOMAIN_TYPE) a device on an unmanaged domain; creates nothing. */
   private existing(device: string): DeviceDmaState | undefined {
+    const known = this.hot(device);
+    if (known !== null) return known;
     const cur = this.iommu.domainOf(device);
     if (cur && cur.type !== 'dma') {
       fail('dmaUnmanaged', { device, domain: cur.id });
     }
     const st = this.devices.get(device);
+    if (st !== undefined && st.mode === 'iommu' && cur !== null && cur === st.domain) return this.remember(device, st);
     return st && (st.mode === 'direct' || (st.domain && this.iommu.domains.has(st.domain.id))) ? st : undefined;
+  }
+
+  /** The state acquire() and existing() would find for the device, when it is the one they last found (see hotDevice). */
+  private hot(device: string): DeviceDmaState | null {
+    return device === this.hotDevice && this.hotGen === this.iommu.gen && this.hotDevicesGen === this.devicesGen && this.hotBank!.domain === this.hotDomain ? this.hotState : null;
+  }
+
+  /** Notes a state found attached to its default DMA domain (in iommu mode) for hot(); returns it. */
+  private remember(device: string, st: DeviceDmaState): DeviceDmaState {
+    this.hotDevice = device;
+    this.hotBank = this.iommu.soc.device(device).bank;
+    this.hotDomain = st.domain!.id;
+    this.hotGen = this.iommu.gen;
+    this.hotDevicesGen = this.devicesGen;
+    this.hotState = st;
+    return st;
+  }
+
+  /** `devices` changed in a way that may change the live mappings: the count and the overlap index are redone. */
+  private changed(): void {
+    this.live.stale = true;
+    this.mapped = -1;
+    this.devicesGen++;
   }
 
   /** Undoes acquire() for a refused first mapping: the default domain goes again. */
   private release(device: string, created: boolean): void {
     if (!created) return;
     const st = this.devices.get(device)!;
-    this.live.stale = true;
     this.devices.delete(device);
+    this.changed();
     this.iommu.detach(st.domain!.id, device);
     if (![...this.devices.values()].some((o) => o.domain === st.domain)) this.iommu.domainFree(st.domain!.id);
   }
@@ -288,7 +375,10 @@ export class DmaApi {
         fail('dmaModeBusy', { device, mappings: st.mappings.size });
       }
       if (opts.mode === 'direct') st = this.toDirect(device, st);
-      else st!.mode = 'iommu';
+      else {
+        st!.mode = 'iommu';
+        this.changed();
+      }
     }
     if (!st || st.mode === 'iommu') st = this.state(device);
     if (opts.dmaLimit !== undefined) {
@@ -329,8 +419,8 @@ export class DmaApi {
       // A default DMA domain other devices share (the GART's) stays theirs.
       if (![...this.devices.values()].some((o) => o !== st && o.domain === st.domain)) this.iommu.domainFree(st.domain.id);
     }
-    this.live.stale = true;
     this.devices.set(device, next);
+    this.changed();
     return next;
   }
 
@@ -356,7 +446,7 @@ export class DmaApi {
     }
     // Every check that can refuse comes before anything is created.
     for (const s of segs) this.checkOverlap(device, s.paddr, s.size, dir);
-    const direct = this.devices.get(device);
+    const direct = this.hot(device) === null ? this.devices.get(device) : undefined;
     if (direct?.mode === 'direct') {
       this.existing(device);
       return this.mapDirect(direct, segs, dir);
@@ -385,7 +475,7 @@ export class DmaApi {
     }
     try {
       // Each segment's whole pages, one after another from iova (one segment: one map, no batch to build).
-      if (segs.length === 1) this.iommu.map(st.domain!.id, iova, segs[0]!.paddr - (segs[0]!.paddr % PAGE), total, prot, true, this.pages);
+      if (segs.length === 1) this.iommu.mapIn(st.domain!, iova, segs[0]!.paddr - (segs[0]!.paddr % PAGE), total, prot, this.pages);
       else {
         const ops: BatchOp[] = [];
         for (let i = 0, off = 0; i < segs.length; i++) {
@@ -402,6 +492,7 @@ export class DmaApi {
     }
     const m: DmaMapping = { dmaAddr: out[0]!.dmaAddr, size, dir, segments: out, iova, iovaBytes: total };
     st.mappings.set(m.dmaAddr, m);
+    if (this.mapped >= 0) this.mapped++;
     this.live.add(m);
     this.maint?.mapped(device, m);
     return m;
@@ -437,6 +528,7 @@ export class DmaApi {
     }
     const m: DmaMapping = { dmaAddr, size: segs.reduce((a, s) => a + s.size, 0), dir, segments: out, iova: 0, iovaBytes: 0 };
     st.mappings.set(dmaAddr, m);
+    if (this.mapped >= 0) this.mapped++;
     this.live.add(m);
     this.maint?.mapped(st.device, m);
     return m;
@@ -452,12 +544,14 @@ export class DmaApi {
     if (st.mode === 'direct') {
       this.maint?.unmapped(st.device, m);
       st.mappings.delete(dmaAddr);
+      if (this.mapped >= 0) this.mapped--;
       this.live.remove(m);
       return m;
     }
-    this.iommu.unmap(st.domain!.id, m.iova, m.iovaBytes, true);
+    this.iommu.unmapIn(st.domain!, m.iova, m.iovaBytes);
     this.maint?.unmapped(st.device, m);
     st.mappings.delete(dmaAddr);
+    if (this.mapped >= 0) this.mapped--;
     this.live.remove(m);
     if (st.domain!.flushPolicy === 'strict') {
       // The IOMMU layer invalidated at once (the DMA domain is strict): the IOVA may be reused now.
@@ -510,8 +604,8 @@ export class DmaApi {
 
   restore(s: DmaSnapshot): void {
     this.close();
-    this.live.stale = true;
     this.devices.clear();
+    this.changed();
     const byDomain = new Map<string, IovaAllocator>();
     for (const x of s) {
       // Devices sharing one default DMA domain (the GART's) share its allocator; direct mode has none.
@@ -551,8 +645,12 @@ export class DmaApi {
   }
 
   private checkOverlap(device: string, paddr: number, size: number, dir: DmaDirection): void {
-    let n = 0;
-    for (const st of this.devices.values()) n += st.mappings.size;
+    let n = this.mapped;
+    if (n < 0) {
+      n = 0;
+      for (const st of this.devices.values()) n += st.mappings.size;
+      this.mapped = n;
+    }
     if (n >= INDEX_FROM) {
       if (this.live.stale) this.live.rebuild(this.devices.values());
       if (!this.live.conflicts(paddr, size, dir)) return;
@@ -595,8 +693,8 @@ export class DmaApi {
     this.flushQueue(st);
     // Detached, the device keeps its default domain (and its allocator) for its next DMA call; freed, it is gone.
     if (why === 'domain-free') {
-      this.live.stale = true;
       this.devices.delete(device);
+      this.changed();
     }
   }
 }

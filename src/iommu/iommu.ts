@@ -95,6 +95,11 @@ export class Iommu {
   readonly beforeFree: Array<(domain: string) => void> = [];
   private domainSeq = 0;
   /**
+   * Rises whenever a domain comes or goes or a device is attached or detached through this API: a caller that
+   * found a device's domain may keep it while this (and the device's context) has not changed.
+   */
+  gen = 0;
+  /**
    * Leaves of the domains map/unmap count (d.pages), summed as they change: the page limit's check read every
    * domain's counts on each operation. Domains whose table counts its own leaves (the GART's entries can be
    * written underneath) are asked at each check instead.
@@ -157,6 +162,7 @@ export class Iommu {
       smmu,
     );
     this.domains.set(id, d);
+    this.gen++;
     if (table.pageCounts) this.selfCounting.add(d);
     this.sink.emit({ type: 'domain', action: 'alloc', domain: id, family: smmu.family, ttbr0: hex(table.root) });
     return d;
@@ -176,6 +182,7 @@ export class Iommu {
     for (const f of this.beforeFree) f(id);
     this.soc.mem.atomically(() => d.table.free());
     this.domains.delete(id);
+    this.gen++;
     if (!this.selfCounting.delete(d)) this.countedLeaves -= d.leafCount;
     this.sink.emit({ type: 'domain', action: 'free', domain: id });
   }
@@ -208,11 +215,13 @@ export class Iommu {
       old.attached.delete(dev);
       d.attached.add(dev);
       dev.smmu.switchContext(dev.bank, d.table, id);
+      this.gen++;
       this.sink.emit({ type: 'attach', domain: id, device: deviceName, replaced: cur, ttbr0: hex(dev.smmu.tableRegister(dev.bank)) });
       return d;
     }
     dev.smmu.attachContext(dev.bank, d.table, id);
     d.attached.add(dev);
+    this.gen++;
     this.sink.emit({ type: 'attach', domain: id, device: deviceName, ttbr0: hex(dev.smmu.tableRegister(dev.bank)) });
     return d;
   }
@@ -228,6 +237,7 @@ export class Iommu {
     this.sink.emit({ type: 'detach', domain: id, device: deviceName });
     dev.smmu.detachContext(dev.bank);
     d.attached.delete(dev);
+    this.gen++;
     return d;
   }
 
@@ -236,7 +246,15 @@ export class Iommu {
    * DMA API, which reads none, passes one array for all its maps).
    */
   map(id: string, iova: number, paddr: number, size: number, prot: number, allowDma = false, pages: PageCounts = [0, 0, 0, 0]): { iova: number; size: number; pages: PageCounts } {
-    const d = this.writable(id, allowDma);
+    this.mapIn(this.writable(id, allowDma), iova, paddr, size, prot, pages);
+    return { iova, size, pages };
+  }
+
+  /**
+   * map() on a domain the caller holds and knows is live: the DMA API on its own domain (no lookup by id, no
+   * DOMAIN_TYPE check). The page counts go to `pages`.
+   */
+  mapIn(d: Domain, iova: number, paddr: number, size: number, prot: number, pages: PageCounts): void {
     const op = this.oneMap;
     op.iova = iova;
     op.paddr = paddr;
@@ -244,12 +262,15 @@ export class Iommu {
     op.prot = prot;
     pages[0] = pages[1] = pages[2] = pages[3] = 0;
     this.apply(d, this.oneMapOps, null, pages);
-    return { iova, size, pages };
   }
 
   /** One unmap (iommu_unmap): bytes unmapped. */
   unmap(id: string, iova: number, size: number, allowDma = false): number {
-    const d = this.writable(id, allowDma);
+    return this.unmapIn(this.writable(id, allowDma), iova, size);
+  }
+
+  /** unmap() on a domain the caller holds and knows is live (see mapIn). */
+  unmapIn(d: Domain, iova: number, size: number): number {
     const op = this.oneUnmap;
     op.iova = iova;
     op.size = size;
@@ -406,6 +427,7 @@ export class Iommu {
   /** Rebuilds the domains over tables already in RAM (the snapshot restored the memory first). */
   restore(s: IommuSnapshot): void {
     this.domainSeq = s.domainSeq;
+    this.gen++;
     this.domains.clear();
     this.selfCounting.clear();
     this.countedLeaves = 0;
