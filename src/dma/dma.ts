@@ -234,9 +234,10 @@ export class DmaApi {
    * While none has changed, the same call finds the same state, so it is returned without the lookups (a device's
    * DMA calls come in runs).
    */
-  private hotDevice: string | null = null;
+  // Strings from the start (no device is ''): a comparison with null made each new session's first call deoptimize.
+  private hotDevice = '';
   private hotBank: HwContext | null = null;
-  private hotDomain: string | null = null;
+  private hotDomain: string | null = '';
   private hotGen = -1;
   private hotDevicesGen = -1;
   private hotState: DeviceDmaState | null = null;
@@ -463,11 +464,15 @@ export class DmaApi {
       this.release(device, created);
       throw e;
     }
-    // Sized at once: a pushed-to empty array grows a backing store for 17.
-    const out: DmaMapping['segments'] = new Array(segs.length);
+    // Sized at once: a pushed-to empty array grows a backing store for 17 (and map_single's one segment is a
+    // literal: new Array(n) is a runtime call).
     const prot = protOf(dir);
-    let size = 0;
-    for (let i = 0, off = 0; i < segs.length; i++) {
+    const s0 = segs[0]!;
+    const first = { paddr: s0.paddr, size: s0.size, dmaAddr: iova + (s0.paddr % PAGE) };
+    const out: DmaMapping['segments'] = segs.length === 1 ? [first] : new Array(segs.length);
+    out[0] = first;
+    let size = s0.size;
+    for (let i = 1, off = spanOf(s0); i < segs.length; i++) {
       const s = segs[i]!;
       out[i] = { paddr: s.paddr, size: s.size, dmaAddr: iova + off + (s.paddr % PAGE) };
       off += spanOf(s);

@@ -163,7 +163,8 @@ const KEEP_SLOTS = 4096;
 
 /** DMA addresses are page-aligned more often than not: the page number is mixed in, and the high bits down. */
 function hash(key: number): number {
-  const k = (key | 0) === key ? key : key % 0x100000000 | 0;
+  // ToInt32: the key modulo 2^32 as a signed 32-bit integer, whatever number it is.
+  const k = key | 0;
   const h = Math.imul(k ^ (k >>> 12), 0x9e3779b1);
   return h ^ (h >>> 16);
 }
