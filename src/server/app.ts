@@ -65,7 +65,17 @@ export const DEFAULT_LIMITS: Limits = {
  * per route at startup): generated code for the inputs it models, and zod's own parser for everything else, so a
  * refusal carries exactly the issues the plain schema gives. The route keeps the plain schema (OpenAPI, schemas/).
  */
-const compiledValidatorCompiler: FastifySchemaCompiler<z.ZodType> = (route) => validatorCompiler({ ...route, schema: z.compile(route.schema) });
+export const compiledValidatorCompiler: FastifySchemaCompiler<z.ZodType> = (route) => {
+  const compiled = z.compile(route.schema);
+  const refuse = validatorCompiler({ ...route, schema: compiled });
+  // An accepted input goes through the compiled schema's own safeParse: the generated code alone, without the
+  // parse context, payload and issue list zod's generic safeParse makes per call. What it refuses, the type
+  // provider's validator parses again, for the same issues as before.
+  return (data) => {
+    const r = compiled.safeParse(data);
+    return r.success ? { value: r.data } : refuse(data);
+  };
+};
 
 type BodyParser = (req: FastifyRequest, body: string, done: (err: Error | null, body?: unknown) => void) => void;
 

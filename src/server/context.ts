@@ -2,7 +2,7 @@
 import type { FastifyRequest } from 'fastify';
 import { WS_SESSION_GONE } from '../api/stream.js';
 import type { Command, CommandOf } from '../session/commands.js';
-import type { Role, Session, SessionRegistry, TokenInfo } from '../session/session.js';
+import { frozenActor, type Actor, type Role, type Session, type SessionRegistry, type TokenInfo } from '../session/session.js';
 import type { AnsweredOp, ResultView } from '../session/views.js';
 
 declare module 'fastify' {
@@ -40,8 +40,14 @@ export interface ResolvedOptions {
   wsHighWater: number;
 }
 
-export function actor(req: FastifyRequest): { role: Role; label: string | null } {
-  return { role: req.auth.role, label: req.auth.label };
+/** Each token's actor, made once (frozenActor: the session holds it as it is instead of copying it per command). */
+const ACTORS = new WeakMap<TokenInfo, Actor>();
+
+export function actor(req: FastifyRequest): Actor {
+  const auth = req.auth;
+  let a = ACTORS.get(auth);
+  if (!a || a.role !== auth.role || a.label !== auth.label) ACTORS.set(auth, (a = frozenActor(auth.role, auth.label)));
+  return a;
 }
 
 /** Applies a command for the caller and waits until it is durable; T is what that command returns. */

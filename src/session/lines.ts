@@ -53,6 +53,9 @@ function hasKeys(o: object, keys: readonly string[]): boolean {
   return i === keys.length;
 }
 
+/** An own data property (not a getter): on a frozen object its value never changes. */
+const isDataProperty = (o: object, key: string): boolean => 'value' in (Object.getOwnPropertyDescriptor(o, key) ?? {});
+
 const isU32 = (v: unknown): v is number => typeof v === 'number' && v >>> 0 === v;
 
 export class JsonLines {
@@ -73,6 +76,8 @@ export class JsonLines {
   private lastRole = '';
   private lastLabel: string | null = null;
   private lastActor = -1;
+  /** The last actor object taken, when it cannot change (frozen, data properties): the same object, the same index. */
+  private lastBy: object | null = null;
   /** The last time string packed, its milliseconds and the bytes of it as JSON. */
   private lastTime: string | null = null;
   private lastMs = 0;
@@ -209,6 +214,7 @@ export class JsonLines {
   /** The actor table's index of `by` (NO_ACTOR: null), or -2 when it is not `{ role, label }` of strings / null. */
   private actorOf(by: unknown): number {
     if (by === null) return NO_ACTOR;
+    if (by === this.lastBy) return this.lastActor;
     if (typeof by !== 'object' || !hasKeys(by as object, ACTOR_KEYS)) return -2;
     const { role, label } = by as { role: unknown; label: unknown };
     if (typeof role !== 'string' || (label !== null && typeof label !== 'string')) return -2;
@@ -225,6 +231,7 @@ export class JsonLines {
     this.lastRole = role;
     this.lastLabel = label;
     this.lastActor = i;
+    this.lastBy = Object.isFrozen(by) && isDataProperty(by, 'role') && isDataProperty(by, 'label') ? by : null;
     return i;
   }
 

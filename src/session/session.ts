@@ -253,6 +253,21 @@ function onDataPath(soc: Soc, cmd: Command): boolean {
   return smmu !== undefined && smmu.family !== 'omap';
 }
 
+/** Actors made by frozenActor(): exactly `{ role, label }`, unchangeable. */
+const FROZEN_ACTORS = new WeakSet<Actor>();
+
+/** An actor that commands and events can hold as it is (the server makes one per token, not one per request). */
+export function frozenActor(role: Role, label: string | null): Actor {
+  const a = Object.freeze({ role, label });
+  FROZEN_ACTORS.add(a);
+  return a;
+}
+
+/** The actor events carry: `{ role, label }` and nothing else of what the caller passed (copied unless frozenActor's). */
+function actorOf(a: Actor | null): Actor | null {
+  return !a ? null : FROZEN_ACTORS.has(a) ? a : { role: a.role, label: a.label };
+}
+
 /** Faults taken by every context (FSR and friends change only with one, with or without an event). */
 function faultCount(soc: Soc): number {
   let n = 0;
@@ -628,7 +643,7 @@ export class Session {
     const dataPath = onDataPath(this.soc, cmd);
     const memBefore = dataPath ? this.soc.mem.gen : 0;
     const faultsBefore = dataPath ? faultCount(this.soc) : 0;
-    this.bus.actor = actor ? { role: actor.role, label: actor.label } : null;
+    this.bus.actor = actorOf(actor);
     let result: unknown;
     try {
       result = execute(this, cmd);

@@ -6,6 +6,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { validatorCompiler } from 'fastify-type-provider-zod';
+import { compiledValidatorCompiler } from '../../src/server/app.js';
 import * as S from '../../src/api/schemas.js';
 import { CommandSchema } from '../../src/session/commands.js';
 import { inputsFor } from '../support/zod-arb.js';
@@ -76,5 +78,20 @@ describe('z.compile: the compiled validators agree with their zod schemas', () =
       [CommandSchema, { op: 'unmap', did: 'x'.repeat(1025), iova: 0, size: 1 }],
     ];
     for (const [schema, input] of cases) agree(schema, z.compile(schema), input);
+  });
+
+  it("the routes' validator answers what the type provider's validator of the plain schema answers: value or errors", () => {
+    for (const [name, schema] of Object.entries(REQUESTS)) {
+      if (name === 'CommandSchema') continue;
+      const route = { schema, method: 'POST', url: '/x', httpPart: 'body' };
+      const ours = compiledValidatorCompiler(route);
+      const theirs = validatorCompiler(route);
+      fc.assert(
+        fc.property(inputsFor(schema), (input) => {
+          expect(ours(input)).toStrictEqual(theirs(input));
+        }),
+        { numRuns: 200, seed: 16 },
+      );
+    }
   });
 });

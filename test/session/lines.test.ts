@@ -95,6 +95,34 @@ describe('JsonLines.pushCommand', () => {
     );
   });
 
+  it('an actor object handed over again gives its line as it is then: frozen, mutable or with a getter (property)', () => {
+    let getterRole: unknown = 'owner';
+    const getter = Object.freeze(Object.defineProperties({}, { role: { get: () => getterRole, enumerable: true }, label: { value: null, enumerable: true } }));
+    const pool = () => [Object.freeze({ role: 'owner', label: null }), Object.freeze({ role: 'operator', label: 'ci' }), Object.freeze({ label: null, role: 'owner' }), getter, { role: 'owner', label: null }];
+    const time = new Date(Date.UTC(2026, 10, 26, 5, 22, 57, 123)).toISOString();
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat({ max: 4 }), fc.boolean(), fc.constantFrom('owner', 'operator', 7)), { maxLength: 60 }), (steps) => {
+        const actors = pool();
+        const j = new JsonLines();
+        const expected: string[] = [];
+        steps.forEach(([k, map, role], i) => {
+          const by = actors[k]! as { role: unknown };
+          const cmd = map ? { op: 'map', did: 'd1', iova: 0x1000 * i, paddr: 0x80000000, size: 4096, prot: ['read'] } : { op: 'unmap', did: 'd1', iova: 0x1000 * i, size: 4096 };
+          const rec = { seq: i, time, by, cmd };
+          const line = JSON.stringify(rec);
+          if (!j.pushCommand(i, time, by, cmd)) j.push(line);
+          expected.push(line);
+          // The mutable actor and the getter's value change between records.
+          if (k === 4) by.role = role;
+          if (k === 3) getterRole = role;
+        });
+        expect(j.lines()).toEqual(expected);
+        expect(j.bytes).toBe(utf8(expected));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('packs the records routes and replays make, across chunks, and refuses what it cannot give back exactly', () => {
     const j = new JsonLines();
     const expected: string[] = [];
