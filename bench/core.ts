@@ -141,6 +141,12 @@ export function coreBenchmarks(): BenchResult[] {
 }
 
 /**
+ * Timed rounds of each DMA figure (medianRate, after two untimed): a single ~40 ms round is one noisy sample, and
+ * the first round after the other pattern ran still recompiles what that pattern deoptimised.
+ */
+const DMA_ROUNDS = 5;
+
+/**
  * DMA API: dma_map_single + dma_unmap of an 8-page buffer, beside Linux's ≈ 1.0 µs + 1.3 µs: a figure quoted in
  * HARDWARE.md (dma_map_benchmark on other hardware), not measured here. Two patterns: map then unmap at once, as
  * a driver streaming one buffer does (the freed IOVA comes back from the allocator's cache), and 1,024 buffers
@@ -153,12 +159,12 @@ export function dmaBenchmarks(): BenchResult[] {
   {
     const s = session(MSM8X60);
     s.dma.map('vfe_imgwr', 0x40000000, 0x1000, 'to-device'); // creates the DMA domain outside the timing
-    const perSec = rate((k) => {
+    const perSec = medianRate((k) => {
       for (let i = 0; i < k; i++) {
         const m = s.dma.map('vfe_imgwr', 0x40100000, 8 * 0x1000, 'bidirectional');
         s.dma.unmap('vfe_imgwr', m.dmaAddr, 8 * 0x1000, 'bidirectional');
       }
-    }, 50_000);
+    }, 50_000, DMA_ROUNDS);
     const ns = 1e9 / perSec;
     out.push({ name: 'dma-map-unmap-single-8p', value: ns, unit: 'ns', baseline: linuxNs, ratio: linuxNs / ns, note: `map then unmap (freed IOVAs reused); ${note}` });
   }
@@ -167,12 +173,12 @@ export function dmaBenchmarks(): BenchResult[] {
     s.dma.map('vfe_imgwr', 0x40000000, 0x1000, 'to-device');
     const LIVE = 1024;
     const addrs = new Array<number>(LIVE);
-    const perSec = rate((k) => {
+    const perSec = medianRate((k) => {
       for (let i = 0; i < k; i += LIVE) {
         for (let j = 0; j < LIVE; j++) addrs[j] = s.dma.map('vfe_imgwr', 0x40100000 + j * 0x8000, 8 * 0x1000, 'bidirectional').dmaAddr;
         for (let j = 0; j < LIVE; j++) s.dma.unmap('vfe_imgwr', addrs[j]!, 8 * 0x1000, 'bidirectional');
       }
-    }, 20 * LIVE);
+    }, 20 * LIVE, DMA_ROUNDS);
     const ns = 1e9 / perSec;
     out.push({ name: 'dma-map-unmap-single-8p-noreuse', value: ns, unit: 'ns', baseline: linuxNs, ratio: linuxNs / ns, note: `1,024 mapped, then unmapped (IOVAs mostly fresh from the tree); ${note}` });
   }
