@@ -1,20 +1,24 @@
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler } from 'fastify';
 import { refusal } from '../errors.js';
-import { Session, type Role, type TokenInfo } from '../session/session.js';
+import { sameText, Session, type Role, type TokenInfo } from '../session/session.js';
 
 /** The least role a request needs by its method when its route names none: GET and HEAD read. */
 function methodRole(method: string): Role {
   return method === 'GET' || method === 'HEAD' ? 'observer' : 'operator';
 }
 
-/** The last Authorization header read and its token: a client sends the same header on every request. */
+/**
+ * The last Authorization header read and its token: a client sends the same header on every request. The header
+ * holds another client's valid token, so it is compared in time that depends on its length only (as
+ * Session.authenticate compares tokens): `===` stops at the first differing character and would time a guess.
+ */
 let lastHeader = '';
 let lastToken: string | null = null;
 
 function tokenOf(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
   if (h) {
-    if (h === lastHeader) return lastToken;
+    if (sameText(h, lastHeader)) return lastToken;
     const m = /^Bearer\s+(\S+)$/i.exec(h);
     lastHeader = h;
     lastToken = m ? m[1]! : null;

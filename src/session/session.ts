@@ -293,7 +293,7 @@ function randomText(n: number, encoding: 'hex' | 'base64url'): string {
 }
 
 /** a === b in time that depends on the length only (tokens and digests have one length: it tells nothing). */
-function sameText(a: string | undefined, b: string): boolean {
+export function sameText(a: string | undefined, b: string): boolean {
   if (a === undefined || a.length !== b.length) return false;
   let diff = 0;
   for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
