@@ -447,6 +447,7 @@ export class DmaApi {
     }
     // Every check that can refuse comes before anything is created.
     for (const s of segs) this.checkOverlap(device, s.paddr, s.size, dir);
+    // A remembered state (hot) is one in iommu mode: only without one can the device be in direct mode.
     const direct = this.hot(device) === null ? this.devices.get(device) : undefined;
     if (direct?.mode === 'direct') {
       this.existing(device);
