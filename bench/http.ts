@@ -162,6 +162,14 @@ const STEPS: Step[] = [
     },
   ],
   [
+    'http-post-unread-body',
+    async (srv, empty) => {
+      const headers = { authorization: `Bearer ${srv.token}`, 'content-type': 'application/json' };
+      const r = await cannon({ url: srv.address + '/bench/unread-body', method: 'POST', headers, body: JSON.stringify({ iova: '0x40000010', access: 'read' }) }, srv);
+      return [{ name: 'http-post-unread-body', value: r.rps, unit: 'req/s', baseline: empty.rps, ratio: r.rps / empty.rps, note: "reference: the access route's POST to a route whose content-type parser never reads the body: the most a POST route with this body reaches under Node's http and Fastify" }, ...cpuFigure('http-post-unread-body', r, empty)];
+    },
+  ],
+  [
     'http-map-unmap',
     async (srv, empty) => {
       const mu = await mapUnmap(srv);
