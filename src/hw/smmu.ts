@@ -437,7 +437,7 @@ export class Smmu {
   }
 
   private fill(bank: ContextBank, asid: number, w: WalkResult): void {
-    const e = this.tlb.insert(bank.index, asid, pgsizeIndex(w.size), w.vaBase, w.size, w.paBase, w.perm)!;
+    const e = this.tlb.insert(bank.index, asid, pgsizeIndex(w.size), w.vaBase, w.size, w.paBase | 0, w.perm)!;
     const m = this.mem;
     e.ok = PERM_MASKS[w.perm]!;
     e.gen = m.gen;

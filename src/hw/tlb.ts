@@ -243,6 +243,8 @@ export class Tlb {
   /**
    * Fills an entry (replacing one with the same tag, evicting by the policy when full) and returns it for the
    * caller to complete (permission and stale-detector fields); null for a TLB of 0 entries, which keeps none.
+   * paBase may come as the same 32 bits signed (x | 0): a small integer to V8, which a call passes without making
+   * a heap number of it (an unsigned one of 2^31 or more, RAM above 2 GiB, was one more per miss).
    */
   insert(bank: number, asid: number, sizeIdx: number, vaBase: number, size: number, paBase: number, perm: number): TlbEntry | null {
     if (this.capacity === 0) return null;
@@ -262,9 +264,10 @@ export class Tlb {
     e.sizeIdx = sizeIdx;
     e.vaBase = vaBase;
     e.size = size;
-    e.paBase = paBase;
+    const pa = paBase >>> 0;
+    e.paBase = pa;
     e.perm = perm;
-    e.offset = paBase - vaBase;
+    e.offset = pa - vaBase;
     e.ok = 0;
     e.gen = -1;
     this.slots[slot] = e;

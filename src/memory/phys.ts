@@ -11,6 +11,8 @@ export const CHUNK_SHIFT = 16;
 export const CHUNK_SIZE = 1 << CHUNK_SHIFT;
 const CHUNK_COUNT = 2 ** 32 / CHUNK_SIZE;
 const WORD_MASK = (CHUNK_SIZE - 1) >>> 2 << 2;
+/** What tableWord reads outside RAM: no 32-bit word, signed or not. */
+export const OUTSIDE_RAM = 2 ** 32;
 /** Chunks per directory entry (16 MiB of physical space): an idle session holds only the 256-entry directory. */
 const GROUP_SHIFT = 8;
 const GROUP_SIZE = 1 << GROUP_SHIFT;
@@ -111,10 +113,12 @@ export class PhysMemory {
     this.gen++;
   }
 
+  /** Whether addr (unsigned, or the same 32 bits signed) is RAM. */
   isRam(addr: number): boolean {
     const m = this.ramMap[addr >>> CHUNK_SHIFT];
     if (m !== 2) return m === 1;
-    for (const r of this.regions) if (addr >= r.base && addr < r.base + r.size) return true;
+    const a = addr >>> 0;
+    for (const r of this.regions) if (a >= r.base && a < r.base + r.size) return true;
     return false;
   }
 
@@ -140,6 +144,21 @@ export class PhysMemory {
     if (g === null) return 0;
     const w = g.words[(addr >>> CHUNK_SHIFT) & GROUP_MASK]!;
     return w === null ? 0 : w[(addr & WORD_MASK) >>> 2]!;
+  }
+
+  /**
+   * The word at addr as a table walk reads it: read32's 32 bits signed (x | 0), or OUTSIDE_RAM when addr is not RAM
+   * (the walk's external abort). addr may be signed too. One call where the walk made two, and no heap number: a
+   * signed word is a small integer to V8, where an unsigned one of 2^31 or more (tables and RAM above 2 GiB) became
+   * a heap number in each call it crossed (four per walk when V8's inlining did not reach the walk's reads).
+   */
+  tableWord(addr: number): number {
+    const m = this.ramMap[addr >>> CHUNK_SHIFT];
+    if (m !== 1 && (m === 0 || !this.isRam(addr))) return OUTSIDE_RAM;
+    const g = this.dir[addr >>> 24]!;
+    if (g === null) return 0;
+    const w = g.words[(addr >>> CHUNK_SHIFT) & GROUP_MASK]!;
+    return w === null ? 0 : w[(addr & WORD_MASK) >>> 2]! | 0;
   }
 
   write32(addr: number, value: number): void {

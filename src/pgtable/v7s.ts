@@ -5,7 +5,7 @@
  */
 import { fail } from '../errors.js';
 import { FULL_GEOMETRY, type PgTable, type TableDump } from './format.js';
-import type { PhysMemory } from '../memory/phys.js';
+import { OUTSIDE_RAM, type PhysMemory } from '../memory/phys.js';
 import type { PageTablePool } from '../memory/ptpool.js';
 import {
   IOMMU_READ,
@@ -56,29 +56,35 @@ export function l1Base(ttbr0: number): number {
   return (ttbr0 & 0xffffc000) >>> 0;
 }
 
-/** One table walk as the hardware does it (TTBCR.N = 0: TTBR0 covers the whole 32-bit space). */
+/**
+ * One table walk as the hardware does it (TTBCR.N = 0: TTBR0 covers the whole 32-bit space). Descriptor addresses
+ * and descriptors stay signed words (ptep and iopteDeref's bits without their >>> 0; tableWord): small integers to
+ * V8, which passes them through a call as they are, where an unsigned word of 2^31 or more (tables and RAM above
+ * 2 GiB) becomes a heap number in each call it crosses. A table is aligned to its size, so | is ptep's +.
+ */
 export function walk(mem: PhysMemory, ttbr0: number, iova: number, out: WalkResult): WalkResult {
-  const l1a = ptep(l1Base(ttbr0), iova, 1);
-  out.l1Addr = l1a;
+  // lvlIdx(iova, 1) << 2 and lvlIdx(iova, 2) << 2, written out: a walk inlined into a large caller keeps the fewest calls.
+  const l1a = (ttbr0 & 0xffffc000) | ((iova >>> 18) & 0x3ffc);
+  out.l1Addr = l1a >>> 0;
   out.l2Addr = -1;
-  if (!mem.isRam(l1a)) {
+  const d = mem.tableWord(l1a);
+  if (d === OUTSIDE_RAM) {
     out.status = WALK_EXTERNAL;
     return out;
   }
-  const d = mem.read32(l1a);
   // Bit 1 makes a section whatever bit 0 (PXN) says, so this tests more than pteIsTable.
   if (d & L1_SECTION_BIT) return walkLeaf(out, iova, d, d & L1_SUPERSECTION ? SZ_16M : SZ_1M, sectionPerm(d));
   if (!pteIsTable(d, 1)) {
     out.status = WALK_FAULT;
     return out;
   }
-  const l2a = ptep(iopteDeref(d), iova, 2);
-  out.l2Addr = l2a;
-  if (!mem.isRam(l2a)) {
+  const l2a = (d & 0xfffffc00) | ((iova >>> 10) & 0x3fc);
+  out.l2Addr = l2a >>> 0;
+  const e = mem.tableWord(l2a);
+  if (e === OUTSIDE_RAM) {
     out.status = WALK_EXTERNAL;
     return out;
   }
-  const e = mem.read32(l2a);
   if (e & L2_SMALL_BIT) return walkLeaf(out, iova, e, SZ_4K, smallPerm(e));
   if (e & L2_TYPE_LARGE) return walkLeaf(out, iova, e, SZ_64K, largePerm(e));
   out.status = WALK_FAULT;

@@ -215,3 +215,17 @@ describe('property: the TLB against a list model', () => {
     expect(tlb.evictions).toEqual([1]);
   });
 });
+
+describe('Tlb.insert paBase', () => {
+  it('takes a physical address unsigned or as the same 32 bits signed', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xfffff }), fc.integer({ min: 0, max: 0xfffff }), (vpn, pfn) => {
+        const [va, pa] = [vpn * 0x1000, pfn * 0x1000];
+        const a = new Tlb(4, 'lru', 1).insert(0, 0, 0, va, 0x1000, pa, 3)!;
+        const b = new Tlb(4, 'lru', 1).insert(0, 0, 0, va, 0x1000, pa | 0, 3)!;
+        expect([b.paBase, b.offset]).toEqual([a.paBase, a.offset]);
+        expect(a.paBase).toBe(pa);
+      }),
+    );
+  });
+});
