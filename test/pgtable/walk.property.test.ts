@@ -17,8 +17,19 @@ const REGIONS = [
   { name: 'partial', base: 0x20000000, size: 0x00008800 },
 ];
 
-function refWalk(mem: PhysMemory, ttbr0: number, iova: number) {
-  const leaf = (l1Addr: number, l2Addr: number, pte: number, size: number, perm: number) => {
+interface RefWalk {
+  status: number;
+  l1Addr: number;
+  l2Addr: number;
+  size?: number;
+  vaBase?: number;
+  paBase?: number;
+  paddr?: number;
+  perm?: number;
+}
+
+function refWalk(mem: PhysMemory, ttbr0: number, iova: number): RefWalk {
+  const leaf = (l1Addr: number, l2Addr: number, pte: number, size: number, perm: number): RefWalk => {
     const vaBase = (iova & -size) >>> 0;
     const paBase = (pte & -size) >>> 0;
     return { status: WALK_OK, l1Addr, l2Addr, size, vaBase, paBase, paddr: (paBase | (iova & (size - 1))) >>> 0, perm };
