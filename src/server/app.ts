@@ -17,6 +17,7 @@ import { eventRoutes } from './events.js';
 import { installDashboard } from './dashboard.js';
 import { installMetrics } from './metrics.js';
 import { installOpenApiResponses } from './openapi.js';
+import { replyWriter } from './replies.js';
 import { streamRoutes } from './stream.js';
 import { deviceRoutes } from './routes/devices.js';
 import { dmaRoutes } from './routes/dma.js';
@@ -121,7 +122,9 @@ export async function build(opts: BuildOptions = {}): Promise<FastifyInstance> {
     })(),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(compiledValidatorCompiler);
-  app.setSerializerCompiler(opts.validateResponses ? serializerCompiler : () => (data) => JSON.stringify(data));
+  // The daemon writes replies without checking them: JSON.stringify, or the writer of the hottest replies (replies.ts).
+  if (opts.validateResponses) app.setSerializerCompiler(serializerCompiler);
+  else app.setSerializerCompiler(({ schema }) => replyWriter(schema));
 
   // A body-less POST with Content-Type: application/json is fine on routes that take no body (API.md).
   // JSON only: Fastify's default text/plain parser would let a non-JSON body reach validation as a string.

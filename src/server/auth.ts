@@ -14,14 +14,27 @@ function methodRole(method: string): Role {
  */
 let lastHeader = '';
 let lastToken: string | null = null;
+/** Whether the token tokenOf() gave last came from an Authorization header (then lastHeader: the memo below may answer for it). */
+let fromHeader = false;
+/**
+ * What the last header's token authenticated as, in which session and at which state of its token table: the same
+ * header (compared as above) in the same session, its tokens unchanged, authenticates as the same token again.
+ * Held weakly: a deleted session is not kept alive by the last request that reached it.
+ */
+let authSession: WeakRef<Session> | null = null;
+let authGen = -1;
+let authInfo: TokenInfo | null = null;
 
 function tokenOf(req: FastifyRequest): string | null {
   const h = req.headers.authorization;
+  fromHeader = false;
   if (h) {
+    fromHeader = true;
     if (sameText(h, lastHeader)) return lastToken;
     const m = /^Bearer\s+(\S+)$/i.exec(h);
     lastHeader = h;
     lastToken = m ? m[1]! : null;
+    authSession = null;
     return lastToken;
   }
   // Browsers cannot set headers on a WebSocket: ?token= is accepted there (API.md), and only there: a real upgrade
@@ -66,7 +79,18 @@ export function installSessionAuth(app: FastifyInstance, requestsPerSecond: numb
       const sid = (req.params as { sid?: string }).sid;
       const token = tokenOf(req);
       const session = sid ? app.registry.get(sid) : undefined;
-      const auth = token && session ? session.authenticate(token) : null;
+      let auth: TokenInfo | null = null;
+      if (token && session) {
+        if (fromHeader && session.tokenGen === authGen && authSession?.deref() === session) auth = authInfo;
+        else {
+          auth = session.authenticate(token);
+          if (auth && fromHeader) {
+            authSession = new WeakRef(session);
+            authGen = session.tokenGen;
+            authInfo = auth;
+          }
+        }
+      }
       if (!session || !auth) return done(refusal(token ? 'unknownToken' : 'missingToken'));
       const needed: Role = fixed ?? methodRole(req.method);
       if (!Session.allows(auth.role, needed)) {

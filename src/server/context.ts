@@ -42,11 +42,16 @@ export interface ResolvedOptions {
 
 /** Each token's actor, made once (frozenActor: the session holds it as it is instead of copying it per command). */
 const ACTORS = new WeakMap<TokenInfo, Actor>();
+/** The last token asked about and its actor: a client sends one token on every request (no WeakMap lookup then). */
+let lastAuth: TokenInfo | null = null;
+let lastActor: Actor | null = null;
 
 export function actor(req: FastifyRequest): Actor {
   const auth = req.auth;
-  let a = ACTORS.get(auth);
+  let a = auth === lastAuth ? lastActor : ACTORS.get(auth);
   if (!a || a.role !== auth.role || a.label !== auth.label) ACTORS.set(auth, (a = frozenActor(auth.role, auth.label)));
+  lastAuth = auth;
+  lastActor = a;
   return a;
 }
 

@@ -46,7 +46,7 @@ function digits(n: number): number {
 }
 
 /** A plain object whose enumerable keys are exactly `keys`, in that order: JSON.stringify writes just those. */
-function hasKeys(o: object, keys: readonly string[]): boolean {
+export function hasKeys(o: object, keys: readonly string[]): boolean {
   if (Object.getPrototypeOf(o) !== Object.prototype || (o as { toJSON?: unknown }).toJSON !== undefined) return false;
   let i = 0;
   for (const k in o) if (k !== keys[i++]) return false;
@@ -78,6 +78,15 @@ export class JsonLines {
   private lastActor = -1;
   /** The last actor object taken, when it cannot change (frozen, data properties): the same object, the same index. */
   private lastBy: object | null = null;
+  /**
+   * The last did packed and its string index, and the last prot list's flags, their indexes and JSON bytes: a client
+   * maps in one domain with the same flags over and over (no table lookup then).
+   */
+  private lastDid: string | null = null;
+  private lastDidIndex = 0;
+  private readonly lastProt: string[] = [];
+  private readonly lastProtIndex: number[] = [];
+  private lastProtBytes = 0;
   /** The last time string packed, its milliseconds and the bytes of it as JSON. */
   private lastTime: string | null = null;
   private lastMs = 0;
@@ -117,7 +126,11 @@ export class JsonLines {
     const actor = this.actorOf(by);
     if (actor === -2) return false;
     if (time !== this.lastTime && !this.setTime(time)) return false;
-    const did = this.stringOf(c.did);
+    if (c.did !== this.lastDid) {
+      this.lastDidIndex = this.stringOf(c.did);
+      this.lastDid = c.did;
+    }
+    const did = this.lastDidIndex;
     let bytes = (map ? MAP_FIXED : UNMAP_FIXED) + digits(seq) + this.lastTimeBytes + (actor === NO_ACTOR ? 4 : this.actors[actor]!.bytes) + this.stringBytes[did]! + digits(c.iova) + digits(c.size);
     const chunk = this.room(map ? MAP_BYTES : UNMAP_BYTES);
     const v = this.view!;
@@ -138,11 +151,20 @@ export class JsonLines {
     if (map) {
       bytes += digits(paddr) + (prot.length > 1 ? prot.length - 1 : 0);
       chunk[o] = prot.length;
-      for (let i = 0; i < prot.length; i++) {
-        const s = this.stringOf(prot[i] as string);
-        protBytes += this.stringBytes[s]!;
-        v.setUint16(o + 1 + 2 * i, s, true);
+      const last = this.lastProt;
+      let same = prot.length === last.length;
+      for (let i = 0; same && i < prot.length; i++) same = prot[i] === last[i];
+      if (!same) {
+        last.length = this.lastProtIndex.length = this.lastProtBytes = 0;
+        for (let i = 0; i < prot.length; i++) {
+          const s = this.stringOf(prot[i] as string);
+          last.push(prot[i] as string);
+          this.lastProtIndex.push(s);
+          this.lastProtBytes += this.stringBytes[s]!;
+        }
       }
+      protBytes = this.lastProtBytes;
+      for (let i = 0; i < prot.length; i++) v.setUint16(o + 1 + 2 * i, this.lastProtIndex[i]!, true);
       o += 1 + 2 * PROT_MAX;
     }
     this.used = o;

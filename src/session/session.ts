@@ -444,6 +444,8 @@ export class Session {
   private tlbResetPending = false;
   /** Tokens by their public id (legacy ones by their digest's hex). */
   private readonly tokens = new Map<string, HeldToken>();
+  /** Rises whenever the token table changes: what authenticate() answered holds while this has not moved. */
+  tokenGen = 0;
   /** Stall timers by stall id, made at the first stall. */
   private stallTimers: Map<string, NodeJS.Timeout> | null = null;
   private untap: (() => void) | null = null;
@@ -601,6 +603,7 @@ export class Session {
     const digest = hashToken(token);
     const info: TokenInfo = { id, hash: digest, role, label };
     this.tokens.set(id, { info, digest, verified: undefined });
+    this.tokenGen++;
     const rec: TokenRecord = { token: info };
     return { token, durable: this.journal ? this.journal.append(rec).catch(notDurable) : DONE };
   }
@@ -675,7 +678,7 @@ export class Session {
     const trace = this.trace;
     if (trace && !this.journal && this.traceMemory > 0 && revBefore === this.recordedRevision && seqBefore === this.recordedSeq && !this.tlbResetPending) {
       // Nothing moved unrecorded (takeUnrecorded would give nothing): the record is seq, time, by and cmd alone.
-      if (trace.pushCommand(this.bus.lastSeq, this.bus.now(), by, cmd)) {
+      if (trace.pushCommand(this.bus.lastSeq, this.bus.timeSince(seqBefore), by, cmd)) {
         this.recordedRevision = this.revision;
         this.recordedSeq = this.bus.lastSeq;
         if (trace.bytes > this.traceMemory) this.traceFromState(this.traceMemory / 2);
@@ -687,7 +690,7 @@ export class Session {
 
   /** The record of a command run() applied (or refused with events), with what moved before it unrecorded. */
   private commandRecord(by: Actor | null, cmd: Command, refused: boolean, revBefore: number, seqBefore: number): CommandRecord {
-    const rec: CommandRecord = { seq: this.bus.lastSeq, time: this.bus.now(), by, cmd };
+    const rec: CommandRecord = { seq: this.bus.lastSeq, time: this.bus.timeSince(seqBefore), by, cmd };
     if (refused) rec.refused = true;
     const u = this.takeUnrecorded(revBefore, seqBefore);
     if (u) rec.unrecorded = u;
@@ -1004,6 +1007,7 @@ export class Session {
     this.faults = s.faultCounts.length > 0 ? new Map(s.faultCounts) : null;
     // A snapshot is the whole state: tokens and stall timers not in it go.
     this.tokens.clear();
+    this.tokenGen++;
     for (const t of s.tokens) this.addToken(t);
     this.clearStallTimers();
     for (const smmu of this.soc.smmus) for (const b of smmu.banks) for (const st of b.stalls) this.armStallTimer(smmu.name, b.index, st.id);
@@ -1089,6 +1093,7 @@ export class Session {
     // A stored hash that is not 64 hex digits (a hand-edited journal) has no digest and matches nothing.
     const valid = /^[0-9a-fA-F]{64}$/.test(info.hash);
     this.tokens.set(info.id ?? info.hash, { info, digest: valid ? info.hash.toLowerCase() : null, verified: undefined });
+    this.tokenGen++;
   }
 
   /** A command no request asked for (timers): applied and journaled like any other. */

@@ -5,6 +5,7 @@ import { page, pageLimit } from '../paginate.js';
 import { answer, apply, applyView } from '../context.js';
 
 const DomParams = z.object({ sid: z.string(), did: z.string() });
+const unmappedView = (unmapped: number) => ({ unmapped });
 
 /** The IOMMU API: domains, attach/detach, map/unmap/batch, walks and TLB maintenance. */
 export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -33,12 +34,15 @@ export const domainRoutes: FastifyPluginAsyncZod = async (app) => {
     applyView(req, { op: 'detach', did: req.params.did, ...req.body }),
   );
 
-  app.post('/domains/:did/map', { schema: { summary: 'iommu_map: largest page sizes alignment allows, all or nothing', tags: ['domains'], params: DomParams, body: S.MapBody, response: { 200: S.MapResponse } } }, (req) =>
-    applyView(req, { op: 'map', did: req.params.did, ...req.body }),
-  );
+  app.post('/domains/:did/map', { schema: { summary: 'iommu_map: largest page sizes alignment allows, all or nothing', tags: ['domains'], params: DomParams, body: S.MapBody, response: { 200: S.MapResponse } } }, (req) => {
+    // Every key named (MapBody is strict: these are all its keys, in its order): one object shape for every map,
+    // with no spread of the body.
+    const b = req.body;
+    return applyView(req, { op: 'map', did: req.params.did, iova: b.iova, paddr: b.paddr, size: b.size, prot: b.prot });
+  });
 
   app.post('/domains/:did/unmap', { schema: { summary: 'iommu_unmap: removes every mapped page in the range, splitting large pages', tags: ['domains'], params: DomParams, body: S.UnmapBody, response: { 200: S.UnmapResponse } } }, (req) =>
-    answer(applyView(req, { op: 'unmap', did: req.params.did, ...req.body }), (unmapped) => ({ unmapped })),
+    answer(applyView(req, { op: 'unmap', did: req.params.did, iova: req.body.iova, size: req.body.size }), unmappedView),
   );
 
   app.post('/domains/:did/batch', { schema: { summary: 'map and unmap operations in order, all or nothing', tags: ['domains'], params: DomParams, body: S.BatchBody, response: { 200: S.BatchResponse } } }, async (req) => {
