@@ -255,8 +255,18 @@ export class Tlb {
     const old = t === this.absent ? NIL : this.find(bankSize, key);
     this.absent = NaN;
     if (old !== NIL) this.remove(this.slots[old]!);
-    if (this.live >= this.capacity) this.evict();
-    const slot = this.freeSlots.pop()!;
+    let slot: number;
+    if (this.live < this.capacity) slot = this.freeSlots.pop()!;
+    else if (this.lru) {
+      // A full LRU TLB (every fill of a miss-heavy load): the victim's slot is refilled, without the free list.
+      slot = this.leastRecentlyUsed();
+      const victim = this.slots[slot]!;
+      this.unlink(victim);
+      this.evicted[victim.bank]!++;
+    } else {
+      this.evict();
+      slot = this.freeSlots.pop()!;
+    }
     const e = (this.pool[slot] ??= new TlbEntry(slot));
     e.bank = bank;
     e.asid = asid;
@@ -506,6 +516,12 @@ export class Tlb {
   }
 
   private remove(e: TlbEntry): void {
+    this.unlink(e);
+    this.freeSlots.push(e.slot);
+  }
+
+  /** An entry out of the index and the live count; its slot is the caller's to free or refill. */
+  private unlink(e: TlbEntry): void {
     const slot = e.slot;
     const bankSize = e.bank * 4 + e.sizeIdx;
     // Out of its hash chain.
@@ -522,7 +538,6 @@ export class Tlb {
     }
     if (--this.sizeCount[bankSize]! === 0) this.sizeMask[e.bank]! &= ~(1 << e.sizeIdx);
     this.slots[slot] = null;
-    this.freeSlots.push(slot);
     this.live--;
   }
 }

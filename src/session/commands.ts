@@ -228,8 +228,9 @@ function streamBatch(s: Session, smmu: IommuInstance, bank: HwContext, cmd: Comm
     replyHeader(buf, cmd.sop, 0, n);
     // Items start at byte 12 of a fresh buffer: 4-byte aligned, so two u32 stores per item.
     const words = new Uint32Array(buf.buffer, REPLY_HEADER, 2 * n);
+    const priv = cmd.priv;
     for (let i = 0; i < n; i++) {
-      const r = smmu.translate(bank, iovas[i]!, access, cmd.priv, mid);
+      const r = smmu.translate(bank, iovas[i]!, access, priv, mid);
       if (r.outcome === OUTCOME_OK) {
         words[2 * i] = r.tlb << 8 | (r.stale ? ITEM_FLAG_STALE << 16 : 0);
         words[2 * i + 1] = r.paddr;
