@@ -6,12 +6,21 @@
  * numbers), and hands anything else to JSON.stringify.
  */
 import * as S from '../api/schemas.js';
-import { hasKeys } from '../session/lines.js';
 
 type Writer = (data: unknown) => string;
 
-/** A plain object JSON.stringify writes by its keys alone (no toJSON), whose enumerable keys are `keys`, in order. */
-const shaped = (o: unknown, keys: readonly string[]): o is Record<string, unknown> => typeof o === 'object' && o !== null && hasKeys(o, keys);
+/**
+ * A plain object JSON.stringify writes by its keys alone (no toJSON), whose own enumerable keys (what it writes)
+ * are `keys`, in order. Object.keys rather than a for-in loop: a for-in site meeting every reply's shape goes
+ * megamorphic, and sharing one with the trace's record check (lines.ts hasKeys) slowed that one down too.
+ */
+function shaped(o: unknown, keys: readonly string[]): o is Record<string, unknown> {
+  if (typeof o !== 'object' || o === null || Object.getPrototypeOf(o) !== Object.prototype || (o as { toJSON?: unknown }).toJSON !== undefined) return false;
+  const own = Object.keys(o);
+  if (own.length !== keys.length) return false;
+  for (let i = 0; i < own.length; i++) if (own[i] !== keys[i]) return false;
+  return true;
+}
 
 /** A string JSON writes as it is between quotes: printable ASCII without `"` and `\`. */
 function plainText(s: unknown): s is string {

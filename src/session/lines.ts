@@ -46,7 +46,7 @@ function digits(n: number): number {
 }
 
 /** A plain object whose enumerable keys are exactly `keys`, in that order: JSON.stringify writes just those. */
-export function hasKeys(o: object, keys: readonly string[]): boolean {
+function hasKeys(o: object, keys: readonly string[]): boolean {
   if (Object.getPrototypeOf(o) !== Object.prototype || (o as { toJSON?: unknown }).toJSON !== undefined) return false;
   let i = 0;
   for (const k in o) if (k !== keys[i++]) return false;
