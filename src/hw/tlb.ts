@@ -259,7 +259,8 @@ export class Tlb {
     if (this.live < this.capacity) slot = this.freeSlots.pop()!;
     else if (this.lru) {
       // A full LRU TLB (every fill of a miss-heavy load): the victim's slot is refilled, without the free list.
-      slot = this.leastRecentlyUsed();
+      slot = this.oldestFill();
+      if (slot === NIL) slot = this.leastRecentlyUsed();
       const victim = this.slots[slot]!;
       this.unlink(victim);
       this.evicted[victim.bank]!++;
@@ -392,6 +393,26 @@ export class Tlb {
       this.rr = (this.rr + 1) % this.capacity;
     }
     this.evictOne(this.slots[victim]!);
+  }
+
+  /**
+   * leastRecentlyUsed's answer when it is the fill queue's first record, never hit, and older than the heap's valid
+   * first record (a miss-heavy load's every eviction), taken off the queue; NIL otherwise, with nothing changed.
+   */
+  private oldestFill(): number {
+    const at = this.fillHead & (this.fillSlot.length - 1);
+    if (this.fillHead === this.fillTail) return NIL;
+    const slot = this.fillSlot[at]!;
+    const tick = this.fillTick[at]!;
+    const e = this.slots[slot]!;
+    if (e === null || e.filled !== tick || e.used !== tick) return NIL;
+    if (this.heapSize !== 0) {
+      const h = this.slots[this.heapSlot[0]!]!;
+      const used = this.heapUsed[0]!;
+      if (h === null || h.filled !== this.heapFill[0] || h.used !== used || used < tick) return NIL;
+    }
+    this.fillHead++;
+    return slot;
   }
 
   /** The live entry with the smallest `used` (the TLB is full). */
