@@ -263,9 +263,15 @@ export function frozenActor(role: Role, label: string | null): Actor {
   return a;
 }
 
+/** The last actor found in FROZEN_ACTORS: a client's commands come with the same one (no WeakSet lookup then). */
+let lastFrozen: Actor | null = null;
+
 /** The actor events carry: `{ role, label }` and nothing else of what the caller passed (copied unless frozenActor's). */
 function actorOf(a: Actor | null): Actor | null {
-  return !a ? null : FROZEN_ACTORS.has(a) ? a : { role: a.role, label: a.label };
+  if (!a || a === lastFrozen) return a;
+  if (!FROZEN_ACTORS.has(a)) return { role: a.role, label: a.label };
+  lastFrozen = a;
+  return a;
 }
 
 /** Faults taken by every context (FSR and friends change only with one, with or without an event). */
