@@ -9,7 +9,8 @@ const DevParams = z.object({ sid: z.string(), device: z.string() });
 export const deviceRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post('/devices/:device/access', { schema: { summary: 'One transaction or transfer through the device context', tags: ['devices'], params: DevParams, body: S.AccessBody, response: { 200: S.AccessResponse } } }, (req) => {
     const b = req.body;
-    // The common access, iova and kind alone, as a literal (one object shape, no spread); any other body as it came.
+    // The common access, iova and kind alone, as a literal (one object shape, no spread); any other body as it came
+    // (test/server/named-body-keys.test.ts fails when AccessBody gains a key this test does not name).
     const plain = !('priv' in b || 'mid' in b || 'size' in b || 'data' in b);
     return applyView(req, plain ? { op: 'access', device: req.params.device, iova: b.iova, access: b.access } : { op: 'access', device: req.params.device, ...b });
   });
