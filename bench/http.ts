@@ -13,6 +13,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { daemonCommand } from './pin.js';
+import { RANDOM_BASE, RANDOM_SPAN, randomBatches } from './stream-load.js';
 import type { BenchResult } from './report.js';
 
 export interface Server {
@@ -460,17 +461,12 @@ export async function streamTranslate(srv: Server): Promise<BenchResult[]> {
   rtt.sort((a, b) => a - b);
   warmSt.close();
 
-  const SPAN = 64 * 1024 * 1024;
   const s = await client.createSession({ profile: 'tiny', tlbEntries: 128, name: 'bench-random' });
   const d = await s.allocDomain({ pgsizes: [4096] });
   await s.attach(d.id, 'dev0');
-  await s.map(d.id, { iova: '0x60000000', paddr: '0x80000000', size: SPAN, prot: ['read', 'write'] });
+  await s.map(d.id, { iova: RANDOM_BASE, paddr: '0x80000000', size: RANDOM_SPAN, prot: ['read', 'write'] });
   const st = await s.stream('dev0', { maxInFlight: 8 });
-  // 16 batches of fresh random addresses, cycled: 65,536 lookups over 16,384 pages before any batch repeats.
-  let seed = 0x9e3779b9;
-  const rnd = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-  const batches = Array.from({ length: 16 }, () => Uint32Array.from({ length: 4096 }, () => 0x60000000 + (Math.floor(rnd() * SPAN) & ~3)));
-  const randomRate = await translateRate(st, batches);
+  const randomRate = await translateRate(st, randomBatches());
   st.close();
   await s.delete();
   return [

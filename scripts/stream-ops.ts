@@ -3,7 +3,7 @@
  * what the WebSocket handler (src/server/stream.ts) does with it (decodeRequest, Session.run of the stream command,
  * the bus's endBurst). `npx tsx scripts/stream-ops.ts [random|warm] [--root DIR]... [--rounds R] [--frames F]`.
  * random is ws-stream-translate-random's shape (tiny profile, TLB 128, one 64 MiB mapping of 4K pages, 16 batches
- * of 4096 uniform random iovas cycled, bench/http.ts's generator); warm is every iova in one mapped page. Each round
+ * of 4096 uniform random iovas cycled, bench/stream-load.ts); warm is every iova in one mapped page. Each round
  * is F frames after a warm-up; a line gives the min and median over rounds of CPU ns per translation. Several
  * --root checkouts (an A/B against a base worktree) load into one process and take rounds in turn, so a machine
  * busy with other work slows each alike; a tsc build (--root DIR/dist) runs as JavaScript with the source's line
@@ -11,11 +11,11 @@
  */
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { RANDOM_BASE, RANDOM_SPAN, randomBatches } from '../bench/stream-load.js';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { root: { type: 'string', multiple: true }, rounds: { type: 'string', default: '7' }, frames: { type: 'string', default: '300' } } });
 const roots = values.root ?? [new URL('..', import.meta.url).pathname];
 const FRAMES = Number(values.frames);
-const SPAN = 64 * 1024 * 1024;
 const actor = Object.freeze({ role: 'operator' as const, label: null });
 
 type Stream = typeof import('../src/api/stream.js');
@@ -32,7 +32,7 @@ async function contender(root: string, warm: boolean) {
   const auth = { authorization: `Bearer ${s.token}` };
   const did = (await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains`, headers: auth, payload: { pgsizes: [4096] } })).json().id;
   await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/attach`, headers: auth, payload: { device: 'dev0' } });
-  const m = await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/map`, headers: auth, payload: { iova: warm ? '0x40000000' : '0x60000000', paddr: '0x80000000', size: warm ? 4096 : SPAN, prot: ['read', 'write'] } });
+  const m = await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/domains/${did}/map`, headers: auth, payload: { iova: warm ? 0x40000000 : RANDOM_BASE, paddr: '0x80000000', size: warm ? 4096 : RANDOM_SPAN, prot: ['read', 'write'] } });
   if (m.statusCode !== 200) throw new Error(m.body);
   const sess = app.registry.sessions.get(s.id)!;
   const frames = batches(stream, warm);
@@ -61,12 +61,7 @@ function batches(stream: Stream, warm: boolean): Uint8Array[] {
     for (let i = 0; i < w.length; i++) w[i] = 0x40000000 + (i & 0xfff);
     return [stream.encodeRequest({ id: 1, op: stream.OP_TRANSLATE_READ, priv: false, mid: 0xff, iovas: w })];
   }
-  let seed = 0x9e3779b9;
-  const rnd = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
-  return Array.from({ length: 16 }, (_, k) => {
-    const iovas = Uint32Array.from({ length: 4096 }, () => 0x60000000 + (Math.floor(rnd() * SPAN) & ~3));
-    return stream.encodeRequest({ id: k, op: stream.OP_TRANSLATE_READ, priv: false, mid: 0xff, iovas });
-  });
+  return randomBatches().map((iovas, k) => stream.encodeRequest({ id: k, op: stream.OP_TRANSLATE_READ, priv: false, mid: 0xff, iovas }));
 }
 
 for (const warm of [false, true]) {
